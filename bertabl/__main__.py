@@ -1,0 +1,5 @@
+"""`python -m bertabl` = the `bertabl` command."""
+
+from bertabl.cli import main
+
+main()

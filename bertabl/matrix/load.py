@@ -1,0 +1,197 @@
+"""Reading a matrix: TOML file + scale preset + `--set` overrides -> validated `Matrix`.
+
+Errors name the file, the key path as a user would write it (`finetune.grid.learning_rate[2]`)
+and what is allowed, in one message, never a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import tomllib
+from pydantic import BaseModel, ValidationError
+
+from bertabl.errors import MatrixError
+from bertabl.matrix.presets import PRESETS, deep_merge
+from bertabl.matrix.schema import Matrix
+
+
+@dataclass(frozen=True)
+class MatrixSource:
+    """Where a matrix came from: recorded with every run for the report's provenance footer."""
+
+    path: str
+    sha256: str
+    scale: str
+    overrides: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"overrides": list(self.overrides)}
+
+
+def load_matrix(
+    path: str | Path, overrides: list[str] | tuple[str, ...] = (), scale: str | None = None
+) -> tuple[Matrix, MatrixSource]:
+    """The validated matrix in `path` with `overrides` ("key.path=value") and `scale` applied."""
+    path = Path(path)
+    if not path.is_file():
+        hint = ""
+        if path.parent.is_dir():
+            near = difflib.get_close_matches(path.name, [p.name for p in path.parent.iterdir()])
+            hint = f" (did you mean {path.parent / near[0]}?)" if near else ""
+        raise MatrixError(f"{path}: matrix file not found{hint}")
+    data = path.read_bytes()
+    try:
+        raw = tomllib.loads(data.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise MatrixError(f"{path}: not valid TOML: {err}") from None
+    for override in overrides:
+        key, value = parse_override(override)
+        _set_path(raw, key, value, origin=f"--set {override}")
+    if scale is not None:
+        raw["scale"] = scale
+    matrix = validate(raw, origin=str(path))
+    source = MatrixSource(
+        path=str(path),
+        sha256=hashlib.sha256(data).hexdigest(),
+        scale=matrix.scale,
+        overrides=tuple(overrides),
+    )
+    return matrix, source
+
+
+def validate(raw: dict[str, Any], origin: str) -> Matrix:
+    """`raw` (a parsed TOML table) over its scale preset, validated; errors name `origin`."""
+    scale = raw.get("scale", "tiny")
+    if scale not in PRESETS:
+        raise MatrixError(
+            f"{origin}: scale: unknown preset '{scale}'; allowed: {', '.join(PRESETS)}"
+        )
+    try:
+        return Matrix.model_validate(deep_merge(PRESETS[scale], raw))
+    except ValidationError as err:
+        raise MatrixError(format_validation_error(err, origin)) from None
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`key.path=value` -> (["key", "path"], value); value is read as TOML, else as a string."""
+    if "=" not in text:
+        raise MatrixError(f"--set {text}: expected key.path=value, e.g. pretrain.steps=1000")
+    key, _, value = text.partition("=")
+    path = split_key_path(key.strip())
+    if not path:
+        raise MatrixError(f"--set {text}: empty key; expected key.path=value")
+    try:
+        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()  # bare words: --set pretrain.objective=mlm
+    return path, parsed
+
+
+def split_key_path(key: str) -> list[str]:
+    """Split on dots outside double quotes: `pretrain.axes."model.layers"` -> 3 parts."""
+    parts, current, quoted = [], "", False
+    for ch in key:
+        if ch == '"':
+            quoted = not quoted
+        elif ch == "." and not quoted:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    parts.append(current)
+    return [p for p in parts if p]
+
+
+def format_key_path(loc: tuple[Any, ...] | list[Any]) -> str:
+    """("finetune", "grid", "learning_rate", 2) -> finetune.grid.learning_rate[2]."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            part = str(part)
+            part = f'"{part}"' if "." in part else part
+            out += f".{part}" if out else part
+    return out or "(top level)"
+
+
+def format_validation_error(
+    err: ValidationError, origin: str, schema_prefix: tuple[str, ...] = ()
+) -> str:
+    """One readable line per problem: `origin: key.path: what is wrong; what is allowed`.
+
+    `schema_prefix` places a sub-model's errors in the Matrix (e.g. ("pretrain",)).
+    """
+    lines = []
+    for problem in err.errors(include_url=False):
+        loc = schema_prefix + tuple(p for p in problem["loc"] if not _is_union_tag(p))
+        lines.append(f"{origin}: {format_key_path(loc)}: {_describe(problem, loc)}")
+    return "\n".join(lines)
+
+
+def _describe(problem: dict[str, Any], loc: tuple[Any, ...]) -> str:
+    kind, msg = problem["type"], problem["msg"]
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        typed = str(loc[-1])
+        near = [k for k in allowed if k.startswith(typed)] or difflib.get_close_matches(
+            typed, allowed, n=1
+        )
+        hint = f" (did you mean '{near[0]}'?)" if near else ""
+        return f"unknown key{hint}; allowed keys here: {', '.join(allowed)}"
+    if kind == "missing":
+        return "required key is missing; set it in the matrix or with --set"
+    if kind == "string_pattern_mismatch":
+        return f"'{problem['input']}' is not a valid name; use lowercase letters, digits, _ and -"
+    msg = msg.removeprefix("Value error, ")
+    if kind not in ("value_error", "assertion_error") and "input" in problem:
+        msg += f" (got {problem['input']!r})"
+    return msg
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the model that sits at `loc` in the Matrix schema."""
+    model: type[BaseModel] = Matrix
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return []
+        nested = _model_in(field.annotation)
+        if nested is None:
+            return []
+        model = nested
+    return list(model.model_fields)
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _is_union_tag(part: Any) -> bool:
+    # pydantic inserts the member type name (e.g. "int", "function-after[...]") into the loc of
+    # union members; users never write those.
+    return isinstance(part, str) and ("[" in part or part in ("int", "float", "str", "bool"))
+
+
+def _set_path(raw: dict[str, Any], path: list[str], value: Any, origin: str) -> None:
+    node = raw
+    for i, key in enumerate(path[:-1]):
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            where = format_key_path(path[: i + 1])
+            raise MatrixError(f"{origin}: {where} is a value, not a table; cannot set inside it")
+        node = child
+    node[path[-1]] = value

@@ -1,0 +1,235 @@
+"""Expansion: Matrix -> Plan (pre-training trials, fine-tuning trials, report rows).
+
+Pre-training trials are the resolved configs of (variants x axes), deduplicated by id. Fine-tuning
+trials are pre-training trial x task x grid point x restart, each depending on one pre-training
+trial. A trial id is a short hash of the trial's fully resolved config in canonical JSON, so it is
+the same across runs, machines and key order in the TOML, and changes with any value that matters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from bertabl.data.corpus import corpus_identity
+from bertabl.data.tasks import task_data_identity
+from bertabl.data.tokenizer import vocab_size
+from bertabl.errors import MatrixError
+from bertabl.matrix.compute import bert_parameters, training_flops
+from bertabl.matrix.load import format_key_path, format_validation_error, split_key_path
+from bertabl.matrix.presets import deep_merge
+from bertabl.matrix.schema import Matrix, PretrainConfig
+
+# Bump only when the meaning of a trial config changes, so old results are never mistaken for new.
+TRIAL_SCHEMA = 1
+
+
+def trial_id(prefix: str, config: dict[str, Any]) -> str:
+    """`prefix-` + 8 hex digits of the SHA-256 of the config's canonical JSON."""
+    canonical = json.dumps(
+        {"trial_schema": TRIAL_SCHEMA, **config}, sort_keys=True, separators=(",", ":")
+    )
+    return f"{prefix}-{hashlib.sha256(canonical.encode()).hexdigest()[:8]}"
+
+
+@dataclass(frozen=True)
+class PretrainTrial:
+    id: str
+    config: dict[str, Any]
+    parameters: int
+    tokens: int
+
+    @property
+    def flops(self) -> float:
+        return training_flops(self.parameters, self.tokens)
+
+
+@dataclass(frozen=True)
+class FinetuneTrial:
+    id: str
+    pretrain_id: str
+    task: str
+    grid_point: tuple[tuple[str, Any], ...]  # (("batch_size", 32), ("learning_rate", ...), ...)
+    restart: int
+    config: dict[str, Any]
+    parameters: int
+    tokens: int  # upper bound: every example padded to max_seq_len
+
+    @property
+    def flops(self) -> float:
+        return training_flops(self.parameters, self.tokens)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One report row: a named pre-training variant."""
+
+    name: str
+    label: str
+    pretrain_id: str
+    settings: tuple[tuple[str, Any], ...]  # the overrides that define it, for the report
+
+
+@dataclass
+class Plan:
+    matrix: Matrix
+    rows: list[Row]
+    pretrain: list[PretrainTrial]
+    finetune: list[FinetuneTrial]
+    _by_id: dict[str, PretrainTrial | FinetuneTrial] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self._by_id = {t.id: t for t in [*self.pretrain, *self.finetune]}
+
+    def trial(self, trial_id: str) -> PretrainTrial | FinetuneTrial:
+        return self._by_id[trial_id]
+
+    def cell(self, row: Row, task: str) -> list[FinetuneTrial]:
+        """The fine-tuning trials behind one report cell (all grid points and restarts)."""
+        return [t for t in self.finetune if t.pretrain_id == row.pretrain_id and t.task == task]
+
+    @property
+    def total_flops(self) -> float:
+        return sum(t.flops for t in [*self.pretrain, *self.finetune])
+
+
+def build_plan(matrix: Matrix, origin: str = "matrix") -> Plan:
+    """Expand `matrix` into trials; invalid combinations raise MatrixError naming their key."""
+    data = matrix.data.model_dump(mode="json")
+    data_identity = corpus_identity(data)
+    vocab = vocab_size(data)
+    rows: list[Row] = []
+    pretrain: dict[str, PretrainTrial] = {}
+    for name, label, settings, config in _pretrain_configs(matrix, origin):
+        resolved = config.model_dump(mode="json")
+        resolved["model"]["intermediate"] = config.model.ffn  # "4*hidden" and 3072 are one trial
+        pt_config = {"stage": "pretrain", "pretrain": resolved, "data": data_identity}
+        pt_id = trial_id("pt", pt_config)
+        if pt_id not in pretrain:
+            params = bert_parameters(
+                vocab,
+                config.model.layers,
+                config.model.hidden,
+                config.model.ffn,
+                config.model.max_position,
+                nsp=config.objective == "mlm_nsp",
+            )
+            tokens = config.steps * config.batch_size * config.max_seq_len
+            pretrain[pt_id] = PretrainTrial(pt_id, pt_config, params, tokens)
+        rows.append(Row(name, label, pt_id, settings))
+    finetune = _finetune_trials(matrix, list(pretrain.values()), data)
+    return Plan(matrix, rows, list(pretrain.values()), finetune)
+
+
+def _finetune_trials(
+    matrix: Matrix, pretrain: list[PretrainTrial], data: dict[str, Any]
+) -> list[FinetuneTrial]:
+    ft = matrix.finetune
+    grid = ft.grid
+    trials = []
+    for pt in pretrain:
+        for task in ft.tasks:
+            task_data = task_data_identity(task, data)
+            for batch, lr, epochs in itertools.product(
+                grid.batch_size, grid.learning_rate, grid.epochs
+            ):
+                for restart in range(ft.restarts):
+                    config = {
+                        "stage": "finetune",
+                        "pretrain_id": pt.id,
+                        "task": task,
+                        "task_data": task_data,
+                        "batch_size": batch,
+                        "learning_rate": lr,
+                        "epochs": epochs,
+                        "restart": restart,
+                        "seed": ft.seed + restart,
+                        "max_seq_len": ft.max_seq_len,
+                        "warmup_fraction": ft.warmup_fraction,
+                        "weight_decay": ft.weight_decay,
+                        "eval_batch_size": ft.eval_batch_size,
+                    }
+                    point = (("batch_size", batch), ("learning_rate", lr), ("epochs", epochs))
+                    params = pt.parameters  # classifier head is negligible next to the encoder
+                    tokens = epochs * task_data["train_examples"] * ft.max_seq_len
+                    trials.append(
+                        FinetuneTrial(
+                            trial_id("ft", config),
+                            pt.id,
+                            task,
+                            point,
+                            restart,
+                            config,
+                            params,
+                            tokens,
+                        )
+                    )
+    return trials
+
+
+def _pretrain_configs(matrix: Matrix, origin: str):
+    """Yield (row name, label, settings, PretrainConfig) for every variant x axes combination."""
+    section = matrix.pretrain
+    base = section.base()
+    variants = section.variants or [None]
+    axis_keys = list(section.axes)
+    # Check every override on its own first, so an error points at the entry that caused it.
+    for i, variant in enumerate(section.variants):
+        for key, value in _flatten(variant.pretrain):
+            _resolve(base, [(key, value)], origin, f"pretrain.variants[{i}].pretrain")
+    for key in axis_keys:
+        for j, value in enumerate(section.axes[key]):
+            where = f"{format_key_path(('pretrain', 'axes', key))}[{j}]"
+            _resolve(base, [(key, value)], origin, where)
+    for variant in variants:
+        overrides = list(_flatten(variant.pretrain)) if variant else []
+        for combo in itertools.product(*(section.axes[k] for k in axis_keys)):
+            axis_settings = list(zip(axis_keys, combo, strict=True))
+            where = "pretrain: the combination " + ", ".join(
+                f"{k}={v!r}" for k, v in [*overrides, *axis_settings]
+            )
+            config = _resolve(base, overrides + axis_settings, origin, where)
+            name = variant.name if variant else ""
+            label = (variant.label or variant.name) if variant else ""
+            if axis_settings:
+                suffix = ",".join(f"{k}={v}" for k, v in axis_settings)
+                name = f"{name}/{suffix}" if name else suffix
+                label = f"{label} ({suffix})" if label else suffix
+            yield (name or "base"), (label or "base"), tuple(overrides + axis_settings), config
+
+
+def _resolve(
+    base: dict[str, Any],
+    overrides: list[tuple[str, Any]],
+    origin: str,
+    where: str,
+) -> PretrainConfig:
+    config = base
+    for path, value in overrides:
+        parts = split_key_path(path)
+        nested: Any = value
+        for part in reversed(parts):
+            nested = {part: nested}
+        config = deep_merge(config, nested)
+    try:
+        return PretrainConfig.model_validate(config)
+    except ValidationError as err:
+        # e.g. `m.toml: pretrain.axes."model.heads"[1]: pretrain.model: heads (3) must divide...`
+        raise MatrixError(
+            format_validation_error(err, origin=f"{origin}: {where}", schema_prefix=("pretrain",))
+        ) from None
+
+
+def _flatten(table: dict[str, Any], prefix: str = ""):
+    """{"model": {"layers": 4}} -> ("model.layers", 4); quoted dotted keys pass through."""
+    for key, value in table.items():
+        path = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, dict):
+            yield from _flatten(value, path)
+        else:
+            yield path, value

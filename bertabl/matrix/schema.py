@@ -1,0 +1,271 @@
+"""Pydantic models of an ablation matrix (one TOML file).
+
+A matrix has a *base* pre-training config plus two ways to vary it:
+- `pretrain.axes`: key path -> list of values; their cartesian product (for sweeps), and
+- `pretrain.variants`: named rows, each a set of overrides (for paper tables whose rows are not a
+  product, e.g. Table 8's masking mixes).
+Both may be combined (variants x axes). Fine-tuning is a grid (batch x lr x epochs) x restarts,
+run for every task on every pre-trained variant.
+
+Every model forbids unknown keys, so a typo is an error rather than a silently ignored setting.
+Keys a matrix leaves out come from its scale preset (see `presets.py`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from bertabl.data.tasks import TASKS
+
+Objective = Literal["mlm_nsp", "mlm"]
+Scale = Literal["tiny"]
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_\-]*$"
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+def _known_task(name: str) -> str:
+    if name not in TASKS:
+        raise ValueError(f"unknown task '{name}'; known tasks: {', '.join(sorted(TASKS))}")
+    return name
+
+
+TaskName = Annotated[str, AfterValidator(_known_task)]
+
+
+class Strict(BaseModel):
+    """Base for every section: unknown keys are errors; values are not coerced across types."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class ModelConfig(Strict):
+    """Transformer size. `intermediate` defaults to 4 x hidden, as in BERT."""
+
+    layers: PositiveInt = Field(description="number of Transformer layers (#L)")
+    hidden: PositiveInt = Field(description="hidden size (#H)")
+    heads: PositiveInt = Field(description="attention heads (#A); must divide hidden")
+    intermediate: PositiveInt | None = Field(None, description="feed-forward size; 4*hidden")
+    dropout: float = Field(0.1, ge=0, lt=1, description="dropout on all layers")
+    max_position: PositiveInt = Field(512, description="position embeddings")
+
+    @model_validator(mode="after")
+    def _heads_divide_hidden(self) -> ModelConfig:
+        if self.hidden % self.heads:
+            raise ValueError(
+                f"heads ({self.heads}) must divide hidden ({self.hidden}); "
+                f"e.g. heads = {_divisor_near(self.hidden, self.heads)}"
+            )
+        return self
+
+    @property
+    def ffn(self) -> int:
+        return self.intermediate or 4 * self.hidden
+
+
+class MaskingConfig(Strict):
+    """Which positions the MLM predicts, and what the chosen positions become (Table 8)."""
+
+    probability: float = Field(0.15, gt=0, lt=1, description="fraction of tokens chosen")
+    mask: float = Field(0.8, ge=0, le=1, description="chosen -> [MASK]")
+    random: float = Field(0.1, ge=0, le=1, description="chosen -> random token")
+    same: float = Field(0.1, ge=0, le=1, description="chosen -> left unchanged")
+
+    @model_validator(mode="after")
+    def _split_sums_to_one(self) -> MaskingConfig:
+        total = self.mask + self.random + self.same
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(
+                f"mask + random + same must sum to 1 (got {self.mask} + {self.random} + "
+                f"{self.same} = {total:g})"
+            )
+        return self
+
+
+class PretrainConfig(Strict):
+    """One fully specified pre-training run (what a pre-training trial executes)."""
+
+    objective: Objective = Field(description="mlm_nsp (BERT), mlm (No NSP)")
+    model: ModelConfig
+    masking: MaskingConfig = MaskingConfig()
+    steps: PositiveInt
+    batch_size: PositiveInt
+    max_seq_len: int = Field(ge=16, le=4096, description="tokens per example, incl. specials")
+    learning_rate: PositiveFloat
+    warmup_fraction: float = Field(0.01, ge=0, lt=1, description="linear warmup, then decay")
+    weight_decay: float = Field(0.01, ge=0)
+    adam_beta1: float = Field(0.9, ge=0, lt=1)
+    adam_beta2: float = Field(0.999, ge=0, lt=1)
+    adam_epsilon: float = Field(1e-6, gt=0)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _fits_positions(self) -> PretrainConfig:
+        if self.max_seq_len > self.model.max_position:
+            raise ValueError(
+                f"max_seq_len ({self.max_seq_len}) exceeds model.max_position "
+                f"({self.model.max_position})"
+            )
+        return self
+
+
+class Variant(Strict):
+    """A named row: overrides applied to the base pre-training config."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="id used in reports and --set")
+    label: str | None = Field(None, description="row label in reports; defaults to name")
+    pretrain: dict[str, Any] = Field(
+        default_factory=dict, description="overrides of pretrain keys, e.g. objective = 'mlm'"
+    )
+
+
+class PretrainSection(PretrainConfig):
+    """The base pre-training config plus how the matrix varies it."""
+
+    axes: dict[str, list[Any]] = Field(
+        default_factory=dict,
+        description="key path -> values; the cartesian product becomes pre-training variants",
+    )
+    variants: list[Variant] = Field(default_factory=list, description="named rows")
+
+    @field_validator("axes")
+    @classmethod
+    def _axes_not_empty(cls, axes: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in axes.items():
+            if not values:
+                raise ValueError(f"axis '{key}' has no values; give at least one")
+            if len({_canonical(v) for v in values}) != len(values):
+                raise ValueError(f"axis '{key}' repeats a value: {values}")
+        return axes
+
+    @field_validator("variants")
+    @classmethod
+    def _unique_variant_names(cls, variants: list[Variant]) -> list[Variant]:
+        names = [v.name for v in variants]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"variant names must be unique; repeated: {', '.join(dupes)}")
+        return variants
+
+    def base(self) -> dict[str, Any]:
+        """The base config as plain data (without axes/variants)."""
+        return self.model_dump(mode="json", exclude={"axes", "variants"})
+
+
+class Grid(Strict):
+    """Fine-tuning hyperparameter grid; every combination is run `restarts` times."""
+
+    batch_size: list[PositiveInt] = Field(min_length=1)
+    learning_rate: list[PositiveFloat] = Field(min_length=1)
+    epochs: list[PositiveInt] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _no_repeats(self) -> Grid:
+        for key in ("batch_size", "learning_rate", "epochs"):
+            values = getattr(self, key)
+            if len(set(values)) != len(values):
+                raise ValueError(f"{key} repeats a value: {values}")
+        return self
+
+
+class FinetuneSection(Strict):
+    """Downstream tasks and the procedure applied to every pre-trained variant."""
+
+    tasks: list[TaskName] = Field(min_length=1, description="task names; see `bertabl tasks`")
+    grid: Grid
+    restarts: PositiveInt = Field(description="random restarts per grid point (seeds)")
+    selection_metric: dict[str, str] = Field(
+        default_factory=dict, description="task -> dev metric used to pick the grid point"
+    )
+    max_seq_len: int = Field(ge=8, le=4096)
+    warmup_fraction: float = Field(0.1, ge=0, lt=1)
+    weight_decay: float = Field(0.01, ge=0)
+    eval_batch_size: PositiveInt = 128
+    seed: int = 0
+
+    @field_validator("tasks")
+    @classmethod
+    def _unique_tasks(cls, tasks: list[str]) -> list[str]:
+        if len(set(tasks)) != len(tasks):
+            raise ValueError(f"tasks repeat a name: {tasks}")
+        return tasks
+
+    @model_validator(mode="after")
+    def _selection_metrics_exist(self) -> FinetuneSection:
+        for task, metric in self.selection_metric.items():
+            if task not in self.tasks:
+                raise ValueError(
+                    f"selection_metric names task '{task}', which is not in tasks {self.tasks}"
+                )
+            allowed = TASKS[task].metrics
+            if metric not in allowed:
+                raise ValueError(
+                    f"selection_metric.{task} = '{metric}' is not a metric of {task}; "
+                    f"allowed: {', '.join(allowed)}"
+                )
+        return self
+
+    def metric_for(self, task: str) -> str:
+        """The dev metric that selects the grid point for `task`."""
+        return self.selection_metric.get(task, TASKS[task].main_metric)
+
+
+class SyntheticData(Strict):
+    """Sizes of the embedded synthetic suite (generated from `seed`; nothing is downloaded)."""
+
+    seed: int = 0
+    documents: PositiveInt = Field(400, description="pre-training corpus documents")
+    sentences_per_document: PositiveInt = Field(12, ge=2)
+    train_examples: PositiveInt = Field(2000, description="per fine-tuning task")
+    dev_examples: PositiveInt = Field(500, description="per fine-tuning task")
+
+
+class DataSection(Strict):
+    """Where the pre-training corpus and the tokenizer come from."""
+
+    corpus: Literal["synthetic"] = Field("synthetic", description="pre-training corpus")
+    tokenizer: Literal["synthetic"] = Field("synthetic", description="vocabulary")
+    synthetic: SyntheticData = SyntheticData()
+
+
+class Resources(Strict):
+    """Per-trial resources handed to Ray Tune."""
+
+    cpus_per_trial: float = Field(1.0, gt=0)
+    gpus_per_trial: float = Field(0.0, ge=0, description="fractions share one GPU")
+    max_concurrent_trials: int = Field(0, ge=0, description="0 = as many as resources allow")
+    max_failures: int = Field(0, ge=0, description="Ray Tune retries per trial")
+
+
+class ReportSection(Strict):
+    """How `bertabl report` lays out the results."""
+
+    layout: Literal["generic"] = "generic"
+    title: str | None = None
+
+
+class Matrix(Strict):
+    """A whole ablation study: what to pre-train, what to fine-tune, how to report it."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="names the run directory and report")
+    description: str = ""
+    scale: Scale = Field("tiny", description="preset that fills keys the matrix leaves out")
+    data: DataSection = DataSection()
+    pretrain: PretrainSection
+    finetune: FinetuneSection
+    resources: Resources = Resources()
+    report: ReportSection = ReportSection()
+
+
+def _canonical(value: Any) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True)
+
+
+def _divisor_near(n: int, k: int) -> int:
+    divisors = [d for d in range(1, n + 1) if n % d == 0]
+    return min(divisors, key=lambda d: (abs(d - k), d))

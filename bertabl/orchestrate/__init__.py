@@ -1,0 +1,1 @@
+"""Running a Plan: Ray Tune stages, trial bodies wrapped as trainables, the run store."""

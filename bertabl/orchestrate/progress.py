@@ -1,0 +1,127 @@
+"""Live progress of a run: a Ray Tune callback feeding a rich table in the terminal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import tune
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from bertabl.matrix.plan import FinetuneTrial, Plan
+from bertabl.orchestrate.run import RunObserver
+
+STAGES = ("pretrain", "finetune")
+
+
+class TuneEvents(tune.Callback):
+    """Forwards Tune's trial events (in the driver process) to a RunObserver."""
+
+    def __init__(self, observer: RunObserver):
+        self.observer = observer
+
+    def __getstate__(self) -> dict:
+        # Tune pickles its callbacks into the experiment state; the observer (a live console)
+        # only matters in this driver process, and a restored run is given a fresh one.
+        return {"observer": RunObserver()}
+
+    @staticmethod
+    def _id(trial) -> str:
+        return trial.config["trial"]["id"]
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.observer.trial_started(self._id(trial))
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.observer.trial_result(self._id(trial), result)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.observer.trial_done(self._id(trial))
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        error = getattr(trial, "error_msg", None) or "error (see the trial's record)"
+        self.observer.trial_failed(self._id(trial), str(error).strip().splitlines()[-1])
+
+
+class LiveProgress(RunObserver):
+    """Counts per stage, the running trials' latest metric, and a log line per finished trial."""
+
+    def __init__(self, plan: Plan, console: Console):
+        self.plan = plan
+        self.console = console
+        self.total = {"pretrain": len(plan.pretrain), "finetune": len(plan.finetune)}
+        self.counts = {
+            s: dict.fromkeys(("skipped", "done", "failed", "blocked"), 0) for s in STAGES
+        }
+        self.running: dict[str, str] = {}
+
+    def _stage(self, trial_id: str) -> str:
+        return "pretrain" if trial_id.startswith("pt-") else "finetune"
+
+    def _describe(self, trial_id: str) -> str:
+        trial = self.plan.trial(trial_id)
+        if isinstance(trial, FinetuneTrial):
+            point = " ".join(f"{k}={v:g}" for k, v in trial.grid_point)
+            return f"{trial_id} {trial.task} {point} restart={trial.restart}"
+        rows = [r.name for r in self.plan.rows if r.pretrain_id == trial_id]
+        return f"{trial_id} {', '.join(rows)}"
+
+    def skipped(self, trial_ids: list[str]) -> None:
+        for trial_id in trial_ids:
+            self.counts[self._stage(trial_id)]["skipped"] += 1
+
+    def blocked(self, trial_id: str, reason: str) -> None:
+        self.counts["finetune"]["blocked"] += 1
+        self.console.print(f"[yellow]blocked[/] {self._describe(trial_id)}: {reason}")
+
+    def stage_started(self, stage: str, trial_ids: list[str]) -> None:
+        self.console.print(f"[bold]{stage}[/]: {len(trial_ids)} trial(s) to run")
+
+    def trial_started(self, trial_id: str) -> None:
+        self.running[trial_id] = "starting"
+
+    def trial_result(self, trial_id: str, metrics: dict[str, Any]) -> None:
+        self.running[trial_id] = _metric_line(self.plan.trial(trial_id).config, metrics)
+
+    def trial_done(self, trial_id: str) -> None:
+        last = self.running.pop(trial_id, "")
+        self.counts[self._stage(trial_id)]["done"] += 1
+        self.console.print(f"[green]done[/] {self._describe(trial_id)}  {last}")
+
+    def trial_failed(self, trial_id: str, reason: str) -> None:
+        self.running.pop(trial_id, None)
+        self.counts[self._stage(trial_id)]["failed"] += 1
+        self.console.print(f"[red]failed[/] {self._describe(trial_id)}: {reason}")
+
+    def __rich__(self) -> Group:
+        table = Table(box=None, pad_edge=False)
+        for column in ("stage", "total", "skipped", "pending", "running", "done", "failed"):
+            table.add_column(column, justify="left" if column == "stage" else "right")
+        table.add_column("blocked", justify="right")
+        for stage in STAGES:
+            c = self.counts[stage]
+            running = sum(1 for t in self.running if self._stage(t) == stage)
+            finished = c["skipped"] + c["done"] + c["failed"] + c["blocked"]
+            pending = self.total[stage] - finished - running
+            table.add_row(
+                stage,
+                *(str(n) for n in (self.total[stage], c["skipped"], pending, running)),
+                str(c["done"]),
+                str(c["failed"]),
+                str(c["blocked"]),
+            )
+        lines = [Text(f"  {t}  {m}", style="dim") for t, m in sorted(self.running.items())]
+        return Group(table, *lines)
+
+
+def _metric_line(config: dict[str, Any], metrics: dict[str, Any]) -> str:
+    if config["stage"] == "pretrain":
+        line = f"step {metrics.get('step', 0)}/{config['pretrain']['steps']}"
+        line += f"  loss {metrics.get('loss', float('nan')):.3f}"
+        if "nsp_acc" in metrics:
+            line += f"  nsp_acc {metrics['nsp_acc']:.3f}"
+        return line
+    dev = {k: v for k, v in metrics.items() if k.startswith("dev_")}
+    scores = "  ".join(f"{k} {v:.3f}" for k, v in dev.items())
+    return f"epoch {metrics.get('epoch', 0)}/{config['epochs']}  {scores}"

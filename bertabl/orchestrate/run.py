@@ -1,0 +1,204 @@
+"""Run a Plan: pre-training as one Ray Tune stage, then fine-tuning as a second.
+
+The stages are sequential: fine-tuning trials start once every pre-training trial of this run has
+ended. A fine-tuning trial whose pre-training did not finish is recorded as *blocked* and never
+runs on random weights. Finished trials (by id) are skipped, so re-running a matrix only runs
+what is missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from bertabl.errors import UserError
+from bertabl.matrix.load import MatrixSource
+from bertabl.matrix.plan import FinetuneTrial, Plan, PretrainTrial
+from bertabl.matrix.schema import Resources
+from bertabl.orchestrate.store import BLOCKED, FAILED, RunStore
+from bertabl.orchestrate.trainables import TRAINABLES
+
+
+class RunObserver:
+    """Receives run events (the CLI's live progress implements this; the default ignores them)."""
+
+    def skipped(self, trial_ids: list[str]) -> None: ...
+    def blocked(self, trial_id: str, reason: str) -> None: ...
+    def stage_started(self, stage: str, trial_ids: list[str]) -> None: ...
+    def trial_started(self, trial_id: str) -> None: ...
+    def trial_result(self, trial_id: str, metrics: dict[str, Any]) -> None: ...
+    def trial_done(self, trial_id: str) -> None: ...
+    def trial_failed(self, trial_id: str, reason: str) -> None: ...
+
+
+@dataclass
+class RunSummary:
+    skipped: list[str] = field(default_factory=list)
+    done: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    blocked: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def run_plan(
+    plan: Plan,
+    store: RunStore,
+    source: MatrixSource,
+    observer: RunObserver | None = None,
+    address: str | None = None,
+) -> RunSummary:
+    """Run every unfinished trial of `plan`, recording each in `store`."""
+    observer = observer or RunObserver()
+    started = time.perf_counter()
+    summary = RunSummary()
+    store.write_manifest(plan.matrix.model_dump(mode="json"), source.to_dict())
+    resources = plan.matrix.resources
+
+    pretrain = _pending(plan.pretrain, store, summary, observer)
+    finetune = _pending(plan.finetune, store, summary, observer)
+    if pretrain or finetune:
+        with ray_session(address, resources):
+            _run_stage("pretrain", pretrain, store, resources, observer, summary)
+            runnable = []
+            for trial in finetune:
+                reason = _blocked_reason(trial, store)
+                if reason is None:
+                    runnable.append(trial)
+                else:
+                    store.write_record(trial.id, trial.config, BLOCKED, error=reason)
+                    summary.blocked.append(trial.id)
+                    observer.blocked(trial.id, reason)
+            _run_stage("finetune", runnable, store, resources, observer, summary)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _pending(trials, store: RunStore, summary: RunSummary, observer: RunObserver) -> list:
+    done = [t.id for t in trials if store.is_done(t.id)]
+    if done:
+        summary.skipped.extend(done)
+        observer.skipped(done)
+    return [t for t in trials if t.id not in set(done)]
+
+
+def _blocked_reason(trial: FinetuneTrial, store: RunStore) -> str | None:
+    record = store.record(trial.pretrain_id)
+    if record is not None and record["status"] == "done":
+        return None
+    if record is not None and record.get("error"):
+        return f"pre-training {trial.pretrain_id} failed: {record['error']}"
+    return f"pre-training {trial.pretrain_id} did not finish"
+
+
+def _run_stage(
+    stage: str,
+    trials: list[PretrainTrial] | list[FinetuneTrial],
+    store: RunStore,
+    resources: Resources,
+    observer: RunObserver,
+    summary: RunSummary,
+) -> None:
+    if not trials:
+        return
+    from ray import tune
+
+    from bertabl.orchestrate.progress import TuneEvents
+
+    observer.stage_started(stage, [t.id for t in trials])
+    trainable = tune.with_resources(
+        TRAINABLES[stage], {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}
+    )
+    param_space = {
+        "trial": tune.grid_search([{"id": t.id, "config": t.config} for t in trials]),
+        "run_dir": str(store.root),
+        "cpus": resources.cpus_per_trial,
+        "gpus": resources.gpus_per_trial,
+    }
+    tuner = tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=resources.max_concurrent_trials or None,
+            trial_name_creator=_trial_name,
+            trial_dirname_creator=_trial_name,  # short, stable: restore finds it again
+            # One worker process runs trial after trial: importing torch + transformers anew
+            # for each trial would cost seconds per trial.
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=stage,
+            storage_path=str(store.tune_dir),
+            verbose=0,
+            callbacks=[TuneEvents(observer)],
+            failure_config=tune.FailureConfig(max_failures=resources.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        ),
+    )
+    results = tuner.fit()
+    by_id = {t.id: t for t in trials}
+    for result in results:
+        trial_id = result.config["trial"]["id"]
+        if result.error is None and store.is_done(trial_id):
+            summary.done.append(trial_id)
+            continue
+        reason = error_summary(result.error) if result.error else "ended without a result"
+        store.write_record(trial_id, by_id[trial_id].config, FAILED, error=reason)
+        summary.failed.append(trial_id)
+
+
+def _trial_name(trial) -> str:
+    return trial.config["trial"]["id"]
+
+
+def error_summary(error: BaseException) -> str:
+    """The original exception's `Type: message` line out of Ray's wrapped traceback."""
+    cause = error
+    while getattr(cause, "cause", None) is not None:
+        cause = cause.cause
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    return lines[-1] if lines else type(cause).__name__
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None, resources: Resources) -> Iterator[None]:
+    """Connect to (or start) Ray, check the matrix's resources fit it, and shut down after."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no Tune console tables: we show our own
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    import ray
+
+    owned = not ray.is_initialized()
+    if owned:
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level="ERROR",
+            configure_logging=True,
+        )
+    try:
+        _check_resources(ray.cluster_resources(), resources)
+        yield
+    finally:
+        if owned:
+            ray.shutdown()
+
+
+def _check_resources(cluster: dict[str, float], resources: Resources) -> None:
+    """Fail before any trial starts if a trial could never be scheduled (Tune would wait)."""
+    gpus, cpus = cluster.get("GPU", 0.0), cluster.get("CPU", 0.0)
+    if resources.gpus_per_trial > gpus:
+        found = f"{gpus:g} GPU(s)" if gpus else "no GPU"
+        raise UserError(
+            f"resources.gpus_per_trial = {resources.gpus_per_trial:g} but the Ray cluster has "
+            f"{found}; set resources.gpus_per_trial = 0 (--set resources.gpus_per_trial=0) to "
+            "run on CPU, or run on a GPU host / cluster (--address)"
+        )
+    if resources.cpus_per_trial > cpus:
+        raise UserError(
+            f"resources.cpus_per_trial = {resources.cpus_per_trial:g} but the Ray cluster has "
+            f"{cpus:g} CPU(s); lower it (--set resources.cpus_per_trial=1)"
+        )

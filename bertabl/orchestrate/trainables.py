@@ -1,0 +1,80 @@
+"""Ray Tune function trainables: thin wrappers that run a trial body and write its record.
+
+Each receives `{"trial": {"id", "config"}, "run_dir", "cpus", "gpus"}` as its Tune config; all
+paths are absolute because Ray runs trials in their own working directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from bertabl.orchestrate.store import DONE, RunStore
+
+
+def pretrain_trainable(params: dict[str, Any]) -> None:
+    """Tune entry point of a pre-training trial."""
+    from bertabl.pretrain.train import pretrain
+
+    def body(config, store, out_dir, report, device):
+        return pretrain(config, out_dir, report, device)
+
+    _run(params, body)
+
+
+def finetune_trainable(params: dict[str, Any]) -> None:
+    """Tune entry point of a fine-tuning trial (its pre-training is done: the driver checked)."""
+    from bertabl.finetune.train import finetune
+
+    def body(config, store, out_dir, report, device):
+        return finetune(config, store.model_dir(config["pretrain_id"]), out_dir, report, device)
+
+    _run(params, body)
+
+
+TRAINABLES = {"pretrain": pretrain_trainable, "finetune": finetune_trainable}
+
+
+def _run(params: dict[str, Any], body) -> None:
+    import torch
+    from ray import tune
+
+    from bertabl.training import pick_device
+
+    quiet_libraries()
+    torch.set_num_threads(max(1, int(params["cpus"])))
+    trial_id, config = params["trial"]["id"], params["trial"]["config"]
+    store = RunStore(params["run_dir"])
+    history: list[dict[str, Any]] = []
+
+    def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+        history.append(dict(metrics))
+        checkpoint = tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
+        tune.report(metrics, checkpoint=checkpoint)
+
+    started = time.time()
+    metrics = body(config, store, store.trial_dir(trial_id), report, pick_device(params["gpus"]))
+    finished = time.time()
+    store.write_record(
+        trial_id,
+        config,
+        DONE,
+        metrics=metrics,
+        history=history,
+        timings={"started": started, "finished": finished, "seconds": finished - started},
+    )
+
+
+def quiet_libraries() -> None:
+    """Silence library progress bars and load reports: trial output is our metrics, not theirs."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import datasets
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    logging.getLogger("datasets").setLevel(logging.ERROR)

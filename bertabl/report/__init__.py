@@ -1,0 +1,1 @@
+"""Results -> tables: best grid point per cell on dev, restarts aggregated, Markdown/LaTeX out."""

@@ -1,0 +1,69 @@
+"""Shared test helpers: tiny matrices and the optional ../shared data folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+# A matrix small enough to pre-train and fine-tune in seconds: 2 variants x 2 tasks x 1 grid
+# point x 2 restarts = 2 pre-training + 8 fine-tuning trials.
+TINY_MATRIX = """
+name = "tiny"
+description = "end-to-end test matrix"
+
+[data.synthetic]
+documents = 40
+sentences_per_document = 6
+train_examples = 64
+dev_examples = 32
+
+[pretrain]
+steps = 10
+batch_size = 8
+max_seq_len = 32
+learning_rate = 1e-3
+
+[pretrain.model]
+layers = 1
+hidden = 32
+heads = 2
+max_position = 64
+
+[[pretrain.variants]]
+name = "bert_base"
+label = "MLM + NSP"
+pretrain = { objective = "mlm_nsp" }
+
+[[pretrain.variants]]
+name = "no_nsp"
+label = "MLM only"
+pretrain = { objective = "mlm" }
+
+[finetune]
+tasks = ["syn_agree", "syn_chain"]
+restarts = 2
+max_seq_len = 32
+
+[finetune.grid]
+batch_size = [16]
+learning_rate = [1e-3]
+epochs = [1]
+"""
+
+
+@pytest.fixture
+def tiny_matrix(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY_MATRIX)
+    return path
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not present")
+    return SHARED_DATA

@@ -1,0 +1,91 @@
+"""Whole runs through the real Ray Tune stages: tiny models, synthetic data, no network."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bertabl.cli import app
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+
+
+def _records(run_dir: Path) -> dict[str, dict]:
+    paths = (run_dir / "trials").glob("*/record.json")
+    return {r["id"]: r for r in (json.loads(p.read_text()) for p in paths)}
+
+
+def test_run_both_stages_report_and_rerun_skips(tiny_matrix: Path, tmp_path: Path):
+    run_dir = tmp_path / "run"
+    args = ["run", str(tiny_matrix), "--run-dir", str(run_dir), "--latex"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+
+    records = _records(run_dir)
+    stages = sorted(r["stage"] for r in records.values())
+    assert stages == ["finetune"] * 8 + ["pretrain"] * 2
+    assert all(r["status"] == "done" for r in records.values())
+    for record in records.values():
+        if record["stage"] == "finetune":
+            assert 0.0 <= record["metrics"]["dev_accuracy"] <= 1.0
+            # the fine-tune read its own pre-trained checkpoint, which exists on disk
+            assert (run_dir / "trials" / record["config"]["pretrain_id"] / "model").is_dir()
+        else:
+            assert record["metrics"]["step"] == 10
+            assert len(record["history"]) >= 1
+
+    report = (run_dir / "tiny.md").read_text()
+    for label in ("MLM + NSP", "MLM only", "syn_agree (accuracy)", "syn_chain (accuracy)"):
+        assert label in report
+    main_table = report.split("## Selected grid points")[0]
+    rows = [line for line in main_table.splitlines() if line.startswith("| MLM")]
+    assert len(rows) == 2
+    assert sum(line.count(" ± ") for line in rows) == 4  # 2 rows x 2 tasks, 2 restarts each
+    assert "Data: synthetic" in report
+    latex = (run_dir / "tiny.tex").read_text()
+    assert r"\toprule" in latex and r"$\pm$" in latex and r"syn\_agree" in latex
+
+    written = {i: r["written_at"] for i, r in records.items()}
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert "0 ran, 10 already done" in again.output
+    assert {i: r["written_at"] for i, r in _records(run_dir).items()} == written
+
+    # the report command reads the same results from the run directory alone
+    out = tmp_path / "reports"
+    shown = runner.invoke(app, ["report", str(run_dir), "--out", str(out)])
+    assert shown.exit_code == 0, shown.output
+    assert (out / "tiny.md").read_text().split("## Provenance")[0] == report.split(
+        "## Provenance"
+    )[0]
+
+
+def test_failed_pretraining_blocks_its_finetunes_only(tiny_matrix: Path, tmp_path: Path):
+    # An absurd learning rate drives the weights to inf within a step or two: the loss check
+    # fails that pre-training trial; the other variant and its fine-tunes must still finish.
+    text = tiny_matrix.read_text().replace(
+        'pretrain = { objective = "mlm" }', 'pretrain = { objective = "mlm", learning_rate = 1e30 }'
+    )
+    tiny_matrix.write_text(text)
+    run_dir = tmp_path / "run"
+    result = runner.invoke(app, ["run", str(tiny_matrix), "--run-dir", str(run_dir)])
+    assert result.exit_code == 1, result.output
+
+    records = _records(run_dir)
+    failed = [r for r in records.values() if r["status"] == "failed"]
+    assert len(failed) == 1 and failed[0]["stage"] == "pretrain"
+    assert "loss became" in failed[0]["error"]
+    blocked = [r for r in records.values() if r["status"] == "blocked"]
+    assert len(blocked) == 4
+    assert all(r["config"]["pretrain_id"] == failed[0]["id"] for r in blocked)
+    assert all(failed[0]["id"] in r["error"] for r in blocked)
+    done = [r for r in records.values() if r["status"] == "done"]
+    assert len(done) == 5  # the healthy pre-training + its 4 fine-tunes
+
+    report = (run_dir / "tiny.md").read_text()
+    assert "blocked: its pre-training did not finish" in report
+    assert "—<sup>1</sup>" in report and "—<sup>2</sup>" in report
