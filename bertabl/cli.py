@@ -108,7 +108,9 @@ def plan(
 
     the_plan, source = _load(matrix, set_, scale)
     m = the_plan.matrix
-    console.print(f"[bold]{m.name}[/] ({source.path}, scale {m.scale}): {m.description}")
+    console.print(
+        f"[bold]{m.name}[/] ({source.path}, scale {m.scale}): {m.description}", soft_wrap=True
+    )
 
     pt = _table("trial", "rows", "objective", "L/H/A", "steps", "params", "tokens", "FLOPs")
     for t in the_plan.pretrain:
@@ -149,7 +151,8 @@ def plan(
         f"({len(the_plan.rows)} rows x {len(m.finetune.tasks)} tasks); "
         f"estimated compute {pt_flops:.2e} + {ft_flops:.2e} = {the_plan.total_flops:.2e} FLOPs "
         f"(6 x params x tokens) = {the_plan.total_flops / PAPER_BASE_FLOPS:.2e} x the paper's "
-        f"BERT-Base pre-training ({PAPER_BASE_FLOPS:.2e})"
+        f"BERT-Base pre-training ({PAPER_BASE_FLOPS:.2e})",
+        soft_wrap=True,
     )
 
 

@@ -54,3 +54,21 @@ def adamw_with_schedule(
     warmup = int(round(warmup_fraction * total_steps))
     scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
     return optimizer, scheduler
+
+
+def optimizer_step(
+    loss: torch.Tensor,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    where: str,
+    max_grad_norm: float = 1.0,
+) -> None:
+    """Backward, clip (BERT clips at 1.0), step, schedule; a non-finite loss fails the trial."""
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"loss became {loss.item()} at {where}")
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)

@@ -17,7 +17,7 @@ from transformers import AutoTokenizer, BertForSequenceClassification, DataColla
 
 from bertabl.data.tasks import TASKS, load_split
 from bertabl.finetune import metrics as task_metrics
-from bertabl.training import adamw_with_schedule, autocast, seed_everything
+from bertabl.training import adamw_with_schedule, autocast, optimizer_step, seed_everything
 
 Reporter = Callable[[dict[str, Any], Path | None], None]
 
@@ -63,13 +63,7 @@ def finetune(
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             with autocast(device):
                 loss = model(**batch).loss
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"fine-tuning loss became {loss.item()} (epoch {epoch})")
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            optimizer_step(loss, model, optimizer, scheduler, where=f"fine-tuning epoch {epoch}")
             losses.append(loss.detach())
         dev_scores = evaluate(model, dev, collate, config["eval_batch_size"], device, spec.metrics)
         metrics = {

@@ -10,12 +10,16 @@ PAPER_BASE_TOKENS = 1_000_000 * 256 * (0.9 * 128 + 0.1 * 512)
 def bert_parameters(
     vocab: int, layers: int, hidden: int, ffn: int, max_position: int, nsp: bool = True
 ) -> int:
-    """Trainable parameters of BertForPreTraining (decoder weights tied to word embeddings)."""
+    """Trainable parameters of the pre-training model (decoder weights tied to word embeddings).
+
+    With NSP: BertForPreTraining. Without: BertForMaskedLM, which has no pooler either (only NSP
+    trains it; fine-tuning adds one).
+    """
     embeddings = (vocab + max_position + 2) * hidden + 2 * hidden  # + token types, LayerNorm
     attention = 4 * (hidden * hidden + hidden) + 2 * hidden
     feed_forward = hidden * ffn + ffn + ffn * hidden + hidden + 2 * hidden
     encoder = layers * (attention + feed_forward)
-    pooler = hidden * hidden + hidden
+    pooler = hidden * hidden + hidden if nsp else 0
     mlm_head = hidden * hidden + hidden + 2 * hidden + vocab  # transform + LayerNorm + bias
     nsp_head = 2 * hidden + 2 if nsp else 0
     return embeddings + encoder + pooler + mlm_head + nsp_head

@@ -50,8 +50,8 @@ def load_matrix(
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise MatrixError(f"{path}: not valid TOML: {err}") from None
     for override in overrides:
-        key, value = parse_override(override)
-        _set_path(raw, key, value, origin=f"--set {override}")
+        key, value = parse_override(override, origin=str(path))
+        _set_path(raw, key, value, origin=f"{path}: --set {override}")
     if scale is not None:
         raw["scale"] = scale
     matrix = validate(raw, origin=str(path))
@@ -77,14 +77,16 @@ def validate(raw: dict[str, Any], origin: str) -> Matrix:
         raise MatrixError(format_validation_error(err, origin)) from None
 
 
-def parse_override(text: str) -> tuple[list[str], Any]:
+def parse_override(text: str, origin: str = "matrix") -> tuple[list[str], Any]:
     """`key.path=value` -> (["key", "path"], value); value is read as TOML, else as a string."""
     if "=" not in text:
-        raise MatrixError(f"--set {text}: expected key.path=value, e.g. pretrain.steps=1000")
+        raise MatrixError(
+            f"{origin}: --set {text}: expected key.path=value, e.g. pretrain.steps=1000"
+        )
     key, _, value = text.partition("=")
     path = split_key_path(key.strip())
-    if not path:
-        raise MatrixError(f"--set {text}: empty key; expected key.path=value")
+    if not path or "" in path:
+        raise MatrixError(f"{origin}: --set {text}: empty key part; expected key.path=value")
     try:
         parsed = tomllib.loads(f"v = {value.strip()}")["v"]
     except tomllib.TOMLDecodeError:
@@ -104,7 +106,7 @@ def split_key_path(key: str) -> list[str]:
         else:
             current += ch
     parts.append(current)
-    return [p for p in parts if p]
+    return parts if key else []
 
 
 def format_key_path(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -121,23 +123,28 @@ def format_key_path(loc: tuple[Any, ...] | list[Any]) -> str:
 
 
 def format_validation_error(
-    err: ValidationError, origin: str, schema_prefix: tuple[str, ...] = ()
+    err: ValidationError,
+    origin: str,
+    prefix: tuple[str, ...] = (),
+    root: type[BaseModel] = Matrix,
 ) -> str:
     """One readable line per problem: `origin: key.path: what is wrong; what is allowed`.
 
-    `schema_prefix` places a sub-model's errors in the Matrix (e.g. ("pretrain",)).
+    `root` is the model that was validated; `prefix` is where it sits in the matrix, for display
+    (e.g. root=PretrainConfig, prefix=("pretrain",)).
     """
     lines = []
     for problem in err.errors(include_url=False):
-        loc = schema_prefix + tuple(p for p in problem["loc"] if not _is_union_tag(p))
-        lines.append(f"{origin}: {format_key_path(loc)}: {_describe(problem, loc)}")
+        loc = tuple(p for p in problem["loc"] if not _is_union_tag(p))
+        described = _describe(problem, loc, root)
+        lines.append(f"{origin}: {format_key_path(prefix + loc)}: {described}")
     return "\n".join(lines)
 
 
-def _describe(problem: dict[str, Any], loc: tuple[Any, ...]) -> str:
+def _describe(problem: dict[str, Any], loc: tuple[Any, ...], root: type[BaseModel]) -> str:
     kind, msg = problem["type"], problem["msg"]
     if kind == "extra_forbidden":
-        allowed = _allowed_keys(loc[:-1])
+        allowed = _allowed_keys(root, loc[:-1])
         typed = str(loc[-1])
         near = [k for k in allowed if k.startswith(typed)] or difflib.get_close_matches(
             typed, allowed, n=1
@@ -154,9 +161,9 @@ def _describe(problem: dict[str, Any], loc: tuple[Any, ...]) -> str:
     return msg
 
 
-def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
-    """Field names of the model that sits at `loc` in the Matrix schema."""
-    model: type[BaseModel] = Matrix
+def _allowed_keys(root: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the model that sits at `loc` below `root`."""
+    model = root
     for part in loc:
         if isinstance(part, int):
             continue

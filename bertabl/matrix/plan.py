@@ -173,55 +173,83 @@ def _finetune_trials(
 
 
 def _pretrain_configs(matrix: Matrix, origin: str):
-    """Yield (row name, label, settings, PretrainConfig) for every variant x axes combination."""
+    """Yield (row name, label, settings, PretrainConfig) for every variant x axes combination.
+
+    A variant is validated as a whole (its keys may only make sense together, like hidden and
+    heads); each axes combination is validated on top of it. An error points at the single axis
+    entry that fails on its own, or else names the whole combination.
+    """
     section = matrix.pretrain
     base = section.base()
-    variants = section.variants or [None]
     axis_keys = list(section.axes)
-    # Check every override on its own first, so an error points at the entry that caused it.
-    for i, variant in enumerate(section.variants):
-        for key, value in _flatten(variant.pretrain):
-            _resolve(base, [(key, value)], origin, f"pretrain.variants[{i}].pretrain")
-    for key in axis_keys:
-        for j, value in enumerate(section.axes[key]):
-            where = f"{format_key_path(('pretrain', 'axes', key))}[{j}]"
-            _resolve(base, [(key, value)], origin, where)
-    for variant in variants:
+    variants = list(enumerate(section.variants)) or [(None, None)]
+    for index, variant in variants:
         overrides = list(_flatten(variant.pretrain)) if variant else []
-        for combo in itertools.product(*(section.axes[k] for k in axis_keys)):
-            axis_settings = list(zip(axis_keys, combo, strict=True))
-            where = "pretrain: the combination " + ", ".join(
-                f"{k}={v!r}" for k, v in [*overrides, *axis_settings]
+        variant_base = _apply(base, overrides)
+        if variant is not None:
+            _validate(variant_base, origin, f"pretrain.variants[{index}].pretrain")
+        indexed_values = [list(enumerate(section.axes[k])) for k in axis_keys]
+        for combo in itertools.product(*indexed_values):
+            settings = [(k, v) for k, (_, v) in zip(axis_keys, combo, strict=True)]
+            positions = [(k, j) for k, (j, _) in zip(axis_keys, combo, strict=True)]
+            config = _validate_combination(
+                variant_base, settings, positions, origin, overrides
             )
-            config = _resolve(base, overrides + axis_settings, origin, where)
             name = variant.name if variant else ""
             label = (variant.label or variant.name) if variant else ""
-            if axis_settings:
-                suffix = ",".join(f"{k}={v}" for k, v in axis_settings)
+            if settings:
+                suffix = ",".join(f"{k}={v}" for k, v in settings)
                 name = f"{name}/{suffix}" if name else suffix
                 label = f"{label} ({suffix})" if label else suffix
-            yield (name or "base"), (label or "base"), tuple(overrides + axis_settings), config
+            yield (name or "base"), (label or "base"), tuple(overrides + settings), config
 
 
-def _resolve(
-    base: dict[str, Any],
-    overrides: list[tuple[str, Any]],
+def _validate_combination(
+    variant_base: dict[str, Any],
+    settings: list[tuple[str, Any]],
+    positions: list[tuple[str, int]],
     origin: str,
-    where: str,
+    overrides: list[tuple[str, Any]],
 ) -> PretrainConfig:
-    config = base
+    try:
+        return PretrainConfig.model_validate(_apply(variant_base, settings))
+    except ValidationError:
+        pass
+    alone_failing = []
+    for (key, value), (_, j) in zip(settings, positions, strict=True):
+        try:
+            PretrainConfig.model_validate(_apply(variant_base, [(key, value)]))
+        except ValidationError:
+            alone_failing.append((key, value, j))
+    if len(alone_failing) == 1:
+        key, value, j = alone_failing[0]
+        where = f"{format_key_path(('pretrain', 'axes', key))}[{j}]"
+        _validate(_apply(variant_base, [(key, value)]), origin, where)
+    where = "pretrain: the combination " + ", ".join(
+        f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in [*overrides, *settings]
+    )
+    return _validate(_apply(variant_base, settings), origin, where)
+
+
+def _apply(config: dict[str, Any], overrides: list[tuple[str, Any]]) -> dict[str, Any]:
+    """`config` with each (dotted key path, value) override merged in."""
     for path, value in overrides:
-        parts = split_key_path(path)
         nested: Any = value
-        for part in reversed(parts):
+        for part in reversed(split_key_path(path)):
             nested = {part: nested}
         config = deep_merge(config, nested)
+    return config
+
+
+def _validate(config: dict[str, Any], origin: str, where: str) -> PretrainConfig:
     try:
         return PretrainConfig.model_validate(config)
     except ValidationError as err:
         # e.g. `m.toml: pretrain.axes."model.heads"[1]: pretrain.model: heads (3) must divide...`
         raise MatrixError(
-            format_validation_error(err, origin=f"{origin}: {where}", schema_prefix=("pretrain",))
+            format_validation_error(
+                err, origin=f"{origin}: {where}", prefix=("pretrain",), root=PretrainConfig
+            )
         ) from None
 
 

@@ -39,7 +39,7 @@ TaskName = Annotated[str, AfterValidator(_known_task)]
 class Strict(BaseModel):
     """Base for every section: unknown keys are errors; values are not coerced across types."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class ModelConfig(Strict):
@@ -162,13 +162,12 @@ class Grid(Strict):
     learning_rate: list[PositiveFloat] = Field(min_length=1)
     epochs: list[PositiveInt] = Field(min_length=1)
 
-    @model_validator(mode="after")
-    def _no_repeats(self) -> Grid:
-        for key in ("batch_size", "learning_rate", "epochs"):
-            values = getattr(self, key)
-            if len(set(values)) != len(values):
-                raise ValueError(f"{key} repeats a value: {values}")
-        return self
+    @field_validator("batch_size", "learning_rate", "epochs")
+    @classmethod
+    def _no_repeats(cls, values: list) -> list:
+        if len(set(values)) != len(values):
+            raise ValueError(f"repeats a value: {values}; list each value once")
+        return values
 
 
 class FinetuneSection(Strict):

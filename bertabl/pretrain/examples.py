@@ -3,7 +3,9 @@
 Not in transformers: its collators mask tokens but do not build NSP pairs, so this module follows
 `create_pretraining_data.py` from the BERT release: walk each document, gather sentences up to a
 target length, split them into A and B at a random sentence boundary; half the time replace B
-with sentences from a random other document (NotNext) and give the unused sentences back. A small
+with sentences from a random other document (NotNext) and give the unused sentences back.
+One deliberate difference: a chunk of a single sentence is split inside the sentence rather
+than forced to NotNext, so IsNext stays at 50%. A small
 fraction of examples use a shorter target length so the model also sees short inputs.
 
 The `mlm` objective ("No NSP") uses the same pairs and drops only the NSP loss, so the ablation
@@ -42,15 +44,26 @@ def build_pair_examples(
             chunk.append(document[i])
             length += len(document[i])
             if i == len(document) - 1 or length >= target:
-                a_end = rng.randint(1, len(chunk) - 1) if len(chunk) >= 2 else 1
-                a = [t for s in chunk[:a_end] for t in s]
-                if len(chunk) == 1 or rng.random() < 0.5:
-                    label = NOT_NEXT
+                label = IS_NEXT if rng.random() < 0.5 else NOT_NEXT
+                if len(chunk) == 1 and len(chunk[0]) < 2:
+                    label = NOT_NEXT  # nothing to split
+                if len(chunk) >= 2:
+                    a_end = rng.randint(1, len(chunk) - 1)
+                    a = [t for s in chunk[:a_end] for t in s]
+                    rest = [t for s in chunk[a_end:] for t in s]
+                elif label == IS_NEXT:
+                    # BERT's release makes every one-sentence chunk NotNext, which skews the
+                    # labels (~42% IsNext measured on short documents); splitting the sentence
+                    # keeps B the true continuation of A and the labels at 50/50.
+                    cut = rng.randint(1, len(chunk[0]) - 1)
+                    a_end, a, rest = 1, chunk[0][:cut], chunk[0][cut:]
+                else:
+                    a_end, a, rest = 1, list(chunk[0]), []
+                if label == IS_NEXT:
+                    b = rest
+                else:
                     b = _random_span(documents, doc_index, target - len(a), rng)
                     i -= len(chunk) - a_end  # give the unused sentences back
-                else:
-                    label = IS_NEXT
-                    b = [t for s in chunk[a_end:] for t in s]
                 _truncate_pair(a, b, max_tokens, rng)
                 if a and b:
                     examples.append(_encode(a, b, label, cls_id, sep_id))

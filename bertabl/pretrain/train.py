@@ -22,7 +22,7 @@ from bertabl.data.corpus import load_corpus
 from bertabl.data.tokenizer import build_tokenizer
 from bertabl.pretrain.examples import build_pair_examples
 from bertabl.pretrain.model import build_model
-from bertabl.training import adamw_with_schedule, autocast, seed_everything
+from bertabl.training import adamw_with_schedule, autocast, optimizer_step, seed_everything
 
 Reporter = Callable[[dict[str, Any], Path | None], None]
 LOG_EVERY = 25
@@ -68,13 +68,7 @@ def pretrain(
         with autocast(device):
             out = model(**batch)
         loss = out.loss
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"pre-training loss became {loss.item()} at step {step}")
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer_step(loss, model, optimizer, scheduler, where=f"pre-training step {step}")
 
         window["loss"].append(loss.item())
         if with_nsp:

@@ -1,0 +1,82 @@
+"""The command line as a user meets it: real subprocesses, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def bertabl(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "bertabl", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def assert_user_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert result.stderr.startswith("error: ")
+    for fragment in fragments:
+        assert fragment in result.stderr
+
+
+def test_plan_shows_trials_and_compute():
+    result = bertabl("plan", "matrices/demo.toml")
+    assert result.returncode == 0, result.stderr
+    assert "2 pre-training + 16 fine-tuning trials" in result.stdout
+    assert "x the paper's" in result.stdout  # fraction of BERT-Base pre-training compute
+    assert "pt-" in result.stdout and "ft-" in result.stdout
+
+
+def test_bad_matrix_is_one_clear_line(tmp_path: Path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text((REPO / "matrices/demo.toml").read_text().replace("heads = 2", "heads = 3"))
+    assert_user_error(bertabl("plan", str(bad)), "bad.toml", "pretrain.model", "must divide")
+
+
+def test_bad_override_names_the_key():
+    result = bertabl("plan", "matrices/demo.toml", "--set", "finetune.grid.epochs=[2, 0]")
+    assert_user_error(result, "finetune.grid.epochs[1]", "greater than or equal to 1")
+
+
+def test_missing_matrix_file_suggests_a_near_name():
+    result = bertabl("plan", "matrices/dmeo.toml")
+    assert_user_error(result, "matrix file not found", "matrices/demo.toml")
+
+
+def test_report_of_a_directory_that_never_ran(tmp_path: Path):
+    assert_user_error(bertabl("report", str(tmp_path)), "not a bertabl run directory")
+
+
+def test_schema_is_json_with_every_section():
+    result = bertabl("schema")
+    assert result.returncode == 0
+    schema = json.loads(result.stdout)
+    assert {"data", "pretrain", "finetune", "resources", "report"} <= set(schema["properties"])
+
+
+def test_tasks_lists_the_synthetic_suite():
+    result = bertabl("tasks")
+    assert result.returncode == 0
+    assert "syn_agree" in result.stdout and "syn_chain" in result.stdout
+
+
+@pytest.mark.slow
+def test_gpu_asked_but_absent_fails_before_any_trial(tmp_path: Path):
+    run_dir = tmp_path / "run"
+    result = bertabl(
+        "run", "matrices/demo.toml", "--run-dir", str(run_dir),
+        "--set", "resources.gpus_per_trial=1",
+    )
+    assert_user_error(result, "resources.gpus_per_trial = 1", "no GPU")
+    assert not (run_dir / "trials").exists()  # nothing ran, nothing written
