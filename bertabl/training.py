@@ -4,10 +4,48 @@ from __future__ import annotations
 
 import contextlib
 import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from transformers import get_linear_schedule_with_warmup
+
+Reporter = Callable[[dict[str, Any], Path | None], None]
+
+
+class CheckpointStore(Protocol):
+    """Where a trial body saves and finds its training state (see orchestrate/checkpoint.py)."""
+
+    def save(self, step: int, state: dict[str, Any]) -> Any: ...
+    def load_latest(self) -> dict[str, Any] | None: ...
+
+
+@dataclass
+class TrialRuntime:
+    """What a trial body gets from whoever runs it (a Tune trainable, a test, a benchmark)."""
+
+    device: torch.device
+    report: Reporter = lambda metrics, checkpoint_dir: None
+    checkpoints: CheckpointStore | None = None
+    checkpoint_every: int = 0  # optimizer steps between checkpoints; 0 = only at epoch ends
+    resumed_from: int | None = None  # the step a resumed run continued from
+
+    def resume_state(self) -> dict[str, Any] | None:
+        state = self.checkpoints.load_latest() if self.checkpoints else None
+        if state is not None:
+            self.resumed_from = state["step"]
+        return state
+
+    def save(self, step: int, state: dict[str, Any]) -> None:
+        if self.checkpoints is not None:
+            self.checkpoints.save(step, state)
+
+    def due(self, step: int) -> bool:
+        """True when a checkpoint is due after optimizer step `step`."""
+        return self.checkpoint_every > 0 and step % self.checkpoint_every == 0
 
 
 def seed_everything(seed: int) -> None:
@@ -72,3 +110,24 @@ def optimizer_step(
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
+
+
+def rng_state() -> dict[str, Any]:
+    """Every RNG a training step draws from: python, numpy, torch CPU and all CUDA devices."""
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what `rng_state` captured."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -75,8 +75,12 @@ def test_tasks_lists_the_synthetic_suite():
 def test_gpu_asked_but_absent_fails_before_any_trial(tmp_path: Path):
     run_dir = tmp_path / "run"
     result = bertabl(
-        "run", "matrices/demo.toml", "--run-dir", str(run_dir),
-        "--set", "resources.gpus_per_trial=1",
+        "run",
+        "matrices/demo.toml",
+        "--run-dir",
+        str(run_dir),
+        "--set",
+        "resources.gpus_per_trial=1",
     )
     assert_user_error(result, "resources.gpus_per_trial = 1", "no GPU")
     assert not (run_dir / "trials").exists()  # nothing ran, nothing written

@@ -59,9 +59,9 @@ def test_run_both_stages_report_and_rerun_skips(tiny_matrix: Path, tmp_path: Pat
     out = tmp_path / "reports"
     shown = runner.invoke(app, ["report", str(run_dir), "--out", str(out)])
     assert shown.exit_code == 0, shown.output
-    assert (out / "tiny.md").read_text().split("## Provenance")[0] == report.split(
-        "## Provenance"
-    )[0]
+    assert (out / "tiny.md").read_text().split("## Provenance")[0] == report.split("## Provenance")[
+        0
+    ]
 
 
 def test_failed_pretraining_blocks_its_finetunes_only(tiny_matrix: Path, tmp_path: Path):

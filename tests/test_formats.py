@@ -51,8 +51,11 @@ def test_sst2_real(shared: Path) -> None:
     assert (len(train), len(dev)) == (67_349, 872)
     assert Counter(e["label"] for e in train) == {0: 29_780, 1: 37_569}
     # Text is kept byte-for-byte, including GLUE's trailing space.
-    assert train[0] == {"text_a": "hide new secretions from the parental units ", "text_b": None,
-                        "label": 0}
+    assert train[0] == {
+        "text_a": "hide new secretions from the parental units ",
+        "text_b": None,
+        "label": 0,
+    }
     assert dev[0]["text_a"] == "it 's a charming and often affecting journey . "
     assert dev[0]["label"] == 1
 
@@ -63,14 +66,16 @@ def test_mrpc_real(shared: Path) -> None:
     assert (len(train), len(dev)) == (3_668, 408)
     assert train[0] == {
         "text_a": 'Amrozi accused his brother, whom he called "the witness", of deliberately '
-                  "distorting his evidence.",
+        "distorting his evidence.",
         "text_b": 'Referring to him as only "the witness", Amrozi accused his brother of '
-                  "deliberately distorting his evidence.",
+        "deliberately distorting his evidence.",
         "label": 1,
     }
     # An opening quote that is never closed: CSV quoting would swallow the following lines.
-    assert dev[0]["text_b"] == '"The foodservice pie business does not fit our long-term growth ' \
-                               "strategy."
+    assert (
+        dev[0]["text_b"] == '"The foodservice pie business does not fit our long-term growth '
+        "strategy."
+    )
     assert Counter(e["label"] for e in dev) == {1: 279, 0: 129}
 
 
@@ -78,8 +83,11 @@ def test_cola_real(shared: Path) -> None:
     train = read_glue("cola", shared / "glue", "train")
     dev = read_glue("cola", shared / "glue", "dev")
     assert (len(train), len(dev)) == (8_551, 1_043)
-    assert train[0] == {"text_a": "Our friends won't buy this analysis, let alone the next one "
-                                  "we propose.", "text_b": None, "label": 1}
+    assert train[0] == {
+        "text_a": "Our friends won't buy this analysis, let alone the next one we propose.",
+        "text_b": None,
+        "label": 1,
+    }
     assert dev[-1]["text_a"] == "John talked to Bill about himself."  # no final newline
 
 
@@ -99,8 +107,11 @@ def test_stsb_real(shared: Path) -> None:
     dev = read_glue("stsb", shared / "glue", "dev")
     assert len(dev) == 1_500
     assert all(isinstance(e["label"], float) and 0.0 <= e["label"] <= 5.0 for e in dev)
-    assert dev[0] == {"text_a": "A man with a hard hat is dancing.",
-                      "text_b": "A man wearing a hard hat is dancing.", "label": 5.0}
+    assert dev[0] == {
+        "text_a": "A man with a hard hat is dancing.",
+        "text_b": "A man wearing a hard hat is dancing.",
+        "label": 5.0,
+    }
     assert dev[1]["label"] == 4.75
 
 
@@ -140,8 +151,7 @@ def test_squad_v11_real(shared: Path) -> None:
 
 
 def test_glue_task_table() -> None:
-    assert set(GLUE_TASKS) == {"cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte",
-                               "wnli"}
+    assert set(GLUE_TASKS) == {"cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli"}
     assert GLUE_TASKS["mnli"].labels == ("entailment", "neutral", "contradiction")
     assert GLUE_TASKS["stsb"].labels == "regression"
     assert not GLUE_TASKS["cola"].header
@@ -154,11 +164,17 @@ def test_mnli_fixture() -> None:
     assert train[2]["text_a"] == 'He said, "We\'re done here," and walked out.'
     matched = read_glue("mnli", FIXTURES / "glue" / "MNLI", "dev_matched")
     assert read_glue("mnli", FIXTURES / "glue", "dev") == matched  # "dev" = dev_matched
-    assert matched[0] == {"text_a": "The new rights are nice enough",
-                          "text_b": "Everyone really likes the newest benefits ", "label": 1}
+    assert matched[0] == {
+        "text_a": "The new rights are nice enough",
+        "text_b": "Everyone really likes the newest benefits ",
+        "label": 1,
+    }
     # Row 2: label1 says entailment, gold_label (the last column) says neutral.
-    assert matched[2] == {"text_a": '"I\'m not going," she said.', "text_b": "She stayed home.",
-                          "label": 1}
+    assert matched[2] == {
+        "text_a": '"I\'m not going," she said.',
+        "text_b": "She stayed home.",
+        "label": 1,
+    }
     mismatched = read_glue("mnli", FIXTURES / "glue", "dev_mismatched")
     assert [e["label"] for e in mismatched] == [2, 0]
     assert mismatched[1]["text_a"] == "The FAA was notified."
@@ -169,8 +185,11 @@ def test_qqp_fixture() -> None:
     assert [e["label"] for e in dev] == [0, 0, 1, 1]
     # Quotes are text, not CSV quoting: kept, and an unbalanced one does not eat the tab.
     assert dev[1]["text_b"].startswith('"I handle social media') and dev[1]["text_b"][-1] == '"'
-    assert dev[3] == {"text_a": '"Why is the 12" sub so loud?',
-                      "text_b": 'Why are 12" subwoofers so loud?', "label": 1}
+    assert dev[3] == {
+        "text_a": '"Why is the 12" sub so loud?',
+        "text_b": 'Why are 12" subwoofers so loud?',
+        "label": 1,
+    }
 
 
 def test_wnli_fixture() -> None:
@@ -201,25 +220,34 @@ def test_swag_fixture() -> None:
     assert examples[0] == {
         "context": "Students lower their eyes nervously.",
         "start": "She",
-        "endings": ["pats her shoulder, then saunters toward someone.", "turns with two students.",
-                    "walks slowly towards someone.", "wheels around as her dog thunders out."],
+        "endings": [
+            "pats her shoulder, then saunters toward someone.",
+            "turns with two students.",
+            "walks slowly towards someone.",
+            "wheels around as her dog thunders out.",
+        ],
         "label": 2,
     }
-    assert examples[1]["endings"][1] == ("stops, listening to a cup of coffee with the seated "
-                                         "woman, who's standing.")
+    assert examples[1]["endings"][1] == (
+        "stops, listening to a cup of coffee with the seated woman, who's standing."
+    )
     assert examples[2]["context"] == 'Someone holds up a sign reading "Welcome home".'
     assert examples[2]["endings"][0] == 'shouts, "Surprise!"'
     assert examples[2]["label"] == 0
 
 
 def test_conll_crlf_and_documents(tmp_path: Path) -> None:
-    path = write(tmp_path / "eng.mini", (
-        "-DOCSTART- -X- O O\n\n"
-        "EU NNP I-NP I-ORG\nrejects VBZ I-VP O\n\n"
-        "Peter NNP I-NP I-PER\nBlackburn NNP I-NP I-PER\n\n"
-        "-DOCSTART- -X- O O\n\n"
-        "Germany NNP I-NP I-LOC\nand CC O O\nFrance NNP I-NP B-LOC\n\n\n"
-    ), newline="\r\n")
+    path = write(
+        tmp_path / "eng.mini",
+        (
+            "-DOCSTART- -X- O O\n\n"
+            "EU NNP I-NP I-ORG\nrejects VBZ I-VP O\n\n"
+            "Peter NNP I-NP I-PER\nBlackburn NNP I-NP I-PER\n\n"
+            "-DOCSTART- -X- O O\n\n"
+            "Germany NNP I-NP I-LOC\nand CC O O\nFrance NNP I-NP B-LOC\n\n\n"
+        ),
+        newline="\r\n",
+    )
     assert read_conll2003(path) == [
         {"tokens": ["EU", "rejects"], "tags": ["I-ORG", "O"], "document": 0},
         {"tokens": ["Peter", "Blackburn"], "tags": ["I-PER", "I-PER"], "document": 0},
@@ -234,28 +262,46 @@ def test_glue_wrong_column_count(tmp_path: Path) -> None:
     rows = ["sentence\tlabel"] + [f"fine sentence {i} .\t1" for i in range(15)]
     write(tmp_path / "SST-2" / "dev.tsv", "\n".join([*rows, "a\ttab inside\t0", "ok\t1"]) + "\n")
     msg = data_error(read_glue, "sst2", tmp_path, "dev")
-    assert "SST-2/dev.tsv line 17: expected 2 tab-separated columns (sentence, label), found 3" \
-        in msg
+    assert (
+        "SST-2/dev.tsv line 17: expected 2 tab-separated columns (sentence, label), found 3" in msg
+    )
 
 
 def test_glue_unknown_label(tmp_path: Path) -> None:
-    write(tmp_path / "RTE" / "dev.tsv",
-          "index\tsentence1\tsentence2\tlabel\n0\tA.\tB.\tentailment\n1\tA.\tB.\tcontradiction\n")
+    write(
+        tmp_path / "RTE" / "dev.tsv",
+        "index\tsentence1\tsentence2\tlabel\n0\tA.\tB.\tentailment\n1\tA.\tB.\tcontradiction\n",
+    )
     msg = data_error(read_glue, "rte", tmp_path / "RTE", "dev")
     assert "dev.tsv line 3" in msg and "'contradiction'" in msg and "not_entailment" in msg
 
 
 def test_glue_bad_score_and_blank_line(tmp_path: Path) -> None:
-    header = "\t".join(["index", "genre", "filename", "year", "old_index", "source1", "source2",
-                        "sentence1", "sentence2", "score"])
+    header = "\t".join(
+        [
+            "index",
+            "genre",
+            "filename",
+            "year",
+            "old_index",
+            "source1",
+            "source2",
+            "sentence1",
+            "sentence2",
+            "score",
+        ]
+    )
     row = "0\tmain-captions\tMSRvid\t2012test\t0001\tnone\tnone\tA.\tB.\t{}"
-    write(tmp_path / "STS-B" / "dev.tsv", "\n".join([header, row.format("5.000"),
-                                                     row.format("6.5")]) + "\n")
+    write(
+        tmp_path / "STS-B" / "dev.tsv",
+        "\n".join([header, row.format("5.000"), row.format("6.5")]) + "\n",
+    )
     msg = data_error(read_glue, "stsb", tmp_path, "dev")
     assert "dev.tsv line 3" in msg and "[0, 5]" in msg and "'6.5'" in msg
     write(tmp_path / "STS-B" / "dev.tsv", "\n".join([header, "", row.format("1.0")]) + "\n")
     assert "dev.tsv line 2: expected 10 tab-separated columns" in data_error(
-        read_glue, "stsb", tmp_path, "dev")
+        read_glue, "stsb", tmp_path, "dev"
+    )
 
 
 def test_glue_missing_file_header_and_empty(tmp_path: Path) -> None:
@@ -286,8 +332,10 @@ def test_invalid_utf8_names_line(tmp_path: Path) -> None:
 
 def test_conll_malformed(tmp_path: Path) -> None:
     path = write(tmp_path / "eng.bad", "-DOCSTART- -X- O O\n\nEU NNP I-NP I-ORG\nrejects VBZ O\n")
-    assert ("eng.bad line 4: expected 4 space-separated fields (word POS chunk NER), found 3"
-            in data_error(read_conll2003, path))
+    assert (
+        "eng.bad line 4: expected 4 space-separated fields (word POS chunk NER), found 3"
+        in data_error(read_conll2003, path)
+    )
     write(path, "EU NNP I-NP I-ORG\nrejects VBZ I-VP B-VERB\n")
     msg = data_error(read_conll2003, path)
     assert "eng.bad line 2: unknown NER tag 'B-VERB'" in msg
@@ -315,8 +363,9 @@ def test_squad_bad_json_and_missing(tmp_path: Path) -> None:
 
 def test_squad_structure_errors(tmp_path: Path) -> None:
     path = _squad(tmp_path, lambda d: d[1]["paragraphs"][0]["qas"][0].pop("question"))
-    assert ("train-v2.0.json: data[1].paragraphs[0].qas[0]: missing 'question'"
-            in data_error(read_squad, path))
+    assert "train-v2.0.json: data[1].paragraphs[0].qas[0]: missing 'question'" in data_error(
+        read_squad, path
+    )
 
     def string_offset(d):
         d[0]["paragraphs"][0]["qas"][2]["answers"][1]["answer_start"] = "256"
@@ -344,8 +393,9 @@ def test_swag_malformed(tmp_path: Path) -> None:
     header = FIXTURES.joinpath("swag", "val.csv").read_text(encoding="utf-8").splitlines()[0]
     good = '0,v,1,"A\nmultiline. She","A\nmultiline.",She,gold,a,b,c,d,1'  # lines 2-4
     path = write(tmp_path / "val.csv", f"{header}\n{good}\n1,v,1,A. He,A.,He,gold,a,b,c,d,4\n")
-    assert ("val.csv line 5: label must be 0, 1, 2 or 3 (the index of the correct ending), "
-            "found '4'") in data_error(read_swag, path)
+    assert (
+        "val.csv line 5: label must be 0, 1, 2 or 3 (the index of the correct ending), found '4'"
+    ) in data_error(read_swag, path)
     write(path, f"{header}\n{good}\n1,v,1,A. He,A.,He,gold,a,b,c,1\n")
     assert "val.csv line 5: expected 12 comma-separated fields" in data_error(read_swag, path)
     write(path, f'{header}\n1,v,1,A. He,A.,He,gold,"a"x,b,c,d,1\n')

@@ -432,7 +432,7 @@ def test_directory_is_not_a_matrix_file(tmp_path: Path) -> None:
 
 
 def test_validate_names_its_origin() -> None:
-    import tomllib
+    from bertabl.matrix.load import tomllib
 
     raw = tomllib.loads(replace("restarts = 1", "restarts = 0")(BASE))
     with pytest.raises(MatrixError) as info:

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import tomllib
 
 from bertabl.data.tokenizer import vocab_size
 from bertabl.errors import MatrixError
@@ -27,7 +26,7 @@ from bertabl.matrix.compute import (
     bert_parameters,
     training_flops,
 )
-from bertabl.matrix.load import validate
+from bertabl.matrix.load import tomllib, validate
 from bertabl.matrix.plan import TRIAL_SCHEMA, trial_id
 
 REPO = Path(__file__).resolve().parents[1]
@@ -428,7 +427,7 @@ PRETRAIN_SIDE = [
     ("pretrain.model.hidden", 32),
     ("pretrain.model.heads", 4),
     ("pretrain.model.intermediate", 32),
-    ("pretrain.model.dropout", 0.0),
+    ("pretrain.model.dropout", 0.2),
     ("pretrain.model.max_position", 128),
     ("data.synthetic.seed", 1),
     ("data.synthetic.documents", 50),
@@ -584,4 +583,4 @@ def test_trial_compute() -> None:
 def test_demo_pretraining_tokens() -> None:
     plan = build_plan(load_matrix(DEMO)[0])
     for trial in plan.pretrain:
-        assert trial.tokens == 614_400  # 300 steps x 32 sequences x 64 tokens
+        assert trial.tokens == 1_024_000  # 500 steps x 32 sequences x 64 tokens

@@ -5,10 +5,9 @@ from __future__ import annotations
 import statistics
 
 import pytest
-import tomllib
 
 from bertabl.matrix import build_plan
-from bertabl.matrix.load import validate
+from bertabl.matrix.load import tomllib, validate
 from bertabl.report.render import ReportContext, latex_escape, render_latex, render_markdown
 from bertabl.report.select import build_table, select_cell
 from tests.conftest import TINY_MATRIX

@@ -6,8 +6,8 @@ data order and the classifier's initialisation, the paper's definition of a rand
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,20 +17,27 @@ from transformers import AutoTokenizer, BertForSequenceClassification, DataColla
 
 from bertabl.data.tasks import TASKS, load_split
 from bertabl.finetune import metrics as task_metrics
-from bertabl.training import adamw_with_schedule, autocast, optimizer_step, seed_everything
-
-Reporter = Callable[[dict[str, Any], Path | None], None]
+from bertabl.training import (
+    TrialRuntime,
+    adamw_with_schedule,
+    autocast,
+    optimizer_step,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
 
 
 def finetune(
-    config: dict[str, Any],
-    pretrained_dir: Path,
-    out_dir: Path,
-    report: Reporter,
-    device: torch.device,
+    config: dict[str, Any], pretrained_dir: Path, out_dir: Path, runtime: TrialRuntime
 ) -> dict[str, Any]:
-    """Fine-tune and evaluate on dev after every epoch; returns the last epoch's metrics."""
+    """Fine-tune and evaluate on dev after every epoch; returns the last epoch's metrics.
+
+    Checkpoints at every epoch end (and every `runtime.checkpoint_every` steps) and resumes from
+    the latest one, with the same result as an uninterrupted run.
+    """
     spec = TASKS[config["task"]]
+    device = runtime.device
     seed_everything(config["seed"])
     tokenizer = AutoTokenizer.from_pretrained(pretrained_dir)
     train = _encode(load_split(spec.name, "train", config["task_data"]), tokenizer, config)
@@ -42,37 +49,73 @@ def finetune(
     ).to(device)
 
     collate = DataCollatorWithPadding(tokenizer)  # dynamic padding: pad to the batch's longest
-    order = torch.Generator().manual_seed(config["seed"])
-    loader = DataLoader(
-        train, batch_size=config["batch_size"], shuffle=True, generator=order, collate_fn=collate
-    )
-    total_steps = config["epochs"] * len(loader)
+    size = config["batch_size"]
+    per_epoch = math.ceil(len(train) / size)
     optimizer, scheduler = adamw_with_schedule(
         model,
         config["learning_rate"],
         config["weight_decay"],
-        total_steps,
+        config["epochs"] * per_epoch,
         config["warmup_fraction"],
     )
+    epoch, first_batch, step = 1, 0, 0
+    losses: list[float] = []
+    history: list[dict[str, Any]] = []
+    state = runtime.resume_state()
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        epoch, first_batch, step = state["epoch"], state["batch"], state["step"]
+        losses, history = state["losses"], state["history"]
+
+    def save() -> None:
+        runtime.save(
+            step,
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng": rng_state(),
+                "epoch": epoch,
+                "batch": first_batch,
+                "step": step,
+                "losses": losses,
+                "history": history,
+            },
+        )
+
     started = time.perf_counter()
-    metrics: dict[str, Any] = {}
-    for epoch in range(1, config["epochs"] + 1):
+    metrics: dict[str, Any] = history[-1] if history else {}
+    while epoch <= config["epochs"]:
         model.train()
-        losses = []
-        for batch in loader:
+        # The epoch's order depends only on (seed, epoch), so a resumed epoch replays it exactly.
+        order = torch.randperm(
+            len(train), generator=torch.Generator().manual_seed(config["seed"] * 1_000_003 + epoch)
+        ).tolist()
+        for index in range(first_batch, per_epoch):
+            batch = collate([train[i] for i in order[index * size : (index + 1) * size]])
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             with autocast(device):
                 loss = model(**batch).loss
             optimizer_step(loss, model, optimizer, scheduler, where=f"fine-tuning epoch {epoch}")
-            losses.append(loss.detach())
+            losses.append(loss.item())
+            step += 1
+            first_batch = index + 1
+            if runtime.due(step) and first_batch < per_epoch:
+                save()
         dev_scores = evaluate(model, dev, collate, config["eval_batch_size"], device, spec.metrics)
         metrics = {
             "epoch": epoch,
-            "train_loss": torch.stack(losses).mean().item(),
+            "train_loss": sum(losses) / len(losses),
             **{f"dev_{name}": value for name, value in dev_scores.items()},
-            "seconds": time.perf_counter() - started,
         }
-        report(metrics, None)
+        history.append(metrics)
+        runtime.report(metrics | {"seconds": time.perf_counter() - started}, None)
+        epoch, first_batch, losses = epoch + 1, 0, []
+        if epoch <= config["epochs"]:
+            save()
     return metrics
 
 

@@ -239,6 +239,13 @@ class Resources(Strict):
     max_failures: int = Field(0, ge=0, description="Ray Tune retries per trial")
 
 
+class Checkpointing(Strict):
+    """How often trials save their training state (not part of trial ids: results don't change)."""
+
+    every_steps: int = Field(1000, ge=0, description="optimizer steps; 0 = only at epoch ends")
+    keep: PositiveInt = Field(2, description="newest checkpoints kept per trial")
+
+
 class ReportSection(Strict):
     """How `bertabl report` lays out the results."""
 
@@ -256,6 +263,7 @@ class Matrix(Strict):
     pretrain: PretrainSection
     finetune: FinetuneSection
     resources: Resources = Resources()
+    checkpointing: Checkpointing = Checkpointing()
     report: ReportSection = ReportSection()
 
 

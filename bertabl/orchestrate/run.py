@@ -18,7 +18,7 @@ from typing import Any
 from bertabl.errors import UserError
 from bertabl.matrix.load import MatrixSource
 from bertabl.matrix.plan import FinetuneTrial, Plan, PretrainTrial
-from bertabl.matrix.schema import Resources
+from bertabl.matrix.schema import Matrix, Resources
 from bertabl.orchestrate.store import BLOCKED, FAILED, RunStore
 from bertabl.orchestrate.trainables import TRAINABLES
 
@@ -62,7 +62,7 @@ def run_plan(
     finetune = _pending(plan.finetune, store, summary, observer)
     if pretrain or finetune:
         with ray_session(address, resources):
-            _run_stage("pretrain", pretrain, store, resources, observer, summary)
+            _run_stage("pretrain", pretrain, store, plan.matrix, observer, summary)
             runnable = []
             for trial in finetune:
                 reason = _blocked_reason(trial, store)
@@ -72,7 +72,7 @@ def run_plan(
                     store.write_record(trial.id, trial.config, BLOCKED, error=reason)
                     summary.blocked.append(trial.id)
                     observer.blocked(trial.id, reason)
-            _run_stage("finetune", runnable, store, resources, observer, summary)
+            _run_stage("finetune", runnable, store, plan.matrix, observer, summary)
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -98,7 +98,7 @@ def _run_stage(
     stage: str,
     trials: list[PretrainTrial] | list[FinetuneTrial],
     store: RunStore,
-    resources: Resources,
+    matrix: Matrix,
     observer: RunObserver,
     summary: RunSummary,
 ) -> None:
@@ -109,6 +109,7 @@ def _run_stage(
     from bertabl.orchestrate.progress import TuneEvents
 
     observer.stage_started(stage, [t.id for t in trials])
+    resources, checkpointing = matrix.resources, matrix.checkpointing
     trainable = tune.with_resources(
         TRAINABLES[stage], {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}
     )
@@ -117,6 +118,8 @@ def _run_stage(
         "run_dir": str(store.root),
         "cpus": resources.cpus_per_trial,
         "gpus": resources.gpus_per_trial,
+        "checkpoint_every": checkpointing.every_steps,
+        "checkpoint_keep": checkpointing.keep,
     }
     tuner = tune.Tuner(
         trainable,

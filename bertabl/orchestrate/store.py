@@ -81,6 +81,15 @@ class RunStore:
         atomic_write_json(self.trial_dir(trial_id) / "record.json", record)
         return record
 
+    def write_progress(self, trial_id: str, metrics: dict[str, Any]) -> None:
+        """The latest metrics of a running trial (read by `bertabl status`)."""
+        progress = {"metrics": metrics, "written_at": time.time()}
+        atomic_write_json(self.trial_dir(trial_id) / "progress.json", progress)
+
+    def progress(self, trial_id: str) -> dict[str, Any] | None:
+        path = self.trial_dir(trial_id) / "progress.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
     def write_manifest(self, matrix: dict[str, Any], source: dict[str, Any]) -> None:
         atomic_write_json(self.root / "matrix.json", {"matrix": matrix, "source": source})
 
@@ -95,12 +104,17 @@ class RunStore:
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
-    """Write JSON so a reader (or a crash) never sees a half-written file: temp, fsync, rename."""
+    """Write JSON so a reader (or a crash) never sees a half-written file."""
+    atomic_write(path, json.dumps(data, indent=2, sort_keys=True, default=str).encode())
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write to a temp file beside `path`, fsync, then rename over `path` (atomic on POSIX)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True, default=str)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

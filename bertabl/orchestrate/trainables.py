@@ -19,8 +19,8 @@ def pretrain_trainable(params: dict[str, Any]) -> None:
     """Tune entry point of a pre-training trial."""
     from bertabl.pretrain.train import pretrain
 
-    def body(config, store, out_dir, report, device):
-        return pretrain(config, out_dir, report, device)
+    def body(config, store, out_dir, runtime):
+        return pretrain(config, out_dir, runtime)
 
     _run(params, body)
 
@@ -29,8 +29,8 @@ def finetune_trainable(params: dict[str, Any]) -> None:
     """Tune entry point of a fine-tuning trial (its pre-training is done: the driver checked)."""
     from bertabl.finetune.train import finetune
 
-    def body(config, store, out_dir, report, device):
-        return finetune(config, store.model_dir(config["pretrain_id"]), out_dir, report, device)
+    def body(config, store, out_dir, runtime):
+        return finetune(config, store.model_dir(config["pretrain_id"]), out_dir, runtime)
 
     _run(params, body)
 
@@ -42,21 +42,31 @@ def _run(params: dict[str, Any], body) -> None:
     import torch
     from ray import tune
 
-    from bertabl.training import pick_device
+    from bertabl.orchestrate.checkpoint import Checkpointer
+    from bertabl.training import TrialRuntime, pick_device
 
     quiet_libraries()
     torch.set_num_threads(max(1, int(params["cpus"])))
     trial_id, config = params["trial"]["id"], params["trial"]["config"]
     store = RunStore(params["run_dir"])
+    trial_dir = store.trial_dir(trial_id)
     history: list[dict[str, Any]] = []
 
     def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
         history.append(dict(metrics))
+        store.write_progress(trial_id, metrics)
         checkpoint = tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
         tune.report(metrics, checkpoint=checkpoint)
 
+    checkpoints = Checkpointer(trial_dir / "checkpoints", keep=params["checkpoint_keep"])
+    runtime = TrialRuntime(
+        device=pick_device(params["gpus"]),
+        report=report,
+        checkpoints=checkpoints,
+        checkpoint_every=params["checkpoint_every"],
+    )
     started = time.time()
-    metrics = body(config, store, store.trial_dir(trial_id), report, pick_device(params["gpus"]))
+    metrics = body(config, store, trial_dir, runtime)
     finished = time.time()
     store.write_record(
         trial_id,
@@ -64,8 +74,14 @@ def _run(params: dict[str, Any], body) -> None:
         DONE,
         metrics=metrics,
         history=history,
-        timings={"started": started, "finished": finished, "seconds": finished - started},
+        timings={
+            "started": started,
+            "finished": finished,
+            "seconds": finished - started,
+            "resumed_from_step": runtime.resumed_from,
+        },
     )
+    checkpoints.clear()  # the record and (for pre-training) the saved model are what remain
 
 
 def quiet_libraries() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,19 +20,31 @@ from transformers import DataCollatorForLanguageModeling
 
 from bertabl.data.corpus import load_corpus
 from bertabl.data.tokenizer import build_tokenizer
+from bertabl.errors import DataError
 from bertabl.pretrain.examples import build_pair_examples
 from bertabl.pretrain.model import build_model
-from bertabl.training import adamw_with_schedule, autocast, optimizer_step, seed_everything
+from bertabl.training import (
+    TrialRuntime,
+    adamw_with_schedule,
+    autocast,
+    optimizer_step,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
 
-Reporter = Callable[[dict[str, Any], Path | None], None]
 LOG_EVERY = 25
+WINDOW_KEYS = ("loss", "mlm_loss", "nsp_loss", "nsp_acc")
 
 
-def pretrain(
-    config: dict[str, Any], out_dir: Path, report: Reporter, device: torch.device
-) -> dict[str, Any]:
-    """Run one pre-training trial; saves model + tokenizer to `out_dir/model`; returns metrics."""
+def pretrain(config: dict[str, Any], out_dir: Path, runtime: TrialRuntime) -> dict[str, Any]:
+    """Run one pre-training trial; saves model + tokenizer to `out_dir/model`; returns metrics.
+
+    Resumes from the runtime's latest checkpoint when there is one; the result is then the same,
+    to the bit on CPU, as a run that was never interrupted.
+    """
     pt = config["pretrain"]
+    device = runtime.device
     seed_everything(pt["seed"])
     tokenizer = build_tokenizer(config["data"], out_dir / "vocab")
     documents = [
@@ -57,14 +69,29 @@ def pretrain(
         random_replace_prob=masking["random"],
         seed=pt["seed"],
     )
+    collator.create_rng()  # created now (not on first call) so its state can be saved/restored
     with_nsp = pt["objective"] == "mlm_nsp"
-    batches = _batches(documents, tokenizer, pt, collator, with_nsp)
 
-    window: dict[str, list[float]] = {"loss": [], "mlm_loss": [], "nsp_loss": [], "nsp_acc": []}
+    step, position = 0, (0, 0)  # (pass over the corpus, batch within the pass)
+    window: dict[str, list[float]] = {k: [] for k in WINDOW_KEYS}
+    history: list[dict[str, Any]] = []
+    state = runtime.resume_state()
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        collator.generator.set_state(state["masking_rng"])
+        set_rng_state(state["rng"])
+        step, position = state["step"], tuple(state["position"])
+        window, history = state["window"], state["history"]
+    batches = _batches(documents, tokenizer, pt, collator, with_nsp, position)
+
     started = time.perf_counter()
-    metrics: dict[str, Any] = {}
-    for step in range(1, pt["steps"] + 1):
-        batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
+    metrics: dict[str, Any] = history[-1] if history else {}
+    while step < pt["steps"]:
+        step += 1
+        batch, position = next(batches)
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         with autocast(device):
             out = model(**batch)
         loss = out.loss
@@ -84,19 +111,31 @@ def pretrain(
         if step % LOG_EVERY == 0 or step == pt["steps"]:
             metrics = {k: sum(v) / len(v) for k, v in window.items() if v}
             metrics["mlm_perplexity"] = math.exp(min(metrics["mlm_loss"], 50.0))
-            metrics |= {
-                "step": step,
-                "lr": scheduler.get_last_lr()[0],
-                "seconds": time.perf_counter() - started,
-            }
-            window = {k: [] for k in window}
+            metrics |= {"step": step, "lr": scheduler.get_last_lr()[0]}
+            history.append(metrics)
+            window = {k: [] for k in WINDOW_KEYS}
             if step < pt["steps"]:
-                report(metrics, None)
+                runtime.report(metrics | {"seconds": time.perf_counter() - started}, None)
+        if runtime.due(step) and step < pt["steps"]:
+            runtime.save(
+                step,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "masking_rng": collator.generator.get_state(),
+                    "rng": rng_state(),
+                    "step": step,
+                    "position": position,
+                    "window": window,
+                    "history": history,
+                },
+            )
 
     model_dir = out_dir / "model"
     model.save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
-    report(metrics, model_dir)
+    runtime.report(metrics | {"seconds": time.perf_counter() - started}, model_dir)
     return metrics
 
 
@@ -106,17 +145,31 @@ def _batches(
     pt: dict[str, Any],
     collator: DataCollatorForLanguageModeling,
     with_nsp: bool,
-) -> Iterator[dict[str, torch.Tensor]]:
-    """Endless masked batches; each pass over the corpus draws fresh pairs, like BERT's dupes."""
-    rng = random.Random(pt["seed"])
+    position: tuple[int, int],
+) -> Iterator[tuple[dict[str, torch.Tensor], tuple[int, int]]]:
+    """Endless (masked batch, position after it) from `position` on.
+
+    Each pass over the corpus draws fresh pairs (like BERT's duplication factor) from an RNG
+    seeded by (seed, pass), so any position can be rebuilt exactly on resume.
+    """
+    pass_index, first_batch = position
+    size = pt["batch_size"]
     while True:
+        rng = random.Random(f"{pt['seed']}/pass/{pass_index}")
         examples = build_pair_examples(
             documents, pt["max_seq_len"], rng, tokenizer.cls_token_id, tokenizer.sep_token_id
         )
         rng.shuffle(examples)
-        size = pt["batch_size"]
-        for start in range(0, len(examples) - size + 1, size):
-            chunk = examples[start : start + size]
+        n_batches = len(examples) // size
+        if n_batches == 0:
+            raise DataError(
+                f"the corpus yields {len(examples)} pre-training examples per pass, fewer than "
+                f"pretrain.batch_size = {size}; use a larger corpus or a smaller batch size"
+            )
+        for index in range(first_batch, n_batches):
+            chunk = examples[index * size : (index + 1) * size]
             if not with_nsp:
                 chunk = [{k: v for k, v in e.items() if k != "next_sentence_label"} for e in chunk]
-            yield collator(chunk)
+            after = (pass_index, index + 1) if index + 1 < n_batches else (pass_index + 1, 0)
+            yield collator(chunk), after
+        pass_index, first_batch = pass_index + 1, 0
