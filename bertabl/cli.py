@@ -34,6 +34,13 @@ ScaleOption = Annotated[
 RunDirOption = Annotated[
     Path | None, typer.Option("--run-dir", help="Run directory [default: runs/<matrix name>].")
 ]
+OutOption = Annotated[
+    Path | None, typer.Option("--out", help="Where to write the report [default: run dir].")
+]
+LatexOption = Annotated[bool, typer.Option("--latex", help="Also write a LaTeX table.")]
+AddressOption = Annotated[
+    str | None, typer.Option("--address", help="Ray cluster to join (or RAY_ADDRESS).")
+]
 
 
 def user_errors(command):
@@ -163,31 +170,94 @@ def run(
     set_: SetOption = None,
     scale: ScaleOption = None,
     run_dir: RunDirOption = None,
-    out: Annotated[
-        Path | None, typer.Option("--out", help="Where to write the report [default: run dir].")
-    ] = None,
-    latex: Annotated[bool, typer.Option("--latex", help="Also write a LaTeX table.")] = False,
-    address: Annotated[
-        str | None, typer.Option("--address", help="Ray cluster to join (or RAY_ADDRESS).")
-    ] = None,
+    out: OutOption = None,
+    latex: LatexOption = False,
+    address: AddressOption = None,
 ) -> None:
-    """Run every unfinished trial of a matrix on Ray Tune, then write its report."""
+    """Run every unfinished trial of a matrix on Ray Tune, then write its report.
+
+    Finished trials are skipped; interrupted ones continue from their latest checkpoint.
+    """
+    from bertabl.orchestrate.store import RunStore
+
+    the_plan, source = _load(matrix, set_, scale)
+    store = RunStore(run_dir or Path("runs") / the_plan.matrix.name)
+    _execute(the_plan, store, source, out, latex, address)
+
+
+@app.command()
+@user_errors
+def resume(
+    target: Annotated[
+        str, typer.Argument(help="A run directory, or one trial id (pt-... / ft-...).")
+    ],
+    run_dir: RunDirOption = None,
+    out: OutOption = None,
+    latex: LatexOption = False,
+    address: AddressOption = None,
+) -> None:
+    """Resume a killed run, or one trial (and, for pre-training, the fine-tunes waiting on it)."""
+    from bertabl.matrix.load import MatrixSource
+    from bertabl.orchestrate.store import RunStore
+
+    if Path(target).is_dir():
+        store = RunStore(target)
+        the_plan = _plan_of_run(store)
+        only = None
+    else:
+        store, the_plan = _find_trial_run(target, run_dir)
+        only = {target} | {t.id for t in the_plan.finetune if t.pretrain_id == target}
+    source = MatrixSource(**store.manifest()["source"])
+    _execute(the_plan, store, source, out, latex, address, only)
+
+
+@app.command()
+@user_errors
+def status(
+    target: Annotated[Path, typer.Argument(help="Run directory.")] = Path("runs"),
+) -> None:
+    """Show each trial of a run: state, progress, last metric, checkpoint age, attempts."""
+    from bertabl.orchestrate.status import trial_statuses
+    from bertabl.orchestrate.store import RunStore
+
+    runs = (
+        [target]
+        if (target / "matrix.json").is_file()
+        else sorted(p.parent for p in target.glob("*/matrix.json"))
+    )
+    if not runs:
+        RunStore(target).manifest()  # the standard "not a run directory" error
+    colours = {"done": "green", "failed": "red", "blocked": "yellow", "running": "cyan"}
+    for run_dir in runs:
+        store = RunStore(run_dir)
+        statuses = trial_statuses(_plan_of_run(store), store)
+        counts: dict[str, int] = {}
+        for st in statuses:
+            counts[st.state] = counts.get(st.state, 0) + 1
+        summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+        running = " (running)" if store.is_locked() else ""
+        console.print(f"[bold]{run_dir}[/]{running}: {summary}", soft_wrap=True)
+        table = _table("trial", "stage", "what", "state", "progress", "checkpoint", "attempts")
+        for st in statuses:
+            age = f"{st.checkpoint_age:.0f}s ago" if st.checkpoint_age is not None else ""
+            state = f"[{colours.get(st.state, 'white')}]{st.state}[/]"
+            progress = st.progress + (f"  ({st.error})" if st.error else "")
+            table.add_row(st.id, st.stage, st.what, state, progress, age, str(st.attempts or ""))
+        console.print(table)
+
+
+def _execute(the_plan, store, source, out, latex, address, only=None) -> None:
     from rich.live import Live
 
     from bertabl.orchestrate.progress import LiveProgress
     from bertabl.orchestrate.run import run_plan
-    from bertabl.orchestrate.store import RunStore
     from bertabl.report.build import write_report
 
-    the_plan, source = _load(matrix, set_, scale)
-    store = RunStore(run_dir or Path("runs") / the_plan.matrix.name)
-    console.print(
-        f"[bold]{the_plan.matrix.name}[/]: {len(the_plan.pretrain)} pre-training + "
-        f"{len(the_plan.finetune)} fine-tuning trials -> {store.root}"
-    )
+    count = len(only) if only is not None else len(the_plan.pretrain) + len(the_plan.finetune)
+    console.print(f"[bold]{the_plan.matrix.name}[/]: {count} trial(s) -> {store.root}")
     progress = LiveProgress(the_plan, console)
     with Live(progress, console=console, refresh_per_second=4, transient=False):
-        summary = run_plan(the_plan, store, source, progress, address)
+        summary = run_plan(the_plan, store, source, progress, address, only)
     console.print()
     paths = write_report(the_plan, store, out or store.root, ["md", "tex"] if latex else ["md"])
     console.print(
@@ -204,6 +274,40 @@ def run(
         raise typer.Exit(1)
 
 
+def _plan_of_run(store):
+    from bertabl.matrix import Matrix, build_plan
+
+    return build_plan(Matrix.model_validate(store.manifest()["matrix"]), str(store.root))
+
+
+def _find_trial_run(trial_id: str, run_dir: Path | None):
+    """(store, plan) of the run that plans `trial_id`: --run-dir, or the one under runs/."""
+    import re
+
+    from bertabl.orchestrate.store import RunStore
+
+    if not re.fullmatch(r"(pt|ft)-[0-9a-f]{8}", trial_id):
+        raise UserError(
+            f"{trial_id}: neither a run directory nor a trial id (pt-xxxxxxxx / ft-xxxxxxxx)"
+        )
+    candidates = (
+        [run_dir] if run_dir else sorted(p.parent for p in Path("runs").glob("*/matrix.json"))
+    )
+    found = []
+    for candidate in candidates:
+        store = RunStore(candidate)
+        the_plan = _plan_of_run(store)
+        if any(t.id == trial_id for t in [*the_plan.pretrain, *the_plan.finetune]):
+            found.append((store, the_plan))
+    if not found:
+        where = run_dir or "runs/*"
+        raise UserError(f"trial {trial_id} is not planned in {where}; pass its run with --run-dir")
+    if len(found) > 1:
+        dirs = ", ".join(str(store.root) for store, _ in found)
+        raise UserError(f"trial {trial_id} is in several runs ({dirs}); choose one with --run-dir")
+    return found[0]
+
+
 @app.command()
 @user_errors
 def report(
@@ -211,21 +315,18 @@ def report(
     set_: SetOption = None,
     scale: ScaleOption = None,
     run_dir: RunDirOption = None,
-    out: Annotated[
-        Path | None, typer.Option("--out", help="Output folder [default: the run directory].")
-    ] = None,
-    latex: Annotated[bool, typer.Option("--latex", help="Also write a LaTeX table.")] = False,
+    out: OutOption = None,
+    latex: LatexOption = False,
 ) -> None:
     """Render a run's results as Markdown (and LaTeX) tables laid out like the paper's."""
     from rich.markdown import Markdown
 
-    from bertabl.matrix import Matrix, build_plan
     from bertabl.orchestrate.store import RunStore
     from bertabl.report.build import write_report
 
     if target.is_dir():
         store = RunStore(target)
-        the_plan = build_plan(Matrix.model_validate(store.manifest()["matrix"]), str(target))
+        the_plan = _plan_of_run(store)
     else:
         the_plan, _ = _load(target, set_, scale)
         store = RunStore(run_dir or Path("runs") / the_plan.matrix.name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,7 +31,12 @@ class TrialRuntime:
     report: Reporter = lambda metrics, checkpoint_dir: None
     checkpoints: CheckpointStore | None = None
     checkpoint_every: int = 0  # optimizer steps between checkpoints; 0 = only at epoch ends
+    workers: int = 1  # data-parallel processes (pre-training)
+    micro_batch_size: int = 0  # sequences per process per forward pass; 0 = batch / workers
     resumed_from: int | None = None  # the step a resumed run continued from
+    # The body's metric history (one entry per log/epoch), restored on resume: the trial record's
+    # history comes from here, so a resumed trial's record equals an uninterrupted one's.
+    history: list[dict[str, Any]] = field(default_factory=list)
 
     def resume_state(self) -> dict[str, Any] | None:
         state = self.checkpoints.load_latest() if self.checkpoints else None

@@ -66,11 +66,12 @@ def test_run_both_stages_report_and_rerun_skips(tiny_matrix: Path, tmp_path: Pat
 
 def test_failed_pretraining_blocks_its_finetunes_only(tiny_matrix: Path, tmp_path: Path):
     # An absurd learning rate drives the weights to inf within a step or two: the loss check
-    # fails that pre-training trial; the other variant and its fine-tunes must still finish.
+    # fails that pre-training trial (after its retry); the other variant and its fine-tunes must
+    # still finish, and the failed one's fine-tunes are blocked, never run.
     text = tiny_matrix.read_text().replace(
         'pretrain = { objective = "mlm" }', 'pretrain = { objective = "mlm", learning_rate = 1e30 }'
     )
-    tiny_matrix.write_text(text)
+    tiny_matrix.write_text(text + "\n[resources]\nmax_failures = 1\n")
     run_dir = tmp_path / "run"
     result = runner.invoke(app, ["run", str(tiny_matrix), "--run-dir", str(run_dir)])
     assert result.exit_code == 1, result.output
@@ -79,6 +80,7 @@ def test_failed_pretraining_blocks_its_finetunes_only(tiny_matrix: Path, tmp_pat
     failed = [r for r in records.values() if r["status"] == "failed"]
     assert len(failed) == 1 and failed[0]["stage"] == "pretrain"
     assert "loss became" in failed[0]["error"]
+    assert failed[0]["timings"]["attempt"] == 2  # tried, then retried once (max_failures = 1)
     blocked = [r for r in records.values() if r["status"] == "blocked"]
     assert len(blocked) == 4
     assert all(r["config"]["pretrain_id"] == failed[0]["id"] for r in blocked)
@@ -89,3 +91,76 @@ def test_failed_pretraining_blocks_its_finetunes_only(tiny_matrix: Path, tmp_pat
     report = (run_dir / "tiny.md").read_text()
     assert "blocked: its pre-training did not finish" in report
     assert "—<sup>1</sup>" in report and "—<sup>2</sup>" in report
+
+
+def test_status_and_resume_of_one_trial(tiny_matrix: Path, tmp_path: Path):
+    run_dir = tmp_path / "run"
+    assert runner.invoke(app, ["run", str(tiny_matrix), "--run-dir", str(run_dir)]).exit_code == 0
+    shown = runner.invoke(app, ["status", str(run_dir)])
+    assert shown.exit_code == 0, shown.output
+    assert "10 done" in shown.output
+
+    # Forget one fine-tuning result: status says pending, and resuming that id runs it alone.
+    records = _records(run_dir)
+    ft_id = sorted(i for i, r in records.items() if r["stage"] == "finetune")[0]
+    before = records[ft_id]["metrics"]
+    (run_dir / "trials" / ft_id / "record.json").unlink()
+    (run_dir / "trials" / ft_id / "progress.json").unlink()
+    assert "1 pending" in runner.invoke(app, ["status", str(run_dir)]).output
+
+    resumed = runner.invoke(app, ["resume", ft_id, "--run-dir", str(run_dir)])
+    assert resumed.exit_code == 0, resumed.output
+    assert "1 ran, 0 already done" in resumed.output
+    assert _records(run_dir)[ft_id]["metrics"] == before  # same seed, same result
+
+
+def test_real_data_single_pair_and_regression_tasks(shared_data: Path, tmp_path: Path):
+    """Gutenberg + the BERT vocab for pre-training; SST-2, MRPC, STS-B slices fine-tuned."""
+    matrix = tmp_path / "real.toml"
+    matrix.write_text(f"""
+name = "real"
+[data]
+corpus = "{shared_data}/corpus/gutenberg"
+corpus_format = "paragraphs"
+tokenizer = "{shared_data}/vocab/bert-base-uncased-vocab.txt"
+glue_dir = "{shared_data}/glue"
+[data.tasks.sst2]
+max_train_examples = 64
+max_dev_examples = 32
+[data.tasks.mrpc]
+max_train_examples = 64
+max_dev_examples = 32
+[data.tasks.stsb]
+max_train_examples = 64
+max_dev_examples = 32
+[pretrain]
+steps = 5
+batch_size = 8
+max_seq_len = 32
+[pretrain.model]
+layers = 1
+hidden = 32
+heads = 2
+max_position = 64
+[finetune]
+tasks = ["sst2", "mrpc", "stsb"]
+restarts = 1
+max_seq_len = 32
+[finetune.grid]
+batch_size = [16]
+learning_rate = [1e-3]
+epochs = [1]
+""")
+    run_dir = tmp_path / "run"
+    result = runner.invoke(app, ["run", str(matrix), "--run-dir", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    records = _records(run_dir)
+    assert sorted(r["status"] for r in records.values()) == ["done"] * 4
+    by_task = {r["config"]["task"]: r["metrics"] for r in records.values() if "task" in r["config"]}
+    assert set(by_task["sst2"]) >= {"dev_accuracy"}
+    assert set(by_task["mrpc"]) >= {"dev_f1", "dev_accuracy"}
+    assert set(by_task["stsb"]) >= {"dev_spearman", "dev_pearson"}
+    assert -1 <= by_task["stsb"]["dev_pearson"] <= 1
+    report = (run_dir / "real.md").read_text()
+    assert "sst2 (accuracy)" in report and "mrpc (f1)" in report and "stsb (spearman)" in report
+    assert "Data: synthetic" not in report

@@ -74,7 +74,9 @@ def test_isnext_ratio_is_about_half():
 
 
 def test_masking_rates_match_the_configured_mix(tmp_path: Path):
-    tokenizer = build_tokenizer({}, tmp_path)
+    tokenizer = build_tokenizer(
+        {"identity": {"tokenizer": "synthetic"}, "location": {"tokenizer": None}}, tmp_path
+    )
     corpus = synthetic.generate_corpus(seed=0, documents=400, sentences_per_document=8)
     docs = [tokenizer(doc, add_special_tokens=False)["input_ids"] for doc in corpus]
     examples = build_pair_examples(

@@ -1,15 +1,29 @@
 """Fine-tuning tasks: what each one is, and how to load its splits as `datasets.Dataset`s.
 
 Every loaded split has the same columns, whatever the source: `text_a`, optionally `text_b`
-(sentence-pair tasks), and `label`. Models and collators only ever see those.
+(sentence-pair tasks), and `label` (an int class id, or a float for regression). Models and
+collators only ever see those.
+
+Sources: the embedded synthetic suite; GLUE from local TSV folders in their original layout
+(`data.glue_dir`, or `data.tasks.<task>.path`); or GLUE from the Hugging Face Hub
+(`data.tasks.<task>.source = "hub"`, when online).
+
+A task's *identity* (what goes into trial ids) is what determines its examples: the synthetic
+seed and sizes, or the SHA-256 of the local files, or the hub dataset name, plus any slice sizes.
+Where the files live is its *location*, which is not part of the identity: the same data on
+another machine, at another path, is the same trial.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+import hashlib
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from bertabl.data import synthetic
+from bertabl.errors import DataError
 
 if TYPE_CHECKING:
     import datasets
@@ -22,13 +36,25 @@ class TaskSpec:
     name: str
     description: str
     pair: bool
-    num_labels: int
+    num_labels: int  # 1 = regression
     metrics: tuple[str, ...]
-    synthetic: bool
+    synthetic: bool = False
+    glue: str | None = None  # the GLUE reader's task name
+    hub_columns: tuple[str, str | None] = ("sentence", None)  # text columns on the Hub
+    extra_dev_splits: tuple[str, ...] = ()  # evaluated too, reported as dev_<split>_<metric>
+    hub_dev_split: dict[str, str] = field(default_factory=lambda: {"dev": "validation"})
 
     @property
     def main_metric(self) -> str:
         return self.metrics[0]
+
+    @property
+    def regression(self) -> bool:
+        return self.num_labels == 1
+
+
+def _glue(name: str, description: str, pair: bool, num_labels: int, metrics, hub, **kw):
+    return TaskSpec(name, description, pair, num_labels, metrics, glue=name, hub_columns=hub, **kw)
 
 
 TASKS: dict[str, TaskSpec] = {
@@ -50,29 +76,123 @@ TASKS: dict[str, TaskSpec] = {
             metrics=("accuracy",),
             synthetic=True,
         ),
+        # GLUE, with its official metrics; the first is the one the paper's tables report
+        # (MRPC and QQP: F1 as in Table 1; Table 5 reports MRPC accuracy, also computed).
+        _glue("cola", "GLUE CoLA: grammatical acceptability", False, 2, ("matthews_corr",),
+              ("sentence", None)),
+        _glue("sst2", "GLUE SST-2: sentiment", False, 2, ("accuracy",), ("sentence", None)),
+        _glue("mrpc", "GLUE MRPC: paraphrase", True, 2, ("f1", "accuracy"),
+              ("sentence1", "sentence2")),
+        _glue("stsb", "GLUE STS-B: similarity (regression 0-5)", True, 1,
+              ("spearman", "pearson"), ("sentence1", "sentence2")),
+        _glue("qqp", "GLUE QQP: duplicate questions", True, 2, ("f1", "accuracy"),
+              ("question1", "question2")),
+        _glue("mnli", "GLUE MNLI: entailment (3 classes); dev = matched, also mismatched",
+              True, 3, ("accuracy",), ("premise", "hypothesis"),
+              extra_dev_splits=("dev_mismatched",),
+              hub_dev_split={"dev": "validation_matched",
+                             "dev_mismatched": "validation_mismatched"}),
+        _glue("qnli", "GLUE QNLI: question-answer entailment", True, 2, ("accuracy",),
+              ("question", "sentence")),
+        _glue("rte", "GLUE RTE: entailment", True, 2, ("accuracy",), ("sentence1", "sentence2")),
+        _glue("wnli", "GLUE WNLI: pronoun entailment", True, 2, ("accuracy",),
+              ("sentence1", "sentence2")),
     ]
 }
 
 _GENERATORS = {"syn_agree": synthetic.generate_agree, "syn_chain": synthetic.generate_chain}
+SLICE_SEED = 0  # slices are seeded subsets, the same on every machine and run
 
 
-def task_data_identity(task: str, data_config: dict) -> dict:
-    """The part of the data config that determines this task's examples (goes into trial ids)."""
-    # Only the embedded synthetic suite is registered so far; local/hub sources add their own
-    # identity (file hashes, hub revision) here.
-    syn = data_config["synthetic"]
-    return {
-        "source": "synthetic",
-        "seed": syn["seed"],
-        "train_examples": syn["train_examples"],
-        "dev_examples": syn["dev_examples"],
+def task_data(task: str, data_config: dict[str, Any]) -> dict[str, Any]:
+    """The task's data config for a trial: {"identity": ..., "location": ...}.
+
+    Checks that local files exist and hashes them, so a missing file is reported when the plan
+    is built, before anything runs.
+    """
+    spec = TASKS[task]
+    if spec.synthetic:
+        syn = data_config["synthetic"]
+        identity = {
+            "source": "synthetic",
+            "seed": syn["seed"],
+            "train_examples": syn["train_examples"],
+            "dev_examples": syn["dev_examples"],
+        }
+        return {"identity": identity, "location": {}}
+    settings = data_config.get("tasks", {}).get(task, {})
+    slices = {
+        "max_train_examples": settings.get("max_train_examples", 0),
+        "max_dev_examples": settings.get("max_dev_examples", 0),
     }
+    if settings.get("source", "local") == "hub":
+        identity = {"source": "hub", "dataset": settings.get("hub_dataset", "nyu-mll/glue"),
+                    "config": spec.glue, **slices}
+        return {"identity": identity, "location": {}}
+    from bertabl.data.formats.glue import glue_file
+
+    folder = Path(settings.get("path") or data_config["glue_dir"]).resolve()
+    files = {}
+    for split in ("train", "dev", *spec.extra_dev_splits):
+        path = glue_file(spec.glue, folder, split)
+        files[split] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    identity = {"source": "local", "format": "glue-tsv", "sha256": files, **slices}
+    return {"identity": identity, "location": {"path": str(folder)}}
 
 
-def load_split(task: str, split: str, identity: dict) -> datasets.Dataset:
-    """One split ("train" or "dev") of `task`, from the source its data identity names."""
+def train_examples(task: str, data: dict[str, Any]) -> int:
+    """How many training examples the task has (for compute estimates)."""
+    identity = data["identity"]
+    if identity["source"] == "synthetic":
+        return identity["train_examples"]
+    if identity["max_train_examples"]:
+        return identity["max_train_examples"]
+    if identity["source"] == "local":
+        return len(_read_local(task, "train", data))
+    return 0  # unknown without downloading; estimates then leave fine-tuning out
+
+
+def load_split(task: str, split: str, data: dict[str, Any]) -> datasets.Dataset:
+    """One split ("train", "dev", or an extra dev split) of `task` from its source."""
     import datasets
 
-    n = identity[f"{split}_examples"]
-    seed = synthetic.split_seed(identity["seed"], task, split)
-    return datasets.Dataset.from_dict(_GENERATORS[task](seed, n))
+    spec = TASKS[task]
+    identity = data["identity"]
+    if identity["source"] == "synthetic":
+        n = identity["dev_examples" if split.startswith("dev") else "train_examples"]
+        seed = synthetic.split_seed(identity["seed"], task, split)
+        return datasets.Dataset.from_dict(_GENERATORS[task](seed, n))
+    rows = _read_local(task, split, data) if identity["source"] == "local" else _read_hub(
+        spec, split, identity
+    )
+    limit = identity["max_train_examples" if split == "train" else "max_dev_examples"]
+    if limit and limit < len(rows):
+        keep = sorted(random.Random(f"{SLICE_SEED}/{task}/{split}").sample(range(len(rows)), limit))
+        rows = [rows[i] for i in keep]
+    columns = ["text_a", "text_b", "label"] if spec.pair else ["text_a", "label"]
+    return datasets.Dataset.from_dict({c: [r[c] for r in rows] for c in columns})
+
+
+def _read_local(task: str, split: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+    from bertabl.data.formats.glue import read_glue
+
+    return read_glue(TASKS[task].glue, Path(data["location"]["path"]), split)
+
+
+def _read_hub(spec: TaskSpec, split: str, identity: dict[str, Any]) -> list[dict[str, Any]]:
+    """GLUE from the Hugging Face Hub (needs the network, unlike every other source)."""
+    import datasets
+
+    hub_split = "train" if split == "train" else spec.hub_dev_split[split]
+    try:
+        table = datasets.load_dataset(identity["dataset"], identity["config"], split=hub_split)
+    except Exception as err:  # the datasets library raises many types for "not reachable"
+        raise DataError(
+            f"could not load {identity['dataset']}/{identity['config']} ({hub_split}) from the "
+            f"Hugging Face Hub: {err}; offline, use the local GLUE files (data.glue_dir)"
+        ) from None
+    first, second = spec.hub_columns
+    return [
+        {"text_a": row[first], "text_b": row[second] if second else None, "label": row["label"]}
+        for row in table
+    ]

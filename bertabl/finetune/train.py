@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import AutoTokenizer, BertForSequenceClassification, DataCollatorWithPadding
 
-from bertabl.data.tasks import TASKS, load_split
+from bertabl.data.tasks import TASKS, TaskSpec, load_split
 from bertabl.finetune import metrics as task_metrics
 from bertabl.training import (
     TrialRuntime,
@@ -41,7 +41,10 @@ def finetune(
     seed_everything(config["seed"])
     tokenizer = AutoTokenizer.from_pretrained(pretrained_dir)
     train = _encode(load_split(spec.name, "train", config["task_data"]), tokenizer, config)
-    dev = _encode(load_split(spec.name, "dev", config["task_data"]), tokenizer, config)
+    dev_splits = {
+        split: _encode(load_split(spec.name, split, config["task_data"]), tokenizer, config)
+        for split in ("dev", *spec.extra_dev_splits)
+    }
     # Seeded right before loading, so the restart's seed alone decides the head's init.
     torch.manual_seed(config["seed"])
     model = BertForSequenceClassification.from_pretrained(
@@ -60,7 +63,7 @@ def finetune(
     )
     epoch, first_batch, step = 1, 0, 0
     losses: list[float] = []
-    history: list[dict[str, Any]] = []
+    history = runtime.history
     state = runtime.resume_state()
     if state is not None:
         model.load_state_dict(state["model"])
@@ -68,7 +71,8 @@ def finetune(
         scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
         epoch, first_batch, step = state["epoch"], state["batch"], state["step"]
-        losses, history = state["losses"], state["history"]
+        losses = state["losses"]
+        history.extend(state["history"])
 
     def save() -> None:
         runtime.save(
@@ -105,12 +109,10 @@ def finetune(
             first_batch = index + 1
             if runtime.due(step) and first_batch < per_epoch:
                 save()
-        dev_scores = evaluate(model, dev, collate, config["eval_batch_size"], device, spec.metrics)
-        metrics = {
-            "epoch": epoch,
-            "train_loss": sum(losses) / len(losses),
-            **{f"dev_{name}": value for name, value in dev_scores.items()},
-        }
+        metrics = {"epoch": epoch, "train_loss": sum(losses) / len(losses)}
+        for split, dataset in dev_splits.items():
+            scores = evaluate(model, dataset, collate, config["eval_batch_size"], device, spec)
+            metrics |= {f"{split}_{name}": value for name, value in scores.items()}
         history.append(metrics)
         runtime.report(metrics | {"seconds": time.perf_counter() - started}, None)
         epoch, first_batch, losses = epoch + 1, 0, []
@@ -126,7 +128,7 @@ def evaluate(
     collate,
     batch_size: int,
     device: torch.device,
-    metric_names: tuple[str, ...],
+    spec: TaskSpec,
 ) -> dict[str, float]:
     """The task's metrics on `dataset` (batched, no gradients, dropout off)."""
     model.eval()
@@ -136,11 +138,11 @@ def evaluate(
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         with autocast(device):
             logits = model(**batch).logits
-        predictions.append(logits.argmax(-1).cpu())
+        predictions.append((logits[:, 0].float() if spec.regression else logits.argmax(-1)).cpu())
         references.append(labels)
     preds = torch.cat(predictions).numpy()
     refs = torch.cat(references).numpy()
-    return {name: task_metrics.METRICS[name](preds, refs) for name in metric_names}
+    return {name: task_metrics.METRICS[name](preds, refs) for name in spec.metrics}
 
 
 def _encode(dataset, tokenizer, config: dict[str, Any]):

@@ -16,10 +16,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from bertabl.data.corpus import corpus_identity
-from bertabl.data.tasks import task_data_identity
+from bertabl.data.corpus import corpus_data
+from bertabl.data.tasks import task_data, train_examples
 from bertabl.data.tokenizer import vocab_size
-from bertabl.errors import MatrixError
+from bertabl.errors import DataError, MatrixError
 from bertabl.matrix.compute import bert_parameters, training_flops
 from bertabl.matrix.load import format_key_path, format_validation_error, split_key_path
 from bertabl.matrix.presets import deep_merge
@@ -30,11 +30,22 @@ TRIAL_SCHEMA = 1
 
 
 def trial_id(prefix: str, config: dict[str, Any]) -> str:
-    """`prefix-` + 8 hex digits of the SHA-256 of the config's canonical JSON."""
+    """`prefix-` + 8 hex digits of the SHA-256 of the config's canonical JSON.
+
+    Keys named "location" (where data files live) are left out: content hashes identify data.
+    """
     canonical = json.dumps(
-        {"trial_schema": TRIAL_SCHEMA, **config}, sort_keys=True, separators=(",", ":")
+        {"trial_schema": TRIAL_SCHEMA, **_identity(config)}, sort_keys=True, separators=(",", ":")
     )
     return f"{prefix}-{hashlib.sha256(canonical.encode()).hexdigest()[:8]}"
+
+
+def _identity(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _identity(v) for k, v in value.items() if k != "location"}
+    if isinstance(value, list):
+        return [_identity(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True)
@@ -89,6 +100,14 @@ class Plan:
     def trial(self, trial_id: str) -> PretrainTrial | FinetuneTrial:
         return self._by_id[trial_id]
 
+    def describe(self, trial_id: str) -> str:
+        """A trial in words: its rows (pre-training) or task, grid point and restart."""
+        trial = self.trial(trial_id)
+        if isinstance(trial, FinetuneTrial):
+            point = " ".join(f"{k}={v:g}" for k, v in trial.grid_point)
+            return f"{trial.task} {point} restart={trial.restart}"
+        return ", ".join(r.name for r in self.rows if r.pretrain_id == trial_id)
+
     def cell(self, row: Row, task: str) -> list[FinetuneTrial]:
         """The fine-tuning trials behind one report cell (all grid points and restarts)."""
         return [t for t in self.finetune if t.pretrain_id == row.pretrain_id and t.task == task]
@@ -101,8 +120,11 @@ class Plan:
 def build_plan(matrix: Matrix, origin: str = "matrix") -> Plan:
     """Expand `matrix` into trials; invalid combinations raise MatrixError naming their key."""
     data = matrix.data.model_dump(mode="json")
-    data_identity = corpus_identity(data)
-    vocab = vocab_size(data)
+    try:
+        data_identity = corpus_data(data)
+        vocab = vocab_size(data)
+    except DataError as err:
+        raise DataError(f"{origin}: data.corpus / data.tokenizer: {err}") from None
     rows: list[Row] = []
     pretrain: dict[str, PretrainTrial] = {}
     for name, label, settings, config in _pretrain_configs(matrix, origin):
@@ -122,19 +144,20 @@ def build_plan(matrix: Matrix, origin: str = "matrix") -> Plan:
             tokens = config.steps * config.batch_size * config.max_seq_len
             pretrain[pt_id] = PretrainTrial(pt_id, pt_config, params, tokens)
         rows.append(Row(name, label, pt_id, settings))
-    finetune = _finetune_trials(matrix, list(pretrain.values()), data)
+    finetune = _finetune_trials(matrix, list(pretrain.values()), data, origin)
     return Plan(matrix, rows, list(pretrain.values()), finetune)
 
 
 def _finetune_trials(
-    matrix: Matrix, pretrain: list[PretrainTrial], data: dict[str, Any]
+    matrix: Matrix, pretrain: list[PretrainTrial], data: dict[str, Any], origin: str
 ) -> list[FinetuneTrial]:
     ft = matrix.finetune
     grid = ft.grid
     trials = []
+    sources = {task: _task_data(task, data, origin) for task in ft.tasks}
     for pt in pretrain:
         for task in ft.tasks:
-            task_data = task_data_identity(task, data)
+            task_data, n_train = sources[task]
             for batch, lr, epochs in itertools.product(
                 grid.batch_size, grid.learning_rate, grid.epochs
             ):
@@ -156,7 +179,7 @@ def _finetune_trials(
                     }
                     point = (("batch_size", batch), ("learning_rate", lr), ("epochs", epochs))
                     params = pt.parameters  # classifier head is negligible next to the encoder
-                    tokens = epochs * task_data["train_examples"] * ft.max_seq_len
+                    tokens = epochs * n_train * ft.max_seq_len
                     trials.append(
                         FinetuneTrial(
                             trial_id("ft", config),
@@ -170,6 +193,18 @@ def _finetune_trials(
                         )
                     )
     return trials
+
+
+def _task_data(task: str, data: dict[str, Any], origin: str) -> tuple[dict[str, Any], int]:
+    """(the task's data config, its number of training examples); data errors name the key."""
+    try:
+        config = task_data(task, data)
+        return config, train_examples(task, config)
+    except DataError as err:
+        key = f"data.tasks.{task}.path" if data.get("tasks", {}).get(task, {}).get("path") else (
+            "data.glue_dir"
+        )
+        raise DataError(f"{origin}: {key} (task {task}): {err}") from None
 
 
 def _pretrain_configs(matrix: Matrix, origin: str):

@@ -222,12 +222,45 @@ class SyntheticData(Strict):
     dev_examples: PositiveInt = Field(500, description="per fine-tuning task")
 
 
-class DataSection(Strict):
-    """Where the pre-training corpus and the tokenizer come from."""
+class TaskData(Strict):
+    """Where one fine-tuning task's data comes from, and how much of it to use."""
 
-    corpus: Literal["synthetic"] = Field("synthetic", description="pre-training corpus")
-    tokenizer: Literal["synthetic"] = Field("synthetic", description="vocabulary")
+    source: Literal["local", "hub"] = Field(
+        "local", description="local: GLUE TSV files; hub: the Hugging Face Hub (needs network)"
+    )
+    path: str | None = Field(
+        None, description="local: the task's folder (or the GLUE root); default data.glue_dir"
+    )
+    hub_dataset: str = Field("nyu-mll/glue", description="hub: dataset name")
+    max_train_examples: int = Field(0, ge=0, description="seeded subset; 0 = all")
+    max_dev_examples: int = Field(0, ge=0, description="seeded subset; 0 = all")
+
+
+class DataSection(Strict):
+    """Where the pre-training corpus, the tokenizer and the fine-tuning data come from."""
+
+    corpus: str = Field(
+        "synthetic",
+        description="pre-training corpus: 'synthetic', or a text file / folder of .txt files",
+    )
+    corpus_format: Literal["bert", "paragraphs"] = Field(
+        "bert",
+        description="bert: one sentence a line, blank line between documents; paragraphs: one "
+        "document a file, blank-line-separated paragraphs as segments",
+    )
+    tokenizer: str = Field(
+        "synthetic", description="'synthetic', or the path of a WordPiece vocab.txt"
+    )
+    lowercase: bool = Field(True, description="lowercase text (for uncased vocabularies)")
     synthetic: SyntheticData = SyntheticData()
+    glue_dir: str = Field(
+        "glue_data",
+        description="folder with the GLUE task folders (SST-2/, MRPC/, ...) in their original "
+        "layout; relative paths are relative to the working directory",
+    )
+    tasks: dict[TaskName, TaskData] = Field(
+        default_factory=dict, description="per-task data settings, by task name"
+    )
 
 
 class Resources(Strict):
@@ -237,6 +270,17 @@ class Resources(Strict):
     gpus_per_trial: float = Field(0.0, ge=0, description="fractions share one GPU")
     max_concurrent_trials: int = Field(0, ge=0, description="0 = as many as resources allow")
     max_failures: int = Field(0, ge=0, description="Ray Tune retries per trial")
+    workers_per_trial: PositiveInt = Field(
+        1,
+        description="data-parallel processes per pre-training trial (one per GPU on GPU hosts); "
+        "the trial asks Ray for cpus/gpus_per_trial times this",
+    )
+    micro_batch_size: int = Field(
+        0,
+        ge=0,
+        description="pre-training sequences per process per forward pass; gradients accumulate "
+        "to pretrain.batch_size; 0 = batch_size / workers_per_trial",
+    )
 
 
 class Checkpointing(Strict):

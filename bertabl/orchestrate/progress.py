@@ -9,8 +9,9 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from bertabl.matrix.plan import FinetuneTrial, Plan
+from bertabl.matrix.plan import Plan
 from bertabl.orchestrate.run import RunObserver
+from bertabl.orchestrate.status import metric_line
 
 STAGES = ("pretrain", "finetune")
 
@@ -60,12 +61,7 @@ class LiveProgress(RunObserver):
         return "pretrain" if trial_id.startswith("pt-") else "finetune"
 
     def _describe(self, trial_id: str) -> str:
-        trial = self.plan.trial(trial_id)
-        if isinstance(trial, FinetuneTrial):
-            point = " ".join(f"{k}={v:g}" for k, v in trial.grid_point)
-            return f"{trial_id} {trial.task} {point} restart={trial.restart}"
-        rows = [r.name for r in self.plan.rows if r.pretrain_id == trial_id]
-        return f"{trial_id} {', '.join(rows)}"
+        return f"{trial_id} {self.plan.describe(trial_id)}"
 
     def skipped(self, trial_ids: list[str]) -> None:
         for trial_id in trial_ids:
@@ -82,7 +78,7 @@ class LiveProgress(RunObserver):
         self.running[trial_id] = "starting"
 
     def trial_result(self, trial_id: str, metrics: dict[str, Any]) -> None:
-        self.running[trial_id] = _metric_line(self.plan.trial(trial_id).config, metrics)
+        self.running[trial_id] = metric_line(self.plan.trial(trial_id).config, metrics)
 
     def trial_done(self, trial_id: str) -> None:
         last = self.running.pop(trial_id, "")
@@ -113,15 +109,3 @@ class LiveProgress(RunObserver):
             )
         lines = [Text(f"  {t}  {m}", style="dim") for t, m in sorted(self.running.items())]
         return Group(table, *lines)
-
-
-def _metric_line(config: dict[str, Any], metrics: dict[str, Any]) -> str:
-    if config["stage"] == "pretrain":
-        line = f"step {metrics.get('step', 0)}/{config['pretrain']['steps']}"
-        line += f"  loss {metrics.get('loss', float('nan')):.3f}"
-        if "nsp_acc" in metrics:
-            line += f"  nsp_acc {metrics['nsp_acc']:.3f}"
-        return line
-    dev = {k: v for k, v in metrics.items() if k.startswith("dev_")}
-    scores = "  ".join(f"{k} {v:.3f}" for k, v in dev.items())
-    return f"epoch {metrics.get('epoch', 0)}/{config['epochs']}  {scores}"

@@ -50,31 +50,51 @@ def run_plan(
     source: MatrixSource,
     observer: RunObserver | None = None,
     address: str | None = None,
+    only: set[str] | None = None,
 ) -> RunSummary:
-    """Run every unfinished trial of `plan`, recording each in `store`."""
+    """Run every unfinished trial of `plan` (or of `only`), recording each in `store`.
+
+    Unfinished trials continue from their latest checkpoint, so this is also how a killed run
+    resumes.
+    """
     observer = observer or RunObserver()
     started = time.perf_counter()
     summary = RunSummary()
-    store.write_manifest(plan.matrix.model_dump(mode="json"), source.to_dict())
-    resources = plan.matrix.resources
-
-    pretrain = _pending(plan.pretrain, store, summary, observer)
-    finetune = _pending(plan.finetune, store, summary, observer)
-    if pretrain or finetune:
-        with ray_session(address, resources):
-            _run_stage("pretrain", pretrain, store, plan.matrix, observer, summary)
-            runnable = []
-            for trial in finetune:
-                reason = _blocked_reason(trial, store)
-                if reason is None:
-                    runnable.append(trial)
-                else:
-                    store.write_record(trial.id, trial.config, BLOCKED, error=reason)
-                    summary.blocked.append(trial.id)
-                    observer.blocked(trial.id, reason)
-            _run_stage("finetune", runnable, store, plan.matrix, observer, summary)
+    with store.lock():
+        store.write_manifest(plan.matrix.model_dump(mode="json"), source.to_dict())
+        pretrain = _pending(_select(plan.pretrain, only), store, summary, observer)
+        finetune = _pending(_select(plan.finetune, only), store, summary, observer)
+        if pretrain or finetune:
+            _run_stages(plan, pretrain, finetune, store, observer, summary, address)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _select(trials: list, only: set[str] | None) -> list:
+    return trials if only is None else [t for t in trials if t.id in only]
+
+
+def _run_stages(
+    plan: Plan,
+    pretrain: list[PretrainTrial],
+    finetune: list[FinetuneTrial],
+    store: RunStore,
+    observer: RunObserver,
+    summary: RunSummary,
+    address: str | None,
+) -> None:
+    with ray_session(address, plan.matrix.resources):
+        _run_stage("pretrain", pretrain, store, plan.matrix, observer, summary)
+        runnable = []
+        for trial in finetune:
+            reason = _blocked_reason(trial, store)
+            if reason is None:
+                runnable.append(trial)
+            else:
+                store.write_record(trial.id, trial.config, BLOCKED, error=reason)
+                summary.blocked.append(trial.id)
+                observer.blocked(trial.id, reason)
+        _run_stage("finetune", runnable, store, plan.matrix, observer, summary)
 
 
 def _pending(trials, store: RunStore, summary: RunSummary, observer: RunObserver) -> list:
@@ -110,8 +130,11 @@ def _run_stage(
 
     observer.stage_started(stage, [t.id for t in trials])
     resources, checkpointing = matrix.resources, matrix.checkpointing
+    # A data-parallel pre-training trial runs `workers_per_trial` processes: reserve for all.
+    workers = resources.workers_per_trial if stage == "pretrain" else 1
     trainable = tune.with_resources(
-        TRAINABLES[stage], {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}
+        TRAINABLES[stage],
+        {"cpu": resources.cpus_per_trial * workers, "gpu": resources.gpus_per_trial * workers},
     )
     param_space = {
         "trial": tune.grid_search([{"id": t.id, "config": t.config} for t in trials]),
@@ -120,6 +143,8 @@ def _run_stage(
         "gpus": resources.gpus_per_trial,
         "checkpoint_every": checkpointing.every_steps,
         "checkpoint_keep": checkpointing.keep,
+        "workers": workers,
+        "micro_batch_size": resources.micro_batch_size,
     }
     tuner = tune.Tuner(
         trainable,
@@ -149,7 +174,8 @@ def _run_stage(
             summary.done.append(trial_id)
             continue
         reason = error_summary(result.error) if result.error else "ended without a result"
-        store.write_record(trial_id, by_id[trial_id].config, FAILED, error=reason)
+        attempts = {"attempt": store.attempts(trial_id)}
+        store.write_record(trial_id, by_id[trial_id].config, FAILED, error=reason, timings=attempts)
         summary.failed.append(trial_id)
 
 
@@ -175,6 +201,9 @@ def ray_session(address: str | None, resources: Resources) -> Iterator[None]:
 
     owned = not ray.is_initialized()
     if owned:
+        # Without --address/RAY_ADDRESS, start a private local instance: Ray would otherwise
+        # join whatever cluster /tmp/ray/ray_current_cluster last named, even a dead one.
+        address = address or os.environ.get("RAY_ADDRESS") or "local"
         ray.init(
             address=address,
             include_dashboard=False,
@@ -193,15 +222,18 @@ def ray_session(address: str | None, resources: Resources) -> Iterator[None]:
 def _check_resources(cluster: dict[str, float], resources: Resources) -> None:
     """Fail before any trial starts if a trial could never be scheduled (Tune would wait)."""
     gpus, cpus = cluster.get("GPU", 0.0), cluster.get("CPU", 0.0)
-    if resources.gpus_per_trial > gpus:
+    workers = resources.workers_per_trial
+    if resources.gpus_per_trial * workers > gpus:
         found = f"{gpus:g} GPU(s)" if gpus else "no GPU"
         raise UserError(
-            f"resources.gpus_per_trial = {resources.gpus_per_trial:g} but the Ray cluster has "
-            f"{found}; set resources.gpus_per_trial = 0 (--set resources.gpus_per_trial=0) to "
-            "run on CPU, or run on a GPU host / cluster (--address)"
+            f"resources.gpus_per_trial = {resources.gpus_per_trial:g} x workers_per_trial = "
+            f"{workers} but the Ray cluster has {found}; set resources.gpus_per_trial = 0 "
+            "(--set resources.gpus_per_trial=0) to run on CPU, or run on a GPU host / cluster "
+            "(--address)"
         )
-    if resources.cpus_per_trial > cpus:
+    if resources.cpus_per_trial * workers > cpus:
         raise UserError(
-            f"resources.cpus_per_trial = {resources.cpus_per_trial:g} but the Ray cluster has "
-            f"{cpus:g} CPU(s); lower it (--set resources.cpus_per_trial=1)"
+            f"resources.cpus_per_trial = {resources.cpus_per_trial:g} x workers_per_trial = "
+            f"{workers} but the Ray cluster has {cpus:g} CPU(s); lower them "
+            "(--set resources.cpus_per_trial=1)"
         )

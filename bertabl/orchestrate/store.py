@@ -11,10 +11,13 @@ A record's `status` is one of: done, failed, blocked. A trial with no record has
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +84,17 @@ class RunStore:
         atomic_write_json(self.trial_dir(trial_id) / "record.json", record)
         return record
 
+    def count_attempt(self, trial_id: str) -> int:
+        """Record that the trial starts (again); returns which attempt this is, from 1."""
+        path = self.trial_dir(trial_id) / "attempts"
+        attempt = int(path.read_text()) + 1 if path.is_file() else 1
+        atomic_write(path, str(attempt).encode())
+        return attempt
+
+    def attempts(self, trial_id: str) -> int:
+        path = self.trial_dir(trial_id) / "attempts"
+        return int(path.read_text()) if path.is_file() else 0
+
     def write_progress(self, trial_id: str, metrics: dict[str, Any]) -> None:
         """The latest metrics of a running trial (read by `bertabl status`)."""
         progress = {"metrics": metrics, "written_at": time.time()}
@@ -89,6 +103,46 @@ class RunStore:
     def progress(self, trial_id: str) -> dict[str, Any] | None:
         path = self.trial_dir(trial_id) / "progress.json"
         return json.loads(path.read_text()) if path.is_file() else None
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the run directory for one `bertabl run`; a second one refuses instead of racing.
+
+        An flock is released by the kernel when its holder dies, even by SIGKILL, so a killed run
+        never leaves a stale lock behind.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        handle = open(self.root / ".lock", "a+")  # noqa: SIM115 - held for the context's life
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise UserError(
+                    f"{self.root} is in use by another bertabl run ({holder}); wait for it to "
+                    "finish, or use another --run-dir"
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()}")
+            handle.flush()
+            yield
+        finally:
+            handle.close()
+
+    def is_locked(self) -> bool:
+        """True while a `bertabl run` holds this run directory."""
+        path = self.root / ".lock"
+        if not path.is_file():
+            return False
+        with open(path) as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return False
 
     def write_manifest(self, matrix: dict[str, Any], source: dict[str, Any]) -> None:
         atomic_write_json(self.root / "matrix.json", {"matrix": matrix, "source": source})

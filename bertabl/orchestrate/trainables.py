@@ -1,7 +1,7 @@
 """Ray Tune function trainables: thin wrappers that run a trial body and write its record.
 
-Each receives `{"trial": {"id", "config"}, "run_dir", "cpus", "gpus"}` as its Tune config; all
-paths are absolute because Ray runs trials in their own working directory.
+Each receives `{"trial": {"id", "config"}, "run_dir", "cpus", "gpus", ...runtime settings}` as its
+Tune config; all paths are absolute because Ray runs trials in their own working directory.
 """
 
 from __future__ import annotations
@@ -50,10 +50,9 @@ def _run(params: dict[str, Any], body) -> None:
     trial_id, config = params["trial"]["id"], params["trial"]["config"]
     store = RunStore(params["run_dir"])
     trial_dir = store.trial_dir(trial_id)
-    history: list[dict[str, Any]] = []
+    attempt = store.count_attempt(trial_id)
 
     def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
-        history.append(dict(metrics))
         store.write_progress(trial_id, metrics)
         checkpoint = tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
         tune.report(metrics, checkpoint=checkpoint)
@@ -64,6 +63,8 @@ def _run(params: dict[str, Any], body) -> None:
         report=report,
         checkpoints=checkpoints,
         checkpoint_every=params["checkpoint_every"],
+        workers=params["workers"],
+        micro_batch_size=params["micro_batch_size"],
     )
     started = time.time()
     metrics = body(config, store, trial_dir, runtime)
@@ -73,12 +74,13 @@ def _run(params: dict[str, Any], body) -> None:
         config,
         DONE,
         metrics=metrics,
-        history=history,
+        history=runtime.history,
         timings={
             "started": started,
             "finished": finished,
             "seconds": finished - started,
             "resumed_from_step": runtime.resumed_from,
+            "attempt": attempt,
         },
     )
     checkpoints.clear()  # the record and (for pre-training) the saved model are what remain

@@ -4,6 +4,12 @@ A plain function (no Ray inside) so it can run in a Tune trial, a test, or a ben
 The loop is written out rather than using HF `Trainer`: a Tune trial must report metrics and
 checkpoints on its own schedule, and the loop is the place later speed work (packing, sparse MLM
 decoding) goes.
+
+One optimizer step per global batch of `pretrain.batch_size` sequences. With
+`runtime.workers = k > 1` the trial runs k data-parallel processes (see `parallel.py`); each
+process splits its share of the batch into micro-batches of `runtime.micro_batch_size` and
+accumulates their gradients, so the batch size is a property of the experiment, not of the
+hardware: any layout gives the same gradient (up to float rounding) and the same logged losses.
 """
 
 from __future__ import annotations
@@ -16,18 +22,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import DataCollatorForLanguageModeling
+import transformers
+from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase
 
 from bertabl.data.corpus import load_corpus
 from bertabl.data.tokenizer import build_tokenizer
 from bertabl.errors import DataError
 from bertabl.pretrain.examples import build_pair_examples
 from bertabl.pretrain.model import build_model
+from bertabl.pretrain.parallel import BatchLayout, Group, batch_layout, launch
 from bertabl.training import (
     TrialRuntime,
     adamw_with_schedule,
     autocast,
-    optimizer_step,
     rng_state,
     seed_everything,
     set_rng_state,
@@ -35,18 +42,63 @@ from bertabl.training import (
 
 LOG_EVERY = 25
 WINDOW_KEYS = ("loss", "mlm_loss", "nsp_loss", "nsp_acc")
+IGNORE = -100  # label of the tokens MLM does not predict
+LABEL_KEYS = ("labels", "next_sentence_label")
 
 
 def pretrain(config: dict[str, Any], out_dir: Path, runtime: TrialRuntime) -> dict[str, Any]:
     """Run one pre-training trial; saves model + tokenizer to `out_dir/model`; returns metrics.
 
     Resumes from the runtime's latest checkpoint when there is one; the result is then the same,
-    to the bit on CPU, as a run that was never interrupted.
+    to the bit on CPU, as a run that was never interrupted (with the same number of workers).
+    This process is rank 0 when `runtime.workers > 1`: it alone reports, checkpoints and saves.
     """
-    pt = config["pretrain"]
-    device = runtime.device
-    seed_everything(pt["seed"])
+    layout = batch_layout(
+        config["pretrain"]["batch_size"], runtime.workers, runtime.micro_batch_size
+    )
     tokenizer = build_tokenizer(config["data"], out_dir / "vocab")
+    worker_args = (
+        config,
+        tokenizer,  # the other ranks get it pickled: only rank 0 writes files
+        layout,
+        runtime.checkpoint_every,
+        transformers.logging.get_verbosity(),
+    )
+    with launch(runtime.workers, runtime.device, _worker, worker_args) as group:
+        return _train(config, tokenizer, out_dir, runtime, group, layout)
+
+
+def _worker(
+    group: Group,
+    config: dict[str, Any],
+    tokenizer: PreTrainedTokenizerBase,
+    layout: BatchLayout,
+    checkpoint_every: int,
+    verbosity: int,
+) -> None:
+    """Ranks 1..k-1: the same loop as rank 0, without reports, checkpoint files or saved model."""
+    transformers.logging.set_verbosity(verbosity)
+    runtime = TrialRuntime(
+        group.device,
+        checkpoint_every=checkpoint_every,  # checkpoint steps gather every rank's RNG state
+        workers=group.world,
+        micro_batch_size=layout.micro_batch_size,
+    )
+    _train(config, tokenizer, None, runtime, group, layout)
+
+
+def _train(
+    config: dict[str, Any],
+    tokenizer: PreTrainedTokenizerBase,
+    out_dir: Path | None,
+    runtime: TrialRuntime,
+    group: Group,
+    layout: BatchLayout,
+) -> dict[str, Any]:
+    """The training loop of one rank (the only one when `group.world` is 1)."""
+    pt = config["pretrain"]
+    device = group.device
+    seed_everything(pt["seed"])
     documents = [
         tokenizer(doc, add_special_tokens=False)["input_ids"] for doc in load_corpus(config["data"])
     ]
@@ -69,21 +121,29 @@ def pretrain(config: dict[str, Any], out_dir: Path, runtime: TrialRuntime) -> di
         random_replace_prob=masking["random"],
         seed=pt["seed"],
     )
-    collator.create_rng()  # created now (not on first call) so its state can be saved/restored
+    # Created now (not on first call) so its state can be saved/restored; not by `create_rng`,
+    # which refuses to seed in any process but the main one (data-parallel ranks are not).
+    collator.generator = collator.get_generator(pt["seed"])
     with_nsp = pt["objective"] == "mlm_nsp"
 
     step, position = 0, (0, 0)  # (pass over the corpus, batch within the pass)
     window: dict[str, list[float]] = {k: [] for k in WINDOW_KEYS}
-    history: list[dict[str, Any]] = []
-    state = runtime.resume_state()
-    if state is not None:
-        model.load_state_dict(state["model"])
+    history = runtime.history  # the trial record's history: restored entries + new ones
+    state = _shared_resume_state(runtime, group)
+    if state is None:
+        if not group.is_main:  # ranks draw different dropout masks for their slices
+            seed_everything(_rank_seed(pt["seed"], group.rank, 0))
+    else:
+        if "model" in state:  # rank 0; wrapping the model for DDP copies it to the others
+            model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         collator.generator.set_state(state["masking_rng"])
-        set_rng_state(state["rng"])
+        _restore_rank_rng(state, group, pt["seed"])
         step, position = state["step"], tuple(state["position"])
-        window, history = state["window"], state["history"]
+        window = state["window"]
+        history.extend(state["history"])
+    net = group.wrap(model)
     batches = _batches(documents, tokenizer, pt, collator, with_nsp, position)
 
     started = time.perf_counter()
@@ -91,52 +151,142 @@ def pretrain(config: dict[str, Any], out_dir: Path, runtime: TrialRuntime) -> di
     while step < pt["steps"]:
         step += 1
         batch, position = next(batches)
-        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        with autocast(device):
-            out = model(**batch)
-        loss = out.loss
-        optimizer_step(loss, model, optimizer, scheduler, where=f"pre-training step {step}")
+        mlm_loss, nsp_loss, nsp_acc = _accumulate_gradients(net, batch, layout, group, with_nsp)
+        loss = mlm_loss + nsp_loss
+        _apply_gradients(loss, model, optimizer, scheduler, where=f"pre-training step {step}")
 
-        window["loss"].append(loss.item())
+        window["loss"].append(loss)
+        window["mlm_loss"].append(mlm_loss)
         if with_nsp:
-            # BertForPreTraining returns the summed loss; split it to report both objectives.
-            nsp_logits = out.seq_relationship_logits.float()
-            nsp_loss = torch.nn.functional.cross_entropy(nsp_logits, batch["next_sentence_label"])
-            window["nsp_loss"].append(nsp_loss.item())
-            window["mlm_loss"].append(loss.item() - nsp_loss.item())
-            hits = (nsp_logits.argmax(-1) == batch["next_sentence_label"]).float().mean()
-            window["nsp_acc"].append(hits.item())
-        else:
-            window["mlm_loss"].append(loss.item())
+            window["nsp_loss"].append(nsp_loss)
+            window["nsp_acc"].append(nsp_acc)
         if step % LOG_EVERY == 0 or step == pt["steps"]:
             metrics = {k: sum(v) / len(v) for k, v in window.items() if v}
             metrics["mlm_perplexity"] = math.exp(min(metrics["mlm_loss"], 50.0))
             metrics |= {"step": step, "lr": scheduler.get_last_lr()[0]}
             history.append(metrics)
             window = {k: [] for k in WINDOW_KEYS}
-            if step < pt["steps"]:
+            if step < pt["steps"] and group.is_main:
                 runtime.report(metrics | {"seconds": time.perf_counter() - started}, None)
         if runtime.due(step) and step < pt["steps"]:
-            runtime.save(
-                step,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "masking_rng": collator.generator.get_state(),
-                    "rng": rng_state(),
-                    "step": step,
-                    "position": position,
-                    "window": window,
-                    "history": history,
-                },
-            )
+            rngs = group.gather(rng_state())  # every rank takes part; rank 0 writes
+            if group.is_main:
+                runtime.save(
+                    step,
+                    {
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "masking_rng": collator.generator.get_state(),
+                        "rng": rngs[0],
+                        "worker_rng": rngs[1:],  # ranks 1..k-1 (dropout differs per rank)
+                        "step": step,
+                        "position": position,
+                        "window": window,
+                        "history": history,
+                    },
+                )
 
-    model_dir = out_dir / "model"
-    model.save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
-    runtime.report(metrics | {"seconds": time.perf_counter() - started}, model_dir)
+    if group.is_main:
+        model_dir = out_dir / "model"
+        model.save_pretrained(model_dir)
+        tokenizer.save_pretrained(model_dir)
+        runtime.report(metrics | {"seconds": time.perf_counter() - started}, model_dir)
     return metrics
+
+
+def _accumulate_gradients(
+    net: torch.nn.Module,
+    batch: dict[str, torch.Tensor],
+    layout: BatchLayout,
+    group: Group,
+    with_nsp: bool,
+) -> tuple[float, float, float]:
+    """Forward and backward over this rank's micro-batches of the global `batch`, leaving the
+    global batch's gradient in the parameters; returns its (mlm_loss, nsp_loss, nsp_acc).
+
+    Loss scaling. The full-batch MLM loss is the mean over all masked tokens of the global
+    batch, so a micro-batch contributes the sum of its masked-token losses divided by the
+    global batch's masked-token count: HF's per-micro-batch mean weighted by the micro-batch's
+    share of the masked tokens, not by its share of sequences (micro-batches hold different
+    numbers of masked tokens). NSP is a mean over sequences: sum / global batch size. The
+    contributions of all micro-batches of all ranks then add up to the full-batch loss. The
+    losses are computed here from the logits (not taken from HF's `loss`) to get both parts as
+    tensors and no NaN for a micro-batch without masked tokens. Backward runs on `world` times
+    the contribution, as DDP averages gradients over ranks rather than summing them.
+    """
+    device = group.device
+    masked_tokens = max(1, int((batch["labels"] != IGNORE).sum()))
+    micro_batches = layout.micro_batches(batch, group.rank)
+    totals = torch.zeros(3, device=device)  # mlm_loss, nsp_loss, nsp_acc of the global batch
+    for index, micro in enumerate(micro_batches):
+        micro = {k: v.to(device, non_blocking=True) for k, v in micro.items()}
+        inputs = {k: v for k, v in micro.items() if k not in LABEL_KEYS}
+        with group.accumulating(net, skip_sync=index < len(micro_batches) - 1):
+            with autocast(device):
+                out = net(**inputs)
+            mlm_logits = out.prediction_logits if with_nsp else out.logits
+            mlm = torch.nn.functional.cross_entropy(
+                mlm_logits.float().flatten(0, 1),
+                micro["labels"].flatten(),
+                ignore_index=IGNORE,
+                reduction="sum",
+            )
+            parts = [mlm / masked_tokens]
+            if with_nsp:
+                nsp_logits = out.seq_relationship_logits.float()
+                labels = micro["next_sentence_label"]
+                nsp = torch.nn.functional.cross_entropy(nsp_logits, labels, reduction="sum")
+                hits = (nsp_logits.argmax(-1) == labels).sum()
+                parts += [nsp / layout.batch_size, hits.float() / layout.batch_size]
+            (sum(parts[:2]) * group.world).backward()
+        totals[: len(parts)] += torch.stack(parts).detach()
+    mlm_loss, nsp_loss, nsp_acc = group.sum(totals).tolist()
+    return mlm_loss, nsp_loss, nsp_acc
+
+
+def _apply_gradients(
+    loss: float,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    where: str,
+    max_grad_norm: float = 1.0,
+) -> None:
+    """`training.optimizer_step` after its backward (done per micro-batch): a non-finite loss
+    fails the trial; clip (BERT clips at 1.0), step, schedule."""
+    if not math.isfinite(loss):
+        raise FloatingPointError(f"loss became {loss} at {where}")
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def _shared_resume_state(runtime: TrialRuntime, group: Group) -> dict[str, Any] | None:
+    """Rank 0's latest checkpoint, on every rank; ranks > 0 get it without the model weights."""
+    state = runtime.resume_state() if group.is_main else None
+    if group.world == 1:
+        return state
+    shared = group.broadcast({k: v for k, v in state.items() if k != "model"} if state else None)
+    return state if group.is_main else shared
+
+
+def _restore_rank_rng(state: dict[str, Any], group: Group, seed: int) -> None:
+    """This rank's RNG state from the checkpoint. A run resumed with another worker count is
+    not exact anyway; its new ranks get seeds derived from (seed, rank, step)."""
+    if group.is_main:
+        set_rng_state(state["rng"])
+        return
+    saved = state.get("worker_rng", [])
+    if len(saved) == group.world - 1:
+        set_rng_state(saved[group.rank - 1])
+    else:
+        seed_everything(_rank_seed(seed, group.rank, state["step"]))
+
+
+def _rank_seed(seed: int, rank: int, step: int) -> int:
+    return random.Random(f"{seed}/rank/{rank}/step/{step}").getrandbits(63)
 
 
 def _batches(
@@ -147,10 +297,11 @@ def _batches(
     with_nsp: bool,
     position: tuple[int, int],
 ) -> Iterator[tuple[dict[str, torch.Tensor], tuple[int, int]]]:
-    """Endless (masked batch, position after it) from `position` on.
+    """Endless (masked global batch, position after it) from `position` on.
 
     Each pass over the corpus draws fresh pairs (like BERT's duplication factor) from an RNG
-    seeded by (seed, pass), so any position can be rebuilt exactly on resume.
+    seeded by (seed, pass), so any position can be rebuilt exactly on resume. Every
+    data-parallel rank builds the same global batches and takes its own slice of each.
     """
     pass_index, first_batch = position
     size = pt["batch_size"]

@@ -1,0 +1,72 @@
+"""Pre-training corpora from text files, and tokenizers from vocabulary files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bertabl.data.corpus import corpus_data, load_corpus
+from bertabl.data.tokenizer import build_tokenizer, vocab_size
+from bertabl.errors import DataError
+
+
+def _config(corpus: Path | str, fmt: str = "bert", tokenizer: str = "synthetic") -> dict:
+    return {
+        "corpus": str(corpus),
+        "corpus_format": fmt,
+        "tokenizer": tokenizer,
+        "lowercase": True,
+        "synthetic": {},
+    }
+
+
+def test_bert_format_sentences_per_line_documents_by_blank_lines(tmp_path: Path):
+    (tmp_path / "a.txt").write_text("One sentence.\nTwo sentence.\n\nThird doc.\r\nFourth.\r\n")
+    documents = load_corpus(corpus_data(_config(tmp_path / "a.txt")))
+    assert documents == [["One sentence.", "Two sentence."], ["Third doc.", "Fourth."]]
+
+
+def test_paragraph_format_one_document_per_file(tmp_path: Path):
+    (tmp_path / "b.txt").write_text("A first\nparagraph.\n\nA second one.\n")
+    (tmp_path / "c.txt").write_text("Another book.\n")
+    documents = load_corpus(corpus_data(_config(tmp_path, "paragraphs")))
+    assert documents == [["A first paragraph.", "A second one."], ["Another book."]]
+
+
+def test_corpus_identity_is_content_not_path(tmp_path: Path):
+    for name in ("x", "y"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "doc.txt").write_text("Same.\n\nText.\n")
+    a, b = (corpus_data(_config(tmp_path / n)) for n in ("x", "y"))
+    assert a["identity"] == b["identity"] and a["location"] != b["location"]
+
+
+def test_corpus_errors(tmp_path: Path):
+    with pytest.raises(DataError, match="not found"):
+        corpus_data(_config(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no .txt files"):
+        corpus_data(_config(tmp_path / "empty"))
+    (tmp_path / "one.txt").write_text("Only one document.\n")
+    with pytest.raises(DataError, match="at least two"):
+        load_corpus(corpus_data(_config(tmp_path / "one.txt")))
+
+
+def test_gutenberg_books_and_the_bert_vocab(shared_data: Path, tmp_path: Path):
+    vocab = shared_data / "vocab" / "bert-base-uncased-vocab.txt"
+    config = _config(shared_data / "corpus" / "gutenberg", "paragraphs", str(vocab))
+    data = corpus_data(config)
+    documents = load_corpus(data)
+    assert len(documents) == 6  # one per book (MANIFEST.md)
+    assert documents[0][0] == "[Emma by Jane Austen 1816]"
+    assert vocab_size(config) == 30522
+    tokenizer = build_tokenizer(data, tmp_path)
+    assert len(tokenizer) == 30522
+    assert tokenizer.convert_tokens_to_ids(["[UNK]", "[CLS]", "[SEP]", "[MASK]"]) == [
+        100,
+        101,
+        102,
+        103,
+    ]  # MANIFEST.md
+    assert tokenizer.tokenize("Emma Woodhouse") == ["emma", "wood", "##house"]

@@ -1,0 +1,219 @@
+"""Gradient accumulation and data-parallel pre-training (CPU, gloo): same results as one process
+with the whole batch, exact resume, clear errors."""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file
+
+from bertabl.errors import UserError
+from bertabl.matrix import build_plan
+from bertabl.matrix.load import tomllib, validate
+from bertabl.orchestrate.checkpoint import Checkpointer
+from bertabl.pretrain.parallel import WorkerFailed, batch_layout, launch
+from bertabl.pretrain.train import pretrain
+from bertabl.training import TrialRuntime
+from tests.conftest import TINY_MATRIX
+
+CPU = torch.device("cpu")
+STEPS = 6
+OBJECTIVES = {"mlm_nsp": 0, "mlm": 1}
+
+
+class Killed(Exception):
+    """Stands in for SIGKILL: the body stops right after writing a checkpoint."""
+
+
+class KillAfter(Checkpointer):
+    def __init__(self, directory: Path, at_step: int):
+        super().__init__(directory)
+        self.at_step = at_step
+
+    def save(self, step, state):
+        path = super().save(step, state)
+        if step == self.at_step:
+            raise Killed(step)
+        return path
+
+
+@pytest.fixture(scope="module")
+def plan():
+    raw = tomllib.loads(TINY_MATRIX)
+    raw["pretrain"]["steps"] = STEPS
+    raw["pretrain"]["model"]["dropout"] = 0.0  # layouts then compute the same function
+    return build_plan(validate(raw, "tiny.toml"))
+
+
+@pytest.fixture
+def one_thread():
+    """Two ranks on a small CI box: one thread each (spawned ranks copy rank 0's setting)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _run(config, out_dir: Path, **runtime) -> tuple[dict, list[dict], dict[str, torch.Tensor]]:
+    reports: list[dict] = []
+    metrics = pretrain(
+        config,
+        out_dir,
+        TrialRuntime(CPU, report=lambda m, _dir: reports.append(dict(m)), **runtime),
+    )
+    return metrics, reports, load_file(out_dir / "model" / "model.safetensors")
+
+
+def _max_weight_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    assert a.keys() == b.keys()
+    return max((a[k].double() - b[k].double()).abs().max().item() for k in a)
+
+
+def _assert_close_metrics(a: dict, b: dict, tol: float) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        if key == "mlm_perplexity":  # exp(mlm_loss): compare relatively
+            assert a[key] == pytest.approx(b[key], rel=tol), key
+        elif key != "seconds":
+            assert a[key] == pytest.approx(b[key], abs=tol, rel=0), key
+
+
+@pytest.mark.parametrize("micro", [4, 2])
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_accumulation_matches_the_full_batch(plan, tmp_path: Path, objective: str, micro: int):
+    config = plan.pretrain[OBJECTIVES[objective]].config
+    assert config["pretrain"]["batch_size"] == 8
+    full, _, full_weights = _run(config, tmp_path / "full", micro_batch_size=8)
+    accumulated, _, weights = _run(config, tmp_path / "acc", micro_batch_size=micro)
+
+    assert _max_weight_diff(full_weights, weights) < 1e-5
+    _assert_close_metrics(full, accumulated, 1e-5)
+    assert full["step"] == STEPS and "mlm_loss" in full
+
+
+@pytest.mark.parametrize("micro", [0, 2], ids=["no-accumulation", "accumulation"])
+def test_two_workers_match_one_process(plan, tmp_path: Path, one_thread, micro: int):
+    config = plan.pretrain[OBJECTIVES["mlm_nsp"]].config
+    single, single_reports, single_weights = _run(config, tmp_path / "one")
+    started = time.perf_counter()
+    parallel, reports, weights = _run(config, tmp_path / "two", workers=2, micro_batch_size=micro)
+    seconds = time.perf_counter() - started
+
+    assert _max_weight_diff(single_weights, weights) < 1e-5
+    _assert_close_metrics(single, parallel, 1e-5)
+    assert len(reports) == len(single_reports)  # only rank 0 reports
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["model", "vocab"]
+    assert seconds < 120
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_resume_with_accumulation_is_bit_identical(plan, tmp_path: Path, objective: str):
+    config = plan.pretrain[OBJECTIVES[objective]].config
+    straight, _, straight_weights = _run(config, tmp_path / "straight", micro_batch_size=2)
+
+    resumed_dir = tmp_path / "resumed"
+    with pytest.raises(Killed):
+        _run(
+            config,
+            resumed_dir,
+            micro_batch_size=2,
+            checkpoints=KillAfter(resumed_dir / "ckpt", at_step=3),
+            checkpoint_every=3,
+        )
+    runtime = TrialRuntime(
+        CPU, checkpoints=Checkpointer(resumed_dir / "ckpt"), checkpoint_every=3, micro_batch_size=2
+    )
+    resumed = pretrain(config, resumed_dir, runtime)
+
+    assert runtime.resumed_from == 3
+    assert resumed == straight
+    weights = load_file(resumed_dir / "model" / "model.safetensors")
+    assert all(torch.equal(straight_weights[k], weights[k]) for k in weights)
+
+
+@pytest.mark.slow  # three 2-process runs: about 12 s on 2 CPU cores
+def test_resume_with_two_workers_matches_the_uninterrupted_run(plan, tmp_path: Path, one_thread):
+    # Dropout on: each rank's RNG state must come back from the checkpoint for an exact resume.
+    config = copy.deepcopy(plan.pretrain[OBJECTIVES["mlm_nsp"]].config)
+    config["pretrain"]["model"]["dropout"] = 0.1
+    straight, _, straight_weights = _run(config, tmp_path / "straight", workers=2)
+
+    resumed_dir = tmp_path / "resumed"
+    with pytest.raises(Killed):
+        _run(
+            config,
+            resumed_dir,
+            workers=2,
+            checkpoints=KillAfter(resumed_dir / "ckpt", at_step=3),
+            checkpoint_every=3,
+        )
+    state = Checkpointer(resumed_dir / "ckpt").load_latest()
+    assert state["step"] == 3 and len(state["worker_rng"]) == 1
+    runtime = TrialRuntime(
+        CPU, checkpoints=Checkpointer(resumed_dir / "ckpt"), checkpoint_every=3, workers=2
+    )
+    resumed = pretrain(config, resumed_dir, runtime)
+    weights = load_file(resumed_dir / "model" / "model.safetensors")
+
+    assert runtime.resumed_from == 3
+    assert _max_weight_diff(straight_weights, weights) < 1e-6
+    _assert_close_metrics(straight, resumed, 1e-6)
+
+
+def test_batch_layout_errors_name_the_keys(plan, tmp_path: Path):
+    with pytest.raises(UserError, match=r"pretrain\.batch_size = 8 .*workers_per_trial = 3"):
+        batch_layout(8, 3, 0)
+    with pytest.raises(UserError, match=r"resources\.micro_batch_size = 3 .*8 / 1 = 8"):
+        batch_layout(8, 1, 3)
+    with pytest.raises(UserError, match=r"resources\.micro_batch_size = 8 .*8 / 2 = 4"):
+        batch_layout(8, 2, 8)
+    layout = batch_layout(8, 2, 0)
+    assert (layout.per_worker, layout.micro_batch_size, layout.accumulation_steps) == (4, 4, 1)
+    assert batch_layout(8, 2, 2).accumulation_steps == 2
+
+    # pretrain() checks before it builds or starts anything
+    config = plan.pretrain[0].config
+    with pytest.raises(UserError, match="resources.micro_batch_size"):
+        pretrain(config, tmp_path, TrialRuntime(CPU, micro_batch_size=3))
+    assert not any(tmp_path.iterdir())
+
+
+def test_micro_batches_cover_the_rank_slice():
+    batch = {"input_ids": torch.arange(8).unsqueeze(1)}
+    layout = batch_layout(8, 2, 2)
+    rows = [
+        [m["input_ids"].flatten().tolist() for m in layout.micro_batches(batch, r)] for r in (0, 1)
+    ]
+    assert rows == [[[0, 1], [2, 3]], [[4, 5], [6, 7]]]
+
+
+# --- a rank that fails: rank 0 raises a clear error instead of hanging ---------------------
+
+
+def _failing_rank(group, how: str) -> None:
+    total = torch.ones(1)
+    group.sum(total)  # one collective together, then the failure
+    if how == "raise":
+        raise ValueError("rank one broke")
+    os._exit(7)
+
+
+@pytest.mark.parametrize("how", ["raise", "exit"])
+def test_a_failing_rank_fails_rank_zero_promptly(how: str, one_thread):
+    started = time.perf_counter()
+    with pytest.raises(WorkerFailed) as caught:
+        with launch(2, CPU, _failing_rank, (how,)) as group:
+            while True:  # rank 0 keeps training until the dead peer breaks a collective
+                group.sum(torch.ones(1))
+                time.sleep(0.01)
+    assert time.perf_counter() - started < 60
+    message = str(caught.value)
+    assert "data-parallel worker rank 1" in message
+    assert ("ValueError: rank one broke" if how == "raise" else "exit code 7") in message
+    assert not dist.is_initialized()

@@ -1,0 +1,715 @@
+"""The Dockerfile, .dockerignore and README's Docker section, checked without a Docker engine.
+
+The Dockerfile is parsed here (parser directives, comments, line continuations, exec and shell
+forms). Its install step runs against stand-in `python`/`pip` commands to show that pip keeps the
+base image's torch. Where a Docker engine answers (`docker info`), one more (slow) test builds the
+image.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import posixpath
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+IMAGE = "bertabl"
+BASE_TAG = re.compile(
+    r"pytorch/pytorch:(?P<torch>\d+\.\d+\.\d+)-cuda(?P<cuda>\d+\.\d+)-cudnn(?P<cudnn>\d+)-runtime"
+)
+# What the image needs from the build context, and nothing else.
+NEEDED = {"pyproject.toml", "constraints.txt", "README.md", "bertabl", "matrices"}
+
+
+# --- Dockerfile parsing ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Instruction:
+    keyword: str  # upper case: FROM, RUN, ...
+    args: str  # everything after the keyword, continuation lines joined
+    line: int  # where it starts in the file
+
+    def exec_form(self) -> list[str] | None:
+        """The JSON array of ENTRYPOINT ["x"], CMD [...], COPY [...], or None (shell form)."""
+        if not self.args.startswith("["):
+            return None
+        try:
+            value = json.loads(self.args)
+        except json.JSONDecodeError:
+            return None
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return value
+        return None
+
+    def words(self) -> list[str]:
+        form = self.exec_form()
+        return form if form is not None else shlex.split(self.args)
+
+
+def parse_dockerfile(text: str) -> list[Instruction]:
+    lines = text.splitlines()
+    escape = "\\"
+    for line in lines:  # parser directives: `# name=value` lines at the very top
+        directive = re.fullmatch(r"#\s*([A-Za-z]+)\s*=\s*(\S+)\s*", line)
+        if directive is None:
+            break
+        if directive.group(1).lower() == "escape":
+            escape = directive.group(2)
+    continuation = re.compile(re.escape(escape) + r"[ \t]*$")
+
+    instructions: list[Instruction] = []
+    parts: list[str] = []
+    start = 0
+    for number, raw in enumerate(lines, 1):
+        stripped = raw.strip()
+        if not stripped or stripped.startswith("#"):
+            continue  # blank lines and comments, also inside a continued instruction
+        if not parts:
+            start = number
+        end = continuation.search(raw)
+        if end is not None:
+            parts.append(raw[: end.start()])
+            continue
+        parts.append(raw)
+        instructions.append(_instruction("".join(parts), start))
+        parts = []
+    if parts:
+        instructions.append(_instruction("".join(parts), start))
+    return instructions
+
+
+def _instruction(text: str, line: int) -> Instruction:
+    keyword, _, args = text.strip().partition(" ")
+    return Instruction(keyword.upper(), args.strip(), line)
+
+
+@functools.cache
+def dockerfile() -> tuple[Instruction, ...]:
+    return tuple(parse_dockerfile((REPO / "Dockerfile").read_text()))
+
+
+def instructions(keyword: str) -> list[Instruction]:
+    return [instr for instr in dockerfile() if instr.keyword == keyword]
+
+
+def global_args() -> dict[str, str | None]:
+    """The ARGs declared before the first FROM, with their defaults."""
+    result: dict[str, str | None] = {}
+    for instr in dockerfile():
+        if instr.keyword == "FROM":
+            break
+        if instr.keyword == "ARG":
+            for word in shlex.split(instr.args):
+                name, sep, default = word.partition("=")
+                result[name] = default if sep else None
+    return result
+
+
+def copies() -> list[tuple[Instruction, list[str], list[str], str]]:
+    """(instruction, flags, sources, destination) of every COPY/ADD."""
+    result = []
+    for instr in dockerfile():
+        if instr.keyword in ("COPY", "ADD"):
+            words = instr.words()
+            flags = [w for w in words if w.startswith("--")]
+            paths = [w for w in words if not w.startswith("--")]
+            result.append((instr, flags, paths[:-1], paths[-1]))
+    return result
+
+
+def env() -> dict[str, str]:
+    result: dict[str, str] = {}
+    for instr in instructions("ENV"):
+        words = shlex.split(instr.args)
+        if words and "=" not in words[0]:  # legacy `ENV NAME value with spaces`
+            result[words[0]] = " ".join(words[1:])
+            continue
+        for word in words:
+            name, _, value = word.partition("=")
+            result[name] = value
+    return result
+
+
+def workdir() -> str:
+    return instructions("WORKDIR")[-1].args
+
+
+def pinned() -> dict[str, str]:
+    pins = {}
+    for line in (REPO / "constraints.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if "==" in line:
+            name, version = line.split("==", 1)
+            pins[name.strip().lower()] = version.strip()
+    return pins
+
+
+def pip_runs() -> list[Instruction]:
+    return [instr for instr in instructions("RUN") if re.search(r"\bpip\b", instr.args)]
+
+
+def test_parser_handles_directives_comments_and_continuations():
+    text = (
+        "# syntax=docker/dockerfile:1\n"
+        "# a comment\n"
+        "ARG BASE=img:1.0\n"
+        "FROM ${BASE}\n"
+        "\n"
+        "RUN one \\\n"
+        "    # a comment inside the continuation\n"
+        "    && two \\  \n"
+        "    && three\n"
+        'COPY ["a b", "c", "dest/"]\n'
+        "entrypoint [\"tool\"]\n"
+    )
+    parsed = parse_dockerfile(text)
+    assert [i.keyword for i in parsed] == ["ARG", "FROM", "RUN", "COPY", "ENTRYPOINT"]
+    assert " ".join(parsed[2].args.split()) == "one && two && three"
+    assert parsed[2].line == 6
+    assert parsed[3].exec_form() == ["a b", "c", "dest/"]
+    assert parsed[4].exec_form() == ["tool"]
+    backtick = parse_dockerfile("# escape=`\nRUN a `\n  b\n")
+    assert " ".join(backtick[0].args.split()) == "a b"
+
+
+def base_arg() -> str | None:
+    """The ARG that the (single) FROM names its base image by."""
+    froms = instructions("FROM")
+    match = re.fullmatch(r"\$\{?(\w+)\}?(?:\s+AS\s+\S+)?", froms[0].args, re.IGNORECASE)
+    return match.group(1) if match else None
+
+
+def base_image() -> str | None:
+    return global_args().get(base_arg() or "")
+
+
+def test_base_image_is_a_build_arg_with_a_pinned_default():
+    froms = instructions("FROM")
+    assert len(froms) == 1, "one stage: torch comes from its base image"
+    assert base_arg(), f"FROM should name its base through an ARG, not {froms[0].args!r}"
+    default = base_image()
+    assert default, f"ARG {base_arg()} needs a default base image"
+    name, _, tag = default.partition("@")[0].rpartition(":")
+    assert name and tag and tag != "latest", f"pin the base image's tag: {default!r}"
+    base = BASE_TAG.fullmatch(default)
+    assert base, f"{default!r} is not a pytorch/pytorch CUDA runtime tag"
+    assert base.group("torch") == pinned()["torch"], "base image torch != constraints.txt pin"
+
+
+def test_copy_sources_exist_and_are_only_what_the_image_needs():
+    copied = set()
+    for _, flags, sources, _ in copies():
+        assert not any(f.startswith("--from") for f in flags)
+        for source in sources:
+            assert not any(c in source for c in "*?["), f"COPY {source}: name it exactly"
+            path = posixpath.normpath(source)
+            assert path not in (".", ".."), "COPY . would copy the whole build context"
+            assert (REPO / path).exists(), f"COPY {source}: no such path in the repository"
+            copied.add(path)
+    assert copied == NEEDED
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["readme"] in copied, "setuptools reads the readme when it builds bertabl"
+
+
+def test_install_step_comes_after_the_sources_it_installs():
+    order = list(dockerfile())
+    installs = [order.index(instr) for instr in pip_runs()]
+    assert installs, "the Dockerfile should install bertabl with pip"
+    for instr, _, sources, _ in copies():
+        if {"pyproject.toml", "constraints.txt", "README.md", "bertabl"} & {
+            posixpath.normpath(s) for s in sources
+        }:
+            assert order.index(instr) < min(installs), f"line {instr.line}: COPY after pip"
+
+
+def shell_commands(script: str) -> list[list[str]]:
+    """The simple commands of a shell script: words split at ; && || | and newlines."""
+    lexer = shlex.shlex(script, posix=True, punctuation_chars=";&|")
+    lexer.whitespace_split = True
+    commands: list[list[str]] = [[]]
+    for word in lexer:
+        if word in (";", "&&", "||", "|", "&"):
+            commands.append([])
+        else:
+            commands[-1].append(word)
+    return [command for command in commands if command]
+
+
+def test_pip_is_never_handed_torch_or_the_unfiltered_constraints():
+    runs = pip_runs()
+    assert runs, "the Dockerfile should install bertabl with pip"
+    installs = 0
+    for instr in runs:
+        for words in shell_commands(instr.args):
+            pip = [i for i, w in enumerate(words) if re.search(r"(^|/)pip[\d.]*$", w)]
+            if not pip or "install" not in words[pip[0] :]:
+                continue
+            installs += 1
+            after = words[words.index("install", pip[0]) + 1 :]
+            for flag in ("-U", "--upgrade", "--force-reinstall", "-I", "--ignore-installed"):
+                assert flag not in after, f"pip install {flag} could replace the base's torch"
+            for i, word in enumerate(after):
+                assert not re.match(r"torch\b(?![-_.\w])", word), f"pip install {word}"
+                if word in ("-c", "--constraint", "-r", "--requirement"):
+                    target = posixpath.normpath(posixpath.join(workdir(), after[i + 1]))
+                    assert target != posixpath.join(workdir(), "constraints.txt"), (
+                        "constraints.txt pins torch==2.13.0, which pip may satisfy with a CPU "
+                        "or other CUDA wheel; hand pip a copy without its torch line"
+                    )
+    assert installs, "no `pip install` in the Dockerfile's RUN steps"
+
+
+# --- the install step, run with stand-in python and pip ---------------------------------------
+
+FAKE = """\
+#!{python}
+# Stand-in for the base image's python/pip: reports a torch version, records each pip call.
+import json, os, pathlib, sys
+
+state = pathlib.Path(os.environ["FAKE_STATE"])
+args = sys.argv[1:]
+
+
+def pip(args):
+    files, i = {{}}, 0
+    while i < len(args):
+        arg = args[i]
+        for flag in ("-c", "--constraint", "-r", "--requirement"):
+            if arg == flag:
+                files[args[i + 1]] = pathlib.Path(args[i + 1]).read_text()
+                i += 1
+            elif arg.startswith(flag + "="):
+                path = arg.split("=", 1)[1]
+                files[path] = pathlib.Path(path).read_text()
+        i += 1
+    with open(state / "pip_calls.jsonl", "a") as log:
+        log.write(json.dumps({{"args": args, "files": files}}) + "\\n")
+    swapped = state / "torch_after_pip"
+    if swapped.exists():  # simulate a pip that replaced torch
+        (state / "torch_version").write_text(swapped.read_text())
+    return 0
+
+
+if pathlib.Path(sys.argv[0]).name.startswith("pip"):
+    sys.exit(pip(args))
+if args[:2] == ["-m", "pip"]:
+    sys.exit(pip(args[2:]))
+if args[:1] == ["-c"] and "torch" in args[1]:
+    print((state / "torch_version").read_text())
+    sys.exit(0)
+sys.exit("fake python: unexpected arguments %r" % (args,))
+"""
+
+
+def run_install_step(tmp_path: Path, base_torch: str, torch_after_pip: str | None = None):
+    """Run the Dockerfile's pip RUN steps in a copy of the context with fake python/pip."""
+    context, bin_dir, state = tmp_path / "workspace", tmp_path / "bin", tmp_path / "state"
+    for folder in (context, bin_dir, state):
+        folder.mkdir()
+    for name in ("pyproject.toml", "constraints.txt", "README.md"):
+        shutil.copy(REPO / name, context / name)
+    fake = FAKE.format(python=sys.executable)
+    for name in ("python", "python3", "pip", "pip3"):
+        (bin_dir / name).write_text(fake)
+        (bin_dir / name).chmod(0o755)
+    (state / "torch_version").write_text(base_torch)
+    if torch_after_pip is not None:
+        (state / "torch_after_pip").write_text(torch_after_pip)
+    environment = {
+        **os.environ,
+        **env(),
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "FAKE_STATE": str(state),
+    }
+    before = sorted(p.name for p in context.iterdir())
+    for instr in pip_runs():
+        result = subprocess.run(
+            ["/bin/sh", "-c", instr.args],
+            cwd=context,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if result.returncode != 0:
+            return result, [], before, sorted(p.name for p in context.iterdir())
+    log = state / "pip_calls.jsonl"
+    calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return result, calls, before, sorted(p.name for p in context.iterdir())
+
+
+def requirement_name(line: str) -> str | None:
+    line = line.split("#", 1)[0].strip()
+    match = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)", line)
+    return match.group(1).lower().replace("_", "-") if match else None
+
+
+@pytest.mark.skipif(not Path("/bin/sh").exists(), reason="needs a POSIX shell")
+@pytest.mark.parametrize("base_torch", ["2.13.0+cu126", "2.12.1+cu130"])
+def test_install_step_keeps_the_base_images_torch(tmp_path, base_torch):
+    result, calls, before, after = run_install_step(tmp_path, base_torch)
+    assert result.returncode == 0, result.stdout + result.stderr
+    installs = [call for call in calls if "install" in call["args"]]
+    assert installs, "no pip install ran"
+    expected = [
+        line
+        for line in (REPO / "constraints.txt").read_text().splitlines()
+        if requirement_name(line) not in (None, "torch")
+    ]
+    for call in installs:
+        assert call["files"], "pip install ran without the pinned constraints"
+        for path, text in call["files"].items():
+            lines = text.splitlines()
+            torch_lines = [line for line in lines if requirement_name(line) == "torch"]
+            assert torch_lines == [f"torch=={base_torch}"], (path, torch_lines)
+            others = [line for line in lines if requirement_name(line) not in (None, "torch")]
+            assert others == expected, "every other pin of constraints.txt must reach pip"
+    assert after == before, "the install step should clean up what it wrote"
+
+
+@pytest.mark.skipif(not Path("/bin/sh").exists(), reason="needs a POSIX shell")
+def test_install_step_fails_if_pip_replaced_torch(tmp_path):
+    result, *_ = run_install_step(tmp_path, "2.13.0+cu126", torch_after_pip="2.13.0+cpu")
+    assert result.returncode != 0
+
+
+# --- entrypoint, layout ----------------------------------------------------------------------
+
+
+def test_entrypoint_is_bertabl_and_cmd_is_help():
+    (entrypoint,) = instructions("ENTRYPOINT")
+    assert entrypoint.exec_form() == [IMAGE], "exec form, so `docker run bertabl ARGS` works"
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["bertabl"] == "bertabl.cli:app"
+    (cmd,) = instructions("CMD")
+    assert cmd.exec_form() == ["--help"]
+    from typer.testing import CliRunner
+
+    from bertabl.cli import app
+
+    result = CliRunner().invoke(app, cmd.exec_form())
+    assert result.exit_code == 0, result.output
+
+
+def test_workdir_env_and_volumes():
+    assert workdir() == "/workspace"
+    variables = env()
+    assert variables.get("PYTHONUNBUFFERED") == "1"
+    assert "HF_HUB_OFFLINE" not in variables, "users may want Hub datasets: leave it to them"
+    volumes = set(volume_paths())
+    assert {"/workspace/runs", "/workspace/reports", "/data"} <= volumes
+    # `bertabl run` writes runs/<matrix name> relative to the working directory
+    assert posixpath.join(workdir(), "runs") in volumes
+    # the matrices land where `bertabl run matrices/NAME.toml` finds them
+    destinations = {posixpath.normpath(posixpath.join(workdir(), d)) for *_, d in copies()}
+    assert "/workspace/matrices" in destinations
+
+
+def volume_paths() -> list[str]:
+    return [path for instr in instructions("VOLUME") for path in instr.words()]
+
+
+# --- .dockerignore ---------------------------------------------------------------------------
+
+
+def dockerignore_rules(text: str) -> list[tuple[bool, re.Pattern[str]]]:
+    """(is an exception `!`, regex) per line, as Docker reads them."""
+    rules = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        exception = line.startswith("!")
+        pattern = posixpath.normpath(line[1:].strip() if exception else line).lstrip("/")
+        rules.append((exception, re.compile(_pattern_regex(pattern))))
+    return rules
+
+
+def _pattern_regex(pattern: str) -> str:
+    out, i = "", 0
+    while i < len(pattern):
+        char = pattern[i]
+        if pattern.startswith("**", i):
+            i += 2
+            if pattern.startswith("/", i):
+                out += "(?:.*/)?"  # `**/`: any number of directories, none included
+                i += 1
+            else:
+                out += ".*"
+            continue
+        if char == "*":
+            out += "[^/]*"
+        elif char == "?":
+            out += "[^/]"
+        elif char == "[" and "]" in pattern[i + 1 :]:
+            end = pattern.index("]", i + 1)
+            inner = pattern[i + 1 : end]
+            out += "[" + ("^" + inner[1:] if inner[:1] in ("!", "^") else inner) + "]"
+            i = end
+        elif char == "\\" and i + 1 < len(pattern):
+            i += 1
+            out += re.escape(pattern[i])
+        else:
+            out += re.escape(char)
+        i += 1
+    return out
+
+
+def ignored(path: str, rules: list[tuple[bool, re.Pattern[str]]]) -> bool:
+    """Whether Docker leaves `path` (relative, '/'-separated) out of the build context: the last
+    rule that matches it or one of its parent directories decides."""
+    parts = path.split("/")
+    candidates = ["/".join(parts[: n + 1]) for n in range(len(parts))]
+    result = False
+    for exception, regex in rules:
+        if any(regex.fullmatch(candidate) for candidate in candidates):
+            result = not exception
+    return result
+
+
+@functools.cache
+def repo_rules() -> list[tuple[bool, re.Pattern[str]]]:
+    return dockerignore_rules((REPO / ".dockerignore").read_text())
+
+
+@pytest.mark.parametrize(
+    "patterns, path, expected",
+    [
+        ("tests", "tests/test_cli.py", True),
+        ("tests", "bertabl/tests/x.py", False),
+        ("/runs/", "runs/demo/matrix.json", True),
+        ("**/__pycache__", "__pycache__/a.pyc", True),
+        ("**/__pycache__", "bertabl/data/__pycache__/a.pyc", True),
+        ("**/*.py[cod]", "bertabl/a.pyc", True),
+        ("**/*.py[cod]", "bertabl/a.py", False),
+        ("*.md", "README.md", True),
+        ("*.md", "reports/demo.md", False),
+        ("*.md\n!README.md", "README.md", False),
+        ("bertabl/**/*.toml", "bertabl/matrix/presets/tiny.toml", True),
+        ("bertabl/**/*.toml", "bertabl/x.toml", True),
+    ],
+)
+def test_dockerignore_matcher(patterns, path, expected):
+    assert ignored(path, dockerignore_rules(patterns)) is expected
+
+
+def test_dockerignore_keeps_every_copy_source():
+    rules = repo_rules()
+    for _, _, sources, _ in copies():
+        for source in sources:
+            source = posixpath.normpath(source)
+            assert not ignored(source, rules), f".dockerignore leaves out COPY source {source}"
+            root = REPO / source
+            for path in [root] if root.is_file() else root.rglob("*"):
+                relative = path.relative_to(REPO).as_posix()
+                if path.is_file() and ignored(relative, rules):
+                    assert "__pycache__" in path.parts or path.suffix in (".pyc", ".pyo"), (
+                        f".dockerignore leaves out {relative}, which COPY {source} needs"
+                    )
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        ".git/HEAD",
+        ".venv/bin/python",
+        "runs/demo/matrix.json",
+        "tests/test_cli.py",
+        "bertabl/__pycache__/cli.cpython-311.pyc",
+        ".pytest_cache/README.md",
+        ".ruff_cache/CACHEDIR.TAG",
+        "bertabl.egg-info/PKG-INFO",
+    ],
+)
+def test_dockerignore_leaves_out_local_state(path):
+    assert ignored(path, repo_rules())
+
+
+# --- README --------------------------------------------------------------------------------------
+
+# docker options that take a value (the rest are flags); enough for the commands the README uses
+RUN_VALUE_OPTIONS = {
+    "-v", "--volume", "-e", "--env", "--env-file", "--name", "--network", "--net", "--entrypoint",
+    "--shm-size", "--gpus", "-p", "--publish", "-w", "--workdir", "-u", "--user", "--mount",
+    "--ipc", "--ulimit", "--runtime", "--platform", "-l", "--label", "--cpus", "-m", "--memory",
+    "--add-host", "--device", "--cap-add", "--cap-drop", "-h", "--hostname", "--restart", "--pid",
+    "--security-opt", "--tmpfs", "--log-driver", "--log-opt", "--group-add",
+}  # fmt: skip
+EXEC_VALUE_OPTIONS = {"-e", "--env", "--env-file", "-u", "--user", "-w", "--workdir"}
+
+
+def docker_section(markdown: str) -> str | None:
+    match = re.search(r"^##\s+Docker\b.*?(?=^##\s|\Z)", markdown, re.MULTILINE | re.DOTALL)
+    return match.group(0) if match else None
+
+
+def docker_commands(markdown: str) -> list[list[str]]:
+    """Every `docker build|run|exec ...` in the fenced code blocks, split into words."""
+    commands = []
+    for block in re.findall(r"^```[^\n]*\n(.*?)^```", markdown, re.MULTILINE | re.DOTALL):
+        text = re.sub(r"\\\n", " ", block)
+        for line in text.splitlines():
+            line = line.strip()
+            if line.startswith("#"):
+                continue
+            for found in re.findall(r"docker\s+(?:build|run|exec)\b[^\n;|&)]*", line):
+                commands.append(shlex.split(found))
+    return commands
+
+
+def split_options(words: list[str], value_options: set[str]) -> tuple[dict[str, list[str]], list]:
+    """({option: [values]}, positional words from the first one on)."""
+    options: dict[str, list[str]] = {}
+    i = 0
+    while i < len(words) and words[i].startswith("-"):
+        name, sep, value = words[i].partition("=")
+        if not sep and name in value_options:
+            i += 1
+            value = words[i]
+        options.setdefault(name, []).append(value)
+        i += 1
+    return options, words[i:]
+
+
+def cli_groups() -> dict:
+    import typer.main
+
+    from bertabl.cli import app
+
+    groups = {"bertabl": typer.main.get_command(app)}
+    try:
+        from ray.scripts.scripts import cli as ray_cli
+    except ImportError:  # pragma: no cover - ray is a dependency
+        pass
+    else:
+        groups["ray"] = ray_cli
+    return groups
+
+
+def check_cli_call(program: str, args: list[str], groups: dict) -> None:
+    if program not in groups:
+        return
+    group = groups[program]
+    assert args and args[0] in group.commands, f"{program} {args[:1]}: no such command"
+    command = group.commands[args[0]]
+    known = {o for p in command.params for o in (*p.opts, *p.secondary_opts)} | {"--help"}
+    for word in args[1:]:
+        if word == "--":
+            break
+        if word.startswith("-"):
+            assert word.split("=", 1)[0] in known, f"{program} {args[0]}: no option {word}"
+
+
+def check_docker_section(section: str) -> None:
+    """The README's Docker commands use this image, its build args and real CLI calls."""
+    commands = docker_commands(section)
+    groups = cli_groups()
+    declared = global_args()
+    volumes = set(volume_paths())
+    builds = [c[2:] for c in commands if c[1] == "build"]
+    runs = [c[2:] for c in commands if c[1] == "run"]
+    assert builds and runs, "the section should show docker build and docker run"
+    for words in builds:
+        options, _ = split_options(words, {"-t", "--tag", "--build-arg", "-f", "--file"})
+        tags = options.get("-t", []) + options.get("--tag", [])
+        assert tags and all(tag.split(":")[0] == IMAGE for tag in tags), words
+        for build_arg in options.get("--build-arg", []):
+            name, _, value = build_arg.partition("=")
+            assert name in declared, f"--build-arg {name}: no such ARG in the Dockerfile"
+            base = BASE_TAG.fullmatch(value)
+            assert base and base.group("torch") == pinned()["torch"], build_arg
+    for words in runs:
+        options, rest = split_options(words, RUN_VALUE_OPTIONS)
+        assert rest and rest[0].split(":")[0] == IMAGE, f"docker run {words}: not {IMAGE}"
+        program = options.get("--entrypoint", [IMAGE])[-1]
+        check_cli_call(program, rest[1:], groups)
+        for volume in options.get("-v", []) + options.get("--volume", []):
+            target = volume.split(":")[1]
+            assert target in volumes or target.startswith(workdir() + "/"), volume
+    for command in commands:
+        if command[1] == "exec":
+            _, rest = split_options(command[2:], EXEC_VALUE_OPTIONS)
+            assert len(rest) >= 2, f"docker exec {command[2:]}: container and command"
+            check_cli_call(rest[1], rest[2:], groups)
+        for word in command:
+            if re.fullmatch(r"matrices/[\w.-]+\.toml", word):
+                assert (REPO / word).is_file(), f"{word} does not exist"
+
+
+def test_readme_docker_section():
+    section = docker_section((REPO / "README.md").read_text())
+    if section is None:
+        pytest.skip("README.md has no '## Docker' section yet")
+    check_docker_section(section)
+
+
+def test_docker_section_check_catches_drift():
+    good = (
+        "## Docker (GPU hosts)\n```bash\ndocker build -t bertabl .\n"
+        "docker run --rm --gpus all -v \"$PWD/runs:/workspace/runs\" \\\n"
+        "  bertabl run matrices/demo.toml --out reports\n```\n"
+    )
+    check_docker_section(docker_section(good))
+    for old, new in [
+        ("-t bertabl", "-t other"),
+        ("  bertabl run", "  other run"),
+        ("run matrices", "rnu matrices"),
+        ("--out", "--output"),
+        ("demo.toml", "missing.toml"),
+        ("/workspace/runs", "/runs"),
+    ]:
+        with pytest.raises(AssertionError):
+            check_docker_section(docker_section(good.replace(old, new)))
+
+
+# --- a real build, where an engine answers ------------------------------------------------------
+
+
+def docker_engine() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    try:
+        info = subprocess.run(["docker", "info"], capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return info.returncode == 0
+
+
+@pytest.mark.slow
+def test_image_builds_and_keeps_the_base_images_torch():
+    if not docker_engine():
+        pytest.skip("no Docker engine (docker info failed)")
+    tag = "bertabl:pytest"
+    build = subprocess.run(["docker", "build", "-t", tag, "."], cwd=REPO, timeout=3600)
+    assert build.returncode == 0
+    usage = subprocess.run(["docker", "run", "--rm", tag], capture_output=True, text=True)
+    assert usage.returncode == 0 and "run" in usage.stdout, usage.stdout + usage.stderr
+    version = "import importlib.metadata as m; print(m.version('torch'))"
+    torch_in = {}
+    for image in (tag, base_image()):
+        probe = subprocess.run(
+            ["docker", "run", "--rm", "--entrypoint", "python", image, "-c", version],
+            capture_output=True,
+            text=True,
+        )
+        assert probe.returncode == 0, probe.stderr
+        torch_in[image] = probe.stdout.strip()
+    assert len(set(torch_in.values())) == 1, torch_in
+    assert torch_in[tag].split("+")[0] == pinned()["torch"]

@@ -1,0 +1,115 @@
+"""Kill a real `bertabl run` with SIGKILL, resume it, and get the uninterrupted run's results."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from tests.conftest import REPO, TINY_MATRIX
+
+pytestmark = pytest.mark.slow
+
+# Long enough pre-training (and two fine-tuning epochs) that a kill lands mid-trial.
+KILL_MATRIX = (
+    TINY_MATRIX.replace("steps = 10", "steps = 150").replace("epochs = [1]", "epochs = [3]")
+    + "\n[checkpointing]\nevery_steps = 5\n"
+)
+
+
+def _start(*args: str) -> subprocess.Popen:
+    # A new session, so the kill takes the driver and the Ray processes it started, like a job
+    # scheduler killing the job.
+    return subprocess.Popen(
+        [sys.executable, "-m", "bertabl", *args],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _results(run_dir: Path) -> dict[str, dict]:
+    out = {}
+    for path in (run_dir / "trials").glob("*/record.json"):
+        record = json.loads(path.read_text())
+        out[record["id"]] = {
+            "status": record["status"],
+            "metrics": record["metrics"],
+            "history": [{k: v for k, v in h.items() if k != "seconds"} for h in record["history"]],
+        }
+        model = path.parent / "model" / "model.safetensors"
+        if model.is_file():
+            out[record["id"]]["weights"] = {k: v.tolist() for k, v in load_file(model).items()}
+    return out
+
+
+def _kill_when(process: subprocess.Popen, run_dir: Path, pattern: str, timeout: float = 240):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if list((run_dir / "trials").glob(pattern)):
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            return
+        if process.poll() is not None:
+            pytest.fail("the run finished before it could be killed")
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    pytest.fail(f"no {pattern} appeared within {timeout}s")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> tuple[Path, dict]:
+    base = tmp_path_factory.mktemp("reference")
+    matrix = base / "tiny.toml"
+    matrix.write_text(KILL_MATRIX)
+    result = subprocess.run(
+        [sys.executable, "-m", "bertabl", "run", str(matrix), "--run-dir", str(base / "run")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return matrix, _results(base / "run")
+
+
+@pytest.mark.parametrize(
+    "stage_pattern",
+    ["pt-*/checkpoints/ckpt-*.pt", "ft-*/checkpoints/ckpt-*.pt"],
+    ids=["mid-pretraining", "mid-finetuning"],
+)
+def test_killed_run_resumes_to_identical_results(reference, tmp_path: Path, stage_pattern: str):
+    matrix, expected = reference
+    run_dir = tmp_path / "run"
+    process = _start("run", str(matrix), "--run-dir", str(run_dir))
+    _kill_when(process, run_dir, stage_pattern)
+    unfinished = [
+        p
+        for p in (run_dir / "trials").glob(stage_pattern.split("/")[0])
+        if not (p / "record.json").exists()
+    ]
+    assert unfinished, "the kill should leave a trial unfinished"
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "bertabl", "resume", str(run_dir)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+
+    records = {
+        json.loads(p.read_text())["id"]: json.loads(p.read_text())
+        for p in (run_dir / "trials").glob("*/record.json")
+    }
+    assert any(r["timings"].get("resumed_from_step") for r in records.values())
+    assert _results(run_dir) == expected  # metrics, histories and weights, to the bit
