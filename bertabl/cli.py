@@ -41,6 +41,14 @@ LatexOption = Annotated[bool, typer.Option("--latex", help="Also write a LaTeX t
 AddressOption = Annotated[
     str | None, typer.Option("--address", help="Ray cluster to join (or RAY_ADDRESS).")
 ]
+StorageOption = Annotated[
+    str | None,
+    typer.Option(
+        "--storage",
+        help="Ray Tune storage: a path or URI Ray supports (s3://, gs://, ...) "
+        "[default: <run dir>/tune].",
+    ),
+]
 
 
 def user_errors(command):
@@ -173,6 +181,7 @@ def run(
     out: OutOption = None,
     latex: LatexOption = False,
     address: AddressOption = None,
+    storage: StorageOption = None,
 ) -> None:
     """Run every unfinished trial of a matrix on Ray Tune, then write its report.
 
@@ -182,7 +191,7 @@ def run(
 
     the_plan, source = _load(matrix, set_, scale)
     store = RunStore(run_dir or Path("runs") / the_plan.matrix.name)
-    _execute(the_plan, store, source, out, latex, address)
+    _execute(the_plan, store, source, out, latex, address, storage=storage)
 
 
 @app.command()
@@ -195,6 +204,7 @@ def resume(
     out: OutOption = None,
     latex: LatexOption = False,
     address: AddressOption = None,
+    storage: StorageOption = None,
 ) -> None:
     """Resume a killed run, or one trial (and, for pre-training, the fine-tunes waiting on it)."""
     from bertabl.matrix.load import MatrixSource
@@ -208,7 +218,7 @@ def resume(
         store, the_plan = _find_trial_run(target, run_dir)
         only = {target} | {t.id for t in the_plan.finetune if t.pretrain_id == target}
     source = MatrixSource(**store.manifest()["source"])
-    _execute(the_plan, store, source, out, latex, address, only)
+    _execute(the_plan, store, source, out, latex, address, only, storage)
 
 
 @app.command()
@@ -246,7 +256,7 @@ def status(
         console.print(table)
 
 
-def _execute(the_plan, store, source, out, latex, address, only=None) -> None:
+def _execute(the_plan, store, source, out, latex, address, only=None, storage=None) -> None:
     from rich.live import Live
 
     from bertabl.orchestrate.progress import LiveProgress
@@ -257,7 +267,7 @@ def _execute(the_plan, store, source, out, latex, address, only=None) -> None:
     console.print(f"[bold]{the_plan.matrix.name}[/]: {count} trial(s) -> {store.root}")
     progress = LiveProgress(the_plan, console)
     with Live(progress, console=console, refresh_per_second=4, transient=False):
-        summary = run_plan(the_plan, store, source, progress, address, only)
+        summary = run_plan(the_plan, store, source, progress, address, only, storage)
     console.print()
     paths = write_report(the_plan, store, out or store.root, ["md", "tex"] if latex else ["md"])
     console.print(

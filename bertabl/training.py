@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -108,13 +109,31 @@ def optimizer_step(
     max_grad_norm: float = 1.0,
 ) -> None:
     """Backward, clip (BERT clips at 1.0), step, schedule; a non-finite loss fails the trial."""
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"loss became {loss.item()} at {where}")
+    check_finite(loss.item(), where)
     loss.backward()
+    apply_gradients(loss.item(), model, optimizer, scheduler, where, max_grad_norm)
+
+
+def apply_gradients(
+    loss: float,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    where: str,
+    max_grad_norm: float = 1.0,
+) -> None:
+    """The step after backward (done per micro-batch when gradients accumulate)."""
+    check_finite(loss, where)
     torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
+
+
+def check_finite(loss: float, where: str) -> None:
+    """A NaN/inf loss fails the trial with the place it happened (the other trials go on)."""
+    if not math.isfinite(loss):
+        raise FloatingPointError(f"loss became {loss} at {where}")
 
 
 def rng_state() -> dict[str, Any]:

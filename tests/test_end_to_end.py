@@ -21,9 +21,11 @@ def _records(run_dir: Path) -> dict[str, dict]:
 
 def test_run_both_stages_report_and_rerun_skips(tiny_matrix: Path, tmp_path: Path):
     run_dir = tmp_path / "run"
+    tune_storage = tmp_path / "tune-storage"  # stands in for a URI such as s3://bucket/path
     args = ["run", str(tiny_matrix), "--run-dir", str(run_dir), "--latex"]
-    result = runner.invoke(app, args)
+    result = runner.invoke(app, [*args, "--storage", str(tune_storage)])
     assert result.exit_code == 0, result.output
+    assert (tune_storage / "pretrain").is_dir() and (tune_storage / "finetune").is_dir()
 
     records = _records(run_dir)
     stages = sorted(r["stage"] for r in records.values())

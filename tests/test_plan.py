@@ -584,3 +584,15 @@ def test_demo_pretraining_tokens() -> None:
     plan = build_plan(load_matrix(DEMO)[0])
     for trial in plan.pretrain:
         assert trial.tokens == 1_024_000  # 500 steps x 32 sequences x 64 tokens
+
+
+def test_batch_that_cannot_split_over_workers_fails_at_plan_time() -> None:
+    raw = base_raw()
+    raw["resources"] = {"workers_per_trial": 3}  # base batch_size 4 is not a multiple of 3
+    with pytest.raises(MatrixError, match=r"pretrain\.batch_size = 4 does not split evenly"):
+        plan_of(raw)
+    raw["resources"] = {"workers_per_trial": 2, "micro_batch_size": 3}  # 4 / 2 = 2 per worker
+    with pytest.raises(MatrixError, match=r"resources\.micro_batch_size = 3 must divide"):
+        plan_of(raw)
+    raw["resources"] = {"workers_per_trial": 2, "micro_batch_size": 1}
+    assert plan_of(raw).pretrain

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from bertabl.data.corpus import corpus_data
 from bertabl.data.tasks import task_data, train_examples
 from bertabl.data.tokenizer import vocab_size
-from bertabl.errors import DataError, MatrixError
+from bertabl.errors import DataError, MatrixError, UserError
 from bertabl.matrix.compute import bert_parameters, training_flops
 from bertabl.matrix.load import format_key_path, format_validation_error, split_key_path
 from bertabl.matrix.presets import deep_merge
@@ -130,6 +130,7 @@ def build_plan(matrix: Matrix, origin: str = "matrix") -> Plan:
     for name, label, settings, config in _pretrain_configs(matrix, origin):
         resolved = config.model_dump(mode="json")
         resolved["model"]["intermediate"] = config.model.ffn  # "4*hidden" and 3072 are one trial
+        _check_batch_layout(config, matrix, origin, name)
         pt_config = {"stage": "pretrain", "pretrain": resolved, "data": data_identity}
         pt_id = trial_id("pt", pt_config)
         if pt_id not in pretrain:
@@ -193,6 +194,17 @@ def _finetune_trials(
                         )
                     )
     return trials
+
+
+def _check_batch_layout(config: PretrainConfig, matrix: Matrix, origin: str, row: str) -> None:
+    """Catch a batch that cannot split over workers/micro-batches now, not when a trial starts."""
+    from bertabl.pretrain.parallel import batch_layout
+
+    resources = matrix.resources
+    try:
+        batch_layout(config.batch_size, resources.workers_per_trial, resources.micro_batch_size)
+    except UserError as err:
+        raise MatrixError(f"{origin}: {err} (row {row})") from None
 
 
 def _task_data(task: str, data: dict[str, Any], origin: str) -> tuple[dict[str, Any], int]:

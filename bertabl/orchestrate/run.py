@@ -51,11 +51,14 @@ def run_plan(
     observer: RunObserver | None = None,
     address: str | None = None,
     only: set[str] | None = None,
+    storage: str | None = None,
 ) -> RunSummary:
     """Run every unfinished trial of `plan` (or of `only`), recording each in `store`.
 
     Unfinished trials continue from their latest checkpoint, so this is also how a killed run
-    resumes.
+    resumes. `storage` puts Ray Tune's experiment state on any path or URI Ray supports (e.g.
+    s3://...); records and checkpoints stay in the run directory, which needs a POSIX
+    filesystem (atomic rename, flock) shared by every node of a cluster, such as NFS.
     """
     observer = observer or RunObserver()
     started = time.perf_counter()
@@ -65,7 +68,7 @@ def run_plan(
         pretrain = _pending(_select(plan.pretrain, only), store, summary, observer)
         finetune = _pending(_select(plan.finetune, only), store, summary, observer)
         if pretrain or finetune:
-            _run_stages(plan, pretrain, finetune, store, observer, summary, address)
+            _run_stages(plan, pretrain, finetune, store, observer, summary, address, storage)
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -82,9 +85,10 @@ def _run_stages(
     observer: RunObserver,
     summary: RunSummary,
     address: str | None,
+    storage: str | None,
 ) -> None:
     with ray_session(address, plan.matrix.resources):
-        _run_stage("pretrain", pretrain, store, plan.matrix, observer, summary)
+        _run_stage("pretrain", pretrain, store, plan.matrix, observer, summary, storage)
         runnable = []
         for trial in finetune:
             reason = _blocked_reason(trial, store)
@@ -94,7 +98,7 @@ def _run_stages(
                 store.write_record(trial.id, trial.config, BLOCKED, error=reason)
                 summary.blocked.append(trial.id)
                 observer.blocked(trial.id, reason)
-        _run_stage("finetune", runnable, store, plan.matrix, observer, summary)
+        _run_stage("finetune", runnable, store, plan.matrix, observer, summary, storage)
 
 
 def _pending(trials, store: RunStore, summary: RunSummary, observer: RunObserver) -> list:
@@ -121,6 +125,7 @@ def _run_stage(
     matrix: Matrix,
     observer: RunObserver,
     summary: RunSummary,
+    storage: str | None = None,
 ) -> None:
     if not trials:
         return
@@ -159,7 +164,7 @@ def _run_stage(
         ),
         run_config=tune.RunConfig(
             name=stage,
-            storage_path=str(store.tune_dir),
+            storage_path=storage or str(store.tune_dir),
             verbose=0,
             callbacks=[TuneEvents(observer)],
             failure_config=tune.FailureConfig(max_failures=resources.max_failures),

@@ -34,6 +34,7 @@ from bertabl.pretrain.parallel import BatchLayout, Group, batch_layout, launch
 from bertabl.training import (
     TrialRuntime,
     adamw_with_schedule,
+    apply_gradients,
     autocast,
     rng_state,
     seed_everything,
@@ -153,7 +154,7 @@ def _train(
         batch, position = next(batches)
         mlm_loss, nsp_loss, nsp_acc = _accumulate_gradients(net, batch, layout, group, with_nsp)
         loss = mlm_loss + nsp_loss
-        _apply_gradients(loss, model, optimizer, scheduler, where=f"pre-training step {step}")
+        apply_gradients(loss, model, optimizer, scheduler, where=f"pre-training step {step}")
 
         window["loss"].append(loss)
         window["mlm_loss"].append(mlm_loss)
@@ -243,24 +244,6 @@ def _accumulate_gradients(
         totals[: len(parts)] += torch.stack(parts).detach()
     mlm_loss, nsp_loss, nsp_acc = group.sum(totals).tolist()
     return mlm_loss, nsp_loss, nsp_acc
-
-
-def _apply_gradients(
-    loss: float,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    where: str,
-    max_grad_norm: float = 1.0,
-) -> None:
-    """`training.optimizer_step` after its backward (done per micro-batch): a non-finite loss
-    fails the trial; clip (BERT clips at 1.0), step, schedule."""
-    if not math.isfinite(loss):
-        raise FloatingPointError(f"loss became {loss} at {where}")
-    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-    optimizer.step()
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
 
 
 def _shared_resume_state(runtime: TrialRuntime, group: Group) -> dict[str, Any] | None:
