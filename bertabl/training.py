@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from transformers import get_linear_schedule_with_warmup
 
+from bertabl.errors import UserError
+
 Reporter = Callable[[dict[str, Any], Path | None], None]
 
 
@@ -32,6 +34,7 @@ class TrialRuntime:
     report: Reporter = lambda metrics, checkpoint_dir: None
     checkpoints: CheckpointStore | None = None
     checkpoint_every: int = 0  # optimizer steps between checkpoints; 0 = only at epoch ends
+    precision: str = "auto"  # see Precision.for_device
     workers: int = 1  # data-parallel processes (pre-training)
     micro_batch_size: int = 0  # sequences per process per forward pass; 0 = batch / workers
     resumed_from: int | None = None  # the step a resumed run continued from
@@ -68,11 +71,50 @@ def pick_device(gpus: float) -> torch.device:
     return torch.device("cpu")
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on GPUs that support it; full fp32 on CPU (autocast there is slower)."""
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+@dataclass
+class Precision:
+    """Mixed precision for one trial: autocast dtype and, for fp16, a gradient scaler.
+
+    "auto" = bf16 autocast on GPUs that support it, fp16 autocast with a loss scaler on older
+    GPUs, fp32 on CPU (CPU autocast is slower than fp32 for these models). The scaler's state is
+    part of every checkpoint, so a resumed fp16 run continues with the same loss scale.
+    """
+
+    device: torch.device
+    dtype: torch.dtype | None = None  # None = fp32, no autocast
+    scaler: Any = None  # torch.amp.GradScaler for fp16
+
+    @classmethod
+    def for_device(cls, device: torch.device, mode: str = "auto") -> Precision:
+        if mode == "auto":
+            if device.type != "cuda":
+                mode = "fp32"
+            else:
+                mode = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        if mode == "fp32":
+            return cls(device)
+        if mode == "bf16":
+            return cls(device, torch.bfloat16)
+        if device.type != "cuda":
+            raise UserError(
+                "resources.precision = 'fp16' needs a GPU; use 'auto', 'fp32' or 'bf16' on CPU"
+            )
+        return cls(device, torch.float16, torch.amp.GradScaler("cuda"))
+
+    def autocast(self):
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.scaler.state_dict() if self.scaler is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.scaler is not None and state:
+            self.scaler.load_state_dict(state)
 
 
 def adamw_with_schedule(
@@ -106,12 +148,13 @@ def optimizer_step(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     where: str,
+    precision: Precision,
     max_grad_norm: float = 1.0,
 ) -> None:
     """Backward, clip (BERT clips at 1.0), step, schedule; a non-finite loss fails the trial."""
     check_finite(loss.item(), where)
-    loss.backward()
-    apply_gradients(loss.item(), model, optimizer, scheduler, where, max_grad_norm)
+    precision.backward(loss)
+    apply_gradients(loss.item(), model, optimizer, scheduler, where, precision, max_grad_norm)
 
 
 def apply_gradients(
@@ -120,12 +163,20 @@ def apply_gradients(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     where: str,
+    precision: Precision,
     max_grad_norm: float = 1.0,
 ) -> None:
     """The step after backward (done per micro-batch when gradients accumulate)."""
     check_finite(loss, where)
+    scaler = precision.scaler
+    if scaler is not None:
+        scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
     torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-    optimizer.step()
+    if scaler is not None:
+        scaler.step(optimizer)  # skipped when the scaled gradients overflowed
+        scaler.update()
+    else:
+        optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
 

@@ -18,9 +18,9 @@ from transformers import AutoTokenizer, BertForSequenceClassification, DataColla
 from bertabl.data.tasks import TASKS, TaskSpec, load_split
 from bertabl.finetune import metrics as task_metrics
 from bertabl.training import (
+    Precision,
     TrialRuntime,
     adamw_with_schedule,
-    autocast,
     optimizer_step,
     rng_state,
     seed_everything,
@@ -51,6 +51,7 @@ def finetune(
         pretrained_dir, num_labels=spec.num_labels
     ).to(device)
 
+    precision = Precision.for_device(device, runtime.precision)
     collate = DataCollatorWithPadding(tokenizer)  # dynamic padding: pad to the batch's longest
     size = config["batch_size"]
     per_epoch = math.ceil(len(train) / size)
@@ -69,6 +70,7 @@ def finetune(
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        precision.load_state_dict(state.get("scaler", {}))
         set_rng_state(state["rng"])
         epoch, first_batch, step = state["epoch"], state["batch"], state["step"]
         losses = state["losses"]
@@ -81,6 +83,7 @@ def finetune(
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
+                "scaler": precision.state_dict(),
                 "rng": rng_state(),
                 "epoch": epoch,
                 "batch": first_batch,
@@ -101,9 +104,10 @@ def finetune(
         for index in range(first_batch, per_epoch):
             batch = collate([train[i] for i in order[index * size : (index + 1) * size]])
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            with autocast(device):
+            with precision.autocast():
                 loss = model(**batch).loss
-            optimizer_step(loss, model, optimizer, scheduler, where=f"fine-tuning epoch {epoch}")
+            where = f"fine-tuning epoch {epoch}"
+            optimizer_step(loss, model, optimizer, scheduler, where, precision)
             losses.append(loss.item())
             step += 1
             first_batch = index + 1
@@ -111,7 +115,7 @@ def finetune(
                 save()
         metrics = {"epoch": epoch, "train_loss": sum(losses) / len(losses)}
         for split, dataset in dev_splits.items():
-            scores = evaluate(model, dataset, collate, config["eval_batch_size"], device, spec)
+            scores = evaluate(model, dataset, collate, config["eval_batch_size"], precision, spec)
             metrics |= {f"{split}_{name}": value for name, value in scores.items()}
         history.append(metrics)
         runtime.report(metrics | {"seconds": time.perf_counter() - started}, None)
@@ -127,7 +131,7 @@ def evaluate(
     dataset,
     collate,
     batch_size: int,
-    device: torch.device,
+    precision: Precision,
     spec: TaskSpec,
 ) -> dict[str, float]:
     """The task's metrics on `dataset` (batched, no gradients, dropout off)."""
@@ -135,8 +139,8 @@ def evaluate(
     predictions, references = [], []
     for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collate):
         labels = batch.pop("labels")
-        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        with autocast(device):
+        batch = {k: v.to(precision.device, non_blocking=True) for k, v in batch.items()}
+        with precision.autocast():
             logits = model(**batch).logits
         predictions.append((logits[:, 0].float() if spec.regression else logits.argmax(-1)).cpu())
         references.append(labels)

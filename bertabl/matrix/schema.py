@@ -270,6 +270,11 @@ class Resources(Strict):
     gpus_per_trial: float = Field(0.0, ge=0, description="fractions share one GPU")
     max_concurrent_trials: int = Field(0, ge=0, description="0 = as many as resources allow")
     max_failures: int = Field(0, ge=0, description="Ray Tune retries per trial")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto",
+        description="auto: bf16 on GPUs that support it, else fp16 with loss scaling; fp32 on "
+        "CPU. Not part of trial ids.",
+    )
     workers_per_trial: PositiveInt = Field(
         1,
         description="data-parallel processes per pre-training trial (one per GPU on GPU hosts); "

@@ -148,6 +148,7 @@ def _run_stage(
         "gpus": resources.gpus_per_trial,
         "checkpoint_every": checkpointing.every_steps,
         "checkpoint_keep": checkpointing.keep,
+        "precision": resources.precision,
         "workers": workers,
         "micro_batch_size": resources.micro_batch_size,
     }
@@ -235,6 +236,11 @@ def _check_resources(cluster: dict[str, float], resources: Resources) -> None:
             f"{workers} but the Ray cluster has {found}; set resources.gpus_per_trial = 0 "
             "(--set resources.gpus_per_trial=0) to run on CPU, or run on a GPU host / cluster "
             "(--address)"
+        )
+    if resources.precision == "fp16" and resources.gpus_per_trial == 0:
+        raise UserError(
+            "resources.precision = 'fp16' needs GPUs (resources.gpus_per_trial > 0); use "
+            "'auto', 'fp32' or 'bf16' on CPU"
         )
     if resources.cpus_per_trial * workers > cpus:
         raise UserError(

@@ -63,6 +63,7 @@ def _run(params: dict[str, Any], body) -> None:
         report=report,
         checkpoints=checkpoints,
         checkpoint_every=params["checkpoint_every"],
+        precision=params["precision"],
         workers=params["workers"],
         micro_batch_size=params["micro_batch_size"],
     )

@@ -32,10 +32,10 @@ from bertabl.pretrain.examples import build_pair_examples
 from bertabl.pretrain.model import build_model
 from bertabl.pretrain.parallel import BatchLayout, Group, batch_layout, launch
 from bertabl.training import (
+    Precision,
     TrialRuntime,
     adamw_with_schedule,
     apply_gradients,
-    autocast,
     rng_state,
     seed_everything,
     set_rng_state,
@@ -63,6 +63,7 @@ def pretrain(config: dict[str, Any], out_dir: Path, runtime: TrialRuntime) -> di
         tokenizer,  # the other ranks get it pickled: only rank 0 writes files
         layout,
         runtime.checkpoint_every,
+        runtime.precision,
         transformers.logging.get_verbosity(),
     )
     with launch(runtime.workers, runtime.device, _worker, worker_args) as group:
@@ -75,6 +76,7 @@ def _worker(
     tokenizer: PreTrainedTokenizerBase,
     layout: BatchLayout,
     checkpoint_every: int,
+    precision: str,
     verbosity: int,
 ) -> None:
     """Ranks 1..k-1: the same loop as rank 0, without reports, checkpoint files or saved model."""
@@ -82,6 +84,7 @@ def _worker(
     runtime = TrialRuntime(
         group.device,
         checkpoint_every=checkpoint_every,  # checkpoint steps gather every rank's RNG state
+        precision=precision,
         workers=group.world,
         micro_batch_size=layout.micro_batch_size,
     )
@@ -114,6 +117,7 @@ def _train(
         betas=(pt["adam_beta1"], pt["adam_beta2"]),
         eps=pt["adam_epsilon"],
     )
+    precision = Precision.for_device(device, runtime.precision)
     masking = pt["masking"]
     collator = DataCollatorForLanguageModeling(
         tokenizer,
@@ -139,6 +143,7 @@ def _train(
             model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        precision.load_state_dict(state.get("scaler", {}))
         collator.generator.set_state(state["masking_rng"])
         _restore_rank_rng(state, group, pt["seed"])
         step, position = state["step"], tuple(state["position"])
@@ -152,9 +157,12 @@ def _train(
     while step < pt["steps"]:
         step += 1
         batch, position = next(batches)
-        mlm_loss, nsp_loss, nsp_acc = _accumulate_gradients(net, batch, layout, group, with_nsp)
+        mlm_loss, nsp_loss, nsp_acc = _accumulate_gradients(
+            net, batch, layout, group, with_nsp, precision
+        )
         loss = mlm_loss + nsp_loss
-        apply_gradients(loss, model, optimizer, scheduler, where=f"pre-training step {step}")
+        where = f"pre-training step {step}"
+        apply_gradients(loss, model, optimizer, scheduler, where, precision)
 
         window["loss"].append(loss)
         window["mlm_loss"].append(mlm_loss)
@@ -178,6 +186,7 @@ def _train(
                         "model": model.state_dict(),
                         "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(),
+                        "scaler": precision.state_dict(),
                         "masking_rng": collator.generator.get_state(),
                         "rng": rngs[0],
                         "worker_rng": rngs[1:],  # ranks 1..k-1 (dropout differs per rank)
@@ -202,6 +211,7 @@ def _accumulate_gradients(
     layout: BatchLayout,
     group: Group,
     with_nsp: bool,
+    precision: Precision,
 ) -> tuple[float, float, float]:
     """Forward and backward over this rank's micro-batches of the global `batch`, leaving the
     global batch's gradient in the parameters; returns its (mlm_loss, nsp_loss, nsp_acc).
@@ -224,7 +234,7 @@ def _accumulate_gradients(
         micro = {k: v.to(device, non_blocking=True) for k, v in micro.items()}
         inputs = {k: v for k, v in micro.items() if k not in LABEL_KEYS}
         with group.accumulating(net, skip_sync=index < len(micro_batches) - 1):
-            with autocast(device):
+            with precision.autocast():
                 out = net(**inputs)
             mlm_logits = out.prediction_logits if with_nsp else out.logits
             mlm = torch.nn.functional.cross_entropy(
@@ -240,7 +250,7 @@ def _accumulate_gradients(
                 nsp = torch.nn.functional.cross_entropy(nsp_logits, labels, reduction="sum")
                 hits = (nsp_logits.argmax(-1) == labels).sum()
                 parts += [nsp / layout.batch_size, hits.float() / layout.batch_size]
-            (sum(parts[:2]) * group.world).backward()
+            precision.backward(sum(parts[:2]) * group.world)
         totals[: len(parts)] += torch.stack(parts).detach()
     mlm_loss, nsp_loss, nsp_acc = group.sum(totals).tolist()
     return mlm_loss, nsp_loss, nsp_acc

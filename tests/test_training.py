@@ -1,0 +1,73 @@
+"""Shared training pieces: precision policy, gradient step order, non-finite losses."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bertabl.errors import UserError
+from bertabl.training import Precision, adamw_with_schedule, apply_gradients, optimizer_step
+
+CPU = torch.device("cpu")
+
+
+def test_auto_precision_is_fp32_on_cpu_and_fp16_needs_a_gpu():
+    auto = Precision.for_device(CPU, "auto")
+    assert auto.dtype is None and auto.scaler is None and auto.state_dict() == {}
+    assert Precision.for_device(CPU, "bf16").dtype == torch.bfloat16
+    with pytest.raises(UserError, match="fp16' needs a GPU"):
+        Precision.for_device(CPU, "fp16")
+
+
+def test_bf16_autocast_runs_a_training_step_on_cpu():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 2)
+    optimizer, scheduler = adamw_with_schedule(model, 1e-2, 0.0, 10, 0.0)
+    precision = Precision.for_device(CPU, "bf16")
+    before = model.weight.detach().clone()
+    with precision.autocast():
+        out = model(torch.randn(3, 4))
+    assert out.dtype == torch.bfloat16
+    optimizer_step(out.float().pow(2).mean(), model, optimizer, scheduler, "test", precision)
+    assert not torch.equal(before, model.weight)
+
+
+class RecordingScaler:
+    """Stands in for torch.amp.GradScaler (CUDA-only here) to check the order of calls."""
+
+    def __init__(self):
+        self.calls = []
+
+    def scale(self, loss):
+        self.calls.append("scale")
+        return loss * 1.0
+
+    def unscale_(self, optimizer):
+        self.calls.append("unscale")
+
+    def step(self, optimizer):
+        self.calls.append("step")
+        optimizer.step()
+
+    def update(self):
+        self.calls.append("update")
+
+    def state_dict(self):
+        return {"scale": 1024.0}
+
+
+def test_fp16_step_unscales_before_clipping_and_checkpoints_the_scaler():
+    model = torch.nn.Linear(4, 2)
+    optimizer, scheduler = adamw_with_schedule(model, 1e-2, 0.0, 10, 0.0)
+    scaler = RecordingScaler()
+    precision = Precision(CPU, None, scaler)
+    optimizer_step(model(torch.randn(3, 4)).sum(), model, optimizer, scheduler, "test", precision)
+    assert scaler.calls == ["scale", "unscale", "step", "update"]
+    assert precision.state_dict() == {"scale": 1024.0}
+
+
+def test_non_finite_loss_fails_with_where_it_happened():
+    model = torch.nn.Linear(2, 1)
+    optimizer, scheduler = adamw_with_schedule(model, 1e-2, 0.0, 10, 0.0)
+    with pytest.raises(FloatingPointError, match="loss became nan at step 7"):
+        apply_gradients(float("nan"), model, optimizer, scheduler, "step 7", Precision(CPU))
