@@ -187,6 +187,36 @@ def check_finite(loss: float, where: str) -> None:
         raise FloatingPointError(f"loss became {loss} at {where}")
 
 
+def training_state(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    precision: Precision,
+) -> dict[str, Any]:
+    """The checkpoint parts every loop has: weights, optimizer, schedule, loss scaler."""
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": precision.state_dict(),
+    }
+
+
+def restore_training_state(
+    state: dict[str, Any],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    precision: Precision,
+) -> None:
+    """Load what `training_state` saved (without "model": DDP copies rank 0's weights)."""
+    if "model" in state:
+        model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    precision.load_state_dict(state.get("scaler", {}))
+
+
 def rng_state() -> dict[str, Any]:
     """Every RNG a training step draws from: python, numpy, torch CPU and all CUDA devices."""
     state = {

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from bertabl.orchestrate.checkpoint import Checkpointer
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
@@ -67,3 +69,21 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present")
     return SHARED_DATA
+
+
+class Killed(Exception):
+    """Stands in for SIGKILL: the trial body stops right after writing a checkpoint."""
+
+
+class KillAfter(Checkpointer):
+    """A checkpointer that 'kills' the body once it has saved the checkpoint of `at_step`."""
+
+    def __init__(self, directory: Path, at_step: int):
+        super().__init__(directory)
+        self.at_step = at_step
+
+    def save(self, step, state):
+        path = super().save(step, state)
+        if step == self.at_step:
+            raise Killed(step)
+        return path

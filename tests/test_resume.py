@@ -14,25 +14,9 @@ from bertabl.matrix.load import tomllib, validate
 from bertabl.orchestrate.checkpoint import Checkpointer
 from bertabl.pretrain.train import pretrain
 from bertabl.training import TrialRuntime
-from tests.conftest import TINY_MATRIX
+from tests.conftest import TINY_MATRIX, KillAfter, Killed
 
 CPU = torch.device("cpu")
-
-
-class Killed(Exception):
-    """Stands in for SIGKILL: the body stops right after writing a checkpoint."""
-
-
-class KillAfter(Checkpointer):
-    def __init__(self, directory: Path, at_step: int):
-        super().__init__(directory)
-        self.at_step = at_step
-
-    def save(self, step, state):
-        path = super().save(step, state)
-        if step == self.at_step:
-            raise Killed(step)
-        return path
 
 
 @pytest.fixture(scope="module")

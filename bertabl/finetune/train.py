@@ -22,9 +22,11 @@ from bertabl.training import (
     TrialRuntime,
     adamw_with_schedule,
     optimizer_step,
+    restore_training_state,
     rng_state,
     seed_everything,
     set_rng_state,
+    training_state,
 )
 
 
@@ -67,10 +69,7 @@ def finetune(
     history = runtime.history
     state = runtime.resume_state()
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        precision.load_state_dict(state.get("scaler", {}))
+        restore_training_state(state, model, optimizer, scheduler, precision)
         set_rng_state(state["rng"])
         epoch, first_batch, step = state["epoch"], state["batch"], state["step"]
         losses = state["losses"]
@@ -80,10 +79,7 @@ def finetune(
         runtime.save(
             step,
             {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": precision.state_dict(),
+                **training_state(model, optimizer, scheduler, precision),
                 "rng": rng_state(),
                 "epoch": epoch,
                 "batch": first_batch,

@@ -36,9 +36,11 @@ from bertabl.training import (
     TrialRuntime,
     adamw_with_schedule,
     apply_gradients,
+    restore_training_state,
     rng_state,
     seed_everything,
     set_rng_state,
+    training_state,
 )
 
 LOG_EVERY = 25
@@ -139,11 +141,8 @@ def _train(
         if not group.is_main:  # ranks draw different dropout masks for their slices
             seed_everything(_rank_seed(pt["seed"], group.rank, 0))
     else:
-        if "model" in state:  # rank 0; wrapping the model for DDP copies it to the others
-            model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        precision.load_state_dict(state.get("scaler", {}))
+        # only rank 0's state has the weights; wrapping the model for DDP copies them to the rest
+        restore_training_state(state, model, optimizer, scheduler, precision)
         collator.generator.set_state(state["masking_rng"])
         _restore_rank_rng(state, group, pt["seed"])
         step, position = state["step"], tuple(state["position"])
@@ -183,10 +182,7 @@ def _train(
                 runtime.save(
                     step,
                     {
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "scaler": precision.state_dict(),
+                        **training_state(model, optimizer, scheduler, precision),
                         "masking_rng": collator.generator.get_state(),
                         "rng": rngs[0],
                         "worker_rng": rngs[1:],  # ranks 1..k-1 (dropout differs per rank)
