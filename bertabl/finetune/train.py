@@ -13,10 +13,16 @@ from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
-from transformers import AutoTokenizer, BertForSequenceClassification, DataCollatorWithPadding
+from transformers import (
+    AutoConfig,
+    AutoTokenizer,
+    BertForSequenceClassification,
+    DataCollatorWithPadding,
+)
 
 from bertabl.data.tasks import TASKS, TaskSpec, load_split
 from bertabl.finetune import metrics as task_metrics
+from bertabl.finetune.heads import LeftToRightClassifier
 from bertabl.training import (
     Precision,
     TrialRuntime,
@@ -49,9 +55,12 @@ def finetune(
     }
     # Seeded right before loading, so the restart's seed alone decides the head's init.
     torch.manual_seed(config["seed"])
-    model = BertForSequenceClassification.from_pretrained(
-        pretrained_dir, num_labels=spec.num_labels
-    ).to(device)
+    head = (
+        LeftToRightClassifier
+        if AutoConfig.from_pretrained(pretrained_dir).is_decoder  # an `ltr` checkpoint
+        else BertForSequenceClassification
+    )
+    model = head.from_pretrained(pretrained_dir, num_labels=spec.num_labels).to(device)
 
     precision = Precision.for_device(device, runtime.precision)
     collate = DataCollatorWithPadding(tokenizer)  # dynamic padding: pad to the batch's longest

@@ -19,7 +19,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from bertabl.data.tasks import TASKS
 
-Objective = Literal["mlm_nsp", "mlm"]
+Objective = Literal["mlm_nsp", "mlm", "ltr"]
 Scale = Literal["tiny"]
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_\-]*$"
 
@@ -88,7 +88,10 @@ class MaskingConfig(Strict):
 class PretrainConfig(Strict):
     """One fully specified pre-training run (what a pre-training trial executes)."""
 
-    objective: Objective = Field(description="mlm_nsp (BERT), mlm (No NSP)")
+    objective: Objective = Field(
+        description="mlm_nsp (BERT), mlm (No NSP), ltr (left-to-right LM, no NSP; stays causal "
+        "when fine-tuned)"
+    )
     model: ModelConfig
     masking: MaskingConfig = MaskingConfig()
     steps: PositiveInt

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from transformers import BertConfig, BertForMaskedLM, BertForPreTraining, PreTrainedModel
+from transformers import (
+    BertConfig,
+    BertForMaskedLM,
+    BertForPreTraining,
+    BertLMHeadModel,
+    PreTrainedModel,
+)
 
 
 def bert_config(pretrain: dict, vocab_size: int, pad_token_id: int) -> BertConfig:
@@ -26,5 +32,11 @@ def build_model(pretrain: dict, vocab_size: int, pad_token_id: int) -> PreTraine
     config = bert_config(pretrain, vocab_size, pad_token_id)
     if pretrain["objective"] == "mlm_nsp":
         return BertForPreTraining(config)
+    if pretrain["objective"] == "ltr":
+        # Left-to-right LM: BERT's self-attention made causal. `is_decoder` is saved with the
+        # checkpoint, so the causal mask stays when the model is fine-tuned (the paper's setup).
+        config.is_decoder = True
+        config.use_cache = False  # training only: no key/value cache
+        return BertLMHeadModel(config)
     # MLM only: no NSP head, and no pooler (only NSP would train it), as in the paper's "No NSP".
     return BertForMaskedLM(config)

@@ -123,6 +123,7 @@ def _train(
     masking = pt["masking"]
     collator = DataCollatorForLanguageModeling(
         tokenizer,
+        mlm=pt["objective"] != "ltr",  # LTR predicts every next token: no masking
         mlm_probability=masking["probability"],
         mask_replace_prob=masking["mask"],
         random_replace_prob=masking["random"],
@@ -171,6 +172,9 @@ def _train(
         if step % LOG_EVERY == 0 or step == pt["steps"]:
             metrics = {k: sum(v) / len(v) for k, v in window.items() if v}
             metrics["mlm_perplexity"] = math.exp(min(metrics["mlm_loss"], 50.0))
+            if pt["objective"] == "ltr":  # same numbers, named for what they measure
+                metrics["ltr_loss"] = metrics.pop("mlm_loss")
+                metrics["ltr_perplexity"] = metrics.pop("mlm_perplexity")
             metrics |= {"step": step, "lr": scheduler.get_last_lr()[0]}
             history.append(metrics)
             window = {k: [] for k in WINDOW_KEYS}
@@ -199,6 +203,14 @@ def _train(
         tokenizer.save_pretrained(model_dir)
         runtime.report(metrics | {"seconds": time.perf_counter() - started}, model_dir)
     return metrics
+
+
+def next_token_labels(labels: torch.Tensor) -> torch.Tensor:
+    """Left-to-right targets: position t is trained to predict token t+1 (padding and the last
+    position predict nothing). Shifting here lets the MLM loss code serve LTR unchanged."""
+    shifted = torch.full_like(labels, IGNORE)
+    shifted[:, :-1] = labels[:, 1:]
+    return shifted
 
 
 def _accumulate_gradients(
@@ -311,5 +323,8 @@ def _batches(
             if not with_nsp:
                 chunk = [{k: v for k, v in e.items() if k != "next_sentence_label"} for e in chunk]
             after = (pass_index, index + 1) if index + 1 < n_batches else (pass_index + 1, 0)
-            yield collator(chunk), after
+            batch = collator(chunk)
+            if pt["objective"] == "ltr":
+                batch["labels"] = next_token_labels(batch["labels"])
+            yield batch, after
         pass_index, first_batch = pass_index + 1, 0
