@@ -24,8 +24,12 @@ from transformers import BertModel
 from bertabl.finetune.ner import IGNORE, LABELS
 
 MODES: tuple[str, ...] = (
-    "embeddings", "second_to_last_hidden", "last_hidden",
-    "weighted_sum_last_four", "concat_last_four", "weighted_sum_all",
+    "embeddings",
+    "second_to_last_hidden",
+    "last_hidden",
+    "weighted_sum_last_four",
+    "concat_last_four",
+    "weighted_sum_all",
 )
 _WEIGHTS = (".safetensors", ".bin", ".safetensors.index.json", ".bin.index.json")
 _CACHE_FORMAT = 1  # bump when the cache file layout changes, so stale files are not read
@@ -74,23 +78,36 @@ class FeatureTagger(nn.Module):
     its output at each word's first sub-token, as the paper's fine-tuned tagger does.
     """
 
-    def __init__(self, mode: str, num_layers: int, hidden: int, lstm_hidden: int,
-                 num_labels: int, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        mode: str,
+        num_layers: int,
+        hidden: int,
+        lstm_hidden: int,
+        num_labels: int,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         self.mode, self.layers = mode, layer_indices(mode, num_layers)
         self.num_layers = num_layers
         self.mix = ScalarMix(len(self.layers)) if mode.startswith("weighted_sum") else None
         self.dropout = nn.Dropout(dropout)
-        self.lstm = nn.LSTM(feature_width(mode, hidden), lstm_hidden, num_layers=2,
-                            bidirectional=True, batch_first=True,
-                            dropout=dropout)  # between the two LSTM layers
+        self.lstm = nn.LSTM(
+            feature_width(mode, hidden),
+            lstm_hidden,
+            num_layers=2,
+            bidirectional=True,
+            batch_first=True,
+            dropout=dropout,
+        )  # between the two LSTM layers
         self.classifier = nn.Linear(2 * lstm_hidden, num_labels)
 
     def features(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """[batch, num_layers + 1, seq, hidden] -> [batch, seq, feature_width]."""
         if hidden_states.shape[1] != self.num_layers + 1:
-            raise ValueError(f"expected {self.num_layers + 1} hidden-state layers, "
-                             f"got {hidden_states.shape[1]}")
+            raise ValueError(
+                f"expected {self.num_layers + 1} hidden-state layers, got {hidden_states.shape[1]}"
+            )
         chosen = hidden_states[:, self.layers]
         if self.mix is not None:
             return self.mix(chosen)
@@ -98,8 +115,9 @@ class FeatureTagger(nn.Module):
             return torch.cat(chosen.unbind(dim=1), dim=-1)
         return chosen[:, 0]
 
-    def forward(self, hidden_states: torch.Tensor, mask: torch.Tensor,
-                first: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, hidden_states: torch.Tensor, mask: torch.Tensor, first: torch.Tensor
+    ) -> torch.Tensor:
         """Logits [batch, words, labels]; mask [batch, seq] (1 = real token, a prefix);
         first [batch, words]: each word's first sub-token position, -1 for none (padding or
         truncated words; their logits are 0)."""
@@ -115,8 +133,9 @@ class FeatureTagger(nn.Module):
     @staticmethod
     def loss(logits: torch.Tensor, word_labels: torch.Tensor) -> torch.Tensor:
         """Cross-entropy over words; -100 labels (padding, truncated words) are ignored."""
-        return nn.functional.cross_entropy(logits.flatten(0, 1), word_labels.flatten(),
-                                           ignore_index=IGNORE)
+        return nn.functional.cross_entropy(
+            logits.flatten(0, 1), word_labels.flatten(), ignore_index=IGNORE
+        )
 
 
 def word_positions(feature: dict) -> tuple[list[int], list[int]]:
@@ -146,17 +165,25 @@ def collate(features: Sequence[dict], states: Sequence[torch.Tensor]) -> dict[st
     return {"hidden_states": hidden, "mask": mask, "first": first, "labels": labels}
 
 
-def predict_tags(logits: torch.Tensor, first: torch.Tensor,
-                 features: Sequence[dict]) -> list[list[str]]:
+def predict_tags(
+    logits: torch.Tensor, first: torch.Tensor, features: Sequence[dict]
+) -> list[list[str]]:
     """Per-word tags from `FeatureTagger` logits; words with no sub-token (truncated) get "O"."""
     ids, firsts = logits.argmax(dim=-1).tolist(), first.tolist()
-    return [[LABELS[p] if k >= 0 else "O" for p, k in zip(row, ks, strict=True)][: f["num_words"]]
-            for row, ks, f in zip(ids, firsts, features, strict=True)]
+    return [
+        [LABELS[p] if k >= 0 else "O" for p, k in zip(row, ks, strict=True)][: f["num_words"]]
+        for row, ks, f in zip(ids, firsts, features, strict=True)
+    ]
 
 
 @torch.no_grad()
-def _extract_flat(model: nn.Module, encoded: Sequence[dict], batch_size: int,
-                  device: str | torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, list[int]]:
+def _extract_flat(
+    model: nn.Module,
+    encoded: Sequence[dict],
+    batch_size: int,
+    device: str | torch.device,
+    dtype: torch.dtype,
+) -> tuple[torch.Tensor, list[int]]:
     """([layers + 1, total tokens, hidden], per-sentence lengths): one buffer, not one tensor a
     sentence, so the cache is saved without a second copy (eng.train is ~11 GB in float32)."""
     model.eval().to(device)
@@ -184,9 +211,13 @@ def _extract_flat(model: nn.Module, encoded: Sequence[dict], batch_size: int,
     return flat, lengths
 
 
-def extract_hidden_states(model: nn.Module, encoded: Sequence[dict], batch_size: int = 32,
-                          device: str | torch.device = "cpu",
-                          dtype: torch.dtype = torch.float32) -> list[torch.Tensor]:
+def extract_hidden_states(
+    model: nn.Module,
+    encoded: Sequence[dict],
+    batch_size: int = 32,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> list[torch.Tensor]:
     """All layers' hidden states per sentence, [layers + 1, len, hidden] on CPU, in input order.
 
     Runs in eval mode (no dropout: features must be deterministic) and without autograd, so the
@@ -200,11 +231,16 @@ def extract_hidden_states(model: nn.Module, encoded: Sequence[dict], batch_size:
 def _checkpoint_hash(model_dir: Path) -> str:
     """Hash of the config and weight files: exactly what decides the hidden states. Other files
     (tokenizer, optimizer state, a cache kept inside the folder) must not invalidate the cache."""
-    files = sorted(p for p in Path(model_dir).iterdir()
-                   if p.is_file() and (p.name == "config.json" or p.name.endswith(_WEIGHTS)))
+    files = sorted(
+        p
+        for p in Path(model_dir).iterdir()
+        if p.is_file() and (p.name == "config.json" or p.name.endswith(_WEIGHTS))
+    )
     if not any(p.name.endswith(_WEIGHTS) for p in files):
-        raise FileNotFoundError(f"{model_dir}: no model weights (*.safetensors / *.bin); expected "
-                                "a save_pretrained checkpoint folder")
+        raise FileNotFoundError(
+            f"{model_dir}: no model weights (*.safetensors / *.bin); expected "
+            "a save_pretrained checkpoint folder"
+        )
     h = hashlib.sha256()
     for path in files:
         h.update(path.name.encode() + b"\0")
@@ -226,11 +262,15 @@ def _load_encoder(model_dir: Path) -> nn.Module:
     return BertModel.from_pretrained(model_dir, add_pooling_layer=False)
 
 
-def cached_hidden_states(model_dir: Path, encoded: Sequence[dict], cache_dir: Path,
-                         batch_size: int = 32, device: str | torch.device = "cpu",
-                         dtype: torch.dtype = torch.float32,
-                         load_model: Callable[[Path], nn.Module] = _load_encoder,
-                         ) -> list[torch.Tensor]:
+def cached_hidden_states(
+    model_dir: Path,
+    encoded: Sequence[dict],
+    cache_dir: Path,
+    batch_size: int = 32,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    load_model: Callable[[Path], nn.Module] = _load_encoder,
+) -> list[torch.Tensor]:
     """`extract_hidden_states`, saved to / loaded from `cache_dir` so the six feature variants
     (and every restart) share one encoder pass. Keyed by checkpoint hash + data hash + dtype.
 

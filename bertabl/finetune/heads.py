@@ -4,13 +4,18 @@
 attention kept (dropping it hurt, Sec. 5.1). Under a causal mask, [CLS] (position 0) has seen
 only itself, so BERT's pooler on [CLS] would classify from nothing; like GPT, this head reads the
 hidden state of the *last real token*, the only position that has attended to the whole input.
+
+`BiLSTMClassifier`: Table 5's "+ BiLSTM" row, a randomly initialised bidirectional LSTM over the
+encoder's token states (the encoder keeps its causal mask if it has one), classifying from the
+LSTM's final forward and backward states. The paper does not give its size; `bilstm_hidden`
+(default: the model's hidden size) is per direction.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers import BertModel, BertPreTrainedModel
+from transformers import AutoConfig, BertModel, BertPreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 
@@ -38,10 +43,52 @@ class LeftToRightClassifier(BertPreTrainedModel):
         last = attention_mask.sum(-1) - 1  # right-padded: the last real token
         pooled = hidden[torch.arange(hidden.size(0), device=hidden.device), last]
         logits = self.classifier(self.dropout(pooled))
-        loss = None
-        if labels is not None:
-            if self.num_labels == 1:
-                loss = nn.functional.mse_loss(logits.squeeze(-1).float(), labels.float())
-            else:
-                loss = nn.functional.cross_entropy(logits.float(), labels)
-        return SequenceClassifierOutput(loss=loss, logits=logits)
+        return SequenceClassifierOutput(loss=_loss(logits, labels, self.num_labels), logits=logits)
+
+
+class BiLSTMClassifier(BertPreTrainedModel):
+    """A BERT encoder + a BiLSTM over its token states + a linear layer."""
+
+    @classmethod
+    def build(cls, pretrained_dir, num_labels: int, bilstm_hidden: int) -> BiLSTMClassifier:
+        """The pre-trained encoder with a new BiLSTM head (size 0 = the model's hidden size)."""
+        config = AutoConfig.from_pretrained(pretrained_dir, num_labels=num_labels)
+        config.bilstm_hidden = bilstm_hidden
+        return cls.from_pretrained(pretrained_dir, config=config)
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        size = getattr(config, "bilstm_hidden", 0) or config.hidden_size
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.lstm = nn.LSTM(config.hidden_size, size, batch_first=True, bidirectional=True)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(2 * size, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+    ) -> SequenceClassifierOutput:
+        hidden = self.bert(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        ).last_hidden_state
+        lengths = attention_mask.sum(-1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(
+            hidden.float(), lengths, batch_first=True, enforce_sorted=False
+        )  # padding never enters the LSTM, so the backward direction starts at the last token
+        _, (final, _) = self.lstm(packed)
+        pooled = torch.cat([final[0], final[1]], dim=-1)  # forward end, backward end
+        logits = self.classifier(self.dropout(pooled))
+        return SequenceClassifierOutput(loss=_loss(logits, labels, self.num_labels), logits=logits)
+
+
+def _loss(logits: torch.Tensor, labels: torch.Tensor | None, num_labels: int):
+    if labels is None:
+        return None
+    if num_labels == 1:
+        return nn.functional.mse_loss(logits.squeeze(-1).float(), labels.float())
+    return nn.functional.cross_entropy(logits.float(), labels)

@@ -24,12 +24,15 @@ def _check(example: dict, n: int) -> None:
     endings, label = example.get("endings"), example.get("label")
     if not isinstance(endings, (list, tuple)) or len(endings) != NUM_CHOICES:
         got = len(endings) if isinstance(endings, (list, tuple)) else type(endings).__name__
-        raise ValueError(f"multiple_choice.encode: example {n}: expected {NUM_CHOICES} endings, "
-                         f"got {got}")
+        raise ValueError(
+            f"multiple_choice.encode: example {n}: expected {NUM_CHOICES} endings, got {got}"
+        )
     # bool is an int subclass: True would silently mean ending 1.
     if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < NUM_CHOICES:
-        raise ValueError(f"multiple_choice.encode: example {n}: label must be an int in "
-                         f"0..{NUM_CHOICES - 1} (the index of the correct ending), got {label!r}")
+        raise ValueError(
+            f"multiple_choice.encode: example {n}: label must be an int in "
+            f"0..{NUM_CHOICES - 1} (the index of the correct ending), got {label!r}"
+        )
 
 
 def encode(examples: Sequence[dict], tokenizer: Any, max_seq_len: int) -> list[dict]:
@@ -48,19 +51,26 @@ def encode(examples: Sequence[dict], tokenizer: Any, max_seq_len: int) -> list[d
         chunk = examples[start : start + _CHUNK]
         firsts = [e["context"] for e in chunk for _ in range(NUM_CHOICES)]
         # " ".join over non-empty parts: an empty sent2 must not leave a leading space behind.
-        seconds = [" ".join(p for p in (e["start"], ending) if p)
-                   for e in chunk for ending in e["endings"]]
+        seconds = [
+            " ".join(p for p in (e["start"], ending) if p) for e in chunk for ending in e["endings"]
+        ]
         enc = tokenizer(firsts, seconds, truncation="longest_first", max_length=max_seq_len)
         truncated += sum(bool(e.overflowing) for e in enc.encodings)
         for i, example in enumerate(chunk):
             rows = slice(i * NUM_CHOICES, (i + 1) * NUM_CHOICES)
-            feature = {key: [list(x) for x in enc[key][rows]]
-                       for key in ("input_ids", "token_type_ids", "attention_mask")}
+            feature = {
+                key: [list(x) for x in enc[key][rows]]
+                for key in ("input_ids", "token_type_ids", "attention_mask")
+            }
             feature["label"] = example["label"]
             features.append(feature)
     if truncated:
-        log.warning("multiple_choice.encode: %d of %d sequences truncated to max_seq_len=%d",
-                    truncated, NUM_CHOICES * len(examples), max_seq_len)
+        log.warning(
+            "multiple_choice.encode: %d of %d sequences truncated to max_seq_len=%d",
+            truncated,
+            NUM_CHOICES * len(examples),
+            max_seq_len,
+        )
     return features
 
 
@@ -71,8 +81,10 @@ def collate(features: Sequence[dict], tokenizer: Any) -> dict[str, torch.Tensor]
     longest = max(len(ids) for f in features for ids in f["input_ids"])
     pads = {"input_ids": tokenizer.pad_token_id, "token_type_ids": 0, "attention_mask": 0}
     out = {
-        key: torch.tensor([[list(row) + [pad] * (longest - len(row)) for row in f[key]]
-                           for f in features], dtype=torch.long)
+        key: torch.tensor(
+            [[list(row) + [pad] * (longest - len(row)) for row in f[key]] for f in features],
+            dtype=torch.long,
+        )
         for key, pad in pads.items()
     }
     out["labels"] = torch.tensor([f["label"] for f in features], dtype=torch.long)

@@ -39,8 +39,9 @@ def encode(sentences: Sequence[dict], tokenizer: Any, max_seq_len: int) -> list[
     and `decode` predicts "O" for them; the totals are logged as a warning.
     """
     if max_seq_len < 3:
-        raise ValueError(f"ner.encode: max_seq_len must be >= 3 ([CLS] word [SEP]), "
-                         f"got {max_seq_len}")
+        raise ValueError(
+            f"ner.encode: max_seq_len must be >= 3 ([CLS] word [SEP]), got {max_seq_len}"
+        )
     features: list[dict] = []
     dropped = truncated = truncated_sentences = 0
     for n, sentence in enumerate(sentences):
@@ -70,21 +71,30 @@ def encode(sentences: Sequence[dict], tokenizer: Any, max_seq_len: int) -> list[
         truncated_sentences += int(cut > 0)
         lost = cut + empty
         dropped += lost
-        features.append({
-            "input_ids": list(enc["input_ids"]),
-            "token_type_ids": list(enc["token_type_ids"]),
-            "attention_mask": list(enc["attention_mask"]),
-            "labels": labels,
-            "word_ids": word_ids,
-            "num_words": len(words),
-            "truncated_words": cut,
-            "dropped_words": lost,
-        })
+        features.append(
+            {
+                "input_ids": list(enc["input_ids"]),
+                "token_type_ids": list(enc["token_type_ids"]),
+                "attention_mask": list(enc["attention_mask"]),
+                "labels": labels,
+                "word_ids": word_ids,
+                "num_words": len(words),
+                "truncated_words": cut,
+                "dropped_words": lost,
+            }
+        )
     if dropped:
-        log.warning("ner.encode: %d of %d words have no first sub-token (%d cut by max_seq_len=%d "
-                    "in %d sentences, %d tokenized to nothing); they are not trained on and are "
-                    "predicted 'O'", dropped, sum(f["num_words"] for f in features), truncated,
-                    max_seq_len, truncated_sentences, dropped - truncated)
+        log.warning(
+            "ner.encode: %d of %d words have no first sub-token (%d cut by max_seq_len=%d "
+            "in %d sentences, %d tokenized to nothing); they are not trained on and are "
+            "predicted 'O'",
+            dropped,
+            sum(f["num_words"] for f in features),
+            truncated,
+            max_seq_len,
+            truncated_sentences,
+            dropped - truncated,
+        )
     return features
 
 
@@ -115,8 +125,9 @@ def decode(
     if num_words is None:
         num_words = max(kept) + 1 if kept else 0
     if len(predictions_per_token) < len(word_ids):
-        raise ValueError(f"ner.decode: {len(predictions_per_token)} predictions for "
-                         f"{len(word_ids)} positions")
+        raise ValueError(
+            f"ner.decode: {len(predictions_per_token)} predictions for {len(word_ids)} positions"
+        )
     tags = [None] * num_words
     for position, w in enumerate(word_ids):
         if w is not None and tags[w] is None:
@@ -128,8 +139,9 @@ def decode(
 def decode_batch(predictions: Sequence[Any], features: Sequence[dict]) -> list[list[str]]:
     """`decode` for each (prediction row, feature) pair."""
     if len(predictions) != len(features):
-        raise ValueError(f"ner.decode_batch: {len(predictions)} predictions for "
-                         f"{len(features)} features")
+        raise ValueError(
+            f"ner.decode_batch: {len(predictions)} predictions for {len(features)} features"
+        )
     pairs = zip(predictions, features, strict=True)
     return [decode(p, f["word_ids"], f["num_words"]) for p, f in pairs]
 
@@ -145,8 +157,12 @@ def collate(features: Sequence[dict], pad_token_id: int = 0) -> dict[str, torch.
     """Pad a batch to its longest sequence: model inputs + labels (padding labelled -100)."""
     longest = max(len(f["input_ids"]) for f in features)
     out: dict[str, torch.Tensor] = {}
-    for key, pad in (("input_ids", pad_token_id), ("token_type_ids", 0), ("attention_mask", 0),
-                     ("labels", IGNORE)):
+    for key, pad in (
+        ("input_ids", pad_token_id),
+        ("token_type_ids", 0),
+        ("attention_mask", 0),
+        ("labels", IGNORE),
+    ):
         rows = [list(f[key]) + [pad] * (longest - len(f[key])) for f in features]
         out[key] = torch.tensor(rows, dtype=torch.long)
     return out

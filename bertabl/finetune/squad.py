@@ -26,7 +26,10 @@ _MODEL_KEYS = ("input_ids", "token_type_ids", "attention_mask")
 
 
 def _windows(
-    examples: Sequence[Mapping], tokenizer: Any, max_seq_len: int, doc_stride: int,
+    examples: Sequence[Mapping],
+    tokenizer: Any,
+    max_seq_len: int,
+    doc_stride: int,
     max_query_len: int,
 ) -> list[tuple[int, dict, list[tuple[int, int]], list[int | None]]]:
     """(example index, model inputs, offsets, sequence ids) per window, in example order."""
@@ -46,21 +49,29 @@ def _windows(
     for q_len, idx in by_len.items():
         doc_len = max_seq_len - q_len - 3  # [CLS] q [SEP] context [SEP]
         if doc_len < 1:
-            raise ValueError(f"max_seq_len={max_seq_len} leaves no room for the context after "
-                             f"a {q_len}-token question")
+            raise ValueError(
+                f"max_seq_len={max_seq_len} leaves no room for the context after "
+                f"a {q_len}-token question"
+            )
         # BERT starts windows doc_stride tokens apart; HF's `stride` is the overlap, so the two
         # agree when overlap = window length - doc_stride (the window length depends on the
         # question length, hence one tokenizer call per question length).
         enc = tokenizer(
-            [questions[i] for i in idx], [examples[i]["context"] for i in idx],
-            truncation="only_second", max_length=max_seq_len,
-            stride=max(doc_len - doc_stride, 0), return_overflowing_tokens=True,
-            return_offsets_mapping=True, return_token_type_ids=True, return_attention_mask=True,
+            [questions[i] for i in idx],
+            [examples[i]["context"] for i in idx],
+            truncation="only_second",
+            max_length=max_seq_len,
+            stride=max(doc_len - doc_stride, 0),
+            return_overflowing_tokens=True,
+            return_offsets_mapping=True,
+            return_token_type_ids=True,
+            return_attention_mask=True,
         )
         for w, sample in enumerate(enc["overflow_to_sample_mapping"]):
             inputs = {k: list(enc[k][w]) for k in _MODEL_KEYS}
             per_example[idx[sample]].append(
-                (idx[sample], inputs, enc["offset_mapping"][w], enc.sequence_ids(w)))
+                (idx[sample], inputs, enc["offset_mapping"][w], enc.sequence_ids(w))
+            )
     return [win for wins in per_example for win in wins]
 
 
@@ -70,13 +81,17 @@ def _context_span(seq_ids: list[int | None]) -> tuple[int, int]:
 
 
 def prepare_train_features(
-    examples: Sequence[Mapping], tokenizer: Any, max_seq_len: int = 384, doc_stride: int = 128,
+    examples: Sequence[Mapping],
+    tokenizer: Any,
+    max_seq_len: int = 384,
+    doc_stride: int = 128,
     max_query_len: int = 64,
 ) -> list[dict]:
     """Unpadded windows with the answer's start/end token positions (0 = [CLS] = no answer)."""
     features = []
-    for i, inputs, offsets, seq_ids in _windows(examples, tokenizer, max_seq_len, doc_stride,
-                                                 max_query_len):
+    for i, inputs, offsets, seq_ids in _windows(
+        examples, tokenizer, max_seq_len, doc_stride, max_query_len
+    ):
         ex = examples[i]
         start = end = 0  # BERT's target for unanswerable questions and for windows w/o answer
         if not ex.get("is_impossible") and ex["answers"]["text"]:
@@ -93,13 +108,17 @@ def prepare_train_features(
 
 
 def prepare_eval_features(
-    examples: Sequence[Mapping], tokenizer: Any, max_seq_len: int = 384, doc_stride: int = 128,
+    examples: Sequence[Mapping],
+    tokenizer: Any,
+    max_seq_len: int = 384,
+    doc_stride: int = 128,
     max_query_len: int = 64,
 ) -> list[dict]:
     """Unpadded windows with example_id, offset_mapping (None off-context), token_is_max_context."""
     features = []
-    for i, inputs, offsets, seq_ids in _windows(examples, tokenizer, max_seq_len, doc_stride,
-                                                 max_query_len):
+    for i, inputs, offsets, seq_ids in _windows(
+        examples, tokenizer, max_seq_len, doc_stride, max_query_len
+    ):
         offsets = [tuple(o) if s == 1 else None for o, s in zip(offsets, seq_ids, strict=True)]
         features.append({**inputs, "example_id": examples[i]["id"], "offset_mapping": offsets})
     # A token seen in several windows is only allowed to start an answer in the window where it
@@ -125,8 +144,13 @@ def prepare_eval_features(
 
 
 def postprocess(
-    examples: Sequence[Mapping], features: Sequence[Mapping], start_logits: Sequence,
-    end_logits: Sequence, n_best: int = 20, max_answer_len: int = 30, version: int = 1,
+    examples: Sequence[Mapping],
+    features: Sequence[Mapping],
+    start_logits: Sequence,
+    end_logits: Sequence,
+    n_best: int = 20,
+    max_answer_len: int = 30,
+    version: int = 1,
     threshold: float = 0.0,
 ) -> tuple[dict[str, str], dict[str, float]]:
     """Predicted answer text and no-answer score (null - best span score) per question id.
@@ -138,8 +162,10 @@ def postprocess(
     if version not in (1, 2):
         raise ValueError(f"version must be 1 or 2, got {version!r}")
     if not (len(features) == len(start_logits) == len(end_logits)):
-        raise ValueError(f"{len(features)} features but {len(start_logits)} start and "
-                         f"{len(end_logits)} end logit rows")
+        raise ValueError(
+            f"{len(features)} features but {len(start_logits)} start and "
+            f"{len(end_logits)} end logit rows"
+        )
     by_example: dict[str, list[int]] = defaultdict(list)
     for i, f in enumerate(features):
         by_example[f["example_id"]].append(i)
@@ -174,7 +200,9 @@ def postprocess(
 
 
 def evaluate(
-    examples_raw_data: list, predictions: Mapping[str, str], na_scores: Mapping[str, float],
+    examples_raw_data: list,
+    predictions: Mapping[str, str],
+    na_scores: Mapping[str, float],
     version: int,
 ) -> dict[str, float]:
     """Official metrics (fractions in [0, 1]).

@@ -22,7 +22,7 @@ from transformers import (
 
 from bertabl.data.tasks import TASKS, TaskSpec, load_split
 from bertabl.finetune import metrics as task_metrics
-from bertabl.finetune.heads import LeftToRightClassifier
+from bertabl.finetune.heads import BiLSTMClassifier, LeftToRightClassifier
 from bertabl.training import (
     Precision,
     TrialRuntime,
@@ -55,12 +55,7 @@ def finetune(
     }
     # Seeded right before loading, so the restart's seed alone decides the head's init.
     torch.manual_seed(config["seed"])
-    head = (
-        LeftToRightClassifier
-        if AutoConfig.from_pretrained(pretrained_dir).is_decoder  # an `ltr` checkpoint
-        else BertForSequenceClassification
-    )
-    model = head.from_pretrained(pretrained_dir, num_labels=spec.num_labels).to(device)
+    model = _classifier(config, pretrained_dir, spec.num_labels).to(device)
 
     precision = Precision.for_device(device, runtime.precision)
     collate = DataCollatorWithPadding(tokenizer)  # dynamic padding: pad to the batch's longest
@@ -128,6 +123,15 @@ def finetune(
         if epoch <= config["epochs"]:
             save()
     return metrics
+
+
+def _classifier(config: dict[str, Any], pretrained_dir: Path, num_labels: int):
+    """The pre-trained encoder with the trial's head (the encoder keeps a causal mask if any)."""
+    if config["head"] == "bilstm":
+        return BiLSTMClassifier.build(pretrained_dir, num_labels, config["bilstm_hidden"])
+    if AutoConfig.from_pretrained(pretrained_dir).is_decoder:  # an `ltr` checkpoint
+        return LeftToRightClassifier.from_pretrained(pretrained_dir, num_labels=num_labels)
+    return BertForSequenceClassification.from_pretrained(pretrained_dir, num_labels=num_labels)
 
 
 @torch.no_grad()

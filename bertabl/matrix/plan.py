@@ -23,7 +23,7 @@ from bertabl.errors import DataError, MatrixError, UserError
 from bertabl.matrix.compute import bert_parameters, training_flops
 from bertabl.matrix.load import format_key_path, format_validation_error, split_key_path
 from bertabl.matrix.presets import deep_merge
-from bertabl.matrix.schema import Matrix, PretrainConfig
+from bertabl.matrix.schema import Matrix, PretrainConfig, Variant
 
 # Bump only when the meaning of a trial config changes, so old results are never mistaken for new.
 TRIAL_SCHEMA = 1
@@ -72,6 +72,10 @@ class FinetuneTrial:
     tokens: int  # upper bound: every example padded to max_seq_len
 
     @property
+    def head(self) -> tuple[str, int]:
+        return self.config["head"], self.config["bilstm_hidden"]
+
+    @property
     def flops(self) -> float:
         return training_flops(self.parameters, self.tokens)
 
@@ -84,6 +88,7 @@ class Row:
     label: str
     pretrain_id: str
     settings: tuple[tuple[str, Any], ...]  # the overrides that define it, for the report
+    head: tuple[str, int] = ("linear", 0)  # fine-tuning head and BiLSTM size
 
 
 @dataclass
@@ -110,7 +115,11 @@ class Plan:
 
     def cell(self, row: Row, task: str) -> list[FinetuneTrial]:
         """The fine-tuning trials behind one report cell (all grid points and restarts)."""
-        return [t for t in self.finetune if t.pretrain_id == row.pretrain_id and t.task == task]
+        return [
+            t
+            for t in self.finetune
+            if t.pretrain_id == row.pretrain_id and t.head == row.head and t.task == task
+        ]
 
     @property
     def total_flops(self) -> float:
@@ -127,7 +136,7 @@ def build_plan(matrix: Matrix, origin: str = "matrix") -> Plan:
         raise DataError(f"{origin}: data.corpus / data.tokenizer: {err}") from None
     rows: list[Row] = []
     pretrain: dict[str, PretrainTrial] = {}
-    for name, label, settings, config in _pretrain_configs(matrix, origin):
+    for name, label, settings, config, head in _pretrain_configs(matrix, origin):
         resolved = config.model_dump(mode="json")
         resolved["model"]["intermediate"] = config.model.ffn  # "4*hidden" and 3072 are one trial
         _check_batch_layout(config, matrix, origin, name)
@@ -144,19 +153,25 @@ def build_plan(matrix: Matrix, origin: str = "matrix") -> Plan:
             )
             tokens = config.steps * config.batch_size * config.max_seq_len
             pretrain[pt_id] = PretrainTrial(pt_id, pt_config, params, tokens)
-        rows.append(Row(name, label, pt_id, settings))
-    finetune = _finetune_trials(matrix, list(pretrain.values()), data, origin)
+        rows.append(Row(name, label, pt_id, settings, head))
+    finetune = _finetune_trials(matrix, rows, pretrain, data, origin)
     return Plan(matrix, rows, list(pretrain.values()), finetune)
 
 
 def _finetune_trials(
-    matrix: Matrix, pretrain: list[PretrainTrial], data: dict[str, Any], origin: str
+    matrix: Matrix,
+    rows: list[Row],
+    pretrain: dict[str, PretrainTrial],
+    data: dict[str, Any],
+    origin: str,
 ) -> list[FinetuneTrial]:
     ft = matrix.finetune
     grid = ft.grid
     trials = []
     sources = {task: _task_data(task, data, origin) for task in ft.tasks}
-    for pt in pretrain:
+    # Rows sharing a pre-training trial and head share their fine-tuning trials too.
+    for pt_id, (head, bilstm_hidden) in dict.fromkeys((r.pretrain_id, r.head) for r in rows):
+        pt = pretrain[pt_id]
         for task in ft.tasks:
             task_data, n_train = sources[task]
             for batch, lr, epochs in itertools.product(
@@ -174,6 +189,8 @@ def _finetune_trials(
                         "restart": restart,
                         "seed": ft.seed + restart,
                         "max_seq_len": ft.max_seq_len,
+                        "head": head,
+                        "bilstm_hidden": bilstm_hidden,
                         "warmup_fraction": ft.warmup_fraction,
                         "weight_decay": ft.weight_decay,
                         "eval_batch_size": ft.eval_batch_size,
@@ -220,7 +237,7 @@ def _task_data(task: str, data: dict[str, Any], origin: str) -> tuple[dict[str, 
 
 
 def _pretrain_configs(matrix: Matrix, origin: str):
-    """Yield (row name, label, settings, PretrainConfig) for every variant x axes combination.
+    """Yield (row name, label, settings, PretrainConfig, head) per variant x axes combination.
 
     A variant is validated as a whole (its keys may only make sense together, like hidden and
     heads); each axes combination is validated on top of it. An error points at the single axis
@@ -248,7 +265,22 @@ def _pretrain_configs(matrix: Matrix, origin: str):
                 suffix = ",".join(f"{k}={v}" for k, v in settings)
                 name = f"{name}/{suffix}" if name else suffix
                 label = f"{label} ({suffix})" if label else suffix
-            yield (name or "base"), (label or "base"), tuple(overrides + settings), config
+            head = _row_head(variant, matrix)
+            row_settings = tuple(overrides + settings)
+            if head[0] != "linear":
+                row_settings += (("head", head[0]),)
+            yield (name or "base"), (label or "base"), row_settings, config, head
+
+
+def _row_head(variant: Variant | None, matrix: Matrix) -> tuple[str, int]:
+    """The row's (fine-tuning head, BiLSTM size): the variant's override, else the matrix's."""
+    base = matrix.finetune
+    overrides = variant.finetune if variant else None
+    head = overrides.head if overrides and overrides.head is not None else base.head
+    size = base.bilstm_hidden
+    if overrides and overrides.bilstm_hidden is not None:
+        size = overrides.bilstm_hidden
+    return head, size
 
 
 def _validate_combination(

@@ -115,13 +115,26 @@ class PretrainConfig(Strict):
         return self
 
 
+Head = Literal["linear", "bilstm"]
+
+
+class HeadOverrides(Strict):
+    """Fine-tuning settings a variant (row) may change: the head on top of the encoder."""
+
+    head: Head | None = Field(None, description="linear (paper) or bilstm (Table 5's + BiLSTM)")
+    bilstm_hidden: int | None = Field(None, ge=0, description="BiLSTM size; 0 = model hidden")
+
+
 class Variant(Strict):
-    """A named row: overrides applied to the base pre-training config."""
+    """A named row: overrides applied to the base pre-training config (and head)."""
 
     name: str = Field(pattern=NAME_PATTERN, description="id used in reports and --set")
     label: str | None = Field(None, description="row label in reports; defaults to name")
     pretrain: dict[str, Any] = Field(
         default_factory=dict, description="overrides of pretrain keys, e.g. objective = 'mlm'"
+    )
+    finetune: HeadOverrides = Field(
+        HeadOverrides(), description="fine-tuning head for this row, e.g. head = 'bilstm'"
     )
 
 
@@ -183,6 +196,12 @@ class FinetuneSection(Strict):
         default_factory=dict, description="task -> dev metric used to pick the grid point"
     )
     max_seq_len: int = Field(ge=8, le=4096)
+    head: Head = Field(
+        "linear",
+        description="linear: BERT's classifier on [CLS] (on the last token for ltr models); "
+        "bilstm: a randomly initialised BiLSTM over the token states, then a linear layer",
+    )
+    bilstm_hidden: int = Field(0, ge=0, description="BiLSTM size per direction; 0 = model hidden")
     warmup_fraction: float = Field(0.1, ge=0, lt=1)
     weight_decay: float = Field(0.01, ge=0)
     eval_batch_size: PositiveInt = 128

@@ -1,0 +1,92 @@
+"""Fine-tuning heads per row: Table 5's '+ BiLSTM' row is one matrix entry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from bertabl.errors import MatrixError
+from bertabl.finetune.heads import BiLSTMClassifier
+from bertabl.finetune.train import finetune
+from bertabl.matrix import build_plan
+from bertabl.matrix.load import tomllib, validate
+from bertabl.pretrain.model import build_model
+from bertabl.pretrain.train import pretrain
+from bertabl.training import TrialRuntime
+from tests.conftest import TINY_MATRIX
+
+TABLE5_ROWS = [
+    {"name": "ltr", "pretrain": {"objective": "ltr"}},
+    {"name": "ltr_bilstm", "pretrain": {"objective": "ltr"}, "finetune": {"head": "bilstm"}},
+]
+
+
+def _plan(variants):
+    raw = tomllib.loads(TINY_MATRIX)
+    raw["pretrain"]["variants"] = variants
+    return build_plan(validate(raw, "m.toml"), "m.toml")
+
+
+def test_bilstm_row_shares_the_pretraining_but_not_the_finetunes():
+    plan = _plan(TABLE5_ROWS)
+    assert len(plan.pretrain) == 1  # same objective: one pre-training trial
+    ltr, bilstm = plan.rows
+    assert ltr.pretrain_id == bilstm.pretrain_id
+    assert ltr.head == ("linear", 0) and bilstm.head == ("bilstm", 0)
+    assert len(plan.finetune) == 2 * 4  # 2 rows x (2 tasks x 1 grid point x 2 restarts)
+    cells = {row.name: plan.cell(row, "syn_agree") for row in plan.rows}
+    assert len(cells["ltr"]) == len(cells["ltr_bilstm"]) == 2
+    assert not {t.id for t in cells["ltr"]} & {t.id for t in cells["ltr_bilstm"]}
+    assert all(t.config["head"] == "bilstm" for t in cells["ltr_bilstm"])
+
+
+def test_unknown_head_override_is_an_error_with_its_key_path():
+    bad = [{"name": "x", "finetune": {"head": "crf"}}]
+    with pytest.raises(MatrixError, match=r"pretrain\.variants\[0\]\.finetune\.head: "):
+        _plan(bad)
+    typo = [{"name": "x", "finetune": {"heads": "bilstm"}}]
+    with pytest.raises(MatrixError, match="did you mean 'head'"):
+        _plan(typo)
+
+
+def test_bilstm_classifier_over_a_causal_encoder(tmp_path: Path):
+    torch.manual_seed(0)
+    pretrain_cfg = {
+        "objective": "ltr",
+        "model": {
+            "layers": 1,
+            "hidden": 16,
+            "heads": 2,
+            "intermediate": 32,
+            "dropout": 0.0,
+            "max_position": 32,
+        },
+    }
+    build_model(pretrain_cfg, vocab_size=40, pad_token_id=0).save_pretrained(tmp_path)
+    model = BiLSTMClassifier.build(tmp_path, num_labels=3, bilstm_hidden=8).eval()
+    assert model.config.is_decoder  # the encoder keeps its causal mask
+    assert model.lstm.hidden_size == 8 and model.classifier.in_features == 16
+    ids = torch.randint(5, 40, (2, 10))
+    mask = torch.ones_like(ids)
+    logits = model(input_ids=ids, attention_mask=mask).logits
+    # right padding does not change the result: padding never enters the LSTM
+    padded = torch.cat([ids, torch.zeros(2, 4, dtype=torch.long)], dim=1)
+    padded_mask = torch.cat([mask, torch.zeros(2, 4, dtype=torch.long)], dim=1)
+    assert torch.allclose(
+        model(input_ids=padded, attention_mask=padded_mask).logits, logits, atol=1e-5
+    )
+    out = model(input_ids=ids, attention_mask=mask, labels=torch.tensor([0, 2]))
+    out.loss.backward()
+    assert model.lstm.weight_ih_l0.grad is not None
+
+
+def test_bilstm_row_fine_tunes(tmp_path: Path):
+    plan = _plan(TABLE5_ROWS)
+    pretrain(plan.pretrain[0].config, tmp_path / "pt", TrialRuntime(torch.device("cpu")))
+    trial = plan.cell(plan.rows[1], "syn_chain")[0]
+    metrics = finetune(
+        trial.config, tmp_path / "pt" / "model", tmp_path / "ft", TrialRuntime(torch.device("cpu"))
+    )
+    assert 0.0 <= metrics["dev_accuracy"] <= 1.0
