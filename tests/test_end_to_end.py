@@ -166,3 +166,5 @@ epochs = [1]
     report = (run_dir / "real.md").read_text()
     assert "sst2 (accuracy)" in report and "mrpc (f1)" in report and "stsb (spearman)" in report
     assert "Data: synthetic" not in report
+    assert "sst2: real data" in report and "64 train examples (seeded subset)" in report
+    assert "Pre-training: corpus" in report and "paragraphs format" in report

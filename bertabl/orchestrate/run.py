@@ -19,7 +19,7 @@ from bertabl.errors import UserError
 from bertabl.matrix.load import MatrixSource
 from bertabl.matrix.plan import FinetuneTrial, Plan, PretrainTrial
 from bertabl.matrix.schema import Matrix, Resources
-from bertabl.orchestrate.store import BLOCKED, FAILED, RunStore
+from bertabl.orchestrate.store import BLOCKED, DONE, FAILED, RunStore
 from bertabl.orchestrate.trainables import TRAINABLES
 
 
@@ -106,12 +106,13 @@ def _pending(trials, store: RunStore, summary: RunSummary, observer: RunObserver
     if done:
         summary.skipped.extend(done)
         observer.skipped(done)
-    return [t for t in trials if t.id not in set(done)]
+    finished = set(done)
+    return [t for t in trials if t.id not in finished]
 
 
 def _blocked_reason(trial: FinetuneTrial, store: RunStore) -> str | None:
     record = store.record(trial.pretrain_id)
-    if record is not None and record["status"] == "done":
+    if record is not None and record["status"] == DONE:
         return None
     if record is not None and record.get("error"):
         return f"pre-training {trial.pretrain_id} failed: {record['error']}"

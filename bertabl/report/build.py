@@ -28,6 +28,7 @@ def write_report(plan: Plan, store: RunStore, out_dir: Path, formats: list[str])
         source=store.manifest()["source"],
         data=matrix.data.model_dump(mode="json"),
         trial_counts=counts,
+        tasks=list(matrix.finetune.tasks),
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []

@@ -7,7 +7,7 @@ restarts of the selected grid point. Missing cells are "—" with a footnote, ne
 from __future__ import annotations
 
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bertabl.data.tasks import TASKS
@@ -29,6 +29,7 @@ class ReportContext:
     source: dict[str, Any]  # MatrixSource.to_dict()
     data: dict[str, Any]  # matrix.data
     trial_counts: dict[str, int]  # by status, over the whole run
+    tasks: list[str] = field(default_factory=list)
 
 
 def cell_text(cell: Cell) -> str:
@@ -156,6 +157,43 @@ def _synthetic(table: ResultTable) -> bool:
     return any(TASKS[t].synthetic for t in table.tasks)
 
 
+def _data_lines(data: dict[str, Any], tasks: list[str]) -> list[str]:
+    """Where the pre-training corpus and each task's examples came from (real or synthetic)."""
+    corpus = data.get("corpus")
+    syn = data.get("synthetic", {})
+    lines = []
+    if corpus == "synthetic":
+        lines.append(
+            f"Pre-training: **synthetic** corpus (seed {syn.get('seed')}, {syn.get('documents')} "
+            f"documents x {syn.get('sentences_per_document')} sentences), synthetic vocabulary"
+        )
+    else:
+        lines.append(
+            f"Pre-training: corpus `{corpus}` ({data.get('corpus_format')} format), "
+            f"vocabulary `{data.get('tokenizer')}`"
+        )
+    for task in tasks:
+        if TASKS[task].synthetic:
+            lines.append(
+                f"{task}: **synthetic** (seed {syn.get('seed')}, {syn.get('train_examples')} "
+                f"train / {syn.get('dev_examples')} dev)"
+            )
+            continue
+        settings = data.get("tasks", {}).get(task, {})
+        where = (
+            f"Hub `{settings.get('hub_dataset', 'nyu-mll/glue')}`"
+            if settings.get("source") == "hub"
+            else f"`{settings.get('path') or data.get('glue_dir')}`"
+        )
+        sizes = [
+            f"{settings[k]} {label} examples (seeded subset)"
+            for k, label in (("max_train_examples", "train"), ("max_dev_examples", "dev"))
+            if settings.get(k)
+        ]
+        lines.append(f"{task}: real data, {where}" + (f"; {', '.join(sizes)}" if sizes else ""))
+    return lines
+
+
 def _provenance(ctx: ReportContext) -> list[str]:
     import ray
     import torch
@@ -165,14 +203,11 @@ def _provenance(ctx: ReportContext) -> list[str]:
 
     src = ctx.source
     overrides = ", ".join(f"`--set {o}`" for o in src.get("overrides", [])) or "none"
-    syn = ctx.data.get("synthetic", {})
     counts = ", ".join(f"{n} {status}" for status, n in sorted(ctx.trial_counts.items()))
     return [
         f"Matrix: `{src['path']}` (sha256 `{src['sha256'][:12]}`), scale `{src['scale']}`, "
         f"overrides: {overrides}",
-        f"Data: corpus `{ctx.data.get('corpus')}`, tokenizer `{ctx.data.get('tokenizer')}`; "
-        f"synthetic suite seed {syn.get('seed')}, {syn.get('documents')} documents, "
-        f"{syn.get('train_examples')} train / {syn.get('dev_examples')} dev examples per task",
+        *_data_lines(ctx.data, ctx.tasks),
         f"Trials: {counts}",
         f"Versions: bertabl {__version__}, torch {torch.__version__}, transformers "
         f"{transformers.__version__}, ray {ray.__version__}, python {platform.python_version()}",
