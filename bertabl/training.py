@@ -35,6 +35,7 @@ class TrialRuntime:
     checkpoints: CheckpointStore | None = None
     checkpoint_every: int = 0  # optimizer steps between checkpoints; 0 = only at epoch ends
     precision: str = "auto"  # see Precision.for_device
+    save_steps: tuple[int, ...] = ()  # pre-training: also save the model after these steps
     workers: int = 1  # data-parallel processes (pre-training)
     micro_batch_size: int = 0  # sequences per process per forward pass; 0 = batch / workers
     resumed_from: int | None = None  # the step a resumed run continued from

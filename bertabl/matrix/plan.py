@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -76,6 +76,11 @@ class FinetuneTrial:
         return self.config["head"], self.config["bilstm_hidden"]
 
     @property
+    def pretrain_step(self) -> int | None:
+        """The pre-training step of the model it starts from (None = the final model)."""
+        return self.config["pretrain_step"]
+
+    @property
     def flops(self) -> float:
         return training_flops(self.parameters, self.tokens)
 
@@ -89,6 +94,7 @@ class Row:
     pretrain_id: str
     settings: tuple[tuple[str, Any], ...]  # the overrides that define it, for the report
     head: tuple[str, int] = ("linear", 0)  # fine-tuning head and BiLSTM size
+    pretrain_step: int | None = None  # fine-tune from the model after this step; None = final
 
 
 @dataclass
@@ -118,8 +124,17 @@ class Plan:
         return [
             t
             for t in self.finetune
-            if t.pretrain_id == row.pretrain_id and t.head == row.head and t.task == task
+            if (t.pretrain_id, t.head, t.pretrain_step, t.task)
+            == (row.pretrain_id, row.head, row.pretrain_step, task)
         ]
+
+    def intermediate_steps(self) -> dict[str, list[int]]:
+        """Pre-training trial id -> the steps whose models fine-tuning trials start from."""
+        steps: dict[str, set[int]] = {}
+        for trial in self.finetune:
+            if trial.pretrain_step is not None:
+                steps.setdefault(trial.pretrain_id, set()).add(trial.pretrain_step)
+        return {k: sorted(v) for k, v in steps.items()}
 
     @property
     def total_flops(self) -> float:
@@ -154,6 +169,7 @@ def build_plan(matrix: Matrix, origin: str = "matrix") -> Plan:
             tokens = config.steps * config.batch_size * config.max_seq_len
             pretrain[pt_id] = PretrainTrial(pt_id, pt_config, params, tokens)
         rows.append(Row(name, label, pt_id, settings, head))
+    rows = _rows_per_pretrain_step(rows, pretrain, matrix.finetune.pretrain_steps, origin)
     finetune = _finetune_trials(matrix, rows, pretrain, data, origin)
     return Plan(matrix, rows, list(pretrain.values()), finetune)
 
@@ -169,8 +185,9 @@ def _finetune_trials(
     grid = ft.grid
     trials = []
     sources = {task: _task_data(task, data, origin) for task in ft.tasks}
-    # Rows sharing a pre-training trial and head share their fine-tuning trials too.
-    for pt_id, (head, bilstm_hidden) in dict.fromkeys((r.pretrain_id, r.head) for r in rows):
+    # Rows sharing a pre-training trial, step and head share their fine-tuning trials too.
+    sources_of_rows = dict.fromkeys((r.pretrain_id, r.pretrain_step, r.head) for r in rows)
+    for pt_id, pretrain_step, (head, bilstm_hidden) in sources_of_rows:
         pt = pretrain[pt_id]
         for task in ft.tasks:
             task_data, n_train = sources[task]
@@ -181,6 +198,7 @@ def _finetune_trials(
                     config = {
                         "stage": "finetune",
                         "pretrain_id": pt.id,
+                        "pretrain_step": pretrain_step,
                         "task": task,
                         "task_data": task_data,
                         "batch_size": batch,
@@ -211,6 +229,32 @@ def _finetune_trials(
                         )
                     )
     return trials
+
+
+def _rows_per_pretrain_step(
+    rows: list[Row], pretrain: dict[str, PretrainTrial], steps: list[int], origin: str
+) -> list[Row]:
+    """One row per (row, listed pre-training step); the last step is the final model."""
+    if not steps:
+        return rows
+    expanded = []
+    for row in rows:
+        total = pretrain[row.pretrain_id].config["pretrain"]["steps"]
+        for i, step in enumerate(steps):
+            if step > total:
+                raise MatrixError(
+                    f"{origin}: finetune.pretrain_steps[{i}]: step {step} is beyond "
+                    f"pretrain.steps = {total} (row {row.name}); list steps up to {total}"
+                )
+            expanded.append(
+                replace(
+                    row,
+                    name=f"{row.name}@{step}",
+                    label=f"{row.label} ({step} steps)",
+                    pretrain_step=None if step == total else step,
+                )
+            )
+    return expanded
 
 
 def _check_batch_layout(config: PretrainConfig, matrix: Matrix, origin: str, row: str) -> None:

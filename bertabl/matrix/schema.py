@@ -202,10 +202,22 @@ class FinetuneSection(Strict):
         "bilstm: a randomly initialised BiLSTM over the token states, then a linear layer",
     )
     bilstm_hidden: int = Field(0, ge=0, description="BiLSTM size per direction; 0 = model hidden")
+    pretrain_steps: list[PositiveInt] = Field(
+        default_factory=list,
+        description="fine-tune from the models after these pre-training steps (Figure 5); "
+        "one report row per step; empty = the final model only",
+    )
     warmup_fraction: float = Field(0.1, ge=0, lt=1)
     weight_decay: float = Field(0.01, ge=0)
     eval_batch_size: PositiveInt = 128
     seed: int = 0
+
+    @field_validator("pretrain_steps")
+    @classmethod
+    def _increasing_steps(cls, steps: list[int]) -> list[int]:
+        if steps != sorted(set(steps)):
+            raise ValueError(f"list each step once, in increasing order (got {steps})")
+        return steps
 
     @field_validator("tasks")
     @classmethod

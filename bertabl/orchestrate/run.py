@@ -65,8 +65,17 @@ def run_plan(
     summary = RunSummary()
     with store.lock():
         store.write_manifest(plan.matrix.model_dump(mode="json"), source.to_dict())
-        pretrain = _pending(_select(plan.pretrain, only), store, summary, observer)
-        finetune = _pending(_select(plan.finetune, only), store, summary, observer)
+        needed = plan.intermediate_steps()
+
+        def complete(trial_id: str) -> bool:
+            # A pre-training trial that ran before `finetune.pretrain_steps` asked for one of its
+            # intermediate models runs again (deterministically: same final model) to save it.
+            return store.is_done(trial_id) and all(
+                store.model_dir(trial_id, step).is_dir() for step in needed.get(trial_id, ())
+            )
+
+        pretrain = _pending(_select(plan.pretrain, only), complete, summary, observer)
+        finetune = _pending(_select(plan.finetune, only), store.is_done, summary, observer)
         if pretrain or finetune:
             _run_stages(plan, pretrain, finetune, store, observer, summary, address, storage)
     summary.seconds = time.perf_counter() - started
@@ -88,7 +97,16 @@ def _run_stages(
     storage: str | None,
 ) -> None:
     with ray_session(address, plan.matrix.resources):
-        _run_stage("pretrain", pretrain, store, plan.matrix, observer, summary, storage)
+        _run_stage(
+            "pretrain",
+            pretrain,
+            store,
+            plan.matrix,
+            observer,
+            summary,
+            storage,
+            plan.intermediate_steps(),
+        )
         runnable = []
         for trial in finetune:
             reason = _blocked_reason(trial, store)
@@ -101,8 +119,8 @@ def _run_stages(
         _run_stage("finetune", runnable, store, plan.matrix, observer, summary, storage)
 
 
-def _pending(trials, store: RunStore, summary: RunSummary, observer: RunObserver) -> list:
-    done = [t.id for t in trials if store.is_done(t.id)]
+def _pending(trials, is_done, summary: RunSummary, observer: RunObserver) -> list:
+    done = [t.id for t in trials if is_done(t.id)]
     if done:
         summary.skipped.extend(done)
         observer.skipped(done)
@@ -127,6 +145,7 @@ def _run_stage(
     observer: RunObserver,
     summary: RunSummary,
     storage: str | None = None,
+    save_steps: dict[str, list[int]] | None = None,
 ) -> None:
     if not trials:
         return
@@ -152,6 +171,8 @@ def _run_stage(
         "precision": resources.precision,
         "workers": workers,
         "micro_batch_size": resources.micro_batch_size,
+        # the intermediate models each pre-training trial must keep (not part of its id)
+        "save_steps": save_steps or {},
     }
     tuner = tune.Tuner(
         trainable,

@@ -39,8 +39,10 @@ class RunStore:
     def trial_dir(self, trial_id: str) -> Path:
         return self.root / "trials" / trial_id
 
-    def model_dir(self, pretrain_id: str) -> Path:
-        return self.trial_dir(pretrain_id) / "model"
+    def model_dir(self, pretrain_id: str, step: int | None = None) -> Path:
+        """The pre-trained model: final, or as saved after `step` pre-training steps."""
+        name = "model" if step is None else f"model-step-{step:09d}"
+        return self.trial_dir(pretrain_id) / name
 
     def record(self, trial_id: str) -> dict[str, Any] | None:
         path = self.trial_dir(trial_id) / "record.json"

@@ -30,7 +30,8 @@ def finetune_trainable(params: dict[str, Any]) -> None:
     from bertabl.finetune.train import finetune
 
     def body(config, store, out_dir, runtime):
-        return finetune(config, store.model_dir(config["pretrain_id"]), out_dir, runtime)
+        pretrained = store.model_dir(config["pretrain_id"], config["pretrain_step"])
+        return finetune(config, pretrained, out_dir, runtime)
 
     _run(params, body)
 
@@ -66,6 +67,7 @@ def _run(params: dict[str, Any], body) -> None:
         precision=params["precision"],
         workers=params["workers"],
         micro_batch_size=params["micro_batch_size"],
+        save_steps=tuple(params["save_steps"].get(trial_id, ())),
     )
     started = time.time()
     metrics = body(config, store, trial_dir, runtime)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import random
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -180,6 +181,8 @@ def _train(
             window = {k: [] for k in WINDOW_KEYS}
             if step < pt["steps"] and group.is_main:
                 runtime.report(metrics | {"seconds": time.perf_counter() - started}, None)
+        if step in runtime.save_steps and step < pt["steps"] and group.is_main:
+            _save_model(model, tokenizer, out_dir / intermediate_model_name(step))
         if runtime.due(step) and step < pt["steps"]:
             rngs = group.gather(rng_state())  # every rank takes part; rank 0 writes
             if group.is_main:
@@ -199,10 +202,24 @@ def _train(
 
     if group.is_main:
         model_dir = out_dir / "model"
-        model.save_pretrained(model_dir)
-        tokenizer.save_pretrained(model_dir)
+        _save_model(model, tokenizer, model_dir)
         runtime.report(metrics | {"seconds": time.perf_counter() - started}, model_dir)
     return metrics
+
+
+def intermediate_model_name(step: int) -> str:
+    """Folder (in the trial directory) of the model saved after `step` (Figure 5's x-axis)."""
+    return f"model-step-{step:09d}"
+
+
+def _save_model(model, tokenizer, directory: Path) -> None:
+    # Written beside, then renamed: a kill mid-save never leaves a half model under the name.
+    partial = directory.with_name(directory.name + ".partial")
+    model.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    if directory.exists():
+        shutil.rmtree(directory)
+    partial.rename(directory)
 
 
 def next_token_labels(labels: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,85 @@
+"""Fine-tuning from intermediate pre-training checkpoints (the paper's Figure 5)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from bertabl.cli import app
+from bertabl.errors import MatrixError
+from bertabl.matrix import build_plan
+from bertabl.matrix.load import tomllib, validate
+from bertabl.pretrain.train import intermediate_model_name, pretrain
+from bertabl.training import TrialRuntime
+from tests.conftest import TINY_MATRIX
+
+
+def _plan(steps):
+    raw = tomllib.loads(TINY_MATRIX)
+    raw["finetune"]["pretrain_steps"] = steps
+    return build_plan(validate(raw, "m.toml"), "m.toml")
+
+
+def test_rows_and_trials_per_pretraining_step():
+    plan = _plan([5, 10])  # pretrain.steps = 10: step 10 is the final model
+    assert [r.name for r in plan.rows] == ["bert_base@5", "bert_base@10", "no_nsp@5", "no_nsp@10"]
+    assert [r.pretrain_step for r in plan.rows] == [5, None, 5, None]
+    assert len(plan.pretrain) == 2  # the step is a fine-tuning setting: same pre-training trials
+    assert len(plan.finetune) == 2 * 2 * 2 * 2  # 2 variants x 2 steps x 2 tasks x 2 restarts
+    assert plan.intermediate_steps() == {t.id: [5] for t in plan.pretrain}
+    early, final = plan.cell(plan.rows[0], "syn_agree"), plan.cell(plan.rows[1], "syn_agree")
+    assert {t.pretrain_step for t in early} == {5} and {t.pretrain_step for t in final} == {None}
+    assert not {t.id for t in early} & {t.id for t in final}
+    # without pretrain_steps the plan is the same as with only the last step
+    assert {t.id for t in _plan([]).finetune} == {t.id for t in _plan([10]).finetune}
+
+
+@pytest.mark.parametrize(
+    ("steps", "message"),
+    [
+        ([5, 20], r"finetune\.pretrain_steps\[1\]: step 20 is beyond pretrain\.steps = 10"),
+        ([10, 5], r"finetune\.pretrain_steps: .*increasing order"),
+    ],
+)
+def test_bad_steps_are_matrix_errors(steps, message):
+    with pytest.raises(MatrixError, match=message):
+        _plan(steps)
+
+
+def test_pretraining_saves_the_requested_intermediate_models(tmp_path: Path):
+    plan = _plan([5, 10])
+    config = plan.pretrain[0].config
+    runtime = TrialRuntime(torch.device("cpu"), save_steps=(5,))
+    pretrain(config, tmp_path, runtime)
+    early = load_file(tmp_path / intermediate_model_name(5) / "model.safetensors")
+    final = load_file(tmp_path / "model" / "model.safetensors")
+    assert early.keys() == final.keys()
+    assert any(not torch.equal(early[k], final[k]) for k in early)
+    assert (tmp_path / intermediate_model_name(5) / "tokenizer.json").is_file()
+    assert not list(tmp_path.glob("*.partial"))
+
+
+@pytest.mark.slow
+def test_figure5_style_run_through_ray(tiny_matrix: Path, tmp_path: Path):
+    text = tiny_matrix.read_text().replace("restarts = 2", "restarts = 1\npretrain_steps = [5, 10]")
+    tiny_matrix.write_text(text)
+    run_dir = tmp_path / "run"
+    result = CliRunner().invoke(app, ["run", str(tiny_matrix), "--run-dir", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    for pt in run_dir.glob("trials/pt-*"):
+        assert (pt / intermediate_model_name(5)).is_dir() and (pt / "model").is_dir()
+    report = (run_dir / "tiny.md").read_text()
+    for label in ("MLM + NSP (5 steps)", "MLM + NSP (10 steps)", "MLM only (5 steps)"):
+        assert f"| {label} |" in report
+
+    # Asking for a step the finished pre-training did not save re-runs it to save that model.
+    again = tiny_matrix.read_text().replace("pretrain_steps = [5, 10]", "pretrain_steps = [3, 10]")
+    tiny_matrix.write_text(again)
+    result = CliRunner().invoke(app, ["run", str(tiny_matrix), "--run-dir", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    for pt in run_dir.glob("trials/pt-*"):
+        assert (pt / intermediate_model_name(3)).is_dir()
