@@ -132,3 +132,37 @@ def test_hub_source_offline_says_what_to_do(monkeypatch):
     data = task_data("sst2", {"tasks": {"sst2": {"source": "hub"}}, "synthetic": {}})
     with pytest.raises(DataError, match="offline, use the local GLUE files"):
         tasks.load_split("sst2", "train", data)
+
+
+def test_conll2003_task_from_the_original_files(shared_data: Path):
+    data = task_data("conll2003", {"conll_dir": str(shared_data / "conll2003"), "tasks": {}})
+    dev = load_split("conll2003", "dev", data)
+    assert len(dev) == 3250 and dev.column_names == ["tokens", "tags"]  # MANIFEST.md
+    assert TASKS["conll2003"].family == "tagging" and TASKS["conll2003"].num_labels == 9
+    sliced = task_data(
+        "conll2003",
+        {
+            "conll_dir": str(shared_data / "conll2003"),
+            "tasks": {"conll2003": {"max_train_examples": 10}},
+        },
+    )
+    assert len(load_split("conll2003", "train", sliced)) == 10
+
+
+def test_missing_conll_folder_names_its_key(tmp_path: Path):
+    raw = tomllib.loads(TINY_MATRIX)
+    raw["finetune"]["tasks"] = ["conll2003"]
+    raw["data"] = raw.get("data", {}) | {"conll_dir": str(tmp_path / "none")}
+    with pytest.raises(
+        DataError, match=r"m\.toml: data\.conll_dir \(task conll2003\): .*eng\.train"
+    ):
+        build_plan(validate(raw, "m.toml"), "m.toml")
+
+
+def test_bilstm_head_on_a_tagging_task_is_an_error(shared_data: Path):
+    raw = tomllib.loads(TINY_MATRIX)
+    raw["finetune"]["tasks"] = ["conll2003"]
+    raw["finetune"]["head"] = "bilstm"
+    raw["data"] = raw.get("data", {}) | {"conll_dir": str(shared_data / "conll2003")}
+    with pytest.raises(MatrixError, match="task conll2003 tags tokens"):
+        build_plan(validate(raw, "m.toml"), "m.toml")

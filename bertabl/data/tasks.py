@@ -6,7 +6,9 @@ collators only ever see those.
 
 Sources: the embedded synthetic suite; GLUE from local TSV folders in their original layout
 (`data.glue_dir`, or `data.tasks.<task>.path`); or GLUE from the Hugging Face Hub
-(`data.tasks.<task>.source = "hub"`, when online).
+(`data.tasks.<task>.source = "hub"`, when online); CoNLL-2003 NER from its original column
+files (`data.conll_dir`: eng.train, eng.testa). Tagging tasks have `tokens` and `tags` columns
+(word lists, tags as in the file) instead of text/label.
 
 A task's *identity* (what goes into trial ids) is what determines its examples: the synthetic
 seed and sizes, or the SHA-256 of the local files, or the hub dataset name, plus any slice sizes.
@@ -42,6 +44,7 @@ class TaskSpec:
     glue: str | None = None  # the GLUE reader's task name
     hub_columns: tuple[str, str | None] = ("sentence", None)  # text columns on the Hub
     extra_dev_splits: tuple[str, ...] = ()  # evaluated too, reported as dev_<split>_<metric>
+    family: str = "classification"  # or "tagging" (token-level labels, entity-level F1)
     hub_dev_split: dict[str, str] = field(default_factory=lambda: {"dev": "validation"})
 
     @property
@@ -97,8 +100,18 @@ TASKS: dict[str, TaskSpec] = {
         _glue("rte", "GLUE RTE: entailment", True, 2, ("accuracy",), ("sentence1", "sentence2")),
         _glue("wnli", "GLUE WNLI: pronoun entailment", True, 2, ("accuracy",),
               ("sentence1", "sentence2")),
+        TaskSpec(
+            name="conll2003",
+            description="CoNLL-2003 NER (fine-tuned): first sub-token of each word tagged; "
+            "entity-level F1 (conlleval)",
+            pair=False,
+            num_labels=9,
+            metrics=("f1", "precision", "recall"),
+            family="tagging",
+        ),
     ]
 }
+CONLL_FILES = {"train": "eng.train", "dev": "eng.testa"}
 
 _GENERATORS = {"syn_agree": synthetic.generate_agree, "syn_chain": synthetic.generate_chain}
 SLICE_SEED = 0  # slices are seeded subsets, the same on every machine and run
@@ -125,6 +138,19 @@ def task_data(task: str, data_config: dict[str, Any]) -> dict[str, Any]:
         "max_train_examples": settings.get("max_train_examples", 0),
         "max_dev_examples": settings.get("max_dev_examples", 0),
     }
+    if spec.family == "tagging":
+        folder = Path(settings.get("path") or data_config["conll_dir"]).resolve()
+        files = {}
+        for split, name in CONLL_FILES.items():
+            path = folder / name
+            if not path.is_file():
+                raise DataError(
+                    f"{path}: file not found; expected the CoNLL-2003 files "
+                    f"{', '.join(CONLL_FILES.values())} in {folder}"
+                )
+            files[split] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        identity = {"source": "local", "format": "conll2003", "sha256": files, **slices}
+        return {"identity": identity, "location": {"path": str(folder)}}
     if settings.get("source", "local") == "hub":
         identity = {"source": "hub", "dataset": settings.get("hub_dataset", "nyu-mll/glue"),
                     "config": spec.glue, **slices}
@@ -158,6 +184,12 @@ def load_split(task: str, split: str, data: dict[str, Any]) -> datasets.Dataset:
 
     spec = TASKS[task]
     identity = data["identity"]
+    if spec.family == "tagging":
+        rows = _read_local(task, split, data)
+        rows = _slice(rows, task, split, identity)
+        return datasets.Dataset.from_dict(
+            {"tokens": [r["tokens"] for r in rows], "tags": [r["tags"] for r in rows]}
+        )
     if identity["source"] == "synthetic":
         n = identity["dev_examples" if split.startswith("dev") else "train_examples"]
         seed = synthetic.split_seed(identity["seed"], task, split)
@@ -165,18 +197,29 @@ def load_split(task: str, split: str, data: dict[str, Any]) -> datasets.Dataset:
     rows = _read_local(task, split, data) if identity["source"] == "local" else _read_hub(
         spec, split, identity
     )
-    limit = identity["max_train_examples" if split == "train" else "max_dev_examples"]
-    if limit and limit < len(rows):
-        keep = sorted(random.Random(f"{SLICE_SEED}/{task}/{split}").sample(range(len(rows)), limit))
-        rows = [rows[i] for i in keep]
+    rows = _slice(rows, task, split, identity)
     columns = ["text_a", "text_b", "label"] if spec.pair else ["text_a", "label"]
     return datasets.Dataset.from_dict({c: [r[c] for r in rows] for c in columns})
 
 
+def _slice(rows: list, task: str, split: str, identity: dict[str, Any]) -> list:
+    """A seeded subset of `rows` (original order kept) when the task's settings ask for one."""
+    limit = identity["max_train_examples" if split == "train" else "max_dev_examples"]
+    if limit and limit < len(rows):
+        keep = sorted(random.Random(f"{SLICE_SEED}/{task}/{split}").sample(range(len(rows)), limit))
+        rows = [rows[i] for i in keep]
+    return rows
+
+
 def _read_local(task: str, split: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+    folder = Path(data["location"]["path"])
+    if TASKS[task].family == "tagging":
+        from bertabl.data.formats.conll import read_conll2003
+
+        return read_conll2003(folder / CONLL_FILES[split])
     from bertabl.data.formats.glue import read_glue
 
-    return read_glue(TASKS[task].glue, Path(data["location"]["path"]), split)
+    return read_glue(TASKS[task].glue, folder, split)
 
 
 def _read_hub(spec: TaskSpec, split: str, identity: dict[str, Any]) -> list[dict[str, Any]]:

@@ -17,11 +17,13 @@ from transformers import (
     AutoConfig,
     AutoTokenizer,
     BertForSequenceClassification,
+    BertForTokenClassification,
     DataCollatorWithPadding,
 )
 
 from bertabl.data.tasks import TASKS, TaskSpec, load_split
 from bertabl.finetune import metrics as task_metrics
+from bertabl.finetune import ner
 from bertabl.finetune.heads import BiLSTMClassifier, LeftToRightClassifier
 from bertabl.training import (
     Precision,
@@ -48,17 +50,38 @@ def finetune(
     device = runtime.device
     seed_everything(config["seed"])
     tokenizer = AutoTokenizer.from_pretrained(pretrained_dir)
-    train = _encode(load_split(spec.name, "train", config["task_data"]), tokenizer, config)
-    dev_splits = {
-        split: _encode(load_split(spec.name, split, config["task_data"]), tokenizer, config)
-        for split in ("dev", *spec.extra_dev_splits)
+    splits = {
+        split: load_split(spec.name, split, config["task_data"])
+        for split in ("train", "dev", *spec.extra_dev_splits)
     }
+    if spec.family == "tagging":
+        encoded = {
+            k: ner.encode(list(v), tokenizer, config["max_seq_len"]) for k, v in splits.items()
+        }
+        gold = {k: v["tags"] for k, v in splits.items()}
+
+        def collate(features):
+            return ner.collate(features, tokenizer.pad_token_id)
+
+        def evaluate_split(split: str) -> dict[str, float]:
+            return _evaluate_tagging(
+                model, encoded[split], gold[split], collate, config["eval_batch_size"], precision
+            )
+    else:
+        encoded = {k: _encode(v, tokenizer, config) for k, v in splits.items()}
+        collate = DataCollatorWithPadding(tokenizer)  # dynamic padding: to the batch's longest
+
+        def evaluate_split(split: str) -> dict[str, float]:
+            return evaluate(
+                model, encoded[split], collate, config["eval_batch_size"], precision, spec
+            )
+
+    train = encoded["train"]
     # Seeded right before loading, so the restart's seed alone decides the head's init.
     torch.manual_seed(config["seed"])
-    model = _classifier(config, pretrained_dir, spec.num_labels).to(device)
+    model = _model(config, pretrained_dir, spec).to(device)
 
     precision = Precision.for_device(device, runtime.precision)
-    collate = DataCollatorWithPadding(tokenizer)  # dynamic padding: pad to the batch's longest
     size = config["batch_size"]
     per_epoch = math.ceil(len(train) / size)
     optimizer, scheduler = adamw_with_schedule(
@@ -114,9 +137,8 @@ def finetune(
             if runtime.due(step) and first_batch < per_epoch:
                 save()
         metrics = {"epoch": epoch, "train_loss": sum(losses) / len(losses)}
-        for split, dataset in dev_splits.items():
-            scores = evaluate(model, dataset, collate, config["eval_batch_size"], precision, spec)
-            metrics |= {f"{split}_{name}": value for name, value in scores.items()}
+        for split in ("dev", *spec.extra_dev_splits):
+            metrics |= {f"{split}_{name}": value for name, value in evaluate_split(split).items()}
         history.append(metrics)
         runtime.report(metrics | {"seconds": time.perf_counter() - started}, None)
         epoch, first_batch, losses = epoch + 1, 0, []
@@ -125,8 +147,11 @@ def finetune(
     return metrics
 
 
-def _classifier(config: dict[str, Any], pretrained_dir: Path, num_labels: int):
+def _model(config: dict[str, Any], pretrained_dir: Path, spec: TaskSpec):
     """The pre-trained encoder with the trial's head (the encoder keeps a causal mask if any)."""
+    num_labels = spec.num_labels
+    if spec.family == "tagging":  # a linear classifier on every token state
+        return BertForTokenClassification.from_pretrained(pretrained_dir, num_labels=num_labels)
     if config["head"] == "bilstm":
         return BiLSTMClassifier.build(pretrained_dir, num_labels, config["bilstm_hidden"])
     if AutoConfig.from_pretrained(pretrained_dir).is_decoder:  # an `ltr` checkpoint
@@ -156,6 +181,29 @@ def evaluate(
     preds = torch.cat(predictions).numpy()
     refs = torch.cat(references).numpy()
     return {name: task_metrics.METRICS[name](preds, refs) for name in spec.metrics}
+
+
+@torch.no_grad()
+def _evaluate_tagging(
+    model: torch.nn.Module,
+    features: list[dict],
+    gold: list[list[str]],
+    collate,
+    batch_size: int,
+    precision: Precision,
+) -> dict[str, float]:
+    """Entity-level precision/recall/F1 (conlleval) of each word's first-sub-token prediction."""
+    model.eval()
+    predicted: list[list[str]] = []
+    for start in range(0, len(features), batch_size):
+        chunk = features[start : start + batch_size]
+        batch = collate(chunk)
+        batch.pop("labels")
+        batch = {k: v.to(precision.device, non_blocking=True) for k, v in batch.items()}
+        with precision.autocast():
+            ids = model(**batch).logits.argmax(-1).cpu()
+        predicted += ner.decode_batch([row.tolist() for row in ids], chunk)
+    return ner.evaluate(predicted, gold)
 
 
 def _encode(dataset, tokenizer, config: dict[str, Any]):

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from bertabl.data.corpus import corpus_data
-from bertabl.data.tasks import task_data, train_examples
+from bertabl.data.tasks import TASKS, task_data, train_examples
 from bertabl.data.tokenizer import vocab_size
 from bertabl.errors import DataError, MatrixError, UserError
 from bertabl.matrix.compute import bert_parameters, training_flops
@@ -190,6 +190,11 @@ def _finetune_trials(
     for pt_id, pretrain_step, (head, bilstm_hidden) in sources_of_rows:
         pt = pretrain[pt_id]
         for task in ft.tasks:
+            if head != "linear" and TASKS[task].family == "tagging":
+                raise MatrixError(
+                    f"{origin}: finetune.head: head '{head}' is for sentence classification; "
+                    f"task {task} tags tokens (it always uses a linear token classifier)"
+                )
             task_data, n_train = sources[task]
             for batch, lr, epochs in itertools.product(
                 grid.batch_size, grid.learning_rate, grid.epochs
@@ -274,9 +279,10 @@ def _task_data(task: str, data: dict[str, Any], origin: str) -> tuple[dict[str, 
         config = task_data(task, data)
         return config, train_examples(task, config)
     except DataError as err:
-        key = f"data.tasks.{task}.path" if data.get("tasks", {}).get(task, {}).get("path") else (
-            "data.glue_dir"
-        )
+        if data.get("tasks", {}).get(task, {}).get("path"):
+            key = f"data.tasks.{task}.path"
+        else:
+            key = "data.conll_dir" if TASKS[task].family == "tagging" else "data.glue_dir"
         raise DataError(f"{origin}: {key} (task {task}): {err}") from None
 
 
@@ -300,9 +306,7 @@ def _pretrain_configs(matrix: Matrix, origin: str):
         for combo in itertools.product(*indexed_values):
             settings = [(k, v) for k, (_, v) in zip(axis_keys, combo, strict=True)]
             positions = [(k, j) for k, (j, _) in zip(axis_keys, combo, strict=True)]
-            config = _validate_combination(
-                variant_base, settings, positions, origin, overrides
-            )
+            config = _validate_combination(variant_base, settings, positions, origin, overrides)
             name = variant.name if variant else ""
             label = (variant.label or variant.name) if variant else ""
             if settings:

@@ -260,7 +260,9 @@ class TaskData(Strict):
     """Where one fine-tuning task's data comes from, and how much of it to use."""
 
     source: Literal["local", "hub"] = Field(
-        "local", description="local: GLUE TSV files; hub: the Hugging Face Hub (needs network)"
+        "local",
+        description="local: the original files (GLUE TSVs, CoNLL columns); hub: the Hugging Face "
+        "Hub (GLUE only; needs network)",
     )
     path: str | None = Field(
         None, description="local: the task's folder (or the GLUE root); default data.glue_dir"
@@ -291,6 +293,9 @@ class DataSection(Strict):
         "glue_data",
         description="folder with the GLUE task folders (SST-2/, MRPC/, ...) in their original "
         "layout; relative paths are relative to the working directory",
+    )
+    conll_dir: str = Field(
+        "conll2003", description="folder with the CoNLL-2003 files eng.train and eng.testa"
     )
     tasks: dict[TaskName, TaskData] = Field(
         default_factory=dict, description="per-task data settings, by task name"
