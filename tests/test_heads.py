@@ -90,3 +90,25 @@ def test_bilstm_row_fine_tunes(tmp_path: Path):
         trial.config, tmp_path / "pt" / "model", tmp_path / "ft", TrialRuntime(torch.device("cpu"))
     )
     assert 0.0 <= metrics["dev_accuracy"] <= 1.0
+
+
+def test_squad_v2_fine_tunes_and_reports_official_metrics(tmp_path: Path):
+    """Span QA with unanswerable questions, on the hand-written SQuAD 2.0 fixture (train = dev)."""
+    fixture = Path(__file__).parent / "fixtures" / "formats" / "squad" / "dev-v2.0-mini.json"
+    squad_dir = tmp_path / "squad"
+    squad_dir.mkdir()
+    for name in ("train-v2.0.json", "dev-v2.0.json"):
+        (squad_dir / name).write_text(fixture.read_text())
+    raw = tomllib.loads(TINY_MATRIX)
+    raw["finetune"]["tasks"] = ["squad_v2"]
+    raw["finetune"]["max_seq_len"] = 64
+    raw["data"] = raw.get("data", {}) | {"squad_dir": str(squad_dir)}
+    plan = build_plan(validate(raw, "m.toml"), "m.toml")
+    pretrain(plan.pretrain[0].config, tmp_path / "pt", TrialRuntime(torch.device("cpu")))
+    metrics = finetune(
+        plan.finetune[0].config,
+        tmp_path / "pt" / "model",
+        tmp_path / "ft",
+        TrialRuntime(torch.device("cpu")),
+    )
+    assert 0.0 <= metrics["dev_exact_match"] <= metrics["dev_f1"] <= 1.0

@@ -164,5 +164,5 @@ def test_bilstm_head_on_a_tagging_task_is_an_error(shared_data: Path):
     raw["finetune"]["tasks"] = ["conll2003"]
     raw["finetune"]["head"] = "bilstm"
     raw["data"] = raw.get("data", {}) | {"conll_dir": str(shared_data / "conll2003")}
-    with pytest.raises(MatrixError, match="task conll2003 tags tokens"):
+    with pytest.raises(MatrixError, match="task conll2003 is tagging"):
         build_plan(validate(raw, "m.toml"), "m.toml")

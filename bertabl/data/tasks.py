@@ -7,8 +7,10 @@ collators only ever see those.
 Sources: the embedded synthetic suite; GLUE from local TSV folders in their original layout
 (`data.glue_dir`, or `data.tasks.<task>.path`); or GLUE from the Hugging Face Hub
 (`data.tasks.<task>.source = "hub"`, when online); CoNLL-2003 NER from its original column
-files (`data.conll_dir`: eng.train, eng.testa). Tagging tasks have `tokens` and `tags` columns
-(word lists, tags as in the file) instead of text/label.
+files (`data.conll_dir`: eng.train, eng.testa); SQuAD v1.1/v2.0 from the official JSON files
+(`data.squad_dir`). Tagging tasks have `tokens` and `tags` columns (word lists, tags as in
+the file) instead of text/label; SQuAD splits hold one row per question (id, context, question,
+answers).
 
 A task's *identity* (what goes into trial ids) is what determines its examples: the synthetic
 seed and sizes, or the SHA-256 of the local files, or the hub dataset name, plus any slice sizes.
@@ -81,25 +83,61 @@ TASKS: dict[str, TaskSpec] = {
         ),
         # GLUE, with its official metrics; the first is the one the paper's tables report
         # (MRPC and QQP: F1 as in Table 1; Table 5 reports MRPC accuracy, also computed).
-        _glue("cola", "GLUE CoLA: grammatical acceptability", False, 2, ("matthews_corr",),
-              ("sentence", None)),
+        _glue(
+            "cola",
+            "GLUE CoLA: grammatical acceptability",
+            False,
+            2,
+            ("matthews_corr",),
+            ("sentence", None),
+        ),
         _glue("sst2", "GLUE SST-2: sentiment", False, 2, ("accuracy",), ("sentence", None)),
-        _glue("mrpc", "GLUE MRPC: paraphrase", True, 2, ("f1", "accuracy"),
-              ("sentence1", "sentence2")),
-        _glue("stsb", "GLUE STS-B: similarity (regression 0-5)", True, 1,
-              ("spearman", "pearson"), ("sentence1", "sentence2")),
-        _glue("qqp", "GLUE QQP: duplicate questions", True, 2, ("f1", "accuracy"),
-              ("question1", "question2")),
-        _glue("mnli", "GLUE MNLI: entailment (3 classes); dev = matched, also mismatched",
-              True, 3, ("accuracy",), ("premise", "hypothesis"),
-              extra_dev_splits=("dev_mismatched",),
-              hub_dev_split={"dev": "validation_matched",
-                             "dev_mismatched": "validation_mismatched"}),
-        _glue("qnli", "GLUE QNLI: question-answer entailment", True, 2, ("accuracy",),
-              ("question", "sentence")),
+        _glue(
+            "mrpc", "GLUE MRPC: paraphrase", True, 2, ("f1", "accuracy"), ("sentence1", "sentence2")
+        ),
+        _glue(
+            "stsb",
+            "GLUE STS-B: similarity (regression 0-5)",
+            True,
+            1,
+            ("spearman", "pearson"),
+            ("sentence1", "sentence2"),
+        ),
+        _glue(
+            "qqp",
+            "GLUE QQP: duplicate questions",
+            True,
+            2,
+            ("f1", "accuracy"),
+            ("question1", "question2"),
+        ),
+        _glue(
+            "mnli",
+            "GLUE MNLI: entailment (3 classes); dev = matched, also mismatched",
+            True,
+            3,
+            ("accuracy",),
+            ("premise", "hypothesis"),
+            extra_dev_splits=("dev_mismatched",),
+            hub_dev_split={"dev": "validation_matched", "dev_mismatched": "validation_mismatched"},
+        ),
+        _glue(
+            "qnli",
+            "GLUE QNLI: question-answer entailment",
+            True,
+            2,
+            ("accuracy",),
+            ("question", "sentence"),
+        ),
         _glue("rte", "GLUE RTE: entailment", True, 2, ("accuracy",), ("sentence1", "sentence2")),
-        _glue("wnli", "GLUE WNLI: pronoun entailment", True, 2, ("accuracy",),
-              ("sentence1", "sentence2")),
+        _glue(
+            "wnli",
+            "GLUE WNLI: pronoun entailment",
+            True,
+            2,
+            ("accuracy",),
+            ("sentence1", "sentence2"),
+        ),
         TaskSpec(
             name="conll2003",
             description="CoNLL-2003 NER (fine-tuned): first sub-token of each word tagged; "
@@ -109,9 +147,29 @@ TASKS: dict[str, TaskSpec] = {
             metrics=("f1", "precision", "recall"),
             family="tagging",
         ),
+        TaskSpec(
+            name="squad_v1",
+            description="SQuAD v1.1: answer span in a paragraph; EM/F1 (official definitions)",
+            pair=True,
+            num_labels=0,
+            metrics=("f1", "exact_match"),
+            family="span_qa",
+        ),
+        TaskSpec(
+            name="squad_v2",
+            description="SQuAD v2.0: span or no answer; no-answer threshold tuned on dev",
+            pair=True,
+            num_labels=0,
+            metrics=("f1", "exact_match"),
+            family="span_qa",
+        ),
     ]
 }
 CONLL_FILES = {"train": "eng.train", "dev": "eng.testa"}
+SQUAD_FILES = {
+    "squad_v1": {"train": "train-v1.1.json", "dev": "dev-v1.1.json"},
+    "squad_v2": {"train": "train-v2.0.json", "dev": "dev-v2.0.json"},
+}
 
 _GENERATORS = {"syn_agree": synthetic.generate_agree, "syn_chain": synthetic.generate_chain}
 SLICE_SEED = 0  # slices are seeded subsets, the same on every machine and run
@@ -138,22 +196,28 @@ def task_data(task: str, data_config: dict[str, Any]) -> dict[str, Any]:
         "max_train_examples": settings.get("max_train_examples", 0),
         "max_dev_examples": settings.get("max_dev_examples", 0),
     }
-    if spec.family == "tagging":
-        folder = Path(settings.get("path") or data_config["conll_dir"]).resolve()
+    if spec.family in ("tagging", "span_qa"):
+        layout = CONLL_FILES if spec.family == "tagging" else SQUAD_FILES[task]
+        key = "conll_dir" if spec.family == "tagging" else "squad_dir"
+        folder = Path(settings.get("path") or data_config[key]).resolve()
         files = {}
-        for split, name in CONLL_FILES.items():
+        for split, name in layout.items():
             path = folder / name
             if not path.is_file():
                 raise DataError(
-                    f"{path}: file not found; expected the CoNLL-2003 files "
-                    f"{', '.join(CONLL_FILES.values())} in {folder}"
+                    f"{path}: file not found; expected the original files "
+                    f"{', '.join(layout.values())} in {folder}"
                 )
             files[split] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-        identity = {"source": "local", "format": "conll2003", "sha256": files, **slices}
+        identity = {"source": "local", "format": spec.family, "sha256": files, **slices}
         return {"identity": identity, "location": {"path": str(folder)}}
     if settings.get("source", "local") == "hub":
-        identity = {"source": "hub", "dataset": settings.get("hub_dataset", "nyu-mll/glue"),
-                    "config": spec.glue, **slices}
+        identity = {
+            "source": "hub",
+            "dataset": settings.get("hub_dataset", "nyu-mll/glue"),
+            "config": spec.glue,
+            **slices,
+        }
         return {"identity": identity, "location": {}}
     from bertabl.data.formats.glue import glue_file
 
@@ -185,17 +249,22 @@ def load_split(task: str, split: str, data: dict[str, Any]) -> datasets.Dataset:
     spec = TASKS[task]
     identity = data["identity"]
     if spec.family == "tagging":
-        rows = _read_local(task, split, data)
-        rows = _slice(rows, task, split, identity)
+        rows = _slice(_read_local(task, split, data), task, split, identity)
         return datasets.Dataset.from_dict(
             {"tokens": [r["tokens"] for r in rows], "tags": [r["tags"] for r in rows]}
+        )
+    if spec.family == "span_qa":
+        return datasets.Dataset.from_list(
+            _slice(_read_local(task, split, data), task, split, identity)
         )
     if identity["source"] == "synthetic":
         n = identity["dev_examples" if split.startswith("dev") else "train_examples"]
         seed = synthetic.split_seed(identity["seed"], task, split)
         return datasets.Dataset.from_dict(_GENERATORS[task](seed, n))
-    rows = _read_local(task, split, data) if identity["source"] == "local" else _read_hub(
-        spec, split, identity
+    rows = (
+        _read_local(task, split, data)
+        if identity["source"] == "local"
+        else _read_hub(spec, split, identity)
     )
     rows = _slice(rows, task, split, identity)
     columns = ["text_a", "text_b", "label"] if spec.pair else ["text_a", "label"]
@@ -217,6 +286,10 @@ def _read_local(task: str, split: str, data: dict[str, Any]) -> list[dict[str, A
         from bertabl.data.formats.conll import read_conll2003
 
         return read_conll2003(folder / CONLL_FILES[split])
+    if TASKS[task].family == "span_qa":
+        from bertabl.data.formats.squad import read_squad
+
+        return read_squad(folder / SQUAD_FILES[task][split])
     from bertabl.data.formats.glue import read_glue
 
     return read_glue(TASKS[task].glue, folder, split)

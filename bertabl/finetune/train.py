@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 from transformers import (
     AutoConfig,
     AutoTokenizer,
+    BertForQuestionAnswering,
     BertForSequenceClassification,
     BertForTokenClassification,
     DataCollatorWithPadding,
@@ -23,7 +24,7 @@ from transformers import (
 
 from bertabl.data.tasks import TASKS, TaskSpec, load_split
 from bertabl.finetune import metrics as task_metrics
-from bertabl.finetune import ner
+from bertabl.finetune import ner, squad
 from bertabl.finetune.heads import BiLSTMClassifier, LeftToRightClassifier
 from bertabl.training import (
     Precision,
@@ -54,7 +55,30 @@ def finetune(
         split: load_split(spec.name, split, config["task_data"])
         for split in ("train", "dev", *spec.extra_dev_splits)
     }
-    if spec.family == "tagging":
+    if spec.family == "span_qa":
+        examples = {k: list(v) for k, v in splits.items()}
+        # BERT's doc_stride (the distance between window starts) is 128 at length 384; shorter
+        # windows use half their length so that consecutive windows still overlap.
+        windows = {
+            "max_seq_len": config["max_seq_len"],
+            "doc_stride": min(128, config["max_seq_len"] // 2),
+        }
+        encoded = {"train": squad.prepare_train_features(examples["train"], tokenizer, **windows)}
+        eval_features = squad.prepare_eval_features(examples["dev"], tokenizer, **windows)
+        collate = DataCollatorWithPadding(tokenizer)
+        version = 2 if spec.name == "squad_v2" else 1
+
+        def evaluate_split(split: str) -> dict[str, float]:
+            return _evaluate_span_qa(
+                model,
+                examples[split],
+                eval_features,
+                collate,
+                config["eval_batch_size"],
+                precision,
+                version,
+            )
+    elif spec.family == "tagging":
         encoded = {
             k: ner.encode(list(v), tokenizer, config["max_seq_len"]) for k, v in splits.items()
         }
@@ -152,6 +176,8 @@ def _model(config: dict[str, Any], pretrained_dir: Path, spec: TaskSpec):
     num_labels = spec.num_labels
     if spec.family == "tagging":  # a linear classifier on every token state
         return BertForTokenClassification.from_pretrained(pretrained_dir, num_labels=num_labels)
+    if spec.family == "span_qa":  # start and end vectors dotted with every token state
+        return BertForQuestionAnswering.from_pretrained(pretrained_dir)
     if config["head"] == "bilstm":
         return BiLSTMClassifier.build(pretrained_dir, num_labels, config["bilstm_hidden"])
     if AutoConfig.from_pretrained(pretrained_dir).is_decoder:  # an `ltr` checkpoint
@@ -204,6 +230,68 @@ def _evaluate_tagging(
             ids = model(**batch).logits.argmax(-1).cpu()
         predicted += ner.decode_batch([row.tolist() for row in ids], chunk)
     return ner.evaluate(predicted, gold)
+
+
+MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
+
+
+@torch.no_grad()
+def _evaluate_span_qa(
+    model: torch.nn.Module,
+    examples: list[dict],
+    features: list[dict],
+    collate,
+    batch_size: int,
+    precision: Precision,
+    version: int,
+) -> dict[str, float]:
+    """Official SQuAD EM/F1 of the best span per question (v2: threshold tuned on these)."""
+    model.eval()
+    starts, ends = [], []
+    for start in range(0, len(features), batch_size):
+        chunk = features[start : start + batch_size]
+        batch = collate([{k: f[k] for k in MODEL_INPUTS} for f in chunk])
+        batch = {k: v.to(precision.device, non_blocking=True) for k, v in batch.items()}
+        with precision.autocast():
+            out = model(**batch)
+        starts += out.start_logits.float().cpu().tolist()
+        ends += out.end_logits.float().cpu().tolist()
+    threshold = math.inf if version == 2 else 0.0  # v2: keep every span; evaluate tunes it
+    predictions, na_scores = squad.postprocess(
+        examples, features, starts, ends, version=version, threshold=threshold
+    )
+    scores = squad.evaluate(_as_squad_json(examples), predictions, na_scores, version)
+    return {"f1": scores["f1"], "exact_match": scores["exact_match"]}
+
+
+def _as_squad_json(examples: list[dict]) -> list[dict]:
+    """The official evaluation's `data` list for these questions (one paragraph each)."""
+    return [
+        {
+            "title": ex["title"],
+            "paragraphs": [
+                {
+                    "context": ex["context"],
+                    "qas": [
+                        {
+                            "id": ex["id"],
+                            "question": ex["question"],
+                            "is_impossible": ex["is_impossible"],
+                            "answers": [
+                                {"text": t, "answer_start": s}
+                                for t, s in zip(
+                                    ex["answers"]["text"],
+                                    ex["answers"]["answer_start"],
+                                    strict=True,
+                                )
+                            ],
+                        }
+                    ],
+                }
+            ],
+        }
+        for ex in examples
+    ]
 
 
 def _encode(dataset, tokenizer, config: dict[str, Any]):

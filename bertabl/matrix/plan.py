@@ -190,10 +190,10 @@ def _finetune_trials(
     for pt_id, pretrain_step, (head, bilstm_hidden) in sources_of_rows:
         pt = pretrain[pt_id]
         for task in ft.tasks:
-            if head != "linear" and TASKS[task].family == "tagging":
+            if head != "linear" and TASKS[task].family != "classification":
                 raise MatrixError(
                     f"{origin}: finetune.head: head '{head}' is for sentence classification; "
-                    f"task {task} tags tokens (it always uses a linear token classifier)"
+                    f"task {task} is {TASKS[task].family} (it always uses a linear head)"
                 )
             task_data, n_train = sources[task]
             for batch, lr, epochs in itertools.product(
@@ -282,7 +282,10 @@ def _task_data(task: str, data: dict[str, Any], origin: str) -> tuple[dict[str, 
         if data.get("tasks", {}).get(task, {}).get("path"):
             key = f"data.tasks.{task}.path"
         else:
-            key = "data.conll_dir" if TASKS[task].family == "tagging" else "data.glue_dir"
+            family = TASKS[task].family
+            key = {"tagging": "data.conll_dir", "span_qa": "data.squad_dir"}.get(
+                family, "data.glue_dir"
+            )
         raise DataError(f"{origin}: {key} (task {task}): {err}") from None
 
 

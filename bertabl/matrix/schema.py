@@ -297,6 +297,11 @@ class DataSection(Strict):
     conll_dir: str = Field(
         "conll2003", description="folder with the CoNLL-2003 files eng.train and eng.testa"
     )
+    squad_dir: str = Field(
+        "squad",
+        description="folder with the official SQuAD JSON files (train-v1.1.json, dev-v1.1.json, "
+        "train-v2.0.json, dev-v2.0.json)",
+    )
     tasks: dict[TaskName, TaskData] = Field(
         default_factory=dict, description="per-task data settings, by task name"
     )
