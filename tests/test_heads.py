@@ -112,3 +112,24 @@ def test_squad_v2_fine_tunes_and_reports_official_metrics(tmp_path: Path):
         TrialRuntime(torch.device("cpu")),
     )
     assert 0.0 <= metrics["dev_exact_match"] <= metrics["dev_f1"] <= 1.0
+
+
+def test_swag_multiple_choice_fine_tunes(tmp_path: Path):
+    """SWAG's original CSV layout (the hand-written fixture as both train and val)."""
+    fixture = Path(__file__).parent / "fixtures" / "formats" / "swag" / "val.csv"
+    swag_dir = tmp_path / "swag"
+    swag_dir.mkdir()
+    for name in ("train.csv", "val.csv"):
+        (swag_dir / name).write_text(fixture.read_text())
+    raw = tomllib.loads(TINY_MATRIX)
+    raw["finetune"]["tasks"] = ["swag"]
+    raw["data"] = raw.get("data", {}) | {"swag_dir": str(swag_dir)}
+    plan = build_plan(validate(raw, "m.toml"), "m.toml")
+    pretrain(plan.pretrain[0].config, tmp_path / "pt", TrialRuntime(torch.device("cpu")))
+    metrics = finetune(
+        plan.finetune[0].config,
+        tmp_path / "pt" / "model",
+        tmp_path / "ft",
+        TrialRuntime(torch.device("cpu")),
+    )
+    assert 0.0 <= metrics["dev_accuracy"] <= 1.0

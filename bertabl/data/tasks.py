@@ -8,9 +8,9 @@ Sources: the embedded synthetic suite; GLUE from local TSV folders in their orig
 (`data.glue_dir`, or `data.tasks.<task>.path`); or GLUE from the Hugging Face Hub
 (`data.tasks.<task>.source = "hub"`, when online); CoNLL-2003 NER from its original column
 files (`data.conll_dir`: eng.train, eng.testa); SQuAD v1.1/v2.0 from the official JSON files
-(`data.squad_dir`). Tagging tasks have `tokens` and `tags` columns (word lists, tags as in
-the file) instead of text/label; SQuAD splits hold one row per question (id, context, question,
-answers).
+(`data.squad_dir`); SWAG from its original CSV files (`data.swag_dir`). Tagging tasks have
+`tokens` and `tags` columns (word lists, tags as in the file) instead of text/label; SQuAD and
+SWAG splits hold one row per question as their readers return them.
 
 A task's *identity* (what goes into trial ids) is what determines its examples: the synthetic
 seed and sizes, or the SHA-256 of the local files, or the hub dataset name, plus any slice sizes.
@@ -163,9 +163,18 @@ TASKS: dict[str, TaskSpec] = {
             metrics=("f1", "exact_match"),
             family="span_qa",
         ),
+        TaskSpec(
+            name="swag",
+            description="SWAG: pick the most plausible of 4 continuations (multiple choice)",
+            pair=True,
+            num_labels=4,
+            metrics=("accuracy",),
+            family="multiple_choice",
+        ),
     ]
 }
 CONLL_FILES = {"train": "eng.train", "dev": "eng.testa"}
+SWAG_FILES = {"train": "train.csv", "dev": "val.csv"}
 SQUAD_FILES = {
     "squad_v1": {"train": "train-v1.1.json", "dev": "dev-v1.1.json"},
     "squad_v2": {"train": "train-v2.0.json", "dev": "dev-v2.0.json"},
@@ -196,9 +205,12 @@ def task_data(task: str, data_config: dict[str, Any]) -> dict[str, Any]:
         "max_train_examples": settings.get("max_train_examples", 0),
         "max_dev_examples": settings.get("max_dev_examples", 0),
     }
-    if spec.family in ("tagging", "span_qa"):
-        layout = CONLL_FILES if spec.family == "tagging" else SQUAD_FILES[task]
-        key = "conll_dir" if spec.family == "tagging" else "squad_dir"
+    if spec.family in ("tagging", "span_qa", "multiple_choice"):
+        layout, key = {
+            "tagging": (CONLL_FILES, "conll_dir"),
+            "span_qa": (SQUAD_FILES.get(task), "squad_dir"),
+            "multiple_choice": (SWAG_FILES, "swag_dir"),
+        }[spec.family]
         folder = Path(settings.get("path") or data_config[key]).resolve()
         files = {}
         for split, name in layout.items():
@@ -253,7 +265,7 @@ def load_split(task: str, split: str, data: dict[str, Any]) -> datasets.Dataset:
         return datasets.Dataset.from_dict(
             {"tokens": [r["tokens"] for r in rows], "tags": [r["tags"] for r in rows]}
         )
-    if spec.family == "span_qa":
+    if spec.family in ("span_qa", "multiple_choice"):
         return datasets.Dataset.from_list(
             _slice(_read_local(task, split, data), task, split, identity)
         )
@@ -290,6 +302,10 @@ def _read_local(task: str, split: str, data: dict[str, Any]) -> list[dict[str, A
         from bertabl.data.formats.squad import read_squad
 
         return read_squad(folder / SQUAD_FILES[task][split])
+    if TASKS[task].family == "multiple_choice":
+        from bertabl.data.formats.swag import read_swag
+
+        return read_swag(folder / SWAG_FILES[split])
     from bertabl.data.formats.glue import read_glue
 
     return read_glue(TASKS[task].glue, folder, split)

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 from transformers import (
     AutoConfig,
     AutoTokenizer,
+    BertForMultipleChoice,
     BertForQuestionAnswering,
     BertForSequenceClassification,
     BertForTokenClassification,
@@ -24,7 +25,7 @@ from transformers import (
 
 from bertabl.data.tasks import TASKS, TaskSpec, load_split
 from bertabl.finetune import metrics as task_metrics
-from bertabl.finetune import ner, squad
+from bertabl.finetune import multiple_choice, ner, squad
 from bertabl.finetune.heads import BiLSTMClassifier, LeftToRightClassifier
 from bertabl.training import (
     Precision,
@@ -77,6 +78,19 @@ def finetune(
                 config["eval_batch_size"],
                 precision,
                 version,
+            )
+    elif spec.family == "multiple_choice":
+        encoded = {
+            k: multiple_choice.encode(list(v), tokenizer, config["max_seq_len"])
+            for k, v in splits.items()
+        }
+
+        def collate(features):
+            return multiple_choice.collate(features, tokenizer)
+
+        def evaluate_split(split: str) -> dict[str, float]:  # argmax over the 4 scores
+            return evaluate(
+                model, encoded[split], collate, config["eval_batch_size"], precision, spec
             )
     elif spec.family == "tagging":
         encoded = {
@@ -178,6 +192,8 @@ def _model(config: dict[str, Any], pretrained_dir: Path, spec: TaskSpec):
         return BertForTokenClassification.from_pretrained(pretrained_dir, num_labels=num_labels)
     if spec.family == "span_qa":  # start and end vectors dotted with every token state
         return BertForQuestionAnswering.from_pretrained(pretrained_dir)
+    if spec.family == "multiple_choice":  # one score per candidate's [CLS], softmax over 4
+        return BertForMultipleChoice.from_pretrained(pretrained_dir)
     if config["head"] == "bilstm":
         return BiLSTMClassifier.build(pretrained_dir, num_labels, config["bilstm_hidden"])
     if AutoConfig.from_pretrained(pretrained_dir).is_decoder:  # an `ltr` checkpoint

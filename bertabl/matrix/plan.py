@@ -283,9 +283,11 @@ def _task_data(task: str, data: dict[str, Any], origin: str) -> tuple[dict[str, 
             key = f"data.tasks.{task}.path"
         else:
             family = TASKS[task].family
-            key = {"tagging": "data.conll_dir", "span_qa": "data.squad_dir"}.get(
-                family, "data.glue_dir"
-            )
+            key = {
+                "tagging": "data.conll_dir",
+                "span_qa": "data.squad_dir",
+                "multiple_choice": "data.swag_dir",
+            }.get(family, "data.glue_dir")
         raise DataError(f"{origin}: {key} (task {task}): {err}") from None
 
 

@@ -302,6 +302,7 @@ class DataSection(Strict):
         description="folder with the official SQuAD JSON files (train-v1.1.json, dev-v1.1.json, "
         "train-v2.0.json, dev-v2.0.json)",
     )
+    swag_dir: str = Field("swag", description="folder with SWAG's original train.csv and val.csv")
     tasks: dict[TaskName, TaskData] = Field(
         default_factory=dict, description="per-task data settings, by task name"
     )

@@ -14,11 +14,21 @@ from bertabl.errors import DataError
 
 # Same order as the Hugging Face `conll2003` dataset's ner_tags, so tag ids agree with it.
 CONLL_LABELS: tuple[str, ...] = (
-    "O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC",
+    "O",
+    "B-PER",
+    "I-PER",
+    "B-ORG",
+    "I-ORG",
+    "B-LOC",
+    "I-LOC",
+    "B-MISC",
+    "I-MISC",
 )
 
-_LAYOUT = ("the CoNLL-2003 format: one token a line as 'word POS chunk NER', blank lines "
-           "between sentences, '-DOCSTART-' lines between documents")
+_LAYOUT = (
+    "the CoNLL-2003 format: one token a line as 'word POS chunk NER', blank lines "
+    "between sentences, '-DOCSTART-' lines between documents"
+)
 
 
 def read_conll2003(path: Path) -> list[dict]:
@@ -47,11 +57,15 @@ def read_conll2003(path: Path) -> list[dict]:
             flush()
             document += 1
         elif len(fields) != 4:
-            raise DataError(f"{path} line {n}: expected 4 space-separated fields "
-                            f"(word POS chunk NER), found {len(fields)}")
+            raise DataError(
+                f"{path} line {n}: expected 4 space-separated fields "
+                f"(word POS chunk NER), found {len(fields)}"
+            )
         elif fields[3] not in known:
-            raise DataError(f"{path} line {n}: unknown NER tag {fields[3]!r}; expected one of "
-                            f"{', '.join(CONLL_LABELS)}")
+            raise DataError(
+                f"{path} line {n}: unknown NER tag {fields[3]!r}; expected one of "
+                f"{', '.join(CONLL_LABELS)}"
+            )
         else:
             tokens.append(fields[0])
             tags.append(fields[3])

@@ -41,44 +41,92 @@ _NLI2 = ("entailment", "not_entailment")
 
 GLUE_TASKS: dict[str, GlueTaskSpec] = {
     "cola": GlueTaskSpec(
-        "CoLA", _TRAIN_DEV, header=False, text_a="sentence", text_b=None, label="label",
-        labels=("0", "1"), columns=("source", "label", "mark", "sentence"),
+        "CoLA",
+        _TRAIN_DEV,
+        header=False,
+        text_a="sentence",
+        text_b=None,
+        label="label",
+        labels=("0", "1"),
+        columns=("source", "label", "mark", "sentence"),
     ),
     "sst2": GlueTaskSpec(
-        "SST-2", _TRAIN_DEV, header=True, text_a="sentence", text_b=None, label="label",
+        "SST-2",
+        _TRAIN_DEV,
+        header=True,
+        text_a="sentence",
+        text_b=None,
+        label="label",
         labels=("0", "1"),
     ),
     "mrpc": GlueTaskSpec(
-        "MRPC", _TRAIN_DEV, header=True, text_a="#1 String", text_b="#2 String",
-        label="Quality", labels=("0", "1"),
+        "MRPC",
+        _TRAIN_DEV,
+        header=True,
+        text_a="#1 String",
+        text_b="#2 String",
+        label="Quality",
+        labels=("0", "1"),
     ),
     "stsb": GlueTaskSpec(
-        "STS-B", _TRAIN_DEV, header=True, text_a="sentence1", text_b="sentence2", label="score",
+        "STS-B",
+        _TRAIN_DEV,
+        header=True,
+        text_a="sentence1",
+        text_b="sentence2",
+        label="score",
         labels="regression",
     ),
     "qqp": GlueTaskSpec(
-        "QQP", _TRAIN_DEV, header=True, text_a="question1", text_b="question2",
-        label="is_duplicate", labels=("0", "1"),
+        "QQP",
+        _TRAIN_DEV,
+        header=True,
+        text_a="question1",
+        text_b="question2",
+        label="is_duplicate",
+        labels=("0", "1"),
     ),
     # train.tsv has 12 columns (label1, gold_label), the dev files 16 (label1..label5,
     # gold_label); reading columns by header name covers both.
     "mnli": GlueTaskSpec(
         "MNLI",
-        {"train": "train.tsv", "dev_matched": "dev_matched.tsv",
-         "dev_mismatched": "dev_mismatched.tsv"},
-        header=True, text_a="sentence1", text_b="sentence2", label="gold_label",
-        labels=("entailment", "neutral", "contradiction"), aliases={"dev": "dev_matched"},
+        {
+            "train": "train.tsv",
+            "dev_matched": "dev_matched.tsv",
+            "dev_mismatched": "dev_mismatched.tsv",
+        },
+        header=True,
+        text_a="sentence1",
+        text_b="sentence2",
+        label="gold_label",
+        labels=("entailment", "neutral", "contradiction"),
+        aliases={"dev": "dev_matched"},
     ),
     "qnli": GlueTaskSpec(
-        "QNLI", _TRAIN_DEV, header=True, text_a="question", text_b="sentence", label="label",
+        "QNLI",
+        _TRAIN_DEV,
+        header=True,
+        text_a="question",
+        text_b="sentence",
+        label="label",
         labels=_NLI2,
     ),
     "rte": GlueTaskSpec(
-        "RTE", _TRAIN_DEV, header=True, text_a="sentence1", text_b="sentence2", label="label",
+        "RTE",
+        _TRAIN_DEV,
+        header=True,
+        text_a="sentence1",
+        text_b="sentence2",
+        label="label",
         labels=_NLI2,
     ),
     "wnli": GlueTaskSpec(
-        "WNLI", _TRAIN_DEV, header=True, text_a="sentence1", text_b="sentence2", label="label",
+        "WNLI",
+        _TRAIN_DEV,
+        header=True,
+        text_a="sentence1",
+        text_b="sentence2",
+        label="label",
         labels=("0", "1"),
     ),
 }
@@ -102,15 +150,19 @@ def glue_file(task: str, folder: Path, split: str) -> Path:
     split = (spec.aliases or {}).get(split, split)
     if split not in spec.files:
         known = list(spec.files) + list(spec.aliases or {})
-        raise DataError(f"GLUE task {task!r} has no split {split!r}; known splits: "
-                        f"{', '.join(known)} (test splits have no labels)")
+        raise DataError(
+            f"GLUE task {task!r} has no split {split!r}; known splits: "
+            f"{', '.join(known)} (test splits have no labels)"
+        )
     name = spec.files[split]
     folder = Path(folder)
     for candidate in (folder / name, folder / spec.dirname / name):
         if candidate.is_file():
             return candidate
-    raise DataError(f"{folder / name}: file not found; expected {_layout(spec)} "
-                    f"(pass the {spec.dirname} folder, or the GLUE folder that contains it)")
+    raise DataError(
+        f"{folder / name}: file not found; expected {_layout(spec)} "
+        f"(pass the {spec.dirname} folder, or the GLUE folder that contains it)"
+    )
 
 
 def _describe(columns: list[str] | tuple[str, ...]) -> str:
@@ -143,8 +195,9 @@ def read_glue(task: str, folder: Path, split: str) -> list[dict]:
     while body and not body[-1].strip():
         body.pop()
     if not body:
-        raise DataError(f"{path}: no examples; expected one tab-separated example a line "
-                        f"({_describe(columns)})")
+        raise DataError(
+            f"{path}: no examples; expected one tab-separated example a line ({_describe(columns)})"
+        )
 
     i_a = columns.index(spec.text_a)
     i_b = columns.index(spec.text_b) if spec.text_b is not None else None
@@ -166,16 +219,22 @@ def read_glue(task: str, folder: Path, split: str) -> list[dict]:
             except ValueError:
                 label = math.nan
             if not 0.0 <= label <= 5.0:  # also rejects NaN
-                raise DataError(f"{path} line {n}: expected a similarity score in [0, 5] in "
-                                f"column {spec.label!r}, found {raw!r}")
+                raise DataError(
+                    f"{path} line {n}: expected a similarity score in [0, 5] in "
+                    f"column {spec.label!r}, found {raw!r}"
+                )
         elif raw in label_ids:
             label = label_ids[raw]
         else:
-            raise DataError(f"{path} line {n}: unknown label {raw!r} in column {spec.label!r}; "
-                            f"expected one of {', '.join(spec.labels)}")
-        examples.append({
-            "text_a": fields[i_a],
-            "text_b": fields[i_b] if i_b is not None else None,
-            "label": label,
-        })
+            raise DataError(
+                f"{path} line {n}: unknown label {raw!r} in column {spec.label!r}; "
+                f"expected one of {', '.join(spec.labels)}"
+            )
+        examples.append(
+            {
+                "text_a": fields[i_a],
+                "text_b": fields[i_b] if i_b is not None else None,
+                "label": label,
+            }
+        )
     return examples

@@ -25,16 +25,25 @@ def load_squad_json(path: Path) -> list:
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
-        raise DataError(f"{path} line {e.lineno} column {e.colno}: invalid JSON ({e.msg}); "
-                        f"expected {_LAYOUT}") from None
+        raise DataError(
+            f"{path} line {e.lineno} column {e.colno}: invalid JSON ({e.msg}); expected {_LAYOUT}"
+        ) from None
     if not isinstance(obj, dict) or not isinstance(obj.get("data"), list):
-        raise DataError(f"{path}: top level: expected an object with a 'data' list; "
-                        f"expected {_LAYOUT}")
+        raise DataError(
+            f"{path}: top level: expected an object with a 'data' list; expected {_LAYOUT}"
+        )
     return obj["data"]
 
 
-_KIND_NAMES = {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
-               int: "an integer", float: "a number", type(None): "null"}
+_KIND_NAMES = {
+    dict: "an object",
+    list: "a list",
+    str: "a string",
+    bool: "a boolean",
+    int: "an integer",
+    float: "a number",
+    type(None): "null",
+}
 
 
 def _type_name(value: Any) -> str:
@@ -49,8 +58,9 @@ def _get(obj: Any, key: str, where: str, kind: type) -> Any:
     value = obj[key]
     # bool is an int subclass: `"answer_start": true` must not pass as offset 1.
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise _Malformed(f"{where}.{key}", f"expected {_KIND_NAMES[kind]}, "
-                                           f"found {_type_name(value)}")
+        raise _Malformed(
+            f"{where}.{key}", f"expected {_KIND_NAMES[kind]}, found {_type_name(value)}"
+        )
     return value
 
 
@@ -60,14 +70,15 @@ def _question(qa: Any, where: str, title: str, context: str) -> dict:
     answers = _get(qa, "answers", where, list)
     impossible = qa.get("is_impossible", False)  # absent in v1.1
     if not isinstance(impossible, bool):
-        raise _Malformed(f"{where}.is_impossible",
-                         f"expected a boolean, found {_type_name(impossible)}")
+        raise _Malformed(
+            f"{where}.is_impossible", f"expected a boolean, found {_type_name(impossible)}"
+        )
     if impossible and answers:
-        raise _Malformed(where, f"question {qid!r} has is_impossible true but "
-                                f"{len(answers)} answer(s)")
+        raise _Malformed(
+            where, f"question {qid!r} has is_impossible true but {len(answers)} answer(s)"
+        )
     if not impossible and not answers:
-        raise _Malformed(where, f"question {qid!r} has no answers and is not marked "
-                                f"is_impossible")
+        raise _Malformed(where, f"question {qid!r} has no answers and is not marked is_impossible")
     texts, starts = [], []
     for m, answer in enumerate(answers):
         at = f"{where}.answers[{m}]"
@@ -75,9 +86,12 @@ def _question(qa: Any, where: str, title: str, context: str) -> dict:
         start = _get(answer, "answer_start", at, int)
         found = context[start : start + len(text)] if start >= 0 else ""
         if found != text:
-            raise _Malformed(at, f"answer_start {start} does not index the answer text of "
-                                 f"question {qid!r}: context has {found!r} there, "
-                                 f"answer is {text!r}")
+            raise _Malformed(
+                at,
+                f"answer_start {start} does not index the answer text of "
+                f"question {qid!r}: context has {found!r} there, "
+                f"answer is {text!r}",
+            )
         texts.append(text)
         starts.append(start)
     return {
@@ -107,8 +121,11 @@ def read_squad(path: Path) -> list[dict]:
                     example = _question(qa, qat, title, context)
                     # Predictions are keyed by id, so a repeated id would silently lose one.
                     if example["id"] in first_seen:
-                        raise _Malformed(qat, f"duplicate question id {example['id']!r} "
-                                              f"(first at {first_seen[example['id']]})")
+                        raise _Malformed(
+                            qat,
+                            f"duplicate question id {example['id']!r} "
+                            f"(first at {first_seen[example['id']]})",
+                        )
                     first_seen[example["id"]] = qat
                     examples.append(example)
     except _Malformed as e:

@@ -17,8 +17,10 @@ from bertabl.errors import DataError
 _ENDINGS = ("ending0", "ending1", "ending2", "ending3")
 _REQUIRED = ("sent1", "sent2", *_ENDINGS, "label")
 _LABELS = {"0": 0, "1": 1, "2": 2, "3": 3}
-_LAYOUT = ("the SWAG CSV (train.csv / val.csv) with header ',video-id,fold-ind,startphrase,"
-           "sent1,sent2,gold-source,ending0,ending1,ending2,ending3,label'")
+_LAYOUT = (
+    "the SWAG CSV (train.csv / val.csv) with header ',video-id,fold-ind,startphrase,"
+    "sent1,sent2,gold-source,ending0,ending1,ending2,ending3,label'"
+)
 
 
 def _rows(path: Path) -> list[tuple[int, list[str]]]:
@@ -48,24 +50,32 @@ def read_swag(path: Path) -> list[dict]:
     missing = [name for name in _REQUIRED if name not in header]
     if missing:
         note = " (test.csv has no labels)" if missing == ["label"] else ""
-        raise DataError(f"{path} line {header_line}: header lacks column(s) "
-                        f"{', '.join(map(repr, missing))}{note}; expected {_LAYOUT}")
+        raise DataError(
+            f"{path} line {header_line}: header lacks column(s) "
+            f"{', '.join(map(repr, missing))}{note}; expected {_LAYOUT}"
+        )
     col = {name: header.index(name) for name in _REQUIRED}
     if len(rows) == 1:
         raise DataError(f"{path}: no examples after the header; expected {_LAYOUT}")
     examples = []
     for n, row in rows[1:]:
         if len(row) != len(header):
-            raise DataError(f"{path} line {n}: expected {len(header)} comma-separated fields "
-                            f"(as in the header), found {len(row)}")
+            raise DataError(
+                f"{path} line {n}: expected {len(header)} comma-separated fields "
+                f"(as in the header), found {len(row)}"
+            )
         raw = row[col["label"]]
         if raw not in _LABELS:
-            raise DataError(f"{path} line {n}: label must be 0, 1, 2 or 3 (the index of the "
-                            f"correct ending), found {raw!r}")
-        examples.append({
-            "context": row[col["sent1"]],
-            "start": row[col["sent2"]],
-            "endings": [row[col[name]] for name in _ENDINGS],
-            "label": _LABELS[raw],
-        })
+            raise DataError(
+                f"{path} line {n}: label must be 0, 1, 2 or 3 (the index of the "
+                f"correct ending), found {raw!r}"
+            )
+        examples.append(
+            {
+                "context": row[col["sent1"]],
+                "start": row[col["sent2"]],
+                "endings": [row[col[name]] for name in _ENDINGS],
+                "label": _LABELS[raw],
+            }
+        )
     return examples
