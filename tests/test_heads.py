@@ -92,44 +92,42 @@ def test_bilstm_row_fine_tunes(tmp_path: Path):
     assert 0.0 <= metrics["dev_accuracy"] <= 1.0
 
 
-def test_squad_v2_fine_tunes_and_reports_official_metrics(tmp_path: Path):
-    """Span QA with unanswerable questions, on the hand-written SQuAD 2.0 fixture (train = dev)."""
-    fixture = Path(__file__).parent / "fixtures" / "formats" / "squad" / "dev-v2.0-mini.json"
-    squad_dir = tmp_path / "squad"
-    squad_dir.mkdir()
-    for name in ("train-v2.0.json", "dev-v2.0.json"):
-        (squad_dir / name).write_text(fixture.read_text())
+def _finetune_on_fixture(tmp_path: Path, task: str, data_key: str, fixture: str, names) -> dict:
+    """Pre-train the tiny model, then fine-tune `task` on a fixture copied to `names`."""
+    folder = tmp_path / data_key
+    folder.mkdir()
+    text = (Path(__file__).parent / "fixtures" / "formats" / fixture).read_text()
+    for name in names:
+        (folder / name).write_text(text)
     raw = tomllib.loads(TINY_MATRIX)
-    raw["finetune"]["tasks"] = ["squad_v2"]
+    raw["finetune"]["tasks"] = [task]
     raw["finetune"]["max_seq_len"] = 64
-    raw["data"] = raw.get("data", {}) | {"squad_dir": str(squad_dir)}
+    raw["data"] = raw.get("data", {}) | {data_key: str(folder)}
     plan = build_plan(validate(raw, "m.toml"), "m.toml")
     pretrain(plan.pretrain[0].config, tmp_path / "pt", TrialRuntime(torch.device("cpu")))
-    metrics = finetune(
+    return finetune(
         plan.finetune[0].config,
         tmp_path / "pt" / "model",
         tmp_path / "ft",
         TrialRuntime(torch.device("cpu")),
+    )
+
+
+def test_squad_v2_fine_tunes_and_reports_official_metrics(tmp_path: Path):
+    """Span QA with unanswerable questions, on the hand-written SQuAD 2.0 fixture (train = dev)."""
+    metrics = _finetune_on_fixture(
+        tmp_path,
+        "squad_v2",
+        "squad_dir",
+        "squad/dev-v2.0-mini.json",
+        ("train-v2.0.json", "dev-v2.0.json"),
     )
     assert 0.0 <= metrics["dev_exact_match"] <= metrics["dev_f1"] <= 1.0
 
 
 def test_swag_multiple_choice_fine_tunes(tmp_path: Path):
     """SWAG's original CSV layout (the hand-written fixture as both train and val)."""
-    fixture = Path(__file__).parent / "fixtures" / "formats" / "swag" / "val.csv"
-    swag_dir = tmp_path / "swag"
-    swag_dir.mkdir()
-    for name in ("train.csv", "val.csv"):
-        (swag_dir / name).write_text(fixture.read_text())
-    raw = tomllib.loads(TINY_MATRIX)
-    raw["finetune"]["tasks"] = ["swag"]
-    raw["data"] = raw.get("data", {}) | {"swag_dir": str(swag_dir)}
-    plan = build_plan(validate(raw, "m.toml"), "m.toml")
-    pretrain(plan.pretrain[0].config, tmp_path / "pt", TrialRuntime(torch.device("cpu")))
-    metrics = finetune(
-        plan.finetune[0].config,
-        tmp_path / "pt" / "model",
-        tmp_path / "ft",
-        TrialRuntime(torch.device("cpu")),
+    metrics = _finetune_on_fixture(
+        tmp_path, "swag", "swag_dir", "swag/val.csv", ("train.csv", "val.csv")
     )
     assert 0.0 <= metrics["dev_accuracy"] <= 1.0

@@ -19,16 +19,11 @@ from transformers import AutoConfig, BertModel, BertPreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 
-class LeftToRightClassifier(BertPreTrainedModel):
-    """A causal BERT encoder + a linear head on the last non-padding position."""
+class _PooledClassifier(BertPreTrainedModel):
+    """BERT encoder -> `self.pool` (one vector per sequence) -> dropout -> linear; MSE/CE loss.
 
-    def __init__(self, config):
-        super().__init__(config)
-        self.num_labels = config.num_labels
-        self.bert = BertModel(config, add_pooling_layer=False)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-        self.post_init()
+    Subclasses set `bert`, `dropout`, `classifier` and define `pool(hidden, attention_mask)`.
+    """
 
     def forward(
         self,
@@ -40,13 +35,27 @@ class LeftToRightClassifier(BertPreTrainedModel):
         hidden = self.bert(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
         ).last_hidden_state
-        last = attention_mask.sum(-1) - 1  # right-padded: the last real token
-        pooled = hidden[torch.arange(hidden.size(0), device=hidden.device), last]
-        logits = self.classifier(self.dropout(pooled))
+        logits = self.classifier(self.dropout(self.pool(hidden, attention_mask)))
         return SequenceClassifierOutput(loss=_loss(logits, labels, self.num_labels), logits=logits)
 
 
-class BiLSTMClassifier(BertPreTrainedModel):
+class LeftToRightClassifier(_PooledClassifier):
+    """A causal BERT encoder + a linear head on the last non-padding position."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        last = attention_mask.sum(-1) - 1  # right-padded: the last real token
+        return hidden[torch.arange(hidden.size(0), device=hidden.device), last]
+
+
+class BiLSTMClassifier(_PooledClassifier):
     """A BERT encoder + a BiLSTM over its token states + a linear layer."""
 
     @classmethod
@@ -66,24 +75,13 @@ class BiLSTMClassifier(BertPreTrainedModel):
         self.classifier = nn.Linear(2 * size, config.num_labels)
         self.post_init()
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        token_type_ids: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-    ) -> SequenceClassifierOutput:
-        hidden = self.bert(
-            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-        ).last_hidden_state
+    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         lengths = attention_mask.sum(-1).cpu()
         packed = nn.utils.rnn.pack_padded_sequence(
             hidden.float(), lengths, batch_first=True, enforce_sorted=False
         )  # padding never enters the LSTM, so the backward direction starts at the last token
         _, (final, _) = self.lstm(packed)
-        pooled = torch.cat([final[0], final[1]], dim=-1)  # forward end, backward end
-        logits = self.classifier(self.dropout(pooled))
-        return SequenceClassifierOutput(loss=_loss(logits, labels, self.num_labels), logits=logits)
+        return torch.cat([final[0], final[1]], dim=-1)  # forward end, backward end
 
 
 def _loss(logits: torch.Tensor, labels: torch.Tensor | None, num_labels: int):
