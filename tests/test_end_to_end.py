@@ -141,6 +141,9 @@ max_dev_examples = 24
 [data.tasks.conll2003]
 max_train_examples = 64
 max_dev_examples = 32
+[data.tasks.conll2003_features]
+max_train_examples = 64
+max_dev_examples = 32
 [data.tasks.sst2]
 max_train_examples = 64
 max_dev_examples = 32
@@ -155,12 +158,12 @@ steps = 5
 batch_size = 8
 max_seq_len = 32
 [pretrain.model]
-layers = 1
+layers = 4  # the feature-based task reads the last four layers
 hidden = 32
 heads = 2
 max_position = 64
 [finetune]
-tasks = ["sst2", "mrpc", "stsb", "conll2003", "squad_v1"]
+tasks = ["sst2", "mrpc", "stsb", "conll2003", "conll2003_features", "squad_v1"]
 restarts = 1
 max_seq_len = 32
 [finetune.grid]
@@ -172,7 +175,7 @@ epochs = [1]
     result = runner.invoke(app, ["run", str(matrix), "--run-dir", str(run_dir)])
     assert result.exit_code == 0, result.output
     records = _records(run_dir)
-    assert sorted(r["status"] for r in records.values()) == ["done"] * 6
+    assert sorted(r["status"] for r in records.values()) == ["done"] * 7
     by_task = {r["config"]["task"]: r["metrics"] for r in records.values() if "task" in r["config"]}
     assert set(by_task["sst2"]) >= {"dev_accuracy"}
     assert set(by_task["mrpc"]) >= {"dev_f1", "dev_accuracy"}
@@ -180,6 +183,7 @@ epochs = [1]
     assert -1 <= by_task["stsb"]["dev_pearson"] <= 1
     assert set(by_task["conll2003"]) >= {"dev_f1", "dev_precision", "dev_recall"}
     assert 0 <= by_task["conll2003"]["dev_f1"] <= 1
+    assert 0 <= by_task["conll2003_features"]["dev_f1"] <= 1
     assert 0 <= by_task["squad_v1"]["dev_exact_match"] <= by_task["squad_v1"]["dev_f1"] <= 1
     report = (run_dir / "real.md").read_text()
     assert "sst2 (accuracy)" in report and "mrpc (f1)" in report and "stsb (spearman)" in report

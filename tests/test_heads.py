@@ -34,7 +34,7 @@ def test_bilstm_row_shares_the_pretraining_but_not_the_finetunes():
     assert len(plan.pretrain) == 1  # same objective: one pre-training trial
     ltr, bilstm = plan.rows
     assert ltr.pretrain_id == bilstm.pretrain_id
-    assert ltr.head == ("linear", 0) and bilstm.head == ("bilstm", 0)
+    assert ltr.head == ("linear", 0, None) and bilstm.head == ("bilstm", 0, None)
     assert len(plan.finetune) == 2 * 4  # 2 rows x (2 tasks x 1 grid point x 2 restarts)
     cells = {row.name: plan.cell(row, "syn_agree") for row in plan.rows}
     assert len(cells["ltr"]) == len(cells["ltr_bilstm"]) == 2
@@ -131,3 +131,37 @@ def test_swag_multiple_choice_fine_tunes(tmp_path: Path):
         tmp_path, "swag", "swag_dir", "swag/val.csv", ("train.csv", "val.csv")
     )
     assert 0.0 <= metrics["dev_accuracy"] <= 1.0
+
+
+def test_feature_based_ner_modes_share_one_cached_encoder_pass(shared_data: Path, tmp_path: Path):
+    """Table 7's feature-based rows: frozen encoder (4 layers), cached features, BiLSTM tagger."""
+    raw = tomllib.loads(TINY_MATRIX)
+    raw["pretrain"]["model"]["layers"] = 4  # the last-four modes need four layers
+    raw["pretrain"]["variants"] = [
+        {"name": "fine_tuned"},
+        {"name": "concat", "finetune": {"head": "features", "features": "concat_last_four"}},
+        {"name": "mix_all", "finetune": {"head": "features", "features": "weighted_sum_all"}},
+        {"name": "embed", "finetune": {"head": "features", "features": "embeddings"}},
+    ]
+    raw["finetune"]["tasks"] = ["conll2003"]
+    raw["finetune"]["restarts"] = 1
+    raw["data"] = raw.get("data", {}) | {
+        "conll_dir": str(shared_data / "conll2003"),
+        "tokenizer": str(shared_data / "vocab" / "bert-base-uncased-vocab.txt"),
+        "tasks": {"conll2003": {"max_train_examples": 32, "max_dev_examples": 16}},
+    }
+    plan = build_plan(validate(raw, "m.toml"), "m.toml")
+    assert len(plan.pretrain) == 1 and len(plan.finetune) == 4
+    pt_dir = tmp_path / "pt"
+    pretrain(plan.pretrain[0].config, pt_dir, TrialRuntime(torch.device("cpu")))
+    cache = pt_dir / "feature-cache"
+    for index, row in enumerate(plan.rows):
+        trial = plan.cell(row, "conll2003")[0]
+        metrics = finetune(
+            trial.config, pt_dir / "model", tmp_path / row.name, TrialRuntime(torch.device("cpu"))
+        )
+        assert 0.0 <= metrics["dev_f1"] <= 1.0
+        if index == 1:
+            cached = sorted(p.name for p in cache.iterdir())
+    assert len(cached) == 2  # train and dev features, computed once
+    assert sorted(p.name for p in cache.iterdir()) == cached  # the other modes reused them

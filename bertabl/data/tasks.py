@@ -47,6 +47,8 @@ class TaskSpec:
     hub_columns: tuple[str, str | None] = ("sentence", None)  # text columns on the Hub
     extra_dev_splits: tuple[str, ...] = ()  # evaluated too, reported as dev_<split>_<metric>
     family: str = "classification"  # or "tagging" (token-level labels, entity-level F1)
+    # A task whose head is part of its definition, e.g. Table 8's "NER (feature-based)" column.
+    fixed_head: tuple[str, int, str | None] | None = None
     hub_dev_split: dict[str, str] = field(default_factory=lambda: {"dev": "validation"})
 
     @property
@@ -146,6 +148,16 @@ TASKS: dict[str, TaskSpec] = {
             num_labels=9,
             metrics=("f1", "precision", "recall"),
             family="tagging",
+        ),
+        TaskSpec(
+            name="conll2003_features",
+            description="CoNLL-2003 NER, feature-based: frozen encoder, concat of the last four "
+            "layers -> 2-layer BiLSTM (Table 8's third column)",
+            pair=False,
+            num_labels=9,
+            metrics=("f1", "precision", "recall"),
+            family="tagging",
+            fixed_head=("features", 0, "concat_last_four"),
         ),
         TaskSpec(
             name="squad_v1",

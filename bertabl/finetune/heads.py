@@ -5,6 +5,8 @@ attention kept (dropping it hurt, Sec. 5.1). Under a causal mask, [CLS] (positio
 only itself, so BERT's pooler on [CLS] would classify from nothing; like GPT, this head reads the
 hidden state of the *last real token*, the only position that has attended to the whole input.
 
+`FeatureTaggingHead`: Table 7's feature-based NER (see finetune/features.py).
+
 `BiLSTMClassifier`: Table 5's "+ BiLSTM" row, a randomly initialised bidirectional LSTM over the
 encoder's token states (the encoder keeps its causal mask if it has one), classifying from the
 LSTM's final forward and backward states. The paper does not give its size; `bilstm_hidden`
@@ -16,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 from transformers import AutoConfig, BertModel, BertPreTrainedModel
-from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassifierOutput
 
 
 class _PooledClassifier(BertPreTrainedModel):
@@ -82,6 +84,23 @@ class BiLSTMClassifier(_PooledClassifier):
         )  # padding never enters the LSTM, so the backward direction starts at the last token
         _, (final, _) = self.lstm(packed)
         return torch.cat([final[0], final[1]], dim=-1)  # forward end, backward end
+
+
+class FeatureTaggingHead(nn.Module):
+    """`features.FeatureTagger` with the output the fine-tuning loop expects (.loss, .logits).
+
+    The encoder is not in this module at all: its hidden states were computed once, frozen, and
+    come in the batch, so only the BiLSTM tagger trains (and is checkpointed).
+    """
+
+    def __init__(self, tagger: nn.Module):
+        super().__init__()
+        self.tagger = tagger
+
+    def forward(self, hidden_states, mask, first, labels=None) -> TokenClassifierOutput:
+        logits = self.tagger(hidden_states, mask, first)
+        loss = self.tagger.loss(logits, labels) if labels is not None else None
+        return TokenClassifierOutput(loss=loss, logits=logits)
 
 
 def _loss(logits: torch.Tensor, labels: torch.Tensor | None, num_labels: int):

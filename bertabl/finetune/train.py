@@ -24,9 +24,10 @@ from transformers import (
 )
 
 from bertabl.data.tasks import TASKS, TaskSpec, load_split
+from bertabl.finetune import features as tag_features
 from bertabl.finetune import metrics as task_metrics
 from bertabl.finetune import multiple_choice, ner, squad
-from bertabl.finetune.heads import BiLSTMClassifier, LeftToRightClassifier
+from bertabl.finetune.heads import BiLSTMClassifier, FeatureTaggingHead, LeftToRightClassifier
 from bertabl.training import (
     Precision,
     TrialRuntime,
@@ -91,6 +92,39 @@ def finetune(
         def evaluate_split(split: str) -> dict[str, float]:  # argmax over the 4 scores
             return evaluate(
                 model, encoded[split], collate, config["eval_batch_size"], precision, spec
+            )
+    elif spec.family == "tagging" and config["head"] == "features":
+        sentences = {
+            k: ner.encode(list(v), tokenizer, config["max_seq_len"]) for k, v in splits.items()
+        }
+        gold = {k: v["tags"] for k, v in splits.items()}
+        # The frozen encoder runs once per (checkpoint, data): the six feature variants of one
+        # pre-trained model share this cache in its trial directory.
+        states = {
+            k: tag_features.cached_hidden_states(
+                pretrained_dir,
+                v,
+                pretrained_dir.parent / "feature-cache",
+                batch_size=config["eval_batch_size"],
+                device=device,
+            )
+            for k, v in sentences.items()
+        }
+        encoded = {k: list(range(len(v))) for k, v in sentences.items()}  # items are indices
+
+        def collate(indices):  # the loop collates training items only
+            return tag_features.collate(
+                [sentences["train"][i] for i in indices], [states["train"][i] for i in indices]
+            )
+
+        def evaluate_split(split: str) -> dict[str, float]:
+            return _evaluate_features(
+                model,
+                sentences[split],
+                states[split],
+                gold[split],
+                config["eval_batch_size"],
+                precision,
             )
     elif spec.family == "tagging":
         encoded = {
@@ -188,6 +222,16 @@ def finetune(
 def _model(config: dict[str, Any], pretrained_dir: Path, spec: TaskSpec):
     """The pre-trained encoder with the trial's head (the encoder keeps a causal mask if any)."""
     num_labels = spec.num_labels
+    if spec.family == "tagging" and config["head"] == "features":
+        encoder = AutoConfig.from_pretrained(pretrained_dir)
+        tagger = tag_features.FeatureTagger(
+            config["features"],
+            num_layers=encoder.num_hidden_layers,
+            hidden=encoder.hidden_size,
+            lstm_hidden=config["bilstm_hidden"] or encoder.hidden_size,
+            num_labels=num_labels,
+        )
+        return FeatureTaggingHead(tagger)
     if spec.family == "tagging":  # a linear classifier on every token state
         return BertForTokenClassification.from_pretrained(pretrained_dir, num_labels=num_labels)
     if spec.family == "span_qa":  # start and end vectors dotted with every token state
@@ -223,6 +267,28 @@ def evaluate(
     preds = torch.cat(predictions).numpy()
     refs = torch.cat(references).numpy()
     return {name: task_metrics.METRICS[name](preds, refs) for name in spec.metrics}
+
+
+@torch.no_grad()
+def _evaluate_features(
+    model: torch.nn.Module,
+    sentences: list[dict],
+    states: list[torch.Tensor],
+    gold: list[list[str]],
+    batch_size: int,
+    precision: Precision,
+) -> dict[str, float]:
+    """Entity-level F1 of the feature-based tagger (frozen features, trained BiLSTM)."""
+    model.eval()
+    predicted: list[list[str]] = []
+    for start in range(0, len(sentences), batch_size):
+        chunk = sentences[start : start + batch_size]
+        batch = tag_features.collate(chunk, states[start : start + batch_size])
+        batch.pop("labels")
+        batch = {k: v.to(precision.device, non_blocking=True) for k, v in batch.items()}
+        logits = model(**batch).logits.cpu()
+        predicted += tag_features.predict_tags(logits, batch["first"].cpu(), chunk)
+    return ner.evaluate(predicted, gold)
 
 
 @torch.no_grad()

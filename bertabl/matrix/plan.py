@@ -72,8 +72,8 @@ class FinetuneTrial:
     tokens: int  # upper bound: every example padded to max_seq_len
 
     @property
-    def head(self) -> tuple[str, int]:
-        return self.config["head"], self.config["bilstm_hidden"]
+    def head(self) -> tuple[str, int, str | None]:
+        return self.config["head"], self.config["bilstm_hidden"], self.config["features"]
 
     @property
     def pretrain_step(self) -> int | None:
@@ -93,7 +93,7 @@ class Row:
     label: str
     pretrain_id: str
     settings: tuple[tuple[str, Any], ...]  # the overrides that define it, for the report
-    head: tuple[str, int] = ("linear", 0)  # fine-tuning head and BiLSTM size
+    head: tuple[str, int, str | None] = ("linear", 0, None)  # head, BiLSTM size, feature mode
     pretrain_step: int | None = None  # fine-tune from the model after this step; None = final
 
 
@@ -121,11 +121,12 @@ class Plan:
 
     def cell(self, row: Row, task: str) -> list[FinetuneTrial]:
         """The fine-tuning trials behind one report cell (all grid points and restarts)."""
+        head = TASKS[task].fixed_head or row.head
         return [
             t
             for t in self.finetune
             if (t.pretrain_id, t.head, t.pretrain_step, t.task)
-            == (row.pretrain_id, row.head, row.pretrain_step, task)
+            == (row.pretrain_id, head, row.pretrain_step, task)
         ]
 
     def intermediate_steps(self) -> dict[str, list[int]]:
@@ -184,16 +185,22 @@ def _finetune_trials(
     ft = matrix.finetune
     grid = ft.grid
     trials = []
+    seen: set[str] = set()
     sources = {task: _task_data(task, data, origin) for task in ft.tasks}
     # Rows sharing a pre-training trial, step and head share their fine-tuning trials too.
     sources_of_rows = dict.fromkeys((r.pretrain_id, r.pretrain_step, r.head) for r in rows)
-    for pt_id, pretrain_step, (head, bilstm_hidden) in sources_of_rows:
+    for pt_id, pretrain_step, row_head in sources_of_rows:
         pt = pretrain[pt_id]
         for task in ft.tasks:
-            if head != "linear" and TASKS[task].family != "classification":
+            head, bilstm_hidden, feature_mode = TASKS[task].fixed_head or row_head
+            family = TASKS[task].family
+            if (head == "bilstm" and family != "classification") or (
+                head == "features" and family != "tagging"
+            ):
+                wanted = "sentence classification" if head == "bilstm" else "tagging (NER)"
                 raise MatrixError(
-                    f"{origin}: finetune.head: head '{head}' is for sentence classification; "
-                    f"task {task} is {TASKS[task].family} (it always uses a linear head)"
+                    f"{origin}: finetune.head: head '{head}' is for {wanted} tasks; task {task} "
+                    f"is {family}"
                 )
             task_data, n_train = sources[task]
             for batch, lr, epochs in itertools.product(
@@ -214,6 +221,7 @@ def _finetune_trials(
                         "max_seq_len": ft.max_seq_len,
                         "head": head,
                         "bilstm_hidden": bilstm_hidden,
+                        "features": feature_mode,
                         "warmup_fraction": ft.warmup_fraction,
                         "weight_decay": ft.weight_decay,
                         "eval_batch_size": ft.eval_batch_size,
@@ -221,9 +229,13 @@ def _finetune_trials(
                     point = (("batch_size", batch), ("learning_rate", lr), ("epochs", epochs))
                     params = pt.parameters  # classifier head is negligible next to the encoder
                     tokens = epochs * n_train * ft.max_seq_len
+                    ft_id = trial_id("ft", config)
+                    if ft_id in seen:  # e.g. rows differing only in a head the task fixes
+                        continue
+                    seen.add(ft_id)
                     trials.append(
                         FinetuneTrial(
-                            trial_id("ft", config),
+                            ft_id,
                             pt.id,
                             task,
                             point,
@@ -322,18 +334,22 @@ def _pretrain_configs(matrix: Matrix, origin: str):
             row_settings = tuple(overrides + settings)
             if head[0] != "linear":
                 row_settings += (("head", head[0]),)
+            if head[2] is not None:
+                row_settings += (("features", head[2]),)
             yield (name or "base"), (label or "base"), row_settings, config, head
 
 
-def _row_head(variant: Variant | None, matrix: Matrix) -> tuple[str, int]:
-    """The row's (fine-tuning head, BiLSTM size): the variant's override, else the matrix's."""
+def _row_head(variant: Variant | None, matrix: Matrix) -> tuple[str, int, str | None]:
+    """The row's (head, BiLSTM size, feature mode): the variant's override, else the matrix's."""
     base = matrix.finetune
     overrides = variant.finetune if variant else None
-    head = overrides.head if overrides and overrides.head is not None else base.head
-    size = base.bilstm_hidden
-    if overrides and overrides.bilstm_hidden is not None:
-        size = overrides.bilstm_hidden
-    return head, size
+
+    def pick(key: str):
+        value = getattr(overrides, key) if overrides else None
+        return value if value is not None else getattr(base, key)
+
+    head = pick("head")
+    return head, pick("bilstm_hidden"), pick("features") if head == "features" else None
 
 
 def _validate_combination(

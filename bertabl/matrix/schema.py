@@ -115,14 +115,25 @@ class PretrainConfig(Strict):
         return self
 
 
-Head = Literal["linear", "bilstm"]
+Head = Literal["linear", "bilstm", "features"]
+FeatureMode = Literal[
+    "embeddings",
+    "second_to_last_hidden",
+    "last_hidden",
+    "weighted_sum_last_four",
+    "concat_last_four",
+    "weighted_sum_all",
+]
 
 
 class HeadOverrides(Strict):
     """Fine-tuning settings a variant (row) may change: the head on top of the encoder."""
 
-    head: Head | None = Field(None, description="linear (paper) or bilstm (Table 5's + BiLSTM)")
+    head: Head | None = Field(
+        None, description="linear (paper), bilstm (Table 5's + BiLSTM), features (Table 7)"
+    )
     bilstm_hidden: int | None = Field(None, ge=0, description="BiLSTM size; 0 = model hidden")
+    features: FeatureMode | None = Field(None, description="frozen features (head = features)")
 
 
 class Variant(Strict):
@@ -199,9 +210,14 @@ class FinetuneSection(Strict):
     head: Head = Field(
         "linear",
         description="linear: BERT's classifier on [CLS] (on the last token for ltr models); "
-        "bilstm: a randomly initialised BiLSTM over the token states, then a linear layer",
+        "bilstm: a randomly initialised BiLSTM over the token states, then a linear layer; "
+        "features (tagging tasks): the encoder frozen, `features` of its layers feed a 2-layer "
+        "BiLSTM tagger (the paper's feature-based NER)",
     )
     bilstm_hidden: int = Field(0, ge=0, description="BiLSTM size per direction; 0 = model hidden")
+    features: FeatureMode = Field(
+        "concat_last_four", description="which layers feed the feature-based tagger"
+    )
     pretrain_steps: list[PositiveInt] = Field(
         default_factory=list,
         description="fine-tune from the models after these pre-training steps (Figure 5); "
