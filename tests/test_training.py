@@ -71,3 +71,18 @@ def test_non_finite_loss_fails_with_where_it_happened():
     optimizer, scheduler = adamw_with_schedule(model, 1e-2, 0.0, 10, 0.0)
     with pytest.raises(FloatingPointError, match="loss became nan at step 7"):
         apply_gradients(float("nan"), model, optimizer, scheduler, "step 7", Precision(CPU))
+
+
+def test_length_grouped_order_sorts_within_mega_batches_only():
+    from bertabl.finetune.train import MEGA_BATCH, length_grouped
+
+    batch = 2
+    n = MEGA_BATCH * batch + 3  # one full group of 100 examples and 3 left over
+    lengths = [(i * 37) % 11 for i in range(n)]
+    order = list(reversed(range(n)))
+    grouped = length_grouped(order, lengths, batch)
+    assert sorted(grouped) == list(range(n))  # a permutation: nothing lost or repeated
+    first, rest = grouped[: MEGA_BATCH * batch], grouped[MEGA_BATCH * batch :]
+    assert set(first) == set(order[: MEGA_BATCH * batch])  # groups keep their members
+    assert [lengths[i] for i in first] == sorted((lengths[i] for i in first), reverse=True)
+    assert [lengths[i] for i in rest] == sorted((lengths[i] for i in rest), reverse=True)

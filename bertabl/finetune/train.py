@@ -53,6 +53,7 @@ def finetune(
     device = runtime.device
     seed_everything(config["seed"])
     tokenizer = AutoTokenizer.from_pretrained(pretrained_dir)
+    feature_based = spec.family == "tagging" and config["head"] == "features"
     splits = {
         split: load_split(spec.name, split, config["task_data"])
         for split in ("train", "dev", *spec.extra_dev_splits)
@@ -93,7 +94,7 @@ def finetune(
             return evaluate(
                 model, encoded[split], collate, config["eval_batch_size"], precision, spec
             )
-    elif spec.family == "tagging" and config["head"] == "features":
+    elif feature_based:
         sentences = {
             k: ner.encode(list(v), tokenizer, config["max_seq_len"]) for k, v in splits.items()
         }
@@ -149,6 +150,7 @@ def finetune(
             )
 
     train = encoded["train"]
+    lengths = [_length(x) for x in (sentences["train"] if feature_based else train)]
     # Seeded right before loading, so the restart's seed alone decides the head's init.
     torch.manual_seed(config["seed"])
     model = _model(config, pretrained_dir, spec).to(device)
@@ -196,6 +198,8 @@ def finetune(
         order = torch.randperm(
             len(train), generator=torch.Generator().manual_seed(config["seed"] * 1_000_003 + epoch)
         ).tolist()
+        if config["group_by_length"]:
+            order = length_grouped(order, lengths, size)
         for index in range(first_batch, per_epoch):
             batch = collate([train[i] for i in order[index * size : (index + 1) * size]])
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
@@ -315,6 +319,24 @@ def _evaluate_tagging(
 
 
 MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
+MEGA_BATCH = 50  # batches per length-sorted group (as transformers' LengthGroupedSampler)
+
+
+def length_grouped(order: list[int], lengths: list[int], batch_size: int) -> list[int]:
+    """`order` (already shuffled) sorted by length, longest first, within groups of MEGA_BATCH
+    batches: a batch's examples have similar lengths, so dynamic padding adds little, while the
+    groups keep the epoch's order random."""
+    group = MEGA_BATCH * batch_size
+    grouped: list[int] = []
+    for start in range(0, len(order), group):
+        grouped += sorted(order[start : start + group], key=lambda i: -lengths[i])
+    return grouped
+
+
+def _length(item: dict) -> int:
+    """Tokens in an encoded example (the longest candidate for multiple choice)."""
+    ids = item["input_ids"]
+    return max(map(len, ids)) if ids and isinstance(ids[0], list) else len(ids)
 
 
 @torch.no_grad()

@@ -222,6 +222,7 @@ def _finetune_trials(
                         "head": head,
                         "bilstm_hidden": bilstm_hidden,
                         "features": feature_mode,
+                        "group_by_length": ft.group_by_length,
                         "warmup_fraction": ft.warmup_fraction,
                         "weight_decay": ft.weight_decay,
                         "eval_batch_size": ft.eval_batch_size,

@@ -223,6 +223,9 @@ class FinetuneSection(Strict):
         description="fine-tune from the models after these pre-training steps (Figure 5); "
         "one report row per step; empty = the final model only",
     )
+    group_by_length: bool = Field(
+        True, description="batch examples of similar length (less padding; order stays random)"
+    )
     warmup_fraction: float = Field(0.1, ge=0, lt=1)
     weight_decay: float = Field(0.01, ge=0)
     eval_batch_size: PositiveInt = 128
