@@ -165,3 +165,36 @@ def test_feature_based_ner_modes_share_one_cached_encoder_pass(shared_data: Path
             cached = sorted(p.name for p in cache.iterdir())
     assert len(cached) == 2  # train and dev features, computed once
     assert sorted(p.name for p in cache.iterdir()) == cached  # the other modes reused them
+
+
+def test_bilstm_head_on_squad(tmp_path: Path):
+    """Table 5's '+ BiLSTM' row has a SQuAD cell: a BiLSTM under the start/end logits."""
+    from bertabl.finetune.heads import BiLSTMQuestionAnswering
+
+    torch.manual_seed(0)
+    build_model(
+        {
+            "objective": "ltr",
+            "model": {
+                "layers": 1,
+                "hidden": 16,
+                "heads": 2,
+                "intermediate": 32,
+                "dropout": 0.0,
+                "max_position": 32,
+            },
+        },
+        vocab_size=40,
+        pad_token_id=0,
+    ).save_pretrained(tmp_path)
+    model = BiLSTMQuestionAnswering.build(tmp_path, bilstm_hidden=8)
+    ids = torch.randint(5, 40, (2, 10))
+    out = model(
+        input_ids=ids,
+        attention_mask=torch.ones_like(ids),
+        start_positions=torch.tensor([1, 2]),
+        end_positions=torch.tensor([3, 4]),
+    )
+    assert out.start_logits.shape == (2, 10) and out.end_logits.shape == (2, 10)
+    out.loss.backward()
+    assert model.lstm.weight_ih_l0.grad is not None

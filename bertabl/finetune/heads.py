@@ -18,7 +18,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 from transformers import AutoConfig, BertModel, BertPreTrainedModel
-from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassifierOutput
+from transformers.modeling_outputs import (
+    QuestionAnsweringModelOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
 
 
 class _PooledClassifier(BertPreTrainedModel):
@@ -84,6 +88,53 @@ class BiLSTMClassifier(_PooledClassifier):
         )  # padding never enters the LSTM, so the backward direction starts at the last token
         _, (final, _) = self.lstm(packed)
         return torch.cat([final[0], final[1]], dim=-1)  # forward end, backward end
+
+
+class BiLSTMQuestionAnswering(BertPreTrainedModel):
+    """Table 5's "+ BiLSTM" for SQuAD: a BiLSTM over the token states, then start/end logits."""
+
+    @classmethod
+    def build(cls, pretrained_dir, bilstm_hidden: int) -> BiLSTMQuestionAnswering:
+        config = AutoConfig.from_pretrained(pretrained_dir)
+        config.bilstm_hidden = bilstm_hidden
+        return cls.from_pretrained(pretrained_dir, config=config)
+
+    def __init__(self, config):
+        super().__init__(config)
+        size = getattr(config, "bilstm_hidden", 0) or config.hidden_size
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.lstm = nn.LSTM(config.hidden_size, size, batch_first=True, bidirectional=True)
+        self.qa_outputs = nn.Linear(2 * size, 2)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        start_positions: torch.Tensor | None = None,
+        end_positions: torch.Tensor | None = None,
+    ) -> QuestionAnsweringModelOutput:
+        hidden = self.bert(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        ).last_hidden_state
+        packed = nn.utils.rnn.pack_padded_sequence(
+            hidden.float(), attention_mask.sum(-1).cpu(), batch_first=True, enforce_sorted=False
+        )
+        out, _ = self.lstm(packed)
+        out, _ = nn.utils.rnn.pad_packed_sequence(
+            out, batch_first=True, total_length=hidden.size(1)
+        )
+        start_logits, end_logits = self.qa_outputs(out).unbind(dim=-1)
+        loss = None
+        if start_positions is not None and end_positions is not None:  # as BertForQuestionAnswering
+            loss = (
+                nn.functional.cross_entropy(start_logits, start_positions)
+                + nn.functional.cross_entropy(end_logits, end_positions)
+            ) / 2
+        return QuestionAnsweringModelOutput(
+            loss=loss, start_logits=start_logits, end_logits=end_logits
+        )
 
 
 class FeatureTaggingHead(nn.Module):

@@ -27,7 +27,12 @@ from bertabl.data.tasks import TASKS, TaskSpec, load_split
 from bertabl.finetune import features as tag_features
 from bertabl.finetune import metrics as task_metrics
 from bertabl.finetune import multiple_choice, ner, squad
-from bertabl.finetune.heads import BiLSTMClassifier, FeatureTaggingHead, LeftToRightClassifier
+from bertabl.finetune.heads import (
+    BiLSTMClassifier,
+    BiLSTMQuestionAnswering,
+    FeatureTaggingHead,
+    LeftToRightClassifier,
+)
 from bertabl.training import (
     Precision,
     TrialRuntime,
@@ -238,6 +243,8 @@ def _model(config: dict[str, Any], pretrained_dir: Path, spec: TaskSpec):
         return FeatureTaggingHead(tagger)
     if spec.family == "tagging":  # a linear classifier on every token state
         return BertForTokenClassification.from_pretrained(pretrained_dir, num_labels=num_labels)
+    if spec.family == "span_qa" and config["head"] == "bilstm":
+        return BiLSTMQuestionAnswering.build(pretrained_dir, config["bilstm_hidden"])
     if spec.family == "span_qa":  # start and end vectors dotted with every token state
         return BertForQuestionAnswering.from_pretrained(pretrained_dir)
     if spec.family == "multiple_choice":  # one score per candidate's [CLS], softmax over 4

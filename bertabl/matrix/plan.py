@@ -194,10 +194,10 @@ def _finetune_trials(
         for task in ft.tasks:
             head, bilstm_hidden, feature_mode = TASKS[task].fixed_head or row_head
             family = TASKS[task].family
-            if (head == "bilstm" and family != "classification") or (
+            if (head == "bilstm" and family not in ("classification", "span_qa")) or (
                 head == "features" and family != "tagging"
             ):
-                wanted = "sentence classification" if head == "bilstm" else "tagging (NER)"
+                wanted = "classification and SQuAD" if head == "bilstm" else "tagging (NER)"
                 raise MatrixError(
                     f"{origin}: finetune.head: head '{head}' is for {wanted} tasks; task {task} "
                     f"is {family}"
