@@ -117,7 +117,8 @@ def test_status_and_resume_of_one_trial(tiny_matrix: Path, tmp_path: Path):
 
 
 def test_real_data_task_families(shared_data: Path, tmp_path: Path):
-    """Gutenberg + the BERT vocab for pre-training; SST-2, MRPC, STS-B, CoNLL, SQuAD slices."""
+    """Every task family through Ray: GLUE single (SST-2), pair (MRPC), regression (STS-B), NER
+    fine-tuned and feature-based (CoNLL), span QA (SQuAD), multiple choice (SWAG)."""
     # SQuAD v1.1 train is not available offline: a stand-in in the official format, made of two
     # articles of the real dev file (one for train, one for dev).
     squad_dir = tmp_path / "squad"
@@ -125,6 +126,12 @@ def test_real_data_task_families(shared_data: Path, tmp_path: Path):
     articles = json.loads((shared_data / "squad" / "dev-v1.1.json").read_text())["data"]
     for name, article in (("train-v1.1.json", articles[0]), ("dev-v1.1.json", articles[1])):
         (squad_dir / name).write_text(json.dumps({"version": "1.1", "data": [article]}))
+    # SWAG is not here either: the hand-written fixture in its original CSV layout, as both splits.
+    swag_dir = tmp_path / "swag"
+    swag_dir.mkdir()
+    swag = (Path(__file__).parent / "fixtures" / "formats" / "swag" / "val.csv").read_text()
+    for name in ("train.csv", "val.csv"):
+        (swag_dir / name).write_text(swag)
     matrix = tmp_path / "real.toml"
     matrix.write_text(f"""
 name = "real"
@@ -135,6 +142,7 @@ tokenizer = "{shared_data}/vocab/bert-base-uncased-vocab.txt"
 glue_dir = "{shared_data}/glue"
 conll_dir = "{shared_data}/conll2003"
 squad_dir = "{squad_dir}"
+swag_dir = "{swag_dir}"
 [data.tasks.squad_v1]
 max_train_examples = 48
 max_dev_examples = 24
@@ -163,7 +171,7 @@ hidden = 32
 heads = 2
 max_position = 64
 [finetune]
-tasks = ["sst2", "mrpc", "stsb", "conll2003", "conll2003_features", "squad_v1"]
+tasks = ["sst2", "mrpc", "stsb", "conll2003", "conll2003_features", "squad_v1", "swag"]
 restarts = 1
 max_seq_len = 32
 [finetune.grid]
@@ -175,7 +183,7 @@ epochs = [1]
     result = runner.invoke(app, ["run", str(matrix), "--run-dir", str(run_dir)])
     assert result.exit_code == 0, result.output
     records = _records(run_dir)
-    assert sorted(r["status"] for r in records.values()) == ["done"] * 7
+    assert sorted(r["status"] for r in records.values()) == ["done"] * 8
     by_task = {r["config"]["task"]: r["metrics"] for r in records.values() if "task" in r["config"]}
     assert set(by_task["sst2"]) >= {"dev_accuracy"}
     assert set(by_task["mrpc"]) >= {"dev_f1", "dev_accuracy"}
@@ -185,6 +193,7 @@ epochs = [1]
     assert 0 <= by_task["conll2003"]["dev_f1"] <= 1
     assert 0 <= by_task["conll2003_features"]["dev_f1"] <= 1
     assert 0 <= by_task["squad_v1"]["dev_exact_match"] <= by_task["squad_v1"]["dev_f1"] <= 1
+    assert 0 <= by_task["swag"]["dev_accuracy"] <= 1
     report = (run_dir / "real.md").read_text()
     assert "sst2 (accuracy)" in report and "mrpc (f1)" in report and "stsb (spearman)" in report
     assert "Data: synthetic" not in report

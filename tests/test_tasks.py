@@ -130,7 +130,7 @@ def test_hub_source_offline_says_what_to_do(monkeypatch):
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
     data = task_data("sst2", {"tasks": {"sst2": {"source": "hub"}}, "synthetic": {}})
-    with pytest.raises(DataError, match="offline, use the local GLUE files"):
+    with pytest.raises(DataError, match="offline, use the local files"):
         tasks.load_split("sst2", "train", data)
 
 
@@ -166,3 +166,38 @@ def test_bilstm_head_on_a_tagging_task_is_an_error(shared_data: Path):
     raw["data"] = raw.get("data", {}) | {"conll_dir": str(shared_data / "conll2003")}
     with pytest.raises(MatrixError, match="task conll2003 is tagging"):
         build_plan(validate(raw, "m.toml"), "m.toml")
+
+
+def test_squad_from_the_hub_maps_to_read_squad_rows(monkeypatch):
+    import datasets
+
+    calls = []
+
+    def fake_load_dataset(name, config, split):
+        calls.append((name, config, split))
+        return datasets.Dataset.from_list(
+            [
+                {
+                    "id": "q1",
+                    "title": "T",
+                    "context": "Paris is in France.",
+                    "question": "Where?",
+                    "answers": {"text": ["France"], "answer_start": [12]},
+                },
+                {
+                    "id": "q2",
+                    "title": "T",
+                    "context": "Paris is in France.",
+                    "question": "Who?",
+                    "answers": {"text": [], "answer_start": []},
+                },
+            ]
+        )
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    data = task_data("squad_v2", {"tasks": {"squad_v2": {"source": "hub"}}, "synthetic": {}})
+    assert data["identity"]["dataset"] == "rajpurkar/squad_v2"
+    rows = list(load_split("squad_v2", "dev", data))
+    assert calls == [("rajpurkar/squad_v2", None, "validation")]
+    assert [r["is_impossible"] for r in rows] == [False, True]
+    assert rows[0]["answers"] == {"text": ["France"], "answer_start": [12]}

@@ -187,6 +187,7 @@ TASKS: dict[str, TaskSpec] = {
 }
 CONLL_FILES = {"train": "eng.train", "dev": "eng.testa"}
 SWAG_FILES = {"train": "train.csv", "dev": "val.csv"}
+SQUAD_HUB = {"squad_v1": "rajpurkar/squad", "squad_v2": "rajpurkar/squad_v2"}
 SQUAD_FILES = {
     "squad_v1": {"train": "train-v1.1.json", "dev": "dev-v1.1.json"},
     "squad_v2": {"train": "train-v2.0.json", "dev": "dev-v2.0.json"},
@@ -217,6 +218,12 @@ def task_data(task: str, data_config: dict[str, Any]) -> dict[str, Any]:
         "max_train_examples": settings.get("max_train_examples", 0),
         "max_dev_examples": settings.get("max_dev_examples", 0),
     }
+    if spec.family == "span_qa" and settings.get("source") == "hub":
+        name = settings.get("hub_dataset", "nyu-mll/glue")
+        if name == "nyu-mll/glue":  # the schema's default is GLUE's; SQuAD's own otherwise
+            name = SQUAD_HUB[task]
+        identity = {"source": "hub", "dataset": name, "config": None, **slices}
+        return {"identity": identity, "location": {}}
     if spec.family in ("tagging", "span_qa", "multiple_choice"):
         layout, key = {
             "tagging": (CONLL_FILES, "conll_dir"),
@@ -277,6 +284,9 @@ def load_split(task: str, split: str, data: dict[str, Any]) -> datasets.Dataset:
         return datasets.Dataset.from_dict(
             {"tokens": [r["tokens"] for r in rows], "tags": [r["tags"] for r in rows]}
         )
+    if spec.family == "span_qa" and identity["source"] == "hub":
+        rows = _slice(_read_hub_squad(split, identity), task, split, identity)
+        return datasets.Dataset.from_list(rows)
     if spec.family in ("span_qa", "multiple_choice"):
         return datasets.Dataset.from_list(
             _slice(_read_local(task, split, data), task, split, identity)
@@ -323,18 +333,41 @@ def _read_local(task: str, split: str, data: dict[str, Any]) -> list[dict[str, A
     return read_glue(TASKS[task].glue, folder, split)
 
 
-def _read_hub(spec: TaskSpec, split: str, identity: dict[str, Any]) -> list[dict[str, Any]]:
-    """GLUE from the Hugging Face Hub (needs the network, unlike every other source)."""
+def _read_hub_squad(split: str, identity: dict[str, Any]) -> list[dict[str, Any]]:
+    """SQuAD from the Hub (rajpurkar/squad, rajpurkar/squad_v2): the same rows as read_squad."""
+    table = _load_hub(identity["dataset"], None, "train" if split == "train" else "validation")
+    return [
+        {
+            "id": row["id"],
+            "title": row["title"],
+            "context": row["context"],
+            "question": row["question"],
+            "answers": {
+                "text": list(row["answers"]["text"]),
+                "answer_start": list(row["answers"]["answer_start"]),
+            },
+            "is_impossible": not row["answers"]["text"],
+        }
+        for row in table
+    ]
+
+
+def _load_hub(name: str, config: str | None, split: str):
     import datasets
 
-    hub_split = "train" if split == "train" else spec.hub_dev_split[split]
     try:
-        table = datasets.load_dataset(identity["dataset"], identity["config"], split=hub_split)
+        return datasets.load_dataset(name, config, split=split)
     except Exception as err:  # the datasets library raises many types for "not reachable"
         raise DataError(
-            f"could not load {identity['dataset']}/{identity['config']} ({hub_split}) from the "
-            f"Hugging Face Hub: {err}; offline, use the local GLUE files (data.glue_dir)"
+            f"could not load {name}{'/' + config if config else ''} ({split}) from the Hugging "
+            f"Face Hub: {err}; offline, use the local files (data.glue_dir / data.squad_dir)"
         ) from None
+
+
+def _read_hub(spec: TaskSpec, split: str, identity: dict[str, Any]) -> list[dict[str, Any]]:
+    """GLUE from the Hugging Face Hub (needs the network, unlike every other source)."""
+    hub_split = "train" if split == "train" else spec.hub_dev_split[split]
+    table = _load_hub(identity["dataset"], identity["config"], hub_split)
     first, second = spec.hub_columns
     return [
         {"text_a": row[first], "text_b": row[second] if second else None, "label": row["label"]}

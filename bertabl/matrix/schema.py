@@ -280,13 +280,15 @@ class TaskData(Strict):
 
     source: Literal["local", "hub"] = Field(
         "local",
-        description="local: the original files (GLUE TSVs, CoNLL columns); hub: the Hugging Face "
-        "Hub (GLUE only; needs network)",
+        description="local: the original files (GLUE TSVs, CoNLL columns, SQuAD JSON); hub: the "
+        "Hugging Face Hub (GLUE and SQuAD; needs network)",
     )
     path: str | None = Field(
         None, description="local: the task's folder (or the GLUE root); default data.glue_dir"
     )
-    hub_dataset: str = Field("nyu-mll/glue", description="hub: dataset name")
+    hub_dataset: str = Field(
+        "nyu-mll/glue", description="hub: dataset name (SQuAD tasks default to rajpurkar/squad*)"
+    )
     max_train_examples: int = Field(0, ge=0, description="seeded subset; 0 = all")
     max_dev_examples: int = Field(0, ge=0, description="seeded subset; 0 = all")
 
