@@ -67,9 +67,7 @@ class BiLSTMClassifier(_PooledClassifier):
     @classmethod
     def build(cls, pretrained_dir, num_labels: int, bilstm_hidden: int) -> BiLSTMClassifier:
         """The pre-trained encoder with a new BiLSTM head (size 0 = the model's hidden size)."""
-        config = AutoConfig.from_pretrained(pretrained_dir, num_labels=num_labels)
-        config.bilstm_hidden = bilstm_hidden
-        return cls.from_pretrained(pretrained_dir, config=config)
+        return _with_bilstm(cls, pretrained_dir, bilstm_hidden, num_labels=num_labels)
 
     def __init__(self, config):
         super().__init__(config)
@@ -82,11 +80,7 @@ class BiLSTMClassifier(_PooledClassifier):
         self.post_init()
 
     def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        lengths = attention_mask.sum(-1).cpu()
-        packed = nn.utils.rnn.pack_padded_sequence(
-            hidden.float(), lengths, batch_first=True, enforce_sorted=False
-        )  # padding never enters the LSTM, so the backward direction starts at the last token
-        _, (final, _) = self.lstm(packed)
+        _, final = _run_bilstm(self.lstm, hidden, attention_mask)
         return torch.cat([final[0], final[1]], dim=-1)  # forward end, backward end
 
 
@@ -95,9 +89,7 @@ class BiLSTMQuestionAnswering(BertPreTrainedModel):
 
     @classmethod
     def build(cls, pretrained_dir, bilstm_hidden: int) -> BiLSTMQuestionAnswering:
-        config = AutoConfig.from_pretrained(pretrained_dir)
-        config.bilstm_hidden = bilstm_hidden
-        return cls.from_pretrained(pretrained_dir, config=config)
+        return _with_bilstm(cls, pretrained_dir, bilstm_hidden)
 
     def __init__(self, config):
         super().__init__(config)
@@ -152,6 +144,26 @@ class FeatureTaggingHead(nn.Module):
         logits = self.tagger(hidden_states, mask, first)
         loss = self.tagger.loss(logits, labels) if labels is not None else None
         return TokenClassifierOutput(loss=loss, logits=logits)
+
+
+def _with_bilstm(cls, pretrained_dir, bilstm_hidden: int, **config_kwargs):
+    """`cls` from the pre-trained checkpoint, its config told the BiLSTM size (transformers 5's
+    from_pretrained no longer passes unknown keyword arguments into the config)."""
+    config = AutoConfig.from_pretrained(pretrained_dir, **config_kwargs)
+    config.bilstm_hidden = bilstm_hidden
+    return cls.from_pretrained(pretrained_dir, config=config)
+
+
+def _run_bilstm(lstm: nn.LSTM, hidden: torch.Tensor, attention_mask: torch.Tensor):
+    """(per-token outputs [batch, seq, 2*size], final states [2, batch, size]) of `lstm` over
+    the real tokens only: padding never enters, so the backward direction starts at the last
+    real token."""
+    packed = nn.utils.rnn.pack_padded_sequence(
+        hidden.float(), attention_mask.sum(-1).cpu(), batch_first=True, enforce_sorted=False
+    )
+    out, (final, _) = lstm(packed)
+    out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=hidden.size(1))
+    return out, final
 
 
 def _loss(logits: torch.Tensor, labels: torch.Tensor | None, num_labels: int):

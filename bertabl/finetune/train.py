@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
 from transformers import (
     AutoConfig,
     AutoTokenizer,
@@ -256,23 +255,33 @@ def _model(config: dict[str, Any], pretrained_dir: Path, spec: TaskSpec):
     return BertForSequenceClassification.from_pretrained(pretrained_dir, num_labels=num_labels)
 
 
+def _forward_batches(model, items: list, collate, batch_size: int, precision: Precision):
+    """Evaluation batches: yields (items, labels or None, inputs on the device, model output),
+    with dropout off. Callers run it under `torch.no_grad()`."""
+    model.eval()
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
+        batch = collate(chunk)
+        labels = batch.pop("labels", None)
+        batch = {k: v.to(precision.device, non_blocking=True) for k, v in batch.items()}
+        with precision.autocast():
+            out = model(**batch)
+        yield chunk, labels, batch, out
+
+
 @torch.no_grad()
 def evaluate(
     model: torch.nn.Module,
-    dataset,
+    dataset: list,
     collate,
     batch_size: int,
     precision: Precision,
     spec: TaskSpec,
 ) -> dict[str, float]:
     """The task's metrics on `dataset` (batched, no gradients, dropout off)."""
-    model.eval()
     predictions, references = [], []
-    for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collate):
-        labels = batch.pop("labels")
-        batch = {k: v.to(precision.device, non_blocking=True) for k, v in batch.items()}
-        with precision.autocast():
-            logits = model(**batch).logits
+    for _, labels, _, out in _forward_batches(model, dataset, collate, batch_size, precision):
+        logits = out.logits
         predictions.append((logits[:, 0].float() if spec.regression else logits.argmax(-1)).cpu())
         references.append(labels)
     preds = torch.cat(predictions).numpy()
@@ -290,15 +299,15 @@ def _evaluate_features(
     precision: Precision,
 ) -> dict[str, float]:
     """Entity-level F1 of the feature-based tagger (frozen features, trained BiLSTM)."""
-    model.eval()
+
+    def collate(indices):
+        return tag_features.collate([sentences[i] for i in indices], [states[i] for i in indices])
+
     predicted: list[list[str]] = []
-    for start in range(0, len(sentences), batch_size):
-        chunk = sentences[start : start + batch_size]
-        batch = tag_features.collate(chunk, states[start : start + batch_size])
-        batch.pop("labels")
-        batch = {k: v.to(precision.device, non_blocking=True) for k, v in batch.items()}
-        logits = model(**batch).logits.cpu()
-        predicted += tag_features.predict_tags(logits, batch["first"].cpu(), chunk)
+    batches = _forward_batches(model, list(range(len(sentences))), collate, batch_size, precision)
+    for indices, _, batch, out in batches:
+        chunk = [sentences[i] for i in indices]
+        predicted += tag_features.predict_tags(out.logits.cpu(), batch["first"].cpu(), chunk)
     return ner.evaluate(predicted, gold)
 
 
@@ -312,15 +321,9 @@ def _evaluate_tagging(
     precision: Precision,
 ) -> dict[str, float]:
     """Entity-level precision/recall/F1 (conlleval) of each word's first-sub-token prediction."""
-    model.eval()
     predicted: list[list[str]] = []
-    for start in range(0, len(features), batch_size):
-        chunk = features[start : start + batch_size]
-        batch = collate(chunk)
-        batch.pop("labels")
-        batch = {k: v.to(precision.device, non_blocking=True) for k, v in batch.items()}
-        with precision.autocast():
-            ids = model(**batch).logits.argmax(-1).cpu()
+    for chunk, _, _, out in _forward_batches(model, features, collate, batch_size, precision):
+        ids = out.logits.argmax(-1).cpu()
         predicted += ner.decode_batch([row.tolist() for row in ids], chunk)
     return ner.evaluate(predicted, gold)
 
@@ -357,14 +360,12 @@ def _evaluate_span_qa(
     version: int,
 ) -> dict[str, float]:
     """Official SQuAD EM/F1 of the best span per question (v2: threshold tuned on these)."""
-    model.eval()
+
+    def model_inputs(chunk):  # eval features also carry ids and offsets
+        return collate([{k: f[k] for k in MODEL_INPUTS} for f in chunk])
+
     starts, ends = [], []
-    for start in range(0, len(features), batch_size):
-        chunk = features[start : start + batch_size]
-        batch = collate([{k: f[k] for k in MODEL_INPUTS} for f in chunk])
-        batch = {k: v.to(precision.device, non_blocking=True) for k, v in batch.items()}
-        with precision.autocast():
-            out = model(**batch)
+    for _, _, _, out in _forward_batches(model, features, model_inputs, batch_size, precision):
         starts += out.start_logits.float().cpu().tolist()
         ends += out.end_logits.float().cpu().tolist()
     threshold = math.inf if version == 2 else 0.0  # v2: keep every span; evaluate tunes it
