@@ -182,6 +182,14 @@ def run(
     latex: LatexOption = False,
     address: AddressOption = None,
     storage: StorageOption = None,
+    stage: Annotated[
+        str,
+        typer.Option(
+            "--stage",
+            help="all: pre-train, then fine-tune; pretrain: only the pre-training trials "
+            "(fine-tune later with a plain `run`).",
+        ),
+    ] = "all",
 ) -> None:
     """Run every unfinished trial of a matrix on Ray Tune, then write its report.
 
@@ -189,9 +197,12 @@ def run(
     """
     from bertabl.orchestrate.store import RunStore
 
+    if stage not in ("all", "pretrain"):
+        raise UserError(f"--stage {stage}: unknown stage; use all or pretrain")
     the_plan, source = _load(matrix, set_, scale)
     store = RunStore(run_dir or Path("runs") / the_plan.matrix.name)
-    _execute(the_plan, store, source, out, latex, address, storage=storage)
+    only = {t.id for t in the_plan.pretrain} if stage == "pretrain" else None
+    _execute(the_plan, store, source, out, latex, address, only, storage=storage)
 
 
 @app.command()

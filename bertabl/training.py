@@ -39,6 +39,9 @@ class TrialRuntime:
     workers: int = 1  # data-parallel processes (pre-training)
     micro_batch_size: int = 0  # sequences per process per forward pass; 0 = batch / workers
     resumed_from: int | None = None  # the step a resumed run continued from
+    # Where data shared by a run's trials is cached (tokenised corpus, trained vocabulary);
+    # None = no cache (tests, benchmarks).
+    cache_dir: Path | None = None
     # The body's metric history (one entry per log/epoch), restored on resume: the trial record's
     # history comes from here, so a resumed trial's record equals an uninterrupted one's.
     history: list[dict[str, Any]] = field(default_factory=list)

@@ -1,52 +1,188 @@
-"""Tokenizers: a WordPiece `BertTokenizerFast` built from a vocabulary file.
+"""Tokenizers for pre-training: always a BERT-style WordPiece tokenizer ([CLS], [SEP], [MASK]).
 
-"synthetic" writes a vocab file from the synthetic lexicon; otherwise `data.tokenizer` is the path
-of a WordPiece `vocab.txt` (e.g. BERT's `bert-base-uncased-vocab.txt`). Both go through the same
-class, so every later step is the same for both.
+`data.tokenizer` names one of:
+- "synthetic": a vocab file written from the synthetic lexicon;
+- a WordPiece `vocab.txt` path (e.g. BERT's `bert-base-uncased-vocab.txt`);
+- a folder saved by transformers (`tokenizer.json` / `vocab.txt` + config);
+- "hub:<name>": a tokenizer from the Hugging Face Hub (needs the network once; HF caches it);
+- "train": a WordPiece vocabulary of `pretrain.vocab_size` entries trained on the corpus with
+  the `tokenizers` library (so vocabulary size can be an ablation axis).
+
+Like corpora, a tokenizer has an identity (content hashes or names: part of trial ids) and a
+location (paths: not).
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
-from transformers import BertTokenizerFast
+from transformers import AutoTokenizer, BertTokenizerFast, PreTrainedTokenizerBase
 
 from bertabl.data import synthetic
 from bertabl.errors import DataError
 
+TRAIN, HUB = "train", "hub:"
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
 
 def tokenizer_data(data_config: dict[str, Any]) -> dict[str, Any]:
     """{"identity", "location"} of the tokenizer a matrix's data section names."""
-    if data_config["tokenizer"] == "synthetic":
+    name = data_config["tokenizer"]
+    lowercase = data_config["lowercase"]
+    if name == "synthetic":
         return {"identity": "synthetic", "location": None}
-    path = Path(data_config["tokenizer"]).resolve()
+    if name == TRAIN:  # the vocabulary size is pretrain.vocab_size, in the pre-training config
+        return {"identity": {"trained": "wordpiece", "lowercase": lowercase}, "location": None}
+    if name.startswith(HUB):
+        return {"identity": {"hub": name.removeprefix(HUB)}, "location": None}
+    path = Path(name).resolve()
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file())
+        if not any(p.name in ("tokenizer.json", "vocab.txt") for p in files):
+            raise DataError(
+                f"{path}: no tokenizer.json or vocab.txt in this folder; give a folder saved by "
+                "transformers' save_pretrained, or a vocab.txt path"
+            )
+        digest = hashlib.sha256()
+        for p in files:
+            digest.update(p.name.encode() + hashlib.sha256(p.read_bytes()).digest())
+        return {"identity": {"folder_sha256": digest.hexdigest()[:16]}, "location": str(path)}
     if not path.is_file():
-        raise DataError(f"{path}: vocabulary file not found; give a WordPiece vocab.txt path")
+        raise DataError(
+            f"{path}: tokenizer not found; give a WordPiece vocab.txt, a tokenizer folder, "
+            "'hub:<name>', 'train' or 'synthetic'"
+        )
     identity = {
         "vocab_sha256": hashlib.sha256(path.read_bytes()).hexdigest()[:16],
-        "lowercase": data_config["lowercase"],
+        "lowercase": lowercase,
     }
     return {"identity": identity, "location": str(path)}
 
 
-def build_tokenizer(data: dict[str, Any], workdir: Path) -> BertTokenizerFast:
-    """The tokenizer `data` (corpus.corpus_data) names; a synthetic vocab is written to workdir."""
+def build_tokenizer(
+    data: dict[str, Any],
+    workdir: Path,
+    vocab_size: int = 0,
+    documents: list[list[str]] | None = None,
+    cache_dir: Path | None = None,
+) -> PreTrainedTokenizerBase:
+    """The tokenizer `data` (corpus.corpus_data) names.
+
+    A synthetic vocab is written to `workdir`. A trained one needs `vocab_size` and the corpus
+    `documents`; with a `cache_dir` it is trained once and shared by every trial that asks for
+    the same (corpus, size).
+    """
     identity, location = data["identity"]["tokenizer"], data["location"]["tokenizer"]
     if identity == "synthetic":
         workdir.mkdir(parents=True, exist_ok=True)
         vocab_file = workdir / "vocab.txt"
         vocab_file.write_text("\n".join(synthetic.lexicon().vocab()) + "\n", encoding="utf-8")
         return BertTokenizerFast(vocab=str(vocab_file), do_lower_case=True)
+    if "trained" in identity:
+        if documents is None or vocab_size < len(SPECIAL_TOKENS) + 1:
+            raise DataError(
+                "data.tokenizer = 'train' needs pretrain.vocab_size (e.g. 8000) and a corpus"
+            )
+        return _trained(data, documents, vocab_size, identity["lowercase"], cache_dir)
+    if "hub" in identity:
+        return _checked(_from_pretrained(identity["hub"]), identity["hub"])
+    if "folder_sha256" in identity:
+        return _checked(_from_pretrained(location), location)
     return BertTokenizerFast(vocab=location, do_lower_case=identity["lowercase"])
 
 
-def vocab_size(data_config: dict[str, Any]) -> int:
-    """Vocabulary size of the tokenizer a matrix's data section names, without building it."""
-    if data_config["tokenizer"] == "synthetic":
+def vocab_size(data_config: dict[str, Any], pretrain: dict[str, Any] | None = None) -> int:
+    """Vocabulary size of the tokenizer a matrix's data section names (for size estimates)."""
+    name = data_config["tokenizer"]
+    if name == "synthetic":
         return len(synthetic.lexicon().vocab())
-    path = Path(data_config["tokenizer"])
+    if name == TRAIN:
+        return (pretrain or {}).get("vocab_size", 0)
+    if name.startswith(HUB):
+        return len(_from_pretrained(name.removeprefix(HUB)))
+    path = Path(name)
+    if path.is_dir():
+        return len(_from_pretrained(str(path)))
     if not path.is_file():
         raise DataError(f"{path}: vocabulary file not found; give a WordPiece vocab.txt path")
     return sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line)
+
+
+def _from_pretrained(name: str) -> PreTrainedTokenizerBase:
+    try:
+        return AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(
+            f"tokenizer '{name}' could not be loaded ({first}); a hub name needs the network "
+            "(or the Hugging Face cache), a folder needs transformers' saved tokenizer files"
+        ) from None
+
+
+def _checked(tokenizer: PreTrainedTokenizerBase, name: str) -> PreTrainedTokenizerBase:
+    missing = [
+        t
+        for t in ("cls_token", "sep_token", "mask_token", "pad_token")
+        if not getattr(tokenizer, t)
+    ]
+    if missing:
+        raise DataError(
+            f"tokenizer '{name}' has no {', '.join(missing)}; BERT pre-training needs [CLS], "
+            "[SEP], [MASK] and [PAD] tokens (use a BERT WordPiece tokenizer)"
+        )
+    return tokenizer
+
+
+def _trained(
+    data: dict[str, Any],
+    documents: list[list[str]],
+    size: int,
+    lowercase: bool,
+    cache_dir: Path | None,
+) -> PreTrainedTokenizerBase:
+    """A WordPiece vocabulary trained on the corpus, with BERT's normaliser and pre-tokeniser.
+
+    `tokenizers` does the training; what is ours is making the result reproducible. Its trainer
+    finds the same tokens in every process but numbers them in hash-map order, which differs
+    between processes, so the vocabulary is renumbered canonically: specials first, then the
+    tokens in sorted order (WordPiece matching is longest-first, so ids do not change how text
+    splits). With a `cache_dir`, one trial trains it (under a file lock) and the others load it.
+    """
+    key = json.dumps({"corpus": data["identity"], "size": size}, sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    if cache_dir is None:
+        with tempfile.TemporaryDirectory() as folder:
+            return _train_vocab(documents, size, lowercase, Path(folder))
+    folder = Path(cache_dir) / f"tokenizer-{digest}"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent trials: the first trains, the rest wait
+        if (folder / "vocab.txt").is_file():
+            return BertTokenizerFast(vocab=str(folder / "vocab.txt"), do_lower_case=lowercase)
+        return _train_vocab(documents, size, lowercase, folder)
+
+
+def _train_vocab(
+    documents: list[list[str]], size: int, lowercase: bool, folder: Path
+) -> PreTrainedTokenizerBase:
+    from tokenizers import BertWordPieceTokenizer
+
+    from bertabl.orchestrate.store import atomic_write
+
+    wordpiece = BertWordPieceTokenizer(lowercase=lowercase, strip_accents=lowercase or None)
+    wordpiece.train_from_iterator(
+        (sentence for document in documents for sentence in document),
+        vocab_size=size,
+        min_frequency=2,
+        special_tokens=SPECIAL_TOKENS,
+        show_progress=False,
+    )
+    tokens = [t for t in wordpiece.get_vocab() if t not in SPECIAL_TOKENS]
+    vocab = folder / "vocab.txt"
+    atomic_write(vocab, "".join(f"{t}\n" for t in [*SPECIAL_TOKENS, *sorted(tokens)]).encode())
+    return BertTokenizerFast(vocab=str(vocab), do_lower_case=lowercase)

@@ -6,6 +6,7 @@ and what is allowed, in one message, never a traceback.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import hashlib
 from dataclasses import asdict, dataclass
@@ -53,12 +54,17 @@ def load_matrix(
         raw = tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise MatrixError(f"{path}: not valid TOML: {err}") from None
+    # --set scale=... picks the preset (so it goes in before resolving); --scale beats it
+    late = []
     for override in overrides:
         key, value = parse_override(override, origin=str(path))
-        _set_path(raw, key, value, origin=f"{path}: --set {override}")
+        if key[0] in ("scale", "scales"):
+            _set_path(raw, key, value, origin=f"{path}: --set {override}")
+        else:
+            late.append(override)
     if scale is not None:
         raw["scale"] = scale
-    matrix = validate(raw, origin=str(path))
+    matrix = validate(raw, origin=str(path), overrides=late)
     source = MatrixSource(
         path=str(path),
         sha256=hashlib.sha256(data).hexdigest(),
@@ -68,15 +74,37 @@ def load_matrix(
     return matrix, source
 
 
-def validate(raw: dict[str, Any], origin: str) -> Matrix:
-    """`raw` (a parsed TOML table) over its scale preset, validated; errors name `origin`."""
+def validate(
+    raw: dict[str, Any], origin: str, overrides: list[str] | tuple[str, ...] = ()
+) -> Matrix:
+    """`raw` (a parsed TOML table) resolved and validated; errors name `origin`.
+
+    Precedence, lowest first: the scale preset, the file, the file's own `[scales.<scale>]`
+    table (what this matrix changes at that scale, e.g. Table 6's model sizes at `tiny`), and
+    the `--set` overrides.
+    """
     scale = raw.get("scale", "tiny")
     if scale not in PRESETS:
         raise MatrixError(
             f"{origin}: scale: unknown preset '{scale}'; allowed: {', '.join(PRESETS)}"
         )
+    per_scale = raw.get("scales", {})
+    if not isinstance(per_scale, dict) or any(not isinstance(v, dict) for v in per_scale.values()):
+        raise MatrixError(f"{origin}: scales: expected tables such as [scales.tiny]")
+    for name in per_scale:
+        if name not in PRESETS:
+            raise MatrixError(
+                f"{origin}: scales.{name}: unknown scale; allowed: {', '.join(PRESETS)}"
+            )
+        if "scale" in per_scale[name] or "scales" in per_scale[name]:
+            raise MatrixError(f"{origin}: scales.{name}: cannot set the scale inside a scale")
+    # deep copy: --set writes into nested tables that may still be the preset's own
+    resolved = copy.deepcopy(deep_merge(deep_merge(PRESETS[scale], raw), per_scale.get(scale, {})))
+    for override in overrides:
+        key, value = parse_override(override, origin=origin)
+        _set_path(resolved, key, value, origin=f"{origin}: --set {override}")
     try:
-        return Matrix.model_validate(deep_merge(PRESETS[scale], raw))
+        return Matrix.model_validate(resolved)
     except ValidationError as err:
         raise MatrixError(format_validation_error(err, origin)) from None
 

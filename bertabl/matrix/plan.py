@@ -23,7 +23,7 @@ from bertabl.errors import DataError, MatrixError, UserError
 from bertabl.matrix.compute import bert_parameters, training_flops
 from bertabl.matrix.load import format_key_path, format_validation_error, split_key_path
 from bertabl.matrix.presets import deep_merge
-from bertabl.matrix.schema import Matrix, PretrainConfig, Variant
+from bertabl.matrix.schema import Matrix, PretrainConfig, Variant, seq_len_phases
 
 # Bump only when the meaning of a trial config changes, so old results are never mistaken for new.
 TRIAL_SCHEMA = 1
@@ -156,18 +156,24 @@ def build_plan(matrix: Matrix, origin: str = "matrix") -> Plan:
         resolved = config.model_dump(mode="json")
         resolved["model"]["intermediate"] = config.model.ffn  # "4*hidden" and 3072 are one trial
         _check_batch_layout(config, matrix, origin, name)
+        _check_vocab_size(config, matrix, origin, name)
         pt_config = {"stage": "pretrain", "pretrain": resolved, "data": data_identity}
         pt_id = trial_id("pt", pt_config)
         if pt_id not in pretrain:
             params = bert_parameters(
-                vocab,
+                config.vocab_size or vocab,
                 config.model.layers,
                 config.model.hidden,
                 config.model.ffn,
                 config.model.max_position,
                 nsp=config.objective == "mlm_nsp",
             )
-            tokens = config.steps * config.batch_size * config.max_seq_len
+            schedule = resolved["seq_len_schedule"]
+            ends = seq_len_phases(config.steps, config.max_seq_len, schedule)
+            tokens = config.batch_size * sum(
+                (end - start) * seq_len
+                for (end, seq_len), start in zip(ends, [0] + [e for e, _ in ends], strict=False)
+            )
             pretrain[pt_id] = PretrainTrial(pt_id, pt_config, params, tokens)
         rows.append(Row(name, label, pt_id, settings, head))
     rows = _rows_per_pretrain_step(rows, pretrain, matrix.finetune.pretrain_steps, origin)
@@ -273,6 +279,21 @@ def _rows_per_pretrain_step(
                 )
             )
     return expanded
+
+
+def _check_vocab_size(config: PretrainConfig, matrix: Matrix, origin: str, row: str) -> None:
+    """A trained vocabulary needs its size; any other tokenizer brings its own."""
+    trained = matrix.data.tokenizer == "train"
+    if trained and config.vocab_size == 0:
+        raise MatrixError(
+            f"{origin}: pretrain.vocab_size: data.tokenizer = 'train' needs the size of the "
+            f"vocabulary to train, e.g. pretrain.vocab_size = 8000 (row {row})"
+        )
+    if not trained and config.vocab_size:
+        raise MatrixError(
+            f"{origin}: pretrain.vocab_size ({config.vocab_size}) only applies when "
+            f"data.tokenizer = 'train'; remove it, or set data.tokenizer = 'train' (row {row})"
+        )
 
 
 def _check_batch_layout(config: PretrainConfig, matrix: Matrix, origin: str, row: str) -> None:

@@ -20,7 +20,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from bertabl.data.tasks import TASKS
 
 Objective = Literal["mlm_nsp", "mlm", "ltr"]
-Scale = Literal["tiny"]
+Scale = Literal["tiny", "budget", "paper"]
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_\-]*$"
 
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -73,6 +73,11 @@ class MaskingConfig(Strict):
     mask: float = Field(0.8, ge=0, le=1, description="chosen -> [MASK]")
     random: float = Field(0.1, ge=0, le=1, description="chosen -> random token")
     same: float = Field(0.1, ge=0, le=1, description="chosen -> left unchanged")
+    whole_word: bool = Field(
+        False,
+        description="choose whole words (a WordPiece token and its ## continuations) instead of "
+        "single tokens; the mask/random/same split still applies per token",
+    )
 
     @model_validator(mode="after")
     def _split_sums_to_one(self) -> MaskingConfig:
@@ -83,6 +88,13 @@ class MaskingConfig(Strict):
                 f"{self.same} = {total:g})"
             )
         return self
+
+
+class SeqLenPhase(Strict):
+    """One phase of a sequence-length schedule."""
+
+    seq_len: int = Field(ge=16, le=4096, description="tokens per example in this phase")
+    fraction: float = Field(gt=0, le=1, description="fraction of pretrain.steps in this phase")
 
 
 class PretrainConfig(Strict):
@@ -97,6 +109,28 @@ class PretrainConfig(Strict):
     steps: PositiveInt
     batch_size: PositiveInt
     max_seq_len: int = Field(ge=16, le=4096, description="tokens per example, incl. specials")
+    seq_len_schedule: list[SeqLenPhase] = Field(
+        default_factory=list,
+        description="phases of (seq_len, fraction of steps) in order; the paper: 90% of steps at "
+        "128, then 10% at 512. The last phase's seq_len must be max_seq_len. Empty = "
+        "max_seq_len throughout",
+    )
+    vocab_size: int = Field(
+        0,
+        ge=0,
+        description="size of the WordPiece vocabulary trained on the corpus when data.tokenizer "
+        "= 'train' (an axis like any other); leave 0 for any other tokenizer",
+    )
+    heldout_fraction: float = Field(
+        0.02,
+        ge=0,
+        lt=0.5,
+        description="fraction of corpus documents held out of training (at least 2 when > 0); "
+        "the trial reports held-out MLM (or LTR) perplexity on them (Table 6's LM ppl)",
+    )
+    heldout_examples: PositiveInt = Field(
+        1000, description="at most this many held-out examples are scored"
+    )
     learning_rate: PositiveFloat
     warmup_fraction: float = Field(0.01, ge=0, lt=1, description="linear warmup, then decay")
     weight_decay: float = Field(0.01, ge=0)
@@ -111,6 +145,25 @@ class PretrainConfig(Strict):
             raise ValueError(
                 f"max_seq_len ({self.max_seq_len}) exceeds model.max_position "
                 f"({self.model.max_position})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _schedule_is_whole(self) -> PretrainConfig:
+        if not self.seq_len_schedule:
+            return self
+        total = sum(p.fraction for p in self.seq_len_schedule)
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"seq_len_schedule fractions must sum to 1 (got {total:g})")
+        if self.seq_len_schedule[-1].seq_len != self.max_seq_len:
+            raise ValueError(
+                f"seq_len_schedule ends at seq_len {self.seq_len_schedule[-1].seq_len}, but "
+                f"max_seq_len is {self.max_seq_len}; make the last phase's seq_len max_seq_len"
+            )
+        too_long = [p.seq_len for p in self.seq_len_schedule if p.seq_len > self.max_seq_len]
+        if too_long:
+            raise ValueError(
+                f"seq_len_schedule has seq_len {too_long[0]} > max_seq_len ({self.max_seq_len})"
             )
         return self
 
@@ -147,6 +200,24 @@ class Variant(Strict):
     finetune: HeadOverrides = Field(
         HeadOverrides(), description="fine-tuning head for this row, e.g. head = 'bilstm'"
     )
+
+
+def seq_len_phases(
+    steps: int, max_seq_len: int, schedule: list[dict[str, Any]]
+) -> list[tuple[int, int]]:
+    """[(last step of the phase, seq_len)] covering steps 1..steps in order (a resolved
+    pretrain config's `seq_len_schedule`; empty = max_seq_len throughout). Phases that round to
+    no steps are dropped."""
+    ends, done, previous = [], 0.0, 0
+    for phase in schedule or [{"seq_len": max_seq_len, "fraction": 1.0}]:
+        done += phase["fraction"]
+        end = min(steps, round(done * steps))
+        if end > previous:
+            ends.append((end, phase["seq_len"]))
+            previous = end
+    if ends:
+        ends[-1] = (steps, ends[-1][1])
+    return ends or [(steps, max_seq_len)]
 
 
 class PretrainSection(PretrainConfig):
@@ -293,20 +364,42 @@ class TaskData(Strict):
     max_dev_examples: int = Field(0, ge=0, description="seeded subset; 0 = all")
 
 
+class HubCorpus(Strict):
+    """How a `hub:` corpus's rows become documents."""
+
+    config: str | None = Field(None, description="dataset config, e.g. 20231101.en")
+    split: str = "train"
+    text_column: str = "text"
+    rows_per_document: int = Field(
+        0,
+        ge=0,
+        description="0: each row is a document (Wikipedia: its lines are the segments); n: every "
+        "n consecutive rows form a document, one segment each (line-per-row corpora such as "
+        "BookCorpus)",
+    )
+    max_documents: int = Field(0, ge=0, description="use the first n documents; 0 = all")
+
+
 class DataSection(Strict):
     """Where the pre-training corpus, the tokenizer and the fine-tuning data come from."""
 
     corpus: str = Field(
         "synthetic",
-        description="pre-training corpus: 'synthetic', or a text file / folder of .txt files",
+        description="pre-training corpus: 'synthetic', a text file / folder of .txt files, or "
+        "'hub:<dataset>' (a Hugging Face dataset; needs network; see corpus_hub)",
     )
-    corpus_format: Literal["bert", "paragraphs"] = Field(
+    corpus_format: Literal["bert", "paragraphs", "wikitext"] = Field(
         "bert",
         description="bert: one sentence a line, blank line between documents; paragraphs: one "
-        "document a file, blank-line-separated paragraphs as segments",
+        "document a file, blank-line-separated paragraphs as segments; wikitext: raw "
+        "WikiText files (' = Title = ' starts an article, each other line a paragraph)",
     )
+    corpus_hub: HubCorpus = HubCorpus()
     tokenizer: str = Field(
-        "synthetic", description="'synthetic', or the path of a WordPiece vocab.txt"
+        "synthetic",
+        description="'synthetic'; the path of a WordPiece vocab.txt; a folder saved by "
+        "transformers (tokenizer.json); 'hub:<name>' (e.g. hub:bert-base-uncased; needs network); "
+        "or 'train': a WordPiece vocabulary of pretrain.vocab_size trained on the corpus",
     )
     lowercase: bool = Field(True, description="lowercase text (for uncased vocabularies)")
     synthetic: SyntheticData = SyntheticData()
@@ -380,6 +473,11 @@ class Matrix(Strict):
     resources: Resources = Resources()
     checkpointing: Checkpointing = Checkpointing()
     report: ReportSection = ReportSection()
+    scales: dict[Scale, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="per-scale changes of this matrix, applied over the file when that scale is "
+        "in force (e.g. [scales.tiny.finetune] pretrain_steps = [...]); --set still wins",
+    )
 
 
 def _canonical(value: Any) -> str:

@@ -36,6 +36,11 @@ class RunStore:
     def tune_dir(self) -> Path:
         return self.root / "tune"
 
+    @property
+    def cache_dir(self) -> Path:
+        """Data the run's trials share: tokenised corpora, trained vocabularies."""
+        return self.root / "cache"
+
     def trial_dir(self, trial_id: str) -> Path:
         return self.root / "trials" / trial_id
 

@@ -68,6 +68,7 @@ def _run(params: dict[str, Any], body) -> None:
         workers=params["workers"],
         micro_batch_size=params["micro_batch_size"],
         save_steps=tuple(params["save_steps"].get(trial_id, ())),
+        cache_dir=store.cache_dir,
     )
     started = time.time()
     metrics = body(config, store, trial_dir, runtime)

@@ -26,12 +26,15 @@ import torch
 import transformers
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase
 
-from bertabl.data.corpus import load_corpus
+from bertabl.data.corpus import load_corpus, tokenized_corpus
 from bertabl.data.tokenizer import build_tokenizer
 from bertabl.errors import DataError
+from bertabl.matrix.schema import seq_len_phases
 from bertabl.pretrain.examples import build_pair_examples
+from bertabl.pretrain.masking import masking_collator
 from bertabl.pretrain.model import build_model
 from bertabl.pretrain.parallel import BatchLayout, Group, batch_layout, launch
+from bertabl.pretrain.perplexity import heldout_metrics, split_heldout
 from bertabl.training import (
     Precision,
     TrialRuntime,
@@ -60,11 +63,19 @@ def pretrain(config: dict[str, Any], out_dir: Path, runtime: TrialRuntime) -> di
     layout = batch_layout(
         config["pretrain"]["batch_size"], runtime.workers, runtime.micro_batch_size
     )
-    tokenizer = build_tokenizer(config["data"], out_dir / "vocab")
+    trained_vocab = "trained" in config["data"]["identity"]["tokenizer"]
+    tokenizer = build_tokenizer(
+        config["data"],
+        out_dir / "vocab",
+        vocab_size=config["pretrain"]["vocab_size"],
+        documents=load_corpus(config["data"]) if trained_vocab else None,
+        cache_dir=runtime.cache_dir,
+    )
     worker_args = (
         config,
         tokenizer,  # the other ranks get it pickled: only rank 0 writes files
         layout,
+        runtime.cache_dir,
         runtime.checkpoint_every,
         runtime.precision,
         transformers.logging.get_verbosity(),
@@ -78,6 +89,7 @@ def _worker(
     config: dict[str, Any],
     tokenizer: PreTrainedTokenizerBase,
     layout: BatchLayout,
+    cache_dir: Path | None,
     checkpoint_every: int,
     precision: str,
     verbosity: int,
@@ -90,6 +102,7 @@ def _worker(
         precision=precision,
         workers=group.world,
         micro_batch_size=layout.micro_batch_size,
+        cache_dir=cache_dir,
     )
     _train(config, tokenizer, None, runtime, group, layout)
 
@@ -106,9 +119,9 @@ def _train(
     pt = config["pretrain"]
     device = group.device
     seed_everything(pt["seed"])
-    documents = [
-        tokenizer(doc, add_special_tokens=False)["input_ids"] for doc in load_corpus(config["data"])
-    ]
+    documents = tokenized_corpus(config["data"], tokenizer, runtime.cache_dir)
+    documents, heldout = split_heldout(documents, pt["heldout_fraction"], pt["seed"])
+    phases = seq_len_phases(pt["steps"], pt["max_seq_len"], pt["seq_len_schedule"])
     model = build_model(pt, len(tokenizer), tokenizer.pad_token_id).to(device)
     model.train()
     optimizer, scheduler = adamw_with_schedule(
@@ -121,21 +134,11 @@ def _train(
         eps=pt["adam_epsilon"],
     )
     precision = Precision.for_device(device, runtime.precision)
-    masking = pt["masking"]
-    collator = DataCollatorForLanguageModeling(
-        tokenizer,
-        mlm=pt["objective"] != "ltr",  # LTR predicts every next token: no masking
-        mlm_probability=masking["probability"],
-        mask_replace_prob=masking["mask"],
-        random_replace_prob=masking["random"],
-        seed=pt["seed"],
-    )
-    # Created now (not on first call) so its state can be saved/restored; not by `create_rng`,
-    # which refuses to seed in any process but the main one (data-parallel ranks are not).
-    collator.generator = collator.get_generator(pt["seed"])
+    collator = masking_collator(tokenizer, pt["objective"], pt["masking"], pt["seed"])
     with_nsp = pt["objective"] == "mlm_nsp"
 
-    step, position = 0, (0, 0)  # (pass over the corpus, batch within the pass)
+    # (phase of the sequence-length schedule, pass over the corpus, batch within the pass)
+    step, position = 0, (0, 0, 0)
     window: dict[str, list[float]] = {k: [] for k in WINDOW_KEYS}
     history = runtime.history  # the trial record's history: restored entries + new ones
     state = _shared_resume_state(runtime, group)
@@ -151,12 +154,18 @@ def _train(
         window = state["window"]
         history.extend(state["history"])
     net = group.wrap(model)
-    batches = _batches(documents, tokenizer, pt, collator, with_nsp, position)
+    batches = None
 
     started = time.perf_counter()
     metrics: dict[str, Any] = history[-1] if history else {}
     while step < pt["steps"]:
         step += 1
+        phase = next(i for i, (end, _) in enumerate(phases) if step <= end)
+        if phase != position[0]:  # a new sequence length: its own data stream from the start
+            position, batches = (phase, 0, 0), None
+        if batches is None:
+            seq_len = phases[phase][1]
+            batches = _batches(documents, tokenizer, pt, collator, with_nsp, position, seq_len)
         batch, position = next(batches)
         mlm_loss, nsp_loss, nsp_acc = _accumulate_gradients(
             net, batch, layout, group, with_nsp, precision
@@ -201,10 +210,45 @@ def _train(
                 )
 
     if group.is_main:
+        if heldout:
+            metrics = {
+                **metrics,
+                **_heldout(model, heldout, tokenizer, pt, layout, device, precision),
+            }
         model_dir = out_dir / "model"
         _save_model(model, tokenizer, model_dir)
         runtime.report(metrics | {"seconds": time.perf_counter() - started}, model_dir)
     return metrics
+
+
+def _heldout(
+    model: torch.nn.Module,
+    documents: list[list[list[int]]],
+    tokenizer: PreTrainedTokenizerBase,
+    pt: dict[str, Any],
+    layout: BatchLayout,
+    device: torch.device,
+    precision: Precision,
+) -> dict[str, float]:
+    """Held-out metrics of the final model. Examples, masks and order come from their own seeds
+    (not the training RNGs), so every model of a matrix is scored on the same predictions."""
+    rng = random.Random(f"{pt['seed']}/heldout/pairs")
+    examples = build_pair_examples(
+        documents, pt["max_seq_len"], rng, tokenizer.cls_token_id, tokenizer.sep_token_id
+    )[: pt["heldout_examples"]]
+    collator = masking_collator(tokenizer, pt["objective"], pt["masking"], pt["seed"] + 1)
+    with_nsp = pt["objective"] == "mlm_nsp"
+    size = layout.micro_batch_size
+    batches = []
+    for start in range(0, len(examples), size):
+        chunk = examples[start : start + size]
+        if not with_nsp:
+            chunk = [{k: v for k, v in e.items() if k != "next_sentence_label"} for e in chunk]
+        batch = collator(chunk)
+        if pt["objective"] == "ltr":
+            batch["labels"] = next_token_labels(batch["labels"])
+        batches.append(batch)
+    return heldout_metrics(model, batches, pt["objective"], device, precision.autocast)
 
 
 def intermediate_model_name(step: int) -> str:
@@ -313,20 +357,23 @@ def _batches(
     pt: dict[str, Any],
     collator: DataCollatorForLanguageModeling,
     with_nsp: bool,
-    position: tuple[int, int],
-) -> Iterator[tuple[dict[str, torch.Tensor], tuple[int, int]]]:
+    position: tuple[int, int, int],
+    seq_len: int,
+) -> Iterator[tuple[dict[str, torch.Tensor], tuple[int, int, int]]]:
     """Endless (masked global batch, position after it) from `position` on.
 
     Each pass over the corpus draws fresh pairs (like BERT's duplication factor) from an RNG
-    seeded by (seed, pass), so any position can be rebuilt exactly on resume. Every
-    data-parallel rank builds the same global batches and takes its own slice of each.
+    seeded by (seed, phase, pass), so any position can be rebuilt exactly on resume. Every
+    data-parallel rank builds the same global batches and takes its own slice of each. Each
+    phase of the sequence-length schedule builds its pairs at its own `seq_len`.
     """
-    pass_index, first_batch = position
+    phase, pass_index, first_batch = position
     size = pt["batch_size"]
     while True:
-        rng = random.Random(f"{pt['seed']}/pass/{pass_index}")
+        tag = f"/phase/{phase}" if phase else ""  # phase 0 keeps the unscheduled seeds
+        rng = random.Random(f"{pt['seed']}{tag}/pass/{pass_index}")
         examples = build_pair_examples(
-            documents, pt["max_seq_len"], rng, tokenizer.cls_token_id, tokenizer.sep_token_id
+            documents, seq_len, rng, tokenizer.cls_token_id, tokenizer.sep_token_id
         )
         rng.shuffle(examples)
         n_batches = len(examples) // size
@@ -339,7 +386,11 @@ def _batches(
             chunk = examples[index * size : (index + 1) * size]
             if not with_nsp:
                 chunk = [{k: v for k, v in e.items() if k != "next_sentence_label"} for e in chunk]
-            after = (pass_index, index + 1) if index + 1 < n_batches else (pass_index + 1, 0)
+            after = (
+                (phase, pass_index, index + 1)
+                if index + 1 < n_batches
+                else (phase, pass_index + 1, 0)
+            )
             batch = collator(chunk)
             if pt["objective"] == "ltr":
                 batch["labels"] = next_token_labels(batch["labels"])

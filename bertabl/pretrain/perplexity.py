@@ -1,0 +1,89 @@
+"""Held-out language-model perplexity (Table 6's "LM (ppl)" column).
+
+Perplexity = exp(mean negative log-likelihood per predicted token), pooled over every predicted
+token of the held-out set (not a mean of per-batch perplexities). For the masked LM the predicted
+tokens are the masked positions, chosen by the trial's masking config with a fixed seed, so every
+model of a matrix is scored on the same positions; for the left-to-right LM they are every next
+token. The two are not comparable with each other (the paper says the same of its MLM ppl).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+import torch
+
+IGNORE = -100
+
+
+def split_heldout(
+    documents: list[list[Any]], fraction: float, seed: int
+) -> tuple[list[list[Any]], list[list[Any]]]:
+    """(training documents, held-out documents): a seeded choice of whole documents.
+
+    Whole documents, so no held-out sentence ever appears in training (also not as a random
+    NotNext segment). At least two when `fraction` > 0 (NSP pairs need a second document).
+    """
+    if fraction <= 0:
+        return documents, []
+    count = max(2, round(fraction * len(documents)))
+    if len(documents) - count < 2:
+        return documents, []  # too small a corpus to spare any; the trial reports no ppl
+    chosen = set(random.Random(f"{seed}/heldout").sample(range(len(documents)), count))
+    train = [d for i, d in enumerate(documents) if i not in chosen]
+    heldout = [d for i, d in enumerate(documents) if i in chosen]
+    return train, heldout
+
+
+def perplexity(nll_sum: float, tokens: int) -> float:
+    """exp(total NLL / predicted tokens); capped so a diverged model gives a large finite value."""
+    if tokens <= 0:
+        raise ValueError("perplexity needs at least one predicted token")
+    return math.exp(min(nll_sum / tokens, 50.0))
+
+
+@torch.no_grad()
+def heldout_metrics(
+    model: torch.nn.Module,
+    batches: list[dict[str, torch.Tensor]],
+    objective: str,
+    device: torch.device,
+    autocast,
+) -> dict[str, float]:
+    """Held-out loss, perplexity and (with NSP) next-sentence accuracy of `model` on `batches`.
+
+    `batches` are collated like training batches (LTR labels already shifted to next tokens).
+    """
+    was_training = model.training
+    model.eval()
+    nll, tokens, nsp_hits, pairs = 0.0, 0, 0, 0
+    for batch in batches:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        inputs = {k: v for k, v in batch.items() if k not in ("labels", "next_sentence_label")}
+        with autocast():
+            out = model(**inputs)
+        logits = out.prediction_logits if objective == "mlm_nsp" else out.logits
+        nll += torch.nn.functional.cross_entropy(
+            logits.float().flatten(0, 1),
+            batch["labels"].flatten(),
+            ignore_index=IGNORE,
+            reduction="sum",
+        ).item()
+        tokens += int((batch["labels"] != IGNORE).sum())
+        if objective == "mlm_nsp":
+            labels = batch["next_sentence_label"]
+            nsp_hits += int((out.seq_relationship_logits.argmax(-1) == labels).sum())
+            pairs += len(labels)
+    model.train(was_training)
+    if tokens == 0:
+        return {}
+    metrics = {
+        "heldout_loss": nll / tokens,
+        "heldout_perplexity": perplexity(nll, tokens),
+        "heldout_tokens": tokens,
+    }
+    if pairs:
+        metrics["heldout_nsp_acc"] = nsp_hits / pairs
+    return metrics
