@@ -158,7 +158,8 @@ class PretrainConfig(Strict):
         if self.seq_len_schedule[-1].seq_len != self.max_seq_len:
             raise ValueError(
                 f"seq_len_schedule ends at seq_len {self.seq_len_schedule[-1].seq_len}, but "
-                f"max_seq_len is {self.max_seq_len}; make the last phase's seq_len max_seq_len"
+                f"max_seq_len is {self.max_seq_len}; make the last phase's seq_len max_seq_len, "
+                "or set seq_len_schedule = [] to train at max_seq_len throughout"
             )
         too_long = [p.seq_len for p in self.seq_len_schedule if p.seq_len > self.max_seq_len]
         if too_long:
