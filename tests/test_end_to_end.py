@@ -43,7 +43,7 @@ def test_run_both_stages_report_and_rerun_skips(tiny_matrix: Path, tmp_path: Pat
     report = (run_dir / "tiny.md").read_text()
     for label in ("MLM + NSP", "MLM only", "syn_agree (accuracy)", "syn_chain (accuracy)"):
         assert label in report
-    main_table = report.split("## Selected grid points")[0]
+    main_table = report.split("## Cells in detail")[0]
     rows = [line for line in main_table.splitlines() if line.startswith("| MLM")]
     assert len(rows) == 2
     assert sum(line.count(" ± ") for line in rows) == 4  # 2 rows x 2 tasks, 2 restarts each
