@@ -20,6 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bertabl.cli import app
+from bertabl.errors import MatrixError
 from bertabl.orchestrate.store import RunStore
 from bertabl.report.layouts import build_report, infer_layout
 from bertabl.report.provenance import collect_context
@@ -166,3 +167,18 @@ def test_figure5_writes_png_and_pdf(tmp_path):
     assert (out / "fig5.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "fig5.pdf").read_bytes()[:5] == b"%PDF-"
     assert "![Figure 5](fig5.png)" in (out / "fig5.md").read_text()
+
+
+def test_paper_rows_must_name_a_variant_and_a_paper_row():
+    plan = fixture_plan("table7")
+    wrong_id = plan.matrix.model_copy(
+        update={"report": plan.matrix.report.model_copy(update={"paper_rows": {"embeddings": "x"}})}
+    )
+    plan.matrix = wrong_id
+    with pytest.raises(MatrixError, match=r"report.paper_rows.embeddings = 'x': not a row"):
+        build_report(plan, {})
+    plan.matrix = wrong_id.model_copy(
+        update={"report": wrong_id.report.model_copy(update={"paper_rows": {"nope": "elmo"}})}
+    )
+    with pytest.raises(MatrixError, match="report.paper_rows.nope: no variant is named 'nope'"):
+        build_report(plan, {})

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bertabl.data.tasks import TASKS
+from bertabl.errors import MatrixError
 from bertabl.matrix.plan import Plan, Row
 from bertabl.report import paper
 from bertabl.report.select import Cell, select_cell
@@ -177,6 +178,7 @@ def build_report(
 ) -> Report:
     """Everything the renderers show, for `layout` (default: the matrix's, or inferred)."""
     layout = layout or infer_layout(plan)
+    _check_paper_rows(plan, layout)
     builder = _Builder(plan, records, layout, ci)
     if layout == "fig5":
         builder.figure5()
@@ -195,6 +197,23 @@ def build_report(
         synthetic=any(TASKS[t].synthetic for t in matrix.finetune.tasks),
         figure=builder.figure,
     )
+
+
+def _check_paper_rows(plan: Plan, layout: str) -> None:
+    """report.paper_rows must name our variants and, in a paper table, that table's row ids."""
+    variants = [v.name for v in plan.matrix.pretrain.variants]
+    ids = list(paper.paper_rows(layout)) if layout in PAPER_COLUMNS else None
+    for name, paper_id in plan.matrix.report.paper_rows.items():
+        if name not in variants:
+            raise MatrixError(
+                f"report.paper_rows.{name}: no variant is named '{name}'; variants: "
+                f"{', '.join(variants) or 'none'}"
+            )
+        if ids is not None and paper_id not in ids:
+            raise MatrixError(
+                f"report.paper_rows.{name} = '{paper_id}': not a row of the paper's {layout}; "
+                f"its rows: {', '.join(ids)}"
+            )
 
 
 class _Builder:
