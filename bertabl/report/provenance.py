@@ -99,7 +99,9 @@ def package_versions() -> dict[str, str]:
 
 
 def git_head() -> str | None:
-    """The commit of the bertabl checkout this code runs from (+ '-dirty'), or None."""
+    """The commit of the bertabl checkout this code runs from, or None; '-dirty' when the
+    package's own files differ from it (the code that computed the numbers: not reports/, which
+    regenerating a report always changes)."""
     root = Path(__file__).resolve().parents[2]
     if not (root / ".git").exists():
         return None
@@ -111,7 +113,7 @@ def git_head() -> str | None:
             check=True,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            ["git", "-C", str(root), "status", "--porcelain", "--", "bertabl"],
             capture_output=True,
             text=True,
             check=True,
