@@ -75,7 +75,11 @@ def test_layout_is_inferred_from_the_matrix():
     assert infer_layout(fixture_plan("table5")) == "table5"  # its name
     assert infer_layout(fixture_plan("table7")) == "table7"
     assert infer_layout(fixture_plan("table6")) == "table6"  # report.layout, name "sizes"
+    # generic.toml's variants (bert_base, no_nsp) are Table 5 ids, but its tasks are not
     assert infer_layout(fixture_plan("generic")) == "generic"
+    renamed = fixture_plan("table5")
+    renamed.matrix = renamed.matrix.model_copy(update={"name": "pretraining_tasks"})
+    assert infer_layout(renamed) == "table5"  # by its variants and tasks
 
 
 def test_paper_numbers_and_deltas_come_from_the_reference_file():

@@ -160,15 +160,19 @@ LEAD_HEADINGS = {"table6": ["#L", "#H", "#A", "LM (ppl)"], "table8": ["MASK", "S
 
 
 def infer_layout(plan: Plan) -> str:
-    """The matrix's `report.layout`, else the paper layout its name names, else generic."""
+    """The matrix's `report.layout`, else the paper layout its name names, else the paper
+    table whose row ids all variant names are and whose columns all its tasks are, else
+    generic."""
     matrix = plan.matrix
     if matrix.report.layout is not None:
         return matrix.report.layout
     if matrix.name in LAYOUTS:
         return matrix.name
     names = {v.name for v in matrix.pretrain.variants}
+    tasks = set(matrix.finetune.tasks)
     for table in ("table5", "table7", "table8"):
-        if len(names) >= 2 and names <= set(paper.paper_rows(table)):
+        columns = {c.task for c in PAPER_COLUMNS[table]}
+        if len(names) >= 2 and names <= set(paper.paper_rows(table)) and tasks <= columns:
             return table
     return "generic"
 
