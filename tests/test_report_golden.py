@@ -171,6 +171,10 @@ def test_figure5_writes_png_and_pdf(tmp_path):
     assert (out / "fig5.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "fig5.pdf").read_bytes()[:5] == b"%PDF-"
     assert "![Figure 5](fig5.png)" in (out / "fig5.md").read_text()
+    again = tmp_path / "again"
+    assert CliRunner().invoke(app, ["report", str(run_dir), "--out", str(again)]).exit_code == 0
+    for name in ("fig5.png", "fig5.pdf"):  # no timestamps: same results, same bytes
+        assert (again / name).read_bytes() == (out / name).read_bytes()
 
 
 def test_paper_rows_must_name_a_variant_and_a_paper_row():
