@@ -338,8 +338,26 @@ def report(
     run_dir: RunDirOption = None,
     out: OutOption = None,
     latex: LatexOption = False,
+    format_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--format",
+            help="Output format: md, tex, csv or json. Repeatable [default: md; --latex adds tex].",
+        ),
+    ] = None,
+    ci: Annotated[
+        bool, typer.Option("--ci", help="Add a bootstrap 95% interval over restarts to each cell.")
+    ] = False,
+    layout: Annotated[
+        str | None,
+        typer.Option(
+            "--layout",
+            help="generic, table5, table6, table7, table8 or fig5 [default: the matrix's "
+            "report.layout, else inferred].",
+        ),
+    ] = None,
 ) -> None:
-    """Render a run's results as Markdown (and LaTeX) tables laid out like the paper's."""
+    """Render a run's results as Markdown (LaTeX, CSV, JSON) tables laid out like the paper's."""
     from rich.markdown import Markdown
 
     from bertabl.orchestrate.store import RunStore
@@ -352,9 +370,19 @@ def report(
         the_plan, _ = _load(target, set_, scale)
         store = RunStore(run_dir or Path("runs") / the_plan.matrix.name)
         store.manifest()  # a clear error when this matrix has not been run
-    paths = write_report(the_plan, store, out or store.root, ["md", "tex"] if latex else ["md"])
-    markdown = paths[0].read_text(encoding="utf-8").split("## Selected grid points")[0]
-    console.print(Markdown(markdown))
+    from bertabl.report.build import FORMATS
+    from bertabl.report.layouts import LAYOUTS
+
+    formats = list(dict.fromkeys([*(format_ or ["md"]), *(["tex"] if latex else [])]))
+    for fmt in formats:
+        if fmt not in FORMATS:
+            raise UserError(f"--format {fmt}: unknown format; choose from {', '.join(FORMATS)}")
+    if layout is not None and layout not in LAYOUTS:
+        raise UserError(f"--layout {layout}: unknown layout; choose from {', '.join(LAYOUTS)}")
+    paths = write_report(the_plan, store, out or store.root, formats, ci=ci, layout=layout)
+    if "md" in formats:
+        markdown = paths[0].read_text(encoding="utf-8").split("## Cells in detail")[0]
+        console.print(Markdown(markdown))
     for path in paths:
         console.print(f"report: {path}")
 

@@ -43,7 +43,7 @@ def test_run_both_stages_report_and_rerun_skips(tiny_matrix: Path, tmp_path: Pat
     report = (run_dir / "tiny.md").read_text()
     for label in ("MLM + NSP", "MLM only", "syn_agree (accuracy)", "syn_chain (accuracy)"):
         assert label in report
-    main_table = report.split("## Selected grid points")[0]
+    main_table = report.split("## Cells in detail")[0]
     rows = [line for line in main_table.splitlines() if line.startswith("| MLM")]
     assert len(rows) == 2
     assert sum(line.count(" ± ") for line in rows) == 4  # 2 rows x 2 tasks, 2 restarts each
@@ -92,7 +92,9 @@ def test_failed_pretraining_blocks_its_finetunes_only(tiny_matrix: Path, tmp_pat
 
     report = (run_dir / "tiny.md").read_text()
     assert "blocked: its pre-training did not finish" in report
-    assert "—<sup>1</sup>" in report and "—<sup>2</sup>" in report
+    # one numbered note per reason: both blocked cells point at the same footnote
+    assert "| MLM only | —<sup>1</sup> | —<sup>1</sup> |" in report
+    assert "<sup>1</sup> blocked: its pre-training did not finish" in report
 
 
 def test_status_and_resume_of_one_trial(tiny_matrix: Path, tmp_path: Path):

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import statistics
-
 import pytest
 
 from bertabl.matrix import build_plan
 from bertabl.matrix.load import tomllib, validate
-from bertabl.report.render import ReportContext, latex_escape, render_latex, render_markdown
-from bertabl.report.select import build_table, select_cell
+from bertabl.report.render import latex_escape
+from bertabl.report.select import select_cell
 from tests.conftest import TINY_MATRIX
 
 
@@ -100,37 +98,58 @@ def test_partial_and_missing_cells():
     assert _cell(plan, {}, "syn_chain").status == "pending"
 
 
-def test_markdown_and_latex_render_cells_and_footnotes():
+def test_latex_escape():
+    assert latex_escape(r"a_b & 50% #1 {x} ~ ^ \ $") == (
+        r"a\_b \& 50\% \#1 \{x\} \textasciitilde{} \textasciicircum{} \textbackslash{} \$"
+    )
+
+
+def test_median_and_failed_and_diverged_restarts_at_the_selected_point():
+    plan = _plan()
+    records = _records(
+        plan,
+        {
+            ("syn_agree", 1e-3, 0): 0.90,
+            ("syn_agree", 1e-3, 1): "failed",
+            ("syn_agree", 3e-3, 0): 0.60,
+            ("syn_agree", 3e-3, 1): float("nan"),
+        },
+    )
+    cell = _cell(plan, records)
+    # lr 1e-3: finite mean 0.90 (its failed restart is counted, not averaged) beats 0.60.
+    assert cell.grid_point["learning_rate"] == 1e-3
+    assert (cell.values, cell.failed, cell.diverged) == ([0.90], 1, 0)
+    # The NaN restart of lr 3e-3 is diverged there: it is left out, not counted as zero.
+    other = _records(plan, {("syn_agree", 3e-3, 0): 0.5, ("syn_agree", 3e-3, 1): float("nan")})
+    cell = _cell(plan, other)
+    assert (cell.values, cell.diverged, cell.restarts) == ([0.5], 1, [0])
+    odd = select_cell(
+        plan.cell(plan.rows[0], "syn_agree"),
+        _records(plan, {("syn_agree", 1e-3, 0): 0.5, ("syn_agree", 1e-3, 1): 0.9}),
+        "syn_agree",
+        "accuracy",
+    )
+    assert odd.median == pytest.approx(0.7)  # median of two = their mean
+
+
+def test_test_split_scores_at_the_grid_point_chosen_on_dev():
     plan = _plan()
     records = _records(
         plan,
         {
             ("syn_agree", 1e-3, 0): 0.70,
-            ("syn_agree", 1e-3, 1): 0.90,
-            ("syn_agree", 3e-3, 0): 0.10,
-            ("syn_agree", 3e-3, 1): 0.10,
+            ("syn_agree", 1e-3, 1): 0.72,
+            ("syn_agree", 3e-3, 0): 0.60,
+            ("syn_agree", 3e-3, 1): 0.60,
         },
     )
-    table = build_table(plan, records)
-    ctx = ReportContext(
-        title="Tiny & test",
-        description="",
-        source={"path": "tiny.toml", "sha256": "ab" * 32, "scale": "tiny", "overrides": []},
-        data={"corpus": "synthetic", "tokenizer": "synthetic", "synthetic": {"seed": 0}},
-        trial_counts={"done": 4, "pending": 10},
-    )
-    md = render_markdown(table, ctx)
-    # 100 * mean(0.70, 0.90) = 80.0; 100 * stdev = 14.142... -> "14.1"
-    assert "| MLM + NSP | 80.0 ± 14.1 | —<sup>1</sup> |" in md
-    assert "| MLM only | —<sup>2</sup> | —<sup>3</sup> |" in md
-    assert "<sup>1</sup> MLM + NSP / syn_chain: not run yet" in md
-    tex = render_latex(table, ctx)
-    assert r"MLM + NSP & 80.0 $\pm$ 14.1 & --- \\" in tex
-    assert r"\caption{Tiny \& test (synthetic data)" in tex
-    assert statistics.stdev([0.7, 0.9]) == pytest.approx(0.141421356)
-
-
-def test_latex_escape():
-    assert latex_escape(r"a_b & 50% #1 {x} ~ ^ \ $") == (
-        r"a\_b \& 50\% \#1 \{x\} \textasciitilde{} \textasciicircum{} \textbackslash{} \$"
-    )
+    # Test scores favour lr 3e-3, but selection happens on dev only: lr 1e-3's test scores.
+    for trial_id, record in records.items():
+        lr = dict(plan.trial(trial_id).grid_point)["learning_rate"]
+        record["metrics"]["test_accuracy"] = 0.50 if lr == 1e-3 else 0.99
+    trials = plan.cell(plan.rows[0], "syn_agree")
+    cell = select_cell(trials, records, "syn_agree", "accuracy", split="test")
+    assert cell.grid_point["learning_rate"] == 1e-3 and cell.values == [0.50, 0.50]
+    for record in records.values():
+        del record["metrics"]["test_accuracy"]
+    assert select_cell(trials, records, "syn_agree", "accuracy", "test").status == "no_split"

@@ -458,8 +458,19 @@ class Checkpointing(Strict):
 class ReportSection(Strict):
     """How `bertabl report` lays out the results."""
 
-    layout: Literal["generic"] = "generic"
-    title: str | None = None
+    layout: Literal["generic", "table5", "table6", "table7", "table8", "fig5"] | None = Field(
+        None,
+        description="generic (rows x tasks) or the BERT paper's table5 / table6 / table7 / "
+        "table8 / fig5 (our rows beside the paper's); default: the matrix name when it is one "
+        "of these, else table5/7/8 when every variant name is a row id of that table, else "
+        "generic",
+    )
+    title: str | None = Field(None, description="report heading; default: the matrix name")
+    paper_rows: dict[str, str] = Field(
+        default_factory=dict,
+        description="variant (row) name -> the paper row id it stands beside, where the names "
+        "differ (ids: bert_base, no_nsp, ...; Table 6 l12_h768_a12; Table 8 mask80_same10_rnd10)",
+    )
 
 
 class Matrix(Strict):

@@ -3,37 +3,87 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from bertabl.matrix.plan import Plan
+from bertabl.matrix.plan import FinetuneTrial, Plan
 from bertabl.orchestrate.store import RunStore
-from bertabl.report.render import ReportContext, render_latex, render_markdown
-from bertabl.report.select import build_table
+from bertabl.report.layouts import build_report
+from bertabl.report.plot import plot_figure5
+from bertabl.report.provenance import collect_context
+from bertabl.report.render import RENDERERS, render_markdown, render_trials_csv
 
-FORMATS = {"md": render_markdown, "tex": render_latex}
+FORMATS = tuple(RENDERERS)
 
 
-def write_report(plan: Plan, store: RunStore, out_dir: Path, formats: list[str]) -> list[Path]:
-    """Render the run's results in each format to `out_dir/<matrix name>.<ext>`."""
+def write_report(
+    plan: Plan,
+    store: RunStore,
+    out_dir: Path,
+    formats: list[str],
+    ci: bool = False,
+    layout: str | None = None,
+) -> list[Path]:
+    """Render the run's results in each format to `out_dir/<matrix name>.<ext>`.
+
+    Markdown comes with `<name>.trials.csv` (every trial behind every cell); Figure 5 reports
+    with `<name>.png` and `<name>.pdf`.
+    """
     records = store.records()
-    table = build_table(plan, records)
-    planned = [t.id for t in [*plan.pretrain, *plan.finetune]]
-    counts: dict[str, int] = {}
-    for trial_id in planned:
-        status = records[trial_id]["status"] if trial_id in records else "pending"
-        counts[status] = counts.get(status, 0) + 1
-    matrix = plan.matrix
-    ctx = ReportContext(
-        title=matrix.report.title or matrix.name,
-        description=matrix.description,
-        source=store.manifest()["source"],
-        data=matrix.data.model_dump(mode="json"),
-        trial_counts=counts,
-        tasks=list(matrix.finetune.tasks),
-    )
+    report = build_report(plan, records, layout, ci)
+    ctx = collect_context(plan, records, store.manifest()["source"])
     out_dir.mkdir(parents=True, exist_ok=True)
+    name = plan.matrix.name
     written = []
     for fmt in formats:
-        path = out_dir / f"{matrix.name}.{fmt}"
-        path.write_text(FORMATS[fmt](table, ctx), encoding="utf-8")
-        written.append(path)
+        path = out_dir / f"{name}.{fmt}"
+        if fmt == "md":
+            trials = out_dir / f"{name}.trials.csv"
+            trials.write_text(render_trials_csv(trial_rows(plan, records)), encoding="utf-8")
+            path.write_text(render_markdown(report, ctx, trials.name), encoding="utf-8")
+            written += [path, trials]
+        else:
+            path.write_text(RENDERERS[fmt](report, ctx), encoding="utf-8")
+            written.append(path)
+    if report.figure is not None:
+        written += plot_figure5(report.figure, out_dir / name)
     return written
+
+
+def trial_rows(plan: Plan, records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One CSV row per planned trial: what it is, its status and score, its time."""
+    owners: dict[str, list[str]] = {}
+    for row in plan.rows:
+        for task in plan.matrix.finetune.tasks:
+            for trial in plan.cell(row, task):
+                owners.setdefault(trial.id, []).append(row.name)
+    rows = []
+    for trial in [*plan.pretrain, *plan.finetune]:
+        record = records.get(trial.id) or {}
+        status = record.get("status", "pending")
+        metrics = record.get("metrics", {})
+        if isinstance(trial, FinetuneTrial):
+            key = f"dev_{plan.matrix.finetune.metric_for(trial.task)}"
+            names = owners.get(trial.id, [])
+            extra = {
+                "stage": "finetune",
+                "task": trial.task,
+                "grid_point": " ".join(f"{k}={v:g}" for k, v in trial.grid_point),
+                "restart": trial.restart,
+                "score": metrics.get(key, ""),
+            }
+        else:
+            names = [r.name for r in plan.rows if r.pretrain_id == trial.id]
+            extra = {"stage": "pretrain", "score": metrics.get("heldout_perplexity", "")}
+        rows.append(
+            {
+                "trial": trial.id,
+                "row": " ".join(dict.fromkeys(names)),
+                "status": status,
+                "seconds": round(record.get("timings", {}).get("seconds", 0.0), 3)
+                if status == "done"
+                else "",
+                "tokens_planned": trial.tokens,
+                **extra,
+            }
+        )
+    return rows

@@ -1,135 +1,232 @@
-"""Render a ResultTable as Markdown or LaTeX (booktabs), with a provenance footer.
+"""Render a Report (layouts.py) as Markdown, a standalone LaTeX document (booktabs), CSV or JSON.
 
-Scores are shown as percentages (the paper's convention), one decimal: mean ± std over the
-restarts of the selected grid point. Missing cells are "—" with a footnote, never zero.
+Renderers only format: every number, mark and note was decided when the Report was built.
 """
 
 from __future__ import annotations
 
-import platform
-from dataclasses import dataclass, field
+import csv
+import io
+import json
+import re
+from dataclasses import asdict
 from typing import Any
 
-from bertabl.data.tasks import TASKS
-from bertabl.report.select import Cell, ResultTable
+from bertabl.report.layouts import Detail, Line, Report, Shown, Table
+from bertabl.report.provenance import ReportContext, provenance_lines
 
-MISSING_NOTES = {
-    "pending": "not run yet",
-    "failed": "every trial failed (see `bertabl report` records)",
-    "blocked": "blocked: its pre-training did not finish",
-}
+SYNTHETIC_WARNING = (
+    "**Data: synthetic** (bertabl's embedded suite; not comparable to paper numbers)."
+)
 
 
-@dataclass
-class ReportContext:
-    """What the footer says about where the numbers came from."""
-
-    title: str
-    description: str
-    source: dict[str, Any]  # MatrixSource.to_dict()
-    data: dict[str, Any]  # matrix.data
-    trial_counts: dict[str, int]  # by status, over the whole run
-    tasks: list[str] = field(default_factory=list)
-
-
-def cell_text(cell: Cell) -> str:
-    if cell.mean is None:
-        return "—"
-    text = f"{100 * cell.mean:.1f}"
-    if cell.std is not None:
-        text += f" ± {100 * cell.std:.1f}"
+# -- Markdown -----------------------------------------------------------------------------------
+def shown_md(cell: Shown) -> str:
+    text = _core(cell, pm=" ± ", dash="—", minus="−")
+    if _extras(cell):
+        text += f" <sub>{_extras(cell)}</sub>"
+    if cell.notes:
+        text += f"<sup>{','.join(map(str, cell.notes))}</sup>"
     return text
 
 
-def cell_detail(cell: Cell) -> str:
-    if cell.mean is None:
-        return MISSING_NOTES[cell.status]
-    point = ", ".join(f"{k}={v:g}" for k, v in (cell.grid_point or {}).items())
-    missing = sum(n for status, n in cell.counts.items() if status != "done")
-    detail = f"n={len(cell.values)}, best {100 * cell.best:.1f}; {point}"
-    return detail + (f"; {missing} trial(s) not done" if missing else "")
-
-
-def render_markdown(table: ResultTable, ctx: ReportContext) -> str:
-    """The report as GitHub-flavoured Markdown."""
-    header = ["Pre-training"] + [_task_heading(table, t) for t in table.tasks]
-    lines = [f"# {ctx.title}", ""]
-    if ctx.description:
-        lines += [ctx.description, ""]
-    if _synthetic(table):
-        lines += [
-            "**Data: synthetic** (bertabl's embedded suite; not comparable to paper numbers).",
-            "",
-        ]
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" + "---:|" * len(table.tasks)]
-    notes: list[str] = []
-    for row in table.rows:
-        cells = []
-        for task in table.tasks:
-            cell = table.cell(row, task)
-            text = cell_text(cell)
-            if cell.mean is None:
-                notes.append(f"{row.label} / {task}: {MISSING_NOTES[cell.status]}")
-                text += f"<sup>{len(notes)}</sup>"
-            cells.append(text)
-        lines.append(f"| {row.label} | " + " | ".join(cells) + " |")
-    lines.append("")
-    lines += [f"<sup>{i}</sup> {note}  " for i, note in enumerate(notes, 1)]
-    lines += [
-        "",
-        "Cells: dev score (%) of the grid point with the best mean dev score, as mean ± sample "
-        "std over its restarts.",
-        "",
-        "## Selected grid points",
-        "",
-        "| Pre-training | Task | Metric | Selected | Trials |",
-        "|---|---|---|---|---|",
+def _extras(cell: Shown) -> str:
+    parts = [] if cell.n is None else [f"n={cell.n}"]
+    parts += [
+        f"{k} {label}" for k, label in ((cell.failed, "failed"), (cell.diverged, "diverged")) if k
     ]
-    for row in table.rows:
-        for task in table.tasks:
-            cell = table.cell(row, task)
-            ids = ", ".join(f"`{i}`" for i in cell.trial_ids)
-            lines.append(
-                f"| {row.label} (`{row.pretrain_id}`) | {task} | {cell.metric} | "
-                f"{cell_detail(cell)} | <details><summary>{len(cell.trial_ids)}</summary>"
-                f"{ids}</details> |"
-            )
-    lines += ["", "## Provenance", ""] + [f"- {line}" for line in _provenance(ctx)]
+    return ", ".join(parts)
+
+
+def _core(cell: Shown, pm: str, dash: str, minus: str) -> str:
+    if cell.text is not None:
+        return cell.text
+    if cell.value is None:
+        return dash
+    d = cell.digits
+    text = f"{cell.value:.{d}f}"
+    if cell.std is not None:
+        text += f"{pm}{cell.std:.{d}f}"
+    if cell.ci is not None:
+        text += f" [{cell.ci[0]:.{d}f}, {cell.ci[1]:.{d}f}]"
+    if cell.delta is not None:
+        sign = "+" if round(cell.delta, d) >= 0 else minus
+        text += f" ({sign}{abs(cell.delta):.{d}f})"
+    return text + cell.mark
+
+
+def render_markdown(report: Report, ctx: ReportContext, trials_csv: str | None = None) -> str:
+    """The report as GitHub-flavoured Markdown; `trials_csv` names the per-trial CSV beside it."""
+    lines = [f"# {report.title}", ""]
+    if report.description:
+        lines += [report.description, ""]
+    if report.synthetic:
+        lines += [SYNTHETIC_WARNING, ""]
+    for table in report.tables:
+        if table.caption:
+            lines += [f"**{table.caption}**", ""]
+        lines += _md_table(table) + [""]
+    if report.figure is not None:
+        lines += [f"![Figure 5]({report.name}.png) ([PDF]({report.name}.pdf))", ""]
+    lines += [f"<sup>{i}</sup> {note}  " for i, note in enumerate(report.notes, 1)]
+    if report.notes:
+        lines.append("")
+    for rule in report.rules:
+        lines += [rule, ""]
+    lines += ["## Cells in detail", ""] + _md_details(report.details, trials_csv)
+    lines += ["", "## Compute by pre-training trial", ""] + _md_compute(ctx)
+    lines += ["", "## Provenance", ""] + [f"- {line}" for line in provenance_lines(ctx)]
     return "\n".join(lines) + "\n"
 
 
-def render_latex(table: ResultTable, ctx: ReportContext) -> str:
-    """The table as a standalone-ready LaTeX `table` using booktabs."""
-    spec = "l" + "c" * len(table.tasks)
-    head = " & ".join(
-        ["Pre-training"] + [latex_escape(_task_heading(table, t)) for t in table.tasks]
-    )
-    body = []
-    for row in table.rows:
-        cells = [cell_text(table.cell(row, t)).replace(" ± ", r" $\pm$ ") for t in table.tasks]
-        body.append(" & ".join([latex_escape(row.label), *cells]) + r" \\")
-    caption = latex_escape(ctx.title)
-    if _synthetic(table):
-        caption += " (synthetic data)"
-    caption += (
-        r". Dev scores (\%): mean $\pm$ sample std over restarts of the grid point with the best "
-        r"mean dev score; --- = no finished run."
-    )
+def _md_table(table: Table) -> list[str]:
+    header = [
+        h + "".join(f"<sup>{n}</sup>" for n in table.header_notes.get(i, []))
+        for i, h in enumerate(table.header)
+    ]
+    out = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    for line in table.lines:
+        label = f"*{line.label}*" if line.source == "paper" else line.label
+        out.append(f"| {label} | " + " | ".join(shown_md(c) for c in line.cells) + " |")
+    return out
+
+
+def _md_details(details: list[Detail], trials_csv: str | None) -> list[str]:
+    ci = any(d.ci is not None for d in details)
+    head = ["Row", "Column", "Metric", "n", "Mean", "Std", "Median"]
+    head += ["95% CI"] if ci else []
+    head += ["Failed", "Diverged", "p vs baseline", "Selected grid point", "Trial-hours"]
+    head += ["Tokens (planned)", "Trials"]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for d in details:
+        point = ", ".join(f"{k}={v:g}" for k, v in (d.grid_point or {}).items()) or d.status
+        ids = ", ".join(f"`{i}`" for i in d.trial_ids)
+        cells = [
+            f"{d.row_label} (`{d.row}`)",
+            d.column,
+            f"{d.split} {d.metric}",
+            str(d.n),
+            _pct(d.mean),
+            _pct(d.std),
+            _pct(d.median),
+        ]
+        if ci:
+            cells.append(f"[{100 * d.ci[0]:.1f}, {100 * d.ci[1]:.1f}]" if d.ci else "—")
+        cells += [
+            str(d.failed),
+            str(d.diverged),
+            "—" if d.p_vs_baseline is None else f"{d.p_vs_baseline:.3g}",
+            point,
+            f"{d.hours:.3f}",
+            f"{d.tokens:,}",
+            f"<details><summary>{len(d.trial_ids)}</summary>{ids}</details>",
+        ]
+        out.append("| " + " | ".join(cells) + " |")
+    if trials_csv:
+        out += [
+            "",
+            f"Every trial (status, grid point, restart, score, seconds): [{trials_csv}]"
+            f"({trials_csv}).",
+        ]
+    return out
+
+
+def _md_compute(ctx: ReportContext) -> list[str]:
+    out = [
+        "| Trial | Rows | Status | Trial-hours | Tokens | FLOPs (6·N·T) |",
+        "|---|---|---|---:|---:|---:|",
+    ]
+    for p in ctx.pretrain:
+        out.append(
+            f"| `{p.id}` | {', '.join(p.rows)} | {p.status} | {p.hours:.3f} | {p.tokens:,} | "
+            f"{p.flops:.3g} |"
+        )
+    return out
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f}"
+
+
+# -- LaTeX --------------------------------------------------------------------------------------
+def shown_tex(cell: Shown) -> str:
+    if cell.text is not None:
+        return latex_escape(cell.text)
+    text = _core(cell, pm=r" $\pm$ ", dash="---", minus="$-$")
+    if cell.mark:
+        text = text[: -len(cell.mark)] + f"$^{{{cell.mark}}}$"
+    if _extras(cell):
+        text += rf"\textsubscript{{{_extras(cell)}}}"
+    if cell.notes:
+        text += r"\textsuperscript{" + ",".join(map(str, cell.notes)) + "}"
+    return text
+
+
+def render_latex(report: Report, ctx: ReportContext) -> str:
+    """A standalone document (pdflatex); the `table` environments paste into a paper as they
+    are (they need only \\usepackage{booktabs})."""
     lines = [
-        r"% Generated by bertabl; needs \usepackage{booktabs}.",
-        r"\begin{table}[t]",
+        "% Generated by bertabl. Standalone: pdflatex this file. To paste into a paper, copy the",
+        "% table environments (they need \\usepackage{booktabs}).",
+        r"\documentclass{article}",
+        r"\usepackage[T1]{fontenc}",
+        r"\usepackage[utf8]{inputenc}",
+        r"\usepackage[landscape,margin=1.5cm]{geometry}",
+        r"\usepackage{booktabs}",
+        r"\begin{document}",
+        rf"\section*{{{tex_text(report.title)}}}",
+    ]
+    if report.description:
+        lines.append(tex_text(report.description) + r"\par")
+    if report.synthetic:
+        lines.append(tex_text(SYNTHETIC_WARNING) + r"\par")
+    for table in report.tables:
+        lines += _tex_table(table, report)
+    if report.notes:
+        lines.append(r"\noindent\footnotesize")
+        lines += [
+            rf"\textsuperscript{{{i}}} {tex_text(note)}\\" for i, note in enumerate(report.notes, 1)
+        ]
+        lines.append(r"\normalsize")
+    lines += [r"\section*{Provenance}", r"\begin{itemize}"]
+    lines += [rf"\item {tex_text(line)}" for line in provenance_lines(ctx)]
+    lines += [r"\end{itemize}", r"\end{document}"]
+    return "\n".join(lines) + "\n"
+
+
+def _tex_table(table: Table, report: Report) -> list[str]:
+    header = [
+        latex_escape(h)
+        + "".join(rf"\textsuperscript{{{n}}}" for n in table.header_notes.get(i, []))
+        for i, h in enumerate(table.header)
+    ]
+    caption = report.title + (f": {table.caption}" if table.caption else "")
+    if report.synthetic:
+        caption += " (synthetic data)"
+    caption_tex = tex_text(caption) + ". " + " ".join(tex_text(r) for r in report.rules)
+    body = []
+    previous: Line | None = None
+    for line in table.lines:
+        if previous is not None and previous.source == "paper" and line.source == "ours":
+            body.append(r"\addlinespace")
+        label = latex_escape(line.label)
+        label = rf"\textit{{{label}}}" if line.source == "paper" else label
+        body.append(" & ".join([label, *(shown_tex(c) for c in line.cells)]) + r" \\")
+        previous = line
+    return [
+        r"\begin{table}[ht]",
         r"\centering",
-        rf"\begin{{tabular}}{{{spec}}}",
+        r"\small",
+        rf"\begin{{tabular}}{{l{'r' * (len(header) - 1)}}}",
         r"\toprule",
-        head + r" \\",
+        " & ".join(header) + r" \\",
         r"\midrule",
         *body,
         r"\bottomrule",
         r"\end{tabular}",
-        rf"\caption{{{caption}}}",
+        rf"\caption{{{caption_tex}}}",
         r"\end{table}",
     ]
-    return "\n".join(lines).replace("—", "---") + "\n"
 
 
 def latex_escape(text: str) -> str:
@@ -149,66 +246,91 @@ def latex_escape(text: str) -> str:
     return "".join(replacements.get(ch, ch) for ch in text)
 
 
-def _task_heading(table: ResultTable, task: str) -> str:
-    return f"{task} ({table.metrics[task]})"
+UNICODE_TEX = {"—": "---", "±": r"$\pm$", "·": r"$\cdot$", "−": "$-$", "×": r"$\times$"}
 
 
-def _synthetic(table: ResultTable) -> bool:
-    return any(TASKS[t].synthetic for t in table.tasks)
+def tex_text(text: str) -> str:
+    """Plain text with Markdown's `code` and **bold** -> escaped LaTeX."""
+    out = latex_escape(text)
+    out = re.sub(r"`([^`]*)`", r"\\texttt{\1}", out)
+    out = re.sub(r"\*\*([^*]*)\*\*", r"\\textbf{\1}", out)
+    for char, tex in UNICODE_TEX.items():
+        out = out.replace(char, tex)
+    return out
 
 
-def _data_lines(data: dict[str, Any], tasks: list[str]) -> list[str]:
-    """Where the pre-training corpus and each task's examples came from (real or synthetic)."""
-    corpus = data.get("corpus")
-    syn = data.get("synthetic", {})
-    lines = []
-    if corpus == "synthetic":
-        lines.append(
-            f"Pre-training: **synthetic** corpus (seed {syn.get('seed')}, {syn.get('documents')} "
-            f"documents x {syn.get('sentences_per_document')} sentences), synthetic vocabulary"
-        )
-    else:
-        lines.append(
-            f"Pre-training: corpus `{corpus}` ({data.get('corpus_format')} format), "
-            f"vocabulary `{data.get('tokenizer')}`"
-        )
-    for task in tasks:
-        if TASKS[task].synthetic:
-            lines.append(
-                f"{task}: **synthetic** (seed {syn.get('seed')}, {syn.get('train_examples')} "
-                f"train / {syn.get('dev_examples')} dev)"
-            )
-            continue
-        settings = data.get("tasks", {}).get(task, {})
-        where = (
-            f"Hub `{settings.get('hub_dataset', 'nyu-mll/glue')}`"
-            if settings.get("source") == "hub"
-            else f"`{settings.get('path') or data.get('glue_dir')}`"
-        )
-        sizes = [
-            f"{settings[k]} {label} examples (seeded subset)"
-            for k, label in (("max_train_examples", "train"), ("max_dev_examples", "dev"))
-            if settings.get(k)
-        ]
-        lines.append(f"{task}: real data, {where}" + (f"; {', '.join(sizes)}" if sizes else ""))
-    return lines
+# -- CSV and JSON -------------------------------------------------------------------------------
+CSV_FIELDS = [
+    "table",
+    "row",
+    "source",
+    "column",
+    "value",
+    "std",
+    "ci_low",
+    "ci_high",
+    "delta",
+    "mark",
+    "n",
+    "notes",
+]
 
 
-def _provenance(ctx: ReportContext) -> list[str]:
-    import ray
-    import torch
-    import transformers
+def render_csv(report: Report, ctx: ReportContext) -> str:
+    """Every shown cell, one a line (long format); numbers unrounded, notes as their text."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for t, table in enumerate(report.tables):
+        for line in table.lines:
+            for heading, cell in zip(table.header[1:], line.cells, strict=True):
+                writer.writerow(
+                    {
+                        "table": t + 1,
+                        "row": line.label,
+                        "source": line.source,
+                        "column": heading,
+                        "value": cell.text if cell.text is not None else _num(cell.value),
+                        "std": _num(cell.std),
+                        "ci_low": _num(cell.ci and cell.ci[0]),
+                        "ci_high": _num(cell.ci and cell.ci[1]),
+                        "delta": _num(cell.delta),
+                        "mark": cell.mark,
+                        "n": "" if cell.n is None else cell.n,
+                        "notes": "; ".join(report.notes[n - 1] for n in cell.notes),
+                    }
+                )
+    return buffer.getvalue()
 
-    from bertabl import __version__
 
-    src = ctx.source
-    overrides = ", ".join(f"`--set {o}`" for o in src.get("overrides", [])) or "none"
-    counts = ", ".join(f"{n} {status}" for status, n in sorted(ctx.trial_counts.items()))
-    return [
-        f"Matrix: `{src['path']}` (sha256 `{src['sha256'][:12]}`), scale `{src['scale']}`, "
-        f"overrides: {overrides}",
-        *_data_lines(ctx.data, ctx.tasks),
-        f"Trials: {counts}",
-        f"Versions: bertabl {__version__}, torch {torch.__version__}, transformers "
-        f"{transformers.__version__}, ray {ray.__version__}, python {platform.python_version()}",
-    ]
+def _num(value: float | None) -> str:
+    return "" if value is None else repr(round(value, 6))
+
+
+def render_json(report: Report, ctx: ReportContext) -> str:
+    return json.dumps({"report": asdict(report), "provenance": asdict(ctx)}, indent=1) + "\n"
+
+
+TRIAL_FIELDS = [
+    "trial",
+    "stage",
+    "row",
+    "task",
+    "grid_point",
+    "restart",
+    "status",
+    "score",
+    "seconds",
+    "tokens_planned",
+]
+
+
+def render_trials_csv(rows: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, TRIAL_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+RENDERERS = {"md": render_markdown, "tex": render_latex, "csv": render_csv, "json": render_json}

@@ -1,13 +1,16 @@
-"""Selection and aggregation: for each (variant, task) cell, the best grid point on dev.
+"""Selection and aggregation: for each (row, task) cell, the best grid point on dev.
 
 Rule (the paper's): among the grid points, pick the one whose *mean* dev score over its finished
 restarts is highest (ties -> the earlier grid point in matrix order, so the choice is
-deterministic); report that point's mean and sample standard deviation (ddof=1) over restarts,
-and its best restart. Every restart is kept; none is dropped as an outlier.
+deterministic); report that point's mean, sample standard deviation (ddof=1) and median over
+restarts, and its best restart. Every finished restart is kept; none is dropped as an outlier.
+A restart whose score is not finite (NaN/inf: the run diverged) is counted as diverged and left
+out of the mean, as is a failed one; both counts are reported beside the cell.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,9 +24,13 @@ class Cell:
     metric: str
     status: str  # "done" | "partial" (some restarts missing) | "pending" | "failed" | "blocked"
     values: list[float] = field(default_factory=list)  # selected point's restarts, 0-1 scale
+    restarts: list[int] = field(default_factory=list)  # restart index of each value (pairing)
     grid_point: dict[str, Any] | None = None
     trial_ids: list[str] = field(default_factory=list)  # every trial behind the cell
     counts: dict[str, int] = field(default_factory=dict)  # by record status, "pending" too
+    failed: int = 0  # restarts of the selected grid point that failed or were blocked
+    diverged: int = 0  # restarts of the selected grid point with a non-finite score
+    seconds: float = 0.0  # wall time of the cell's finished trials (all grid points)
 
     @property
     def mean(self) -> float | None:
@@ -34,8 +41,15 @@ class Cell:
         return statistics.stdev(self.values) if len(self.values) > 1 else None
 
     @property
+    def median(self) -> float | None:
+        return statistics.median(self.values) if self.values else None
+
+    @property
     def best(self) -> float | None:
         return max(self.values) if self.values else None
+
+    def by_restart(self) -> dict[int, float]:
+        return dict(zip(self.restarts, self.values, strict=True))
 
 
 @dataclass
@@ -49,12 +63,13 @@ class ResultTable:
         return self.cells[(row.name, task)]
 
 
-def build_table(plan: Plan, records: dict[str, dict[str, Any]]) -> ResultTable:
-    """Select and aggregate every cell of the plan from the run's records."""
+def build_table(plan: Plan, records: dict[str, dict[str, Any]], split: str = "dev") -> ResultTable:
+    """Select and aggregate every cell of the plan; `split` is the split whose score is shown
+    (the grid point is always chosen on dev)."""
     tasks = list(plan.matrix.finetune.tasks)
     metrics = {task: plan.matrix.finetune.metric_for(task) for task in tasks}
     cells = {
-        (row.name, task): select_cell(plan.cell(row, task), records, task, metrics[task])
+        (row.name, task): select_cell(plan.cell(row, task), records, task, metrics[task], split)
         for row in plan.rows
         for task in tasks
     }
@@ -62,30 +77,61 @@ def build_table(plan: Plan, records: dict[str, dict[str, Any]]) -> ResultTable:
 
 
 def select_cell(
-    trials: list[FinetuneTrial], records: dict[str, dict[str, Any]], task: str, metric: str
+    trials: list[FinetuneTrial],
+    records: dict[str, dict[str, Any]],
+    task: str,
+    metric: str,
+    split: str = "dev",
 ) -> Cell:
-    """The cell for these trials: best grid point by mean dev `metric`, ties to the earliest."""
+    """The cell for these trials: best grid point by mean dev `metric`, ties to the earliest;
+    its `split` scores (restarts without one are left out: e.g. no test split was evaluated)."""
     counts: dict[str, int] = {}
-    by_point: dict[tuple, list[float]] = {}
+    by_point: dict[tuple, list[tuple[FinetuneTrial, dict[str, Any] | None]]] = {}
+    seconds = 0.0
     for trial in trials:
         record = records.get(trial.id)
         status = record["status"] if record else "pending"
         counts[status] = counts.get(status, 0) + 1
-        if status == "done":
-            by_point.setdefault(trial.grid_point, []).append(record["metrics"][f"dev_{metric}"])
+        if record and status == "done":
+            seconds += record.get("timings", {}).get("seconds", 0.0)
+        by_point.setdefault(trial.grid_point, []).append((trial, record))
     cell = Cell(task, metric, "pending", trial_ids=[t.id for t in trials], counts=counts)
-    if not by_point:
+    cell.seconds = seconds
+    best_point, best_mean = None, float("-inf")
+    for point, runs in by_point.items():  # dict order = grid order: strict > keeps the first
+        scores = [_score(rec, f"dev_{metric}") for _, rec in runs]
+        finite = [s for s in scores if s is not None and math.isfinite(s)]
+        if finite and statistics.fmean(finite) > best_mean:
+            best_point, best_mean = point, statistics.fmean(finite)
+    if best_point is None:
         for status in ("blocked", "failed"):
             if counts.get(status):
                 cell.status = status
         return cell
-    best_point = None
-    best_mean = float("-inf")
-    for point, values in by_point.items():  # dict order = grid order: strict > keeps the first
-        mean = statistics.fmean(values)
-        if mean > best_mean:
-            best_point, best_mean = point, mean
-    cell.values = by_point[best_point]
     cell.grid_point = dict(best_point)
+    for trial, record in by_point[best_point]:
+        status = record["status"] if record else "pending"
+        if status in ("failed", "blocked"):
+            cell.failed += 1
+            continue
+        if _score(record, f"dev_{metric}") is None:
+            continue
+        if not math.isfinite(_score(record, f"dev_{metric}")):
+            cell.diverged += 1
+            continue
+        value = _score(record, f"{split}_{metric}")
+        if value is not None and math.isfinite(value):
+            cell.values.append(value)
+            cell.restarts.append(trial.restart)
+    if not cell.values:
+        cell.status = "no_split"  # finished, but nothing was evaluated on `split`
+        return cell
     cell.status = "done" if counts.get("done") == len(trials) else "partial"
     return cell
+
+
+def _score(record: dict[str, Any] | None, key: str) -> float | None:
+    if not record or record["status"] != "done":
+        return None
+    value = record.get("metrics", {}).get(key)
+    return float(value) if value is not None else None

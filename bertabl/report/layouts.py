@@ -1,0 +1,498 @@
+"""Report layouts: a Plan + its records -> a `Report` (tables of shown cells, notes, details).
+
+One builder per layout: the paper's Tables 5-8 and Figure 5 (our rows beside the paper's, matched
+by id, see report/paper.py) and `generic` (rows x tasks, any matrix). Renderers (render.py) only
+format a Report; every number and note is decided here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from bertabl.data.tasks import TASKS
+from bertabl.errors import MatrixError
+from bertabl.matrix.plan import Plan, Row
+from bertabl.report import paper
+from bertabl.report.select import Cell, select_cell
+from bertabl.report.stats import ALPHA, bootstrap_ci, paired_sign_flip_p
+
+LAYOUTS = ("generic", "table5", "table6", "table7", "table8", "fig5")
+SIGNIFICANT = "*"
+
+MISSING = {
+    "pending": "pending: not run yet",
+    "partial": "pending: not run yet",
+    "failed": "failed: every trial of the cell failed (see its trials' record.json)",
+    "blocked": "blocked: its pre-training did not finish",
+    "no_split": "no test-split result: only the dev split is available offline (CoNLL-2003 "
+    "eng.testa); the paper's test F1 is on eng.testb",
+    "not_planned": "not planned: the matrix does not fine-tune this task",
+    "not_in_paper": "the paper prints no value here",
+    "no_ppl": "no held-out perplexity in the pre-training record (recorded by newer bertabl "
+    "versions; re-run the pre-training trial to get it)",
+    "ppl_pending": "pending: the pre-training trial has not finished",
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str  # the paper's column key (or the task name in `generic`)
+    heading: str
+    task: str
+    split: str = "dev"
+
+
+@dataclass
+class Shown:
+    """One table cell as shown: a score (percent) with its extras, or literal text, or missing."""
+
+    value: float | None = None
+    std: float | None = None
+    ci: tuple[float, float] | None = None
+    delta: float | None = None
+    mark: str = ""
+    n: int | None = None  # restarts, shown only when fewer than the matrix's `restarts`
+    failed: int = 0  # failed restarts of the selected grid point
+    diverged: int = 0  # its restarts with a non-finite score
+    digits: int = 1
+    text: str | None = None
+    notes: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Line:
+    label: str
+    source: str  # "ours" | "paper"
+    cells: list[Shown]
+
+
+@dataclass
+class Table:
+    caption: str
+    header: list[str]
+    lines: list[Line]
+    header_notes: dict[int, list[int]] = field(default_factory=dict)  # column index -> notes
+
+
+@dataclass
+class Detail:
+    """One of our cells in full (the Markdown's detail table, the CSV and the JSON)."""
+
+    row: str
+    row_label: str
+    column: str
+    task: str
+    metric: str
+    split: str
+    status: str
+    n: int
+    mean: float | None
+    std: float | None
+    median: float | None
+    ci: tuple[float, float] | None
+    failed: int
+    diverged: int
+    p_vs_baseline: float | None
+    grid_point: dict[str, Any] | None
+    hours: float
+    tokens: int
+    flops: float
+    trial_ids: list[str]
+
+
+@dataclass
+class Report:
+    name: str
+    title: str
+    description: str
+    layout: str
+    tables: list[Table]
+    notes: list[str]  # footnote i+1
+    rules: list[str]  # how cells were computed, one paragraph each
+    details: list[Detail]
+    synthetic: bool
+    figure: dict[str, Any] | None = None  # Figure 5's series, for plot.py
+
+
+class Notes:
+    """Numbered footnotes; the same text gets the same number."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def add(self, text: str) -> int:
+        if text not in self.texts:
+            self.texts.append(text)
+        return self.texts.index(text) + 1
+
+
+PAPER_COLUMNS = {
+    "table5": [
+        Column("mnli_m", "MNLI-m", "mnli"),
+        Column("qnli", "QNLI", "qnli"),
+        Column("mrpc", "MRPC", "mrpc"),
+        Column("sst2", "SST-2", "sst2"),
+        Column("squad_v11_f1", "SQuAD F1", "squad_v1"),
+    ],
+    "table6": [
+        Column("mnli_m", "MNLI-m", "mnli"),
+        Column("mrpc", "MRPC", "mrpc"),
+        Column("sst2", "SST-2", "sst2"),
+    ],
+    "table7": [
+        Column("dev_f1", "Dev F1", "conll2003"),
+        Column("test_f1", "Test F1", "conll2003", "test"),
+    ],
+    "table8": [
+        Column("mnli_finetune", "MNLI (fine-tune)", "mnli"),
+        Column("ner_finetune", "NER (fine-tune)", "conll2003"),
+        Column("ner_feature_based", "NER (feature-based)", "conll2003_features"),
+    ],
+}
+PAPER_BASELINE = {
+    "table5": "bert_base",
+    "table6": paper.table6_id(12, 768, 12),
+    "table7": "bert_base",
+    "table8": paper.table8_id(80, 10, 10),
+}
+LEAD_HEADINGS = {"table6": ["#L", "#H", "#A", "LM (ppl)"], "table8": ["MASK", "SAME", "RND"]}
+
+
+def infer_layout(plan: Plan) -> str:
+    """The matrix's `report.layout`, else the paper layout its name names, else the paper
+    table whose row ids all variant names are and whose columns all its tasks are, else
+    generic."""
+    matrix = plan.matrix
+    if matrix.report.layout is not None:
+        return matrix.report.layout
+    if matrix.name in LAYOUTS:
+        return matrix.name
+    names = {v.name for v in matrix.pretrain.variants}
+    tasks = set(matrix.finetune.tasks)
+    for table in ("table5", "table7", "table8"):
+        columns = {c.task for c in PAPER_COLUMNS[table]}
+        if len(names) >= 2 and names <= set(paper.paper_rows(table)) and tasks <= columns:
+            return table
+    return "generic"
+
+
+def build_report(
+    plan: Plan, records: dict[str, dict[str, Any]], layout: str | None = None, ci: bool = False
+) -> Report:
+    """Everything the renderers show, for `layout` (default: the matrix's, or inferred)."""
+    layout = layout or infer_layout(plan)
+    _check_paper_rows(plan, layout)
+    builder = _Builder(plan, records, layout, ci)
+    if layout == "fig5":
+        builder.figure5()
+    else:
+        builder.table()
+    matrix = plan.matrix
+    return Report(
+        name=matrix.name,
+        title=matrix.report.title or matrix.name,
+        description=matrix.description,
+        layout=layout,
+        tables=builder.tables,
+        notes=builder.notes.texts,
+        rules=builder.rules(),
+        details=builder.details,
+        synthetic=any(TASKS[t].synthetic for t in matrix.finetune.tasks),
+        figure=builder.figure,
+    )
+
+
+def _check_paper_rows(plan: Plan, layout: str) -> None:
+    """report.paper_rows must name our variants and, in a paper table, that table's row ids."""
+    variants = [v.name for v in plan.matrix.pretrain.variants]
+    ids = list(paper.paper_rows(layout)) if layout in PAPER_COLUMNS else None
+    for name, paper_id in plan.matrix.report.paper_rows.items():
+        if name not in variants:
+            raise MatrixError(
+                f"report.paper_rows.{name}: no variant is named '{name}'; variants: "
+                f"{', '.join(variants) or 'none'}"
+            )
+        if ids is not None and paper_id not in ids:
+            raise MatrixError(
+                f"report.paper_rows.{name} = '{paper_id}': not a row of the paper's {layout}; "
+                f"its rows: {', '.join(ids)}"
+            )
+
+
+class _Builder:
+    def __init__(self, plan: Plan, records: dict[str, dict[str, Any]], layout: str, ci: bool):
+        self.plan, self.records, self.layout, self.ci = plan, records, layout, ci
+        self.notes = Notes()
+        self.tables: list[Table] = []
+        self.details: list[Detail] = []
+        self.figure: dict[str, Any] | None = None
+        self.expected_n = plan.matrix.finetune.restarts
+        self.baseline_label: str | None = None
+        self.paper_baseline_label: str | None = None
+        self._cells: dict[tuple[str, Column], Cell] = {}
+
+    # -- cells ---------------------------------------------------------------------------------
+    def cell(self, row: Row, column: Column) -> Cell | None:
+        """Our cell for (row, column); None when the matrix does not fine-tune the task."""
+        if column.task not in self.plan.matrix.finetune.tasks:
+            return None
+        key = (row.name, column)
+        if key not in self._cells:
+            metric = self.plan.matrix.finetune.metric_for(column.task)
+            trials = self.plan.cell(row, column.task)
+            self._cells[key] = select_cell(trials, self.records, column.task, metric, column.split)
+        return self._cells[key]
+
+    def ours(self, row: Row, column: Column, baseline: Row | None, delta: bool) -> Shown:
+        cell = self.cell(row, column)
+        p = self._p_value(cell, baseline and self.cell(baseline, column), row is baseline)
+        self._detail(row, column, cell, p)
+        if cell is None:
+            return Shown(notes=[self.notes.add(MISSING["not_planned"])])
+        if cell.mean is None:
+            return Shown(notes=[self.notes.add(MISSING[cell.status])])
+        shown = Shown(value=100 * cell.mean, std=None if cell.std is None else 100 * cell.std)
+        if self.ci:
+            interval = bootstrap_ci(cell.values)
+            shown.ci = interval and (100 * interval[0], 100 * interval[1])
+        if len(cell.values) < self.expected_n:
+            shown.n = len(cell.values)
+        shown.failed, shown.diverged = cell.failed, cell.diverged
+        base = baseline and self.cell(baseline, column)
+        if delta and row is not baseline and base is not None and base.mean is not None:
+            shown.delta = 100 * (cell.mean - base.mean)
+        if p is not None and p < ALPHA:
+            shown.mark = SIGNIFICANT
+        return shown
+
+    def _p_value(self, cell: Cell | None, base: Cell | None, is_baseline: bool) -> float | None:
+        """Paired over restarts: restart i of both rows was fine-tuned with the same seed."""
+        if is_baseline or cell is None or base is None:
+            return None
+        ours, theirs = cell.by_restart(), base.by_restart()
+        shared = sorted(set(ours) & set(theirs))
+        return paired_sign_flip_p([ours[i] for i in shared], [theirs[i] for i in shared])
+
+    def _detail(self, row: Row, column: Column, cell: Cell | None, p: float | None) -> None:
+        if cell is None:
+            return
+        trials = [self.plan.trial(i) for i in cell.trial_ids]
+        interval = bootstrap_ci(cell.values) if self.ci else None
+        self.details.append(
+            Detail(
+                row=row.name,
+                row_label=row.label,
+                column=column.heading,
+                task=column.task,
+                metric=cell.metric,
+                split=column.split,
+                status=cell.status,
+                n=len(cell.values),
+                mean=cell.mean,
+                std=cell.std,
+                median=cell.median,
+                ci=interval,
+                failed=cell.failed,
+                diverged=cell.diverged,
+                p_vs_baseline=p,
+                grid_point=cell.grid_point,
+                hours=cell.seconds / 3600,
+                tokens=sum(t.tokens for t in trials),
+                flops=sum(t.flops for t in trials),
+                trial_ids=cell.trial_ids,
+            )
+        )
+
+    # -- tables --------------------------------------------------------------------------------
+    def columns(self) -> list[Column]:
+        if self.layout == "generic":
+            ft = self.plan.matrix.finetune
+            return [Column(t, f"{t} ({ft.metric_for(t)})", t) for t in ft.tasks]
+        return PAPER_COLUMNS[self.layout]
+
+    def paper_id(self, row: Row) -> str | None:
+        """The paper row our row stands beside: report.paper_rows, else its name, else (Table
+        6) the id of its size."""
+        rows = paper.paper_rows(self.layout)
+        mapped = self.plan.matrix.report.paper_rows.get(row.name, row.name)
+        if mapped in rows:
+            return mapped
+        if self.layout == "table6":
+            model = self._pretrain_config(row)["model"]
+            size_id = paper.table6_id(model["layers"], model["hidden"], model["heads"])
+            return size_id if size_id in rows else None
+        return None
+
+    def table(self) -> None:
+        columns = self.columns()
+        rows = self.plan.rows
+        is_paper = self.layout != "generic"
+        baseline = rows[0] if rows else None
+        paper_rows = paper.paper_rows(self.layout) if is_paper else {}
+        paper_base = paper_rows.get(PAPER_BASELINE.get(self.layout, ""))
+        if is_paper:
+            matched = [r for r in rows if self.paper_id(r) == PAPER_BASELINE[self.layout]]
+            baseline = matched[0] if matched else baseline
+        self.baseline_label = baseline.label if baseline else None
+        self.paper_baseline_label = paper_base.label if paper_base else None
+        header = ["Row", *LEAD_HEADINGS.get(self.layout, []), *(c.heading for c in columns)]
+        table = Table(caption="", header=header, lines=[])
+        lead = len(LEAD_HEADINGS.get(self.layout, []))
+        if is_paper:
+            metrics = paper.reference()[self.layout]["metrics"]
+            for i, column in enumerate(columns):
+                if column.task not in self.plan.matrix.finetune.tasks:
+                    continue
+                ours = self.plan.matrix.finetune.metric_for(column.task)
+                theirs = metrics.get(column.key)
+                if theirs not in (ours, None):
+                    note = (
+                        f"{column.heading}: our cells use {ours}, the paper's {theirs}; set "
+                        f"finetune.selection_metric.{column.task} = '{theirs}' to match"
+                    )
+                    table.header_notes[1 + lead + i] = [self.notes.add(note)]
+        for row in rows:
+            cells = [*self._lead_ours(row)]
+            cells += [self.ours(row, c, baseline, delta=is_paper) for c in columns]
+            table.lines.append(Line(row.label, "ours", cells))
+            pid = self.paper_id(row) if is_paper else None
+            if pid is not None:
+                prow = paper_rows[pid]
+                cells = [*self._lead_paper(prow)]
+                for column in columns:
+                    value = prow.values.get(column.key)
+                    if value is None:
+                        cells.append(Shown(notes=[self.notes.add(MISSING["not_in_paper"])]))
+                        continue
+                    base = paper_base.values.get(column.key) if paper_base else None
+                    delta = value - base if base is not None and prow is not paper_base else None
+                    cells.append(Shown(value=float(value), delta=delta))
+                table.lines.append(Line(f"{prow.label} (paper)", "paper", cells))
+        self.tables.append(table)
+
+    def _pretrain_config(self, row: Row) -> dict[str, Any]:
+        return self.plan.trial(row.pretrain_id).config["pretrain"]
+
+    def _lead_ours(self, row: Row) -> list[Shown]:
+        config = self._pretrain_config(row)
+        if self.layout == "table6":
+            model = config["model"]
+            sizes = [Shown(text=str(model[k])) for k in ("layers", "hidden", "heads")]
+            record = self.records.get(row.pretrain_id)
+            if record is None or record["status"] != "done":
+                return [*sizes, Shown(notes=[self.notes.add(MISSING["ppl_pending"])])]
+            ppl = record.get("metrics", {}).get("heldout_perplexity")
+            if ppl is None:
+                return [*sizes, Shown(notes=[self.notes.add(MISSING["no_ppl"])])]
+            return [*sizes, Shown(value=float(ppl), digits=2)]
+        if self.layout == "table8":
+            masking = config["masking"]
+            return [Shown(text=f"{round(100 * masking[k])}%") for k in ("mask", "same", "random")]
+        return []
+
+    def _lead_paper(self, prow: paper.PaperRow) -> list[Shown]:
+        v = prow.values
+        if self.layout == "table6":
+            sizes = [Shown(text=str(v[k])) for k in ("layers", "hidden", "heads")]
+            return [*sizes, Shown(value=float(v["lm_ppl"]), digits=2)]
+        if self.layout == "table8":
+            return [Shown(text=f"{v[k]}%") for k in ("mask_pct", "same_pct", "rnd_pct")]
+        return []
+
+    # -- Figure 5 ------------------------------------------------------------------------------
+    def figure5(self) -> None:
+        """Rows are variants, columns pre-training steps; the paper's plotted points beside."""
+        tasks = self.plan.matrix.finetune.tasks
+        task = "mnli" if "mnli" in tasks else tasks[0]
+        column = Column("mnli", f"{task} ({self.plan.matrix.finetune.metric_for(task)})", task)
+        variants: dict[str, dict[int, Row]] = {}
+        for row in self.plan.rows:
+            base, _, step = row.name.partition("@")
+            step_n = int(step) if step else self._pretrain_config(row)["steps"]
+            variants.setdefault(base, {})[step_n] = row
+        steps = sorted({s for by_step in variants.values() for s in by_step})
+        table = Table(
+            caption=f"ours: {column.heading} by pre-training steps",
+            header=["Row", *(f"{s:,} steps" for s in steps)],
+            lines=[],
+        )
+        series = {}
+        for by_step in variants.values():
+            cells, points = [], []
+            for step in steps:
+                row = by_step.get(step)
+                if row is None:
+                    cells.append(Shown(notes=[self.notes.add(MISSING["not_planned"])]))
+                    continue
+                shown = self.ours(row, column, None, delta=False)
+                cells.append(shown)
+                if shown.value is not None:
+                    points.append((step, shown.value, shown.std or 0.0))
+            label = by_step[min(by_step)].label.rsplit(" (", 1)[0]
+            table.lines.append(Line(label, "ours", cells))
+            series[label] = points
+        self.tables.append(table)
+        ref = paper.figure5_points()
+        note = self.notes.add(
+            "read from the paper's vector figure (arXiv v2), not printed as numbers: "
+            "single source, unverified"
+        )
+        paper_table = Table(
+            caption="paper: MNLI-m dev accuracy by thousands of pre-training steps",
+            header=["Series", *(f"{k}k" for k in ref["steps_k"])],
+            lines=[
+                Line(
+                    f"BERT-Base, {name.upper()} (paper)",
+                    "paper",
+                    [Shown(value=float(v)) for v in ref[name]],
+                )
+                for name in ("mlm", "ltr")
+            ],
+            header_notes={0: [note]},
+        )
+        self.tables.append(paper_table)
+        self.figure = {
+            "metric": column.heading,
+            "ours": series,
+            "paper": {
+                name.upper(): list(zip(ref["steps_k"], ref[name], strict=True))
+                for name in ("mlm", "ltr")
+            },
+        }
+
+    # -- the rule --------------------------------------------------------------------------------
+    def rules(self) -> list[str]:
+        n = self.expected_n
+        rules = [
+            "Cells: the dev score (%) of the grid point with the best mean dev score over its "
+            "restarts (ties: the earlier grid point in matrix order), as mean ± sample std over "
+            f"its finished restarts (the matrix asks for {n}; fewer are shown as n=k). "
+            "Failed and diverged (non-finite score) restarts are counted beside the cell, not "
+            "averaged; medians are under Cells in detail. A missing cell is — with a "
+            "note, never zero."
+        ]
+        if self.layout == "table7":
+            rules.append(
+                "Test F1: the test score of the grid point selected on dev, when a test split "
+                "was evaluated."
+            )
+        if self.baseline_label and self.layout != "fig5":
+            if self.layout != "generic":
+                rules.append(
+                    f"(±x.x): difference to the baseline row as the paper reads it: ours to "
+                    f"{self.baseline_label}, the paper's to its {self.paper_baseline_label} row."
+                )
+            rules.append(
+                f"{SIGNIFICANT}: differs from {self.baseline_label} at p < {ALPHA} in a two-sided "
+                "exact paired sign-flip (permutation) test over restarts (restart i of both rows "
+                "fine-tunes with the same seed, so restarts pair up). It assumes nothing about "
+                "the score distribution but is weak with few restarts: the smallest attainable "
+                "p is 2/2^n, so with 5 or fewer restarts nothing can be marked."
+            )
+        if self.ci:
+            rules.append(
+                "[lo, hi]: seeded percentile bootstrap 95% interval of the mean over restarts "
+                "(10,000 resamples, seed 0); with few restarts it under-covers."
+            )
+        return rules

@@ -1,0 +1,187 @@
+"""Where a report's numbers came from: matrix, data, trials, compute, versions, git commit.
+
+Collected once (build.py) into a ReportContext; renderers only format it, so tests can pin the
+parts that change between machines (versions, commit).
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from bertabl.data.tasks import TASKS
+from bertabl.matrix.plan import Plan
+
+PACKAGES = ("torch", "transformers", "datasets", "ray", "numpy")
+
+
+@dataclass
+class PretrainCompute:
+    id: str
+    rows: list[str]
+    status: str
+    hours: float
+    tokens: int
+    flops: float
+
+
+@dataclass
+class ReportContext:
+    """What the footer says about where the numbers came from."""
+
+    source: dict[str, Any]  # MatrixSource: path, sha256, scale, overrides
+    data_lines: list[str]  # where the corpus and each task's data came from
+    trial_counts: dict[str, int]  # by status, over the whole run ("pending" = no record)
+    versions: dict[str, str]
+    git_commit: str | None
+    pretrain: list[PretrainCompute] = field(default_factory=list)
+    finetune_hours: float = 0.0
+    finetune_tokens: int = 0
+    finetune_flops: float = 0.0
+
+
+def collect_context(
+    plan: Plan,
+    records: dict[str, dict[str, Any]],
+    source: dict[str, Any],
+    versions: dict[str, str] | None = None,
+    git_commit: str | None = "auto",
+) -> ReportContext:
+    """The run's provenance; `versions`/`git_commit` default to this machine's."""
+    counts: dict[str, int] = {}
+    for trial in [*plan.pretrain, *plan.finetune]:
+        status = records[trial.id]["status"] if trial.id in records else "pending"
+        counts[status] = counts.get(status, 0) + 1
+    pretrain = [
+        PretrainCompute(
+            id=t.id,
+            rows=[r.name for r in plan.rows if r.pretrain_id == t.id],
+            status=records[t.id]["status"] if t.id in records else "pending",
+            hours=_seconds(records.get(t.id)) / 3600,
+            tokens=t.tokens,
+            flops=t.flops,
+        )
+        for t in plan.pretrain
+    ]
+    return ReportContext(
+        source=source,
+        data_lines=data_lines(plan.matrix.data.model_dump(mode="json"), plan.matrix.finetune.tasks),
+        trial_counts=dict(sorted(counts.items())),
+        versions=package_versions() if versions is None else versions,
+        git_commit=git_head() if git_commit == "auto" else git_commit,
+        pretrain=pretrain,
+        finetune_hours=sum(_seconds(records.get(t.id)) for t in plan.finetune) / 3600,
+        finetune_tokens=sum(t.tokens for t in plan.finetune),
+        finetune_flops=sum(t.flops for t in plan.finetune),
+    )
+
+
+def _seconds(record: dict[str, Any] | None) -> float:
+    if not record or record["status"] != "done":
+        return 0.0
+    return float(record.get("timings", {}).get("seconds", 0.0))
+
+
+def package_versions() -> dict[str, str]:
+    from bertabl import __version__
+
+    versions = {"bertabl": __version__, "python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def git_head() -> str | None:
+    """The commit of the bertabl checkout this code runs from, or None; '-dirty' when the
+    package's own files differ from it (the code that computed the numbers: not reports/, which
+    regenerating a report always changes)."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return None
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--", "bertabl"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("-dirty" if dirty else "")
+
+
+def data_lines(data: dict[str, Any], tasks: list[str]) -> list[str]:
+    """Where the pre-training corpus and each task's examples came from (real or synthetic)."""
+    corpus = data.get("corpus")
+    syn = data.get("synthetic", {})
+    lines = []
+    if corpus == "synthetic":
+        lines.append(
+            f"Pre-training: **synthetic** corpus (seed {syn.get('seed')}, {syn.get('documents')} "
+            f"documents x {syn.get('sentences_per_document')} sentences), synthetic vocabulary"
+        )
+    else:
+        lines.append(
+            f"Pre-training: corpus `{corpus}` ({data.get('corpus_format')} format), "
+            f"vocabulary `{data.get('tokenizer')}`"
+        )
+    for task in tasks:
+        spec = TASKS[task]
+        if spec.synthetic:
+            lines.append(
+                f"{task}: **synthetic** (seed {syn.get('seed')}, {syn.get('train_examples')} "
+                f"train / {syn.get('dev_examples')} dev)"
+            )
+            continue
+        settings = data.get("tasks", {}).get(task, {})
+        default_dir = {
+            "tagging": "conll_dir",
+            "span_qa": "squad_dir",
+            "multiple_choice": "swag_dir",
+        }.get(spec.family, "glue_dir")
+        where = (
+            f"Hub `{settings.get('hub_dataset', 'nyu-mll/glue')}`"
+            if settings.get("source") == "hub"
+            else f"`{settings.get('path') or data.get(default_dir)}`"
+        )
+        sizes = [
+            f"{settings[k]} {label} examples (seeded subset)"
+            for k, label in (("max_train_examples", "train"), ("max_dev_examples", "dev"))
+            if settings.get(k)
+        ]
+        lines.append(f"{task}: real data, {where}" + (f"; {', '.join(sizes)}" if sizes else ""))
+    return lines
+
+
+def provenance_lines(ctx: ReportContext) -> list[str]:
+    """The footer as Markdown list items (renderers convert the inline markup)."""
+    src = ctx.source
+    overrides = ", ".join(f"`--set {o}`" for o in src.get("overrides", [])) or "none"
+    counts = ", ".join(f"{n} {status}" for status, n in ctx.trial_counts.items())
+    versions = ", ".join(f"{k} {v}" for k, v in ctx.versions.items())
+    return [
+        f"Matrix: `{src['path']}` (sha256 `{src['sha256'][:12]}`), scale `{src['scale']}`, "
+        f"overrides: {overrides}",
+        *ctx.data_lines,
+        f"Trials: {counts}",
+        f"Compute: pre-training {sum(p.hours for p in ctx.pretrain):.3f} trial-hours, "
+        f"{sum(p.tokens for p in ctx.pretrain):,} tokens; fine-tuning {ctx.finetune_hours:.3f} "
+        f"trial-hours, {ctx.finetune_tokens:,} tokens at most (planned; every example padded), "
+        f"{sum(p.flops for p in ctx.pretrain) + ctx.finetune_flops:.3g} FLOPs in all "
+        "(6 x parameters x tokens estimate)",
+        f"Versions: {versions}",
+        f"Git commit: `{ctx.git_commit}`" if ctx.git_commit else "Git commit: not a git checkout",
+    ]
