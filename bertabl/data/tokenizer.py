@@ -114,6 +114,10 @@ def vocab_size(data_config: dict[str, Any], pretrain: dict[str, Any] | None = No
 
 
 def _from_pretrained(name: str) -> PreTrainedTokenizerBase:
+    try:  # the local copy (a folder, or the Hugging Face cache) first: no network round trips
+        return AutoTokenizer.from_pretrained(name, local_files_only=True)
+    except (OSError, ValueError):
+        pass
     try:
         return AutoTokenizer.from_pretrained(name)
     except (OSError, ValueError) as err:
