@@ -2,9 +2,9 @@
 
 Perplexity = exp(mean negative log-likelihood per predicted token), pooled over every predicted
 token of the held-out set (not a mean of per-batch perplexities). For the masked LM the predicted
-tokens are the masked positions, chosen by the trial's masking config with a fixed seed, so every
-model of a matrix is scored on the same positions; for the left-to-right LM they are every next
-token. The two are not comparable with each other (the paper says the same of its MLM ppl).
+tokens are the masked positions, chosen by the trial's masking config with a fixed seed, so models
+with the same masking config are scored on the same positions; for the left-to-right LM they are
+every next token. The two are not comparable with each other (the paper says the same of its MLM ppl).
 """
 
 from __future__ import annotations

@@ -230,8 +230,9 @@ def _heldout(
     device: torch.device,
     precision: Precision,
 ) -> dict[str, float]:
-    """Held-out metrics of the final model. Examples, masks and order come from their own seeds
-    (not the training RNGs), so every model of a matrix is scored on the same predictions."""
+    """Held-out metrics of the final model, at max_seq_len. Examples and masks come from their
+    own seeds (not the training RNGs), so models that share a corpus and masking config (Table
+    6's sizes, Table 5's MLM rows) are scored on the same positions of the same inputs."""
     rng = random.Random(f"{pt['seed']}/heldout/pairs")
     examples = build_pair_examples(
         documents, pt["max_seq_len"], rng, tokenizer.cls_token_id, tokenizer.sep_token_id
