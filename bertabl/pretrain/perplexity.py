@@ -4,7 +4,8 @@ Perplexity = exp(mean negative log-likelihood per predicted token), pooled over 
 token of the held-out set (not a mean of per-batch perplexities). For the masked LM the predicted
 tokens are the masked positions, chosen by the trial's masking config with a fixed seed, so models
 with the same masking config are scored on the same positions; for the left-to-right LM they are
-every next token. The two are not comparable with each other (the paper says the same of its MLM ppl).
+every next token. The two are not comparable with each other (the paper says so of its MLM
+ppl).
 """
 
 from __future__ import annotations

@@ -51,6 +51,9 @@ LOG_EVERY = 25
 WINDOW_KEYS = ("loss", "mlm_loss", "nsp_loss", "nsp_acc")
 IGNORE = -100  # label of the tokens MLM does not predict
 LABEL_KEYS = ("labels", "next_sentence_label")
+# Held-out batches have a fixed size, not the trial's micro-batch size: masks are drawn per padded
+# batch, so the scored positions must not depend on the hardware layout.
+HELDOUT_BATCH = 32
 
 
 def pretrain(config: dict[str, Any], out_dir: Path, runtime: TrialRuntime) -> dict[str, Any]:
@@ -213,7 +216,7 @@ def _train(
         if heldout:
             metrics = {
                 **metrics,
-                **_heldout(model, heldout, tokenizer, pt, layout, device, precision),
+                **_heldout(model, heldout, tokenizer, pt, device, precision),
             }
         model_dir = out_dir / "model"
         _save_model(model, tokenizer, model_dir)
@@ -226,7 +229,6 @@ def _heldout(
     documents: list[list[list[int]]],
     tokenizer: PreTrainedTokenizerBase,
     pt: dict[str, Any],
-    layout: BatchLayout,
     device: torch.device,
     precision: Precision,
 ) -> dict[str, float]:
@@ -239,10 +241,9 @@ def _heldout(
     )[: pt["heldout_examples"]]
     collator = masking_collator(tokenizer, pt["objective"], pt["masking"], pt["seed"] + 1)
     with_nsp = pt["objective"] == "mlm_nsp"
-    size = layout.micro_batch_size
     batches = []
-    for start in range(0, len(examples), size):
-        chunk = examples[start : start + size]
+    for start in range(0, len(examples), HELDOUT_BATCH):
+        chunk = examples[start : start + HELDOUT_BATCH]
         if not with_nsp:
             chunk = [{k: v for k, v in e.items() if k != "next_sentence_label"} for e in chunk]
         batch = collator(chunk)
