@@ -23,7 +23,7 @@ from bertabl.errors import DataError, MatrixError, UserError
 from bertabl.matrix.compute import bert_parameters, training_flops
 from bertabl.matrix.load import format_key_path, format_validation_error, split_key_path
 from bertabl.matrix.presets import deep_merge
-from bertabl.matrix.schema import Matrix, PretrainConfig, Variant
+from bertabl.matrix.schema import Matrix, PretrainConfig, Recipe, Variant
 
 # Bump only when the meaning of a trial config changes, so old results are never mistaken for new.
 TRIAL_SCHEMA = 1
@@ -81,6 +81,11 @@ class FinetuneTrial:
         return self.config["pretrain_step"]
 
     @property
+    def recipe(self) -> dict[str, Any]:
+        """Its fine-tuning recipe keys that differ from BERT's defaults ({} = BERT's recipe)."""
+        return self.config.get("recipe", {})
+
+    @property
     def flops(self) -> float:
         return training_flops(self.parameters, self.tokens)
 
@@ -95,6 +100,7 @@ class Row:
     settings: tuple[tuple[str, Any], ...]  # the overrides that define it, for the report
     head: tuple[str, int, str | None] = ("linear", 0, None)  # head, BiLSTM size, feature mode
     pretrain_step: int | None = None  # fine-tune from the model after this step; None = final
+    recipe: str = ""  # the finetune.recipe_variants name; "" = finetune.recipe itself
 
 
 @dataclass
@@ -103,6 +109,8 @@ class Plan:
     rows: list[Row]
     pretrain: list[PretrainTrial]
     finetune: list[FinetuneTrial]
+    # (recipe variant name, task) -> the recipe keys its trials set (see FinetuneTrial.recipe)
+    recipes: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     _by_id: dict[str, PretrainTrial | FinetuneTrial] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -122,11 +130,12 @@ class Plan:
     def cell(self, row: Row, task: str) -> list[FinetuneTrial]:
         """The fine-tuning trials behind one report cell (all grid points and restarts)."""
         head = TASKS[task].fixed_head or row.head
+        recipe = self.recipes.get((row.recipe, task), {})
         return [
             t
             for t in self.finetune
-            if (t.pretrain_id, t.head, t.pretrain_step, t.task)
-            == (row.pretrain_id, head, row.pretrain_step, task)
+            if (t.pretrain_id, t.head, t.pretrain_step, t.task, t.recipe)
+            == (row.pretrain_id, head, row.pretrain_step, task, recipe)
         ]
 
     def intermediate_steps(self) -> dict[str, list[int]]:
@@ -171,8 +180,14 @@ def build_plan(matrix: Matrix, origin: str = "matrix") -> Plan:
             pretrain[pt_id] = PretrainTrial(pt_id, pt_config, params, tokens)
         rows.append(Row(name, label, pt_id, settings, head))
     rows = _rows_per_pretrain_step(rows, pretrain, matrix.finetune.pretrain_steps, origin)
-    finetune = _finetune_trials(matrix, rows, pretrain, data, origin)
-    return Plan(matrix, rows, list(pretrain.values()), finetune)
+    rows = _rows_per_recipe(rows, matrix)
+    recipes = {
+        (name, task): recipe_keys(matrix, name, task, origin)
+        for name in ["", *(v.name for v in matrix.finetune.recipe_variants)]
+        for task in matrix.finetune.tasks
+    }
+    finetune = _finetune_trials(matrix, rows, pretrain, data, recipes, origin)
+    return Plan(matrix, rows, list(pretrain.values()), finetune, recipes)
 
 
 def _finetune_trials(
@@ -180,6 +195,7 @@ def _finetune_trials(
     rows: list[Row],
     pretrain: dict[str, PretrainTrial],
     data: dict[str, Any],
+    recipes: dict[tuple[str, str], dict[str, Any]],
     origin: str,
 ) -> list[FinetuneTrial]:
     ft = matrix.finetune
@@ -187,12 +203,16 @@ def _finetune_trials(
     trials = []
     seen: set[str] = set()
     sources = {task: _task_data(task, data, origin) for task in ft.tasks}
-    # Rows sharing a pre-training trial, step and head share their fine-tuning trials too.
-    sources_of_rows = dict.fromkeys((r.pretrain_id, r.pretrain_step, r.head) for r in rows)
-    for pt_id, pretrain_step, row_head in sources_of_rows:
+    # Rows sharing a pre-training trial, step, head and recipe share their fine-tuning trials too.
+    sources_of_rows = dict.fromkeys(
+        (r.pretrain_id, r.pretrain_step, r.head, r.recipe) for r in rows
+    )
+    for pt_id, pretrain_step, row_head, recipe_name in sources_of_rows:
         pt = pretrain[pt_id]
         for task in ft.tasks:
             head, bilstm_hidden, feature_mode = TASKS[task].fixed_head or row_head
+            recipe = recipes[(recipe_name, task)]
+            _check_recipe(recipe, head, pt, task, recipe_name, min(grid.batch_size), origin)
             family = TASKS[task].family
             if (head == "bilstm" and family not in ("classification", "span_qa")) or (
                 head == "features" and family != "tagging"
@@ -227,6 +247,8 @@ def _finetune_trials(
                         "weight_decay": ft.weight_decay,
                         "eval_batch_size": ft.eval_batch_size,
                     }
+                    if recipe:  # BERT's recipe adds no key, so its trial ids predate recipes
+                        config["recipe"] = recipe
                     point = (("batch_size", batch), ("learning_rate", lr), ("epochs", epochs))
                     params = pt.parameters  # classifier head is negligible next to the encoder
                     tokens = epochs * n_train * ft.max_seq_len
@@ -273,6 +295,107 @@ def _rows_per_pretrain_step(
                 )
             )
     return expanded
+
+
+def _rows_per_recipe(rows: list[Row], matrix: Matrix) -> list[Row]:
+    """One row per (row, recipe variant); a variant's head override beats the row's."""
+    variants = matrix.finetune.recipe_variants
+    if not variants:
+        return rows
+    expanded = []
+    for row in rows:
+        for variant in variants:
+            head, bilstm_hidden, features = row.head
+            head = variant.head or head
+            bilstm_hidden = (
+                variant.bilstm_hidden if variant.bilstm_hidden is not None else (bilstm_hidden)
+            )
+            if head == "features":
+                features = variant.features or features or matrix.finetune.features
+            else:
+                features = None
+            settings = tuple(
+                (f"recipe.{k}", v) for k, v in variant.recipe.model_dump(exclude_none=True).items()
+            )
+            if head != row.head[0]:
+                settings += (("head", head),)
+            label = variant.label or variant.name
+            alone = row.name == "base" and len(rows) == 1  # no pre-training variants: just recipes
+            expanded.append(
+                replace(
+                    row,
+                    name=variant.name if alone else f"{row.name}+{variant.name}",
+                    label=label if alone else f"{row.label}, {label}",
+                    settings=row.settings + settings,
+                    head=(head, bilstm_hidden, features),
+                    recipe=variant.name,
+                )
+            )
+    return expanded
+
+
+RECIPE_DEFAULTS = Recipe().model_dump(mode="json")
+
+
+def recipe_keys(matrix: Matrix, variant: str, task: str, origin: str) -> dict[str, Any]:
+    """The recipe of `task` in recipe variant `variant` ("" = none): finetune.recipe, then
+    finetune.task_recipe.<task>, then the variant's keys; only the keys that differ from BERT's
+    recipe are returned (and go into the trial config)."""
+    ft = matrix.finetune
+    merged = ft.recipe.model_dump(mode="json")
+    where = "finetune.recipe"
+    if task in ft.task_recipe:
+        merged |= ft.task_recipe[task].model_dump(mode="json", exclude_none=True)
+        where = f"finetune.task_recipe.{task}"
+    if variant:
+        index = next(i for i, v in enumerate(ft.recipe_variants) if v.name == variant)
+        merged |= ft.recipe_variants[index].recipe.model_dump(mode="json", exclude_none=True)
+        where = f"finetune.recipe_variants[{index}] ({variant}), task {task}"
+    try:
+        recipe = Recipe.model_validate(merged).model_dump(mode="json")
+    except ValidationError as err:
+        message = "; ".join(e["msg"].removeprefix("Value error, ") for e in err.errors())
+        raise MatrixError(f"{origin}: {where}: {message}") from None
+    if TASKS[task].family != "classification":  # pooling heads are for sequence classification
+        recipe["pooling"] = RECIPE_DEFAULTS["pooling"]
+    keys = {k: v for k, v in recipe.items() if v != RECIPE_DEFAULTS[k]}
+    # 0.5 and 1/2, or 2 and 2.0, are one trial
+    return {k: float(v) if isinstance(RECIPE_DEFAULTS[k], float) else v for k, v in keys.items()}
+
+
+def _check_recipe(
+    recipe: dict[str, Any],
+    head: str,
+    pt: PretrainTrial,
+    task: str,
+    variant: str,
+    smallest_batch: int,
+    origin: str,
+) -> None:
+    """Recipe keys that cannot apply to this model, head or grid fail at plan time."""
+    where = f"{origin}: finetune.recipe" + (f" (recipe variant {variant})" if variant else "")
+    layers = pt.config["pretrain"]["model"]["layers"]
+    if recipe.get("freeze_layers", 0) > layers:
+        raise MatrixError(
+            f"{where}: freeze_layers = {recipe['freeze_layers']} but the model has {layers} "
+            f"layers; use at most {layers}"
+        )
+    pooling = recipe.get("pooling")
+    if pooling and head != "linear":
+        raise MatrixError(
+            f"{where}: pooling = '{pooling}' replaces the linear head's pooling; task {task} "
+            f"uses head = '{head}'. Drop one of the two"
+        )
+    if pooling == "cls" and pt.config["pretrain"]["objective"] == "ltr":
+        raise MatrixError(
+            f"{where}: pooling = 'cls' on a left-to-right model: its [CLS] has attended only to "
+            "itself; use mean, attention or cnn (cls_pooler reads the last token)"
+        )
+    if recipe.get("grad_accumulation", 1) > smallest_batch:
+        raise MatrixError(
+            f"{where}: grad_accumulation = {recipe['grad_accumulation']} micro-batches exceeds "
+            f"finetune.grid.batch_size {smallest_batch}; use at most {smallest_batch}"
+        )
 
 
 def _check_batch_layout(config: PretrainConfig, matrix: Matrix, origin: str, row: str) -> None:

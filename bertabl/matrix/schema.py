@@ -15,7 +15,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from bertabl.data.tasks import TASKS
 
@@ -149,6 +157,100 @@ class Variant(Strict):
     )
 
 
+Pooling = Literal["cls_pooler", "cls", "mean", "attention", "cnn"]
+
+
+class Recipe(Strict):
+    """How a pre-trained encoder is fine-tuned, beyond the grid: each key is one recipe axis.
+
+    The defaults are BERT's own recipe. `finetune.recipe` sets them for the matrix,
+    `finetune.task_recipe.<task>` per task, and `finetune.recipe_variants` names report rows.
+    """
+
+    layer_decay: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="layer-wise learning-rate decay: encoder layer i of L trains at lr * "
+        "layer_decay^(L+1-i), the embeddings at lr * layer_decay^(L+1); 1.0 = off",
+    )
+    head_lr_scale: float = Field(
+        1.0,
+        gt=0,
+        description="learning rate of the new (randomly initialised) head, as a multiple of lr",
+    )
+    decay_exclusion: bool = Field(
+        True, description="no weight decay on biases and LayerNorm weights (as BERT)"
+    )
+    freeze_embeddings: bool = Field(False, description="keep the embedding layer frozen")
+    freeze_layers: int = Field(0, ge=0, description="keep the bottom k encoder layers frozen")
+    unfreeze_every: int = Field(
+        0,
+        ge=0,
+        description="gradual unfreezing: every this many epochs the top-most frozen layer "
+        "thaws (the embeddings last); 0 = frozen parts stay frozen",
+    )
+    pooling: Pooling = Field(
+        "cls_pooler",
+        description="sequence classification/regression with head = 'linear': cls_pooler "
+        "(BERT: [CLS] through the pre-trained pooler), cls ([CLS] without the pooler), mean "
+        "(over real tokens), attention (a learned query over the token states), cnn (a width-3 "
+        "convolution over the token states, max over time); other task families ignore it; "
+        "the BiLSTM head is head = 'bilstm'",
+    )
+    ema_decay: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="exponential moving average of the weights, updated after every "
+        "optimizer step; evaluation uses the averaged weights; 0 = off",
+    )
+    grad_accumulation: PositiveInt = Field(
+        1,
+        description="micro-batches per optimizer step: the grid's batch_size is split into "
+        "this many forward/backward passes (same effective batch, less memory)",
+    )
+
+    @model_validator(mode="after")
+    def _something_to_unfreeze(self) -> Recipe:
+        if self.unfreeze_every and not (self.freeze_layers or self.freeze_embeddings):
+            raise ValueError(
+                "unfreeze_every needs something frozen: set freeze_layers and/or "
+                "freeze_embeddings, or unfreeze_every = 0"
+            )
+        return self
+
+
+def _optional_fields(model: type[BaseModel]) -> dict[str, Any]:
+    """Every field of `model` as an optional override (None = inherit), keeping its checks."""
+    fields = {}
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        if info.metadata:  # e.g. Field(ge=0) -> Annotated[int, Ge(0)]
+            annotation = Annotated[(annotation, *info.metadata)]
+        fields[name] = (annotation | None, Field(None, description=info.description))
+    return fields
+
+
+# Built from Recipe, so the two never drift apart; the whole recipe is re-validated once merged.
+RecipeOverrides = create_model(
+    "RecipeOverrides",
+    __base__=Strict,
+    __doc__="Recipe keys to change (the others are inherited); see Recipe.",
+    **_optional_fields(Recipe),
+)
+
+
+class RecipeVariant(HeadOverrides):
+    """A named fine-tuning recipe: one report row per pre-training row."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="id used in row names")
+    label: str | None = Field(None, description="row label in reports; defaults to name")
+    recipe: RecipeOverrides = Field(  # type: ignore[valid-type]
+        RecipeOverrides(), description="recipe keys this row changes, e.g. layer_decay = 0.8"
+    )
+
+
 class PretrainSection(PretrainConfig):
     """The base pre-training config plus how the matrix varies it."""
 
@@ -226,6 +328,15 @@ class FinetuneSection(Strict):
     group_by_length: bool = Field(
         True, description="batch examples of similar length (less padding; order stays random)"
     )
+    recipe: Recipe = Field(Recipe(), description="the fine-tuning recipe of every trial")
+    task_recipe: dict[TaskName, RecipeOverrides] = Field(  # type: ignore[valid-type]
+        default_factory=dict,
+        description="task -> recipe keys changed for that task (recipe variants still win)",
+    )
+    recipe_variants: list[RecipeVariant] = Field(
+        default_factory=list,
+        description="named recipes; each becomes a report row for every pre-training row",
+    )
     warmup_fraction: float = Field(0.1, ge=0, lt=1)
     weight_decay: float = Field(0.01, ge=0)
     eval_batch_size: PositiveInt = 128
@@ -244,6 +355,24 @@ class FinetuneSection(Strict):
         if len(set(tasks)) != len(tasks):
             raise ValueError(f"tasks repeat a name: {tasks}")
         return tasks
+
+    @field_validator("recipe_variants")
+    @classmethod
+    def _unique_recipe_names(cls, variants: list[RecipeVariant]) -> list[RecipeVariant]:
+        names = [v.name for v in variants]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"recipe variant names must be unique; repeated: {', '.join(dupes)}")
+        return variants
+
+    @model_validator(mode="after")
+    def _task_recipes_name_tasks(self) -> FinetuneSection:
+        for task in self.task_recipe:
+            if task not in self.tasks:
+                raise ValueError(
+                    f"task_recipe names task '{task}', which is not in tasks {self.tasks}"
+                )
+        return self
 
     @model_validator(mode="after")
     def _selection_metrics_exist(self) -> FinetuneSection:
