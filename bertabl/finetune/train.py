@@ -22,7 +22,7 @@ from transformers import (
     DataCollatorWithPadding,
 )
 
-from bertabl.data.tasks import TASKS, TaskSpec, load_split
+from bertabl.data.tasks import TaskSpec, load_split, task_spec
 from bertabl.finetune import features as tag_features
 from bertabl.finetune import metrics as task_metrics
 from bertabl.finetune import multiple_choice, ner, squad
@@ -53,7 +53,7 @@ def finetune(
     Checkpoints at every epoch end (and every `runtime.checkpoint_every` steps) and resumes from
     the latest one, with the same result as an uninterrupted run.
     """
-    spec = TASKS[config["task"]]
+    spec = task_spec(config["task"], config["task_data"])
     device = runtime.device
     seed_everything(config["seed"])
     tokenizer = AutoTokenizer.from_pretrained(pretrained_dir)

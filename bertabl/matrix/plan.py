@@ -415,7 +415,9 @@ def _task_data(task: str, data: dict[str, Any], origin: str) -> tuple[dict[str, 
         config = task_data(task, data)
         return config, train_examples(task, config)
     except DataError as err:
-        if data.get("tasks", {}).get(task, {}).get("path"):
+        if TASKS[task].custom is not None:
+            key = f"data.custom_tasks.{task}"
+        elif data.get("tasks", {}).get(task, {}).get("path"):
             key = f"data.tasks.{task}.path"
         else:
             family = TASKS[task].family

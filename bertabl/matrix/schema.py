@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from bertabl.data.tasks import TASKS
+from bertabl.data.tasks import DECLARED, TASKS, register_custom_task
 
 Objective = Literal["mlm_nsp", "mlm", "ltr"]
 Scale = Literal["tiny"]
@@ -36,6 +36,8 @@ PositiveInt = Annotated[int, Field(ge=1)]
 
 
 def _known_task(name: str) -> str:
+    if name not in TASKS and name in DECLARED:
+        raise ValueError(f"task '{name}' has an invalid definition in data.custom_tasks")
     if name not in TASKS:
         raise ValueError(f"unknown task '{name}'; known tasks: {', '.join(sorted(TASKS))}")
     return name
@@ -422,6 +424,71 @@ class TaskData(Strict):
     max_dev_examples: int = Field(0, ge=0, description="seeded subset; 0 = all")
 
 
+ClassificationMetric = Literal["accuracy", "f1", "macro_f1", "micro_f1", "matthews_corr"]
+RegressionMetric = Literal["pearson", "spearman"]
+
+
+class CustomTask(Strict):
+    """A sentence (or sentence-pair) classification or regression task from your own data."""
+
+    description: str = ""
+    format: Literal["csv", "tsv", "jsonl", "hub"] = Field(
+        description="csv (quoted fields allowed) or tsv (tab-separated, no quoting), each with a "
+        "header line naming the columns; jsonl (one JSON object a line); hub (a Hugging Face "
+        "`datasets` name, needs network)"
+    )
+    train: str = Field(
+        description="files: the training file (relative to the working directory); hub: the "
+        "split name, e.g. 'train'"
+    )
+    dev: str = Field(description="files: the evaluation file; hub: the split, e.g. 'validation'")
+    hub_dataset: str | None = Field(None, description="hub: the dataset, e.g. yelp_review_full")
+    hub_config: str | None = Field(None, description="hub: the dataset's configuration, if any")
+    text: str = Field(description="column (or JSON key) of the text")
+    text_pair: str | None = Field(None, description="column of the second text (pair tasks)")
+    label: str = Field(description="column of the label")
+    labels: list[str] = Field(
+        default_factory=list,
+        description="classification: every label value as written in the data (JSON numbers by "
+        "their text, e.g. '1'); class ids follow this order; leave empty for regression",
+    )
+    regression: bool = Field(False, description="the label is a number to predict (MSE loss)")
+    metrics: list[ClassificationMetric | RegressionMetric] = Field(
+        default_factory=list,
+        description="dev metrics, the first selects the grid point; default: accuracy and "
+        "macro_f1 (classification) or pearson and spearman (regression); f1 is the second "
+        "label's F1 (two labels only)",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CustomTask:
+        if (self.format == "hub") != (self.hub_dataset is not None):
+            raise ValueError("hub_dataset is needed with format = 'hub', and only then")
+        if self.regression and self.labels:
+            raise ValueError("a regression task has no labels; drop labels or regression")
+        if not self.regression and len(set(self.labels)) < 2:
+            raise ValueError(
+                "list the label values (at least two, each once) in labels, or set "
+                "regression = true"
+            )
+        if len(set(self.labels)) != len(self.labels):
+            raise ValueError(f"labels repeat a value: {self.labels}")
+        wrong = [
+            m
+            for m in self.metrics
+            if (m in ("pearson", "spearman")) != self.regression
+            or (m == "f1" and len(self.labels) != 2)
+        ]
+        if wrong:
+            kind = "regression" if self.regression else f"{len(self.labels)}-label classification"
+            raise ValueError(f"metrics {wrong} do not apply to {kind}")
+        return self
+
+    def all_metrics(self) -> tuple[str, ...]:
+        default = ("pearson", "spearman") if self.regression else ("accuracy", "macro_f1")
+        return tuple(self.metrics) or default
+
+
 class DataSection(Strict):
     """Where the pre-training corpus, the tokenizer and the fine-tuning data come from."""
 
@@ -453,9 +520,30 @@ class DataSection(Strict):
         "train-v2.0.json, dev-v2.0.json)",
     )
     swag_dir: str = Field("swag", description="folder with SWAG's original train.csv and val.csv")
+    # Before `tasks` (fields validate in order): registering them makes their names known.
+    custom_tasks: dict[Annotated[str, Field(pattern=NAME_PATTERN)], CustomTask] = Field(
+        default_factory=dict,
+        description="your own classification/regression tasks, by name; list them in "
+        "finetune.tasks like any other",
+    )
     tasks: dict[TaskName, TaskData] = Field(
         default_factory=dict, description="per-task data settings, by task name"
     )
+
+    @field_validator("custom_tasks", mode="before")
+    @classmethod
+    def _declare(cls, custom: Any) -> Any:
+        if isinstance(custom, dict):
+            DECLARED.update(k for k in custom if isinstance(k, str))
+        return custom
+
+    @field_validator("custom_tasks")
+    @classmethod
+    def _register(cls, custom: dict[str, CustomTask]) -> dict[str, CustomTask]:
+        for name, task in custom.items():
+            definition = task.model_dump(mode="json") | {"metrics": list(task.all_metrics())}
+            register_custom_task(name, definition)  # ValueError for a built-in task's name
+        return custom
 
 
 class Resources(Strict):
@@ -509,6 +597,12 @@ class Matrix(Strict):
     resources: Resources = Resources()
     checkpointing: Checkpointing = Checkpointing()
     report: ReportSection = ReportSection()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _forget_declared_tasks(cls, raw: Any) -> Any:
+        DECLARED.clear()  # data.custom_tasks of an earlier matrix in this process
+        return raw
 
 
 def _canonical(value: Any) -> str:
