@@ -268,9 +268,9 @@ def test_frozen_weights_are_unchanged_and_thaw_top_down(encoder_dir: Path):
     def epoch(number: int) -> set[str]:
         """The parts of the model whose weights changed in epoch `number` (3 steps)."""
         before = _snapshot(model)
-        tuning.start_epoch(model, number)
+        tuning.start_epoch(number)
         for _ in range(3):
-            tuning.step(model, items, _collate, FP32, "test")
+            tuning.step(items, _collate, FP32, "test")
         return {_part(name) for name in _changed(before, model)}
 
     # (weight decay 0.01 would move any parameter AdamW touched, even with a zero gradient)
@@ -290,11 +290,11 @@ def _part(name: str) -> str:
 
 def test_frozen_prefixes_by_epoch():
     recipe = Recipe(freeze_layers=3, freeze_embeddings=True, unfreeze_every=2)
-    layer = "bert.encoder.layer.{}.".format
-    assert frozen_prefixes(recipe, 1) == [layer(2), layer(1), layer(0), "bert.embeddings."]
+    layer = "encoder.layer.{}.".format
+    assert frozen_prefixes(recipe, 1) == [layer(2), layer(1), layer(0), "embeddings."]
     assert frozen_prefixes(recipe, 2) == frozen_prefixes(recipe, 1)
-    assert frozen_prefixes(recipe, 3) == [layer(1), layer(0), "bert.embeddings."]
-    assert frozen_prefixes(recipe, 7) == ["bert.embeddings."]
+    assert frozen_prefixes(recipe, 3) == [layer(1), layer(0), "embeddings."]
+    assert frozen_prefixes(recipe, 7) == ["embeddings."]
     assert frozen_prefixes(recipe, 9) == []
     assert frozen_prefixes(Recipe(freeze_layers=1), 100) == [layer(0)]
 
@@ -303,17 +303,17 @@ def test_ema_weights_are_the_closed_form_average(encoder_dir: Path):
     decay = 0.6
     model = _classifier(encoder_dir)
     tuning = Tuning(model, _config({"ema_decay": decay}, lr=1e-2), total_steps=4)
-    tuning.start_epoch(model, 1)
+    tuning.start_epoch(1)
     items = _items(8)
     weights = []  # w_1 .. w_T, after each optimizer step
     for _ in range(4):
-        tuning.step(model, items, _collate, FP32, "test")
+        tuning.step(items, _collate, FP32, "test")
         weights.append(_snapshot(model))
     # The average starts at w_1: ema_1 = w_1, ema_t = d ema_{t-1} + (1-d) w_t, so
     # ema_4 = d^3 w_1 + (1-d) (d^2 w_2 + d w_3 + w_4)
     coefficients = [decay**3, (1 - decay) * decay**2, (1 - decay) * decay, 1 - decay]
     assert sum(coefficients) == pytest.approx(1.0)
-    with tuning.evaluation_weights(model):
+    with tuning.evaluation_weights():
         for name, param in model.named_parameters():
             expected = sum(c * w[name] for c, w in zip(coefficients, weights, strict=True))
             torch.testing.assert_close(param, expected, rtol=0, atol=1e-6)

@@ -15,8 +15,9 @@
 - EMA: torch's AveragedModel keeps an exponential moving average of the weights, updated after
   every optimizer step; evaluation swaps the averaged weights in.
 
-Parameters are told apart by name: everything under `bert.` is the pre-trained encoder (as in
-every transformers BERT head and ours); anything else is the new head.
+Parameters are told apart by name: everything under a `bert.` module is the pre-trained encoder
+(as in every transformers BERT head and ours, and under `heads.<task>.` in a multi-task model);
+anything else is new.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from transformers import get_linear_schedule_with_warmup
 from bertabl.matrix.schema import Recipe
 from bertabl.training import Precision, apply_gradients, check_finite
 
-_LAYER = re.compile(r"^bert\.encoder\.layer\.(\d+)\.")
+_ENCODER = re.compile(r"(?:^|\.)bert\.")
+_LAYER = re.compile(r"^encoder\.layer\.(\d+)\.")
 IGNORE_INDEX = -100  # labels that no loss counts (token tagging: padding, non-first sub-tokens)
 
 
@@ -41,16 +43,22 @@ def recipe_of(config: dict[str, Any]) -> Recipe:
     return Recipe.model_validate(config.get("recipe", {}))
 
 
+def encoder_name(name: str) -> str | None:
+    """`name` inside the pre-trained encoder ("encoder.layer.0.output.dense.weight"), or None
+    for a parameter of a new head."""
+    match = _ENCODER.search(name)
+    return name[match.end() :] if match else None
+
+
 def depth(name: str, layers: int) -> int | None:
     """0 = embeddings, i+1 = encoder layer i, layers+1 = the pooler; None = the new head."""
-    if name.startswith("bert.embeddings."):
+    inner = encoder_name(name)
+    if inner is None:
+        return None
+    if inner.startswith("embeddings."):
         return 0
-    match = _LAYER.match(name)
-    if match:
-        return int(match.group(1)) + 1
-    if name.startswith("bert."):
-        return layers + 1
-    return None
+    match = _LAYER.match(inner)
+    return int(match.group(1)) + 1 if match else layers + 1
 
 
 def lr_scale(name: str, layers: int, recipe: Recipe) -> float:
@@ -82,10 +90,10 @@ def parameter_groups(
 
 
 def frozen_prefixes(recipe: Recipe, epoch: int) -> list[str]:
-    """Name prefixes of the parameters frozen during `epoch` (1-based)."""
-    frozen = [f"bert.encoder.layer.{i}." for i in reversed(range(recipe.freeze_layers))]
+    """Encoder name prefixes (see encoder_name) of the parts frozen during `epoch` (1-based)."""
+    frozen = [f"encoder.layer.{i}." for i in reversed(range(recipe.freeze_layers))]
     if recipe.freeze_embeddings:
-        frozen.append("bert.embeddings.")  # thawed last: the most general features
+        frozen.append("embeddings.")  # thawed last: the most general features
     thawed = (epoch - 1) // recipe.unfreeze_every if recipe.unfreeze_every else 0
     return frozen[thawed:]
 
@@ -101,6 +109,7 @@ class Tuning:
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-6,
     ):
+        self.model = model
         self.recipe = recipe_of(config)
         groups = parameter_groups(
             model, self.recipe, config["learning_rate"], config["weight_decay"]
@@ -113,37 +122,39 @@ class Tuning:
             multi_avg_fn = get_ema_multi_avg_fn(self.recipe.ema_decay)
             self.ema = AveragedModel(model, multi_avg_fn=multi_avg_fn)
 
-    def start_epoch(self, model: torch.nn.Module, epoch: int) -> None:
+    def start_epoch(self, epoch: int) -> None:
         """Freeze what the recipe keeps frozen in `epoch`; thaw the rest (also on resume)."""
         frozen = tuple(frozen_prefixes(self.recipe, epoch))
-        for name, param in model.named_parameters():
-            if name.startswith("bert."):
-                param.requires_grad_(not name.startswith(frozen) if frozen else True)
+        for name, param in self.model.named_parameters():
+            inner = encoder_name(name)
+            if inner is not None:
+                param.requires_grad_(not (frozen and inner.startswith(frozen)))
 
     def step(
         self,
-        model: torch.nn.Module,
         items: list,
         collate,
         precision: Precision,
         where: str,
+        forward: torch.nn.Module | None = None,
     ) -> float:
-        """One optimizer step on the batch `items`; returns the batch's loss."""
+        """One optimizer step on the batch `items`; returns the batch's loss. `forward` is the
+        module that computes the loss when it is a part of the model (a multi-task head)."""
         total = accumulate_gradients(
-            model, items, collate, self.recipe.grad_accumulation, precision, where
+            forward or self.model, items, collate, self.recipe.grad_accumulation, precision, where
         )
-        apply_gradients(total, model, self.optimizer, self.scheduler, where, precision)
+        apply_gradients(total, self.model, self.optimizer, self.scheduler, where, precision)
         if self.ema is not None:
-            self.ema.update_parameters(model)
+            self.ema.update_parameters(self.model)
         return total
 
     @contextlib.contextmanager
-    def evaluation_weights(self, model: torch.nn.Module):
-        """Inside: `model` holds the EMA weights (when the recipe keeps an average)."""
+    def evaluation_weights(self):
+        """Inside: the model holds the EMA weights (when the recipe keeps an average)."""
         if self.ema is None:
             yield
             return
-        params = list(model.parameters())
+        params = list(self.model.parameters())
         saved = [p.detach().clone() for p in params]
         with torch.no_grad():
             for p, averaged in zip(params, self.ema.module.parameters(), strict=True):

@@ -196,7 +196,7 @@ def finetune(
     metrics: dict[str, Any] = history[-1] if history else {}
     while epoch <= config["epochs"]:
         model.train()
-        tuning.start_epoch(model, epoch)
+        tuning.start_epoch(epoch)
         # The epoch's order depends only on (seed, epoch), so a resumed epoch replays it exactly.
         order = torch.randperm(
             len(train), generator=torch.Generator().manual_seed(config["seed"] * 1_000_003 + epoch)
@@ -206,13 +206,13 @@ def finetune(
         for index in range(first_batch, per_epoch):
             items = [train[i] for i in order[index * size : (index + 1) * size]]
             where = f"fine-tuning epoch {epoch}"
-            losses.append(tuning.step(model, items, collate, precision, where))
+            losses.append(tuning.step(items, collate, precision, where))
             step += 1
             first_batch = index + 1
             if runtime.due(step) and first_batch < per_epoch:
                 save()
         metrics = {"epoch": epoch, "train_loss": sum(losses) / len(losses)}
-        with tuning.evaluation_weights(model):  # the EMA weights, when the recipe keeps them
+        with tuning.evaluation_weights():  # the EMA weights, when the recipe keeps them
             for split in ("dev", *spec.extra_dev_splits):
                 scores = evaluate_split(split)
                 metrics |= {f"{split}_{name}": value for name, value in scores.items()}

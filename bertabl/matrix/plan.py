@@ -86,6 +86,16 @@ class FinetuneTrial:
         return self.config.get("recipe", {})
 
     @property
+    def multitask(self) -> dict[str, Any] | None:
+        """{"tasks", "temperature"} of a multi-task trial (or of a view of one); else None."""
+        return self.config.get("multitask")
+
+    @property
+    def view_of(self) -> str | None:
+        """For one task's results of a multi-task trial: that trial's id."""
+        return self.config.get("view_of")
+
+    @property
     def flops(self) -> float:
         return training_flops(self.parameters, self.tokens)
 
@@ -101,6 +111,7 @@ class Row:
     head: tuple[str, int, str | None] = ("linear", 0, None)  # head, BiLSTM size, feature mode
     pretrain_step: int | None = None  # fine-tune from the model after this step; None = final
     recipe: str = ""  # the finetune.recipe_variants name; "" = finetune.recipe itself
+    multitask: str = ""  # the finetune.multitask group whose tasks share one encoder; "" = none
 
 
 @dataclass
@@ -111,6 +122,9 @@ class Plan:
     finetune: list[FinetuneTrial]
     # (recipe variant name, task) -> the recipe keys its trials set (see FinetuneTrial.recipe)
     recipes: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    # Per-task results of multi-task trials: not run themselves (their shared trial writes
+    # their records), but what report cells of multi-task rows select from.
+    views: list[FinetuneTrial] = field(default_factory=list)
     _by_id: dict[str, PretrainTrial | FinetuneTrial] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -131,11 +145,16 @@ class Plan:
         """The fine-tuning trials behind one report cell (all grid points and restarts)."""
         head = TASKS[task].fixed_head or row.head
         recipe = self.recipes.get((row.recipe, task), {})
+        group = multitask_key(self.matrix, row.multitask)
+        if group is not None and task in group["tasks"]:
+            candidates = self.views
+        else:
+            candidates, group = self.finetune, None
         return [
             t
-            for t in self.finetune
-            if (t.pretrain_id, t.head, t.pretrain_step, t.task, t.recipe)
-            == (row.pretrain_id, head, row.pretrain_step, task, recipe)
+            for t in candidates
+            if (t.pretrain_id, t.head, t.pretrain_step, t.task, t.recipe, t.multitask)
+            == (row.pretrain_id, head, row.pretrain_step, task, recipe, group)
         ]
 
     def intermediate_steps(self) -> dict[str, list[int]]:
@@ -181,13 +200,15 @@ def build_plan(matrix: Matrix, origin: str = "matrix") -> Plan:
         rows.append(Row(name, label, pt_id, settings, head))
     rows = _rows_per_pretrain_step(rows, pretrain, matrix.finetune.pretrain_steps, origin)
     rows = _rows_per_recipe(rows, matrix)
+    rows += _rows_per_multitask(rows, matrix)
     recipes = {
         (name, task): recipe_keys(matrix, name, task, origin)
         for name in ["", *(v.name for v in matrix.finetune.recipe_variants)]
         for task in matrix.finetune.tasks
     }
     finetune = _finetune_trials(matrix, rows, pretrain, data, recipes, origin)
-    return Plan(matrix, rows, list(pretrain.values()), finetune, recipes)
+    shared, views = _multitask_trials(matrix, rows, pretrain, data, recipes, origin)
+    return Plan(matrix, rows, list(pretrain.values()), finetune + shared, recipes, views)
 
 
 def _finetune_trials(
@@ -204,6 +225,7 @@ def _finetune_trials(
     seen: set[str] = set()
     sources = {task: _task_data(task, data, origin) for task in ft.tasks}
     # Rows sharing a pre-training trial, step, head and recipe share their fine-tuning trials too.
+    # (Multi-task rows add none: their other tasks' cells are the single-task trials.)
     sources_of_rows = dict.fromkeys(
         (r.pretrain_id, r.pretrain_step, r.head, r.recipe) for r in rows
     )
@@ -269,6 +291,116 @@ def _finetune_trials(
                         )
                     )
     return trials
+
+
+def multitask_key(matrix: Matrix, name: str) -> dict[str, Any] | None:
+    """What identifies multi-task group `name` in trial configs ("" = none)."""
+    for group in matrix.finetune.multitask:
+        if group.name == name:
+            return {"tasks": list(group.tasks), "temperature": float(group.temperature)}
+    return None
+
+
+def _rows_per_multitask(rows: list[Row], matrix: Matrix) -> list[Row]:
+    """One more row per (row, multi-task group), after the single-task rows."""
+    added = []
+    for row in rows:
+        for group in matrix.finetune.multitask:
+            label = group.label or f"multi-task ({' + '.join(group.tasks)})"
+            alone = row.name == "base" and len(rows) == 1
+            added.append(
+                replace(
+                    row,
+                    name=group.name if alone else f"{row.name}+{group.name}",
+                    label=label if alone else f"{row.label}, {label}",
+                    settings=row.settings + (("multitask", "+".join(group.tasks)),),
+                    multitask=group.name,
+                )
+            )
+    return added
+
+
+def view_config(shared: dict[str, Any], task: str) -> dict[str, Any]:
+    """The config of `task`'s results of the multi-task trial with config `shared` (its id is
+    the id of this config; the shared trial's body writes its record)."""
+    keys = ("pretrain_id", "pretrain_step", "head", "bilstm_hidden", "features", "multitask")
+    view = {"stage": "finetune", "view_of": trial_id("ft", shared), "task": task}
+    view |= {k: shared[k] for k in keys}
+    view |= {k: shared[k] for k in ("batch_size", "learning_rate", "epochs", "restart")}
+    if "recipe" in shared:
+        view["recipe"] = shared["recipe"]
+    return view
+
+
+def _multitask_trials(
+    matrix: Matrix,
+    rows: list[Row],
+    pretrain: dict[str, PretrainTrial],
+    data: dict[str, Any],
+    recipes: dict[tuple[str, str], dict[str, Any]],
+    origin: str,
+) -> tuple[list[FinetuneTrial], list[FinetuneTrial]]:
+    """(shared-encoder trials, their per-task views) of every multi-task row."""
+    ft, grid = matrix.finetune, matrix.finetune.grid
+    shared: dict[str, FinetuneTrial] = {}
+    views: list[FinetuneTrial] = []
+    sources = dict.fromkeys(
+        (r.pretrain_id, r.pretrain_step, r.head, r.recipe, r.multitask) for r in rows if r.multitask
+    )
+    for pt_id, pretrain_step, (head, bilstm_hidden, _), recipe_name, name in sources:
+        pt = pretrain[pt_id]
+        group = multitask_key(matrix, name)
+        tasks = group["tasks"]
+        task_recipes = [recipes[(recipe_name, t)] for t in tasks]
+        if any(r != task_recipes[0] for r in task_recipes):
+            raise MatrixError(
+                f"{origin}: finetune.multitask ({name}): its tasks {', '.join(tasks)} have "
+                "different recipes (finetune.task_recipe); a shared encoder trains with one"
+            )
+        task_data = {t: _task_data(t, data, origin) for t in tasks}
+        n_train = sum(n for _, n in task_data.values())
+        for batch, lr, epochs in itertools.product(
+            grid.batch_size, grid.learning_rate, grid.epochs
+        ):
+            for restart in range(ft.restarts):
+                config = {
+                    "stage": "finetune",
+                    "pretrain_id": pt.id,
+                    "pretrain_step": pretrain_step,
+                    "task": "+".join(tasks),
+                    "multitask": group,
+                    "task_data": {t: d for t, (d, _) in task_data.items()},
+                    "batch_size": batch,
+                    "learning_rate": lr,
+                    "epochs": epochs,
+                    "restart": restart,
+                    "seed": ft.seed + restart,
+                    "max_seq_len": ft.max_seq_len,
+                    "head": head,
+                    "bilstm_hidden": bilstm_hidden,
+                    "features": None,
+                    "group_by_length": ft.group_by_length,
+                    "warmup_fraction": ft.warmup_fraction,
+                    "weight_decay": ft.weight_decay,
+                    "eval_batch_size": ft.eval_batch_size,
+                }
+                if task_recipes[0]:
+                    config["recipe"] = task_recipes[0]
+                _check_recipe(task_recipes[0], head, pt, tasks[0], recipe_name, batch, origin)
+                point = (("batch_size", batch), ("learning_rate", lr), ("epochs", epochs))
+                ft_id = trial_id("ft", config)
+                if ft_id in shared:
+                    continue
+                tokens = epochs * n_train * ft.max_seq_len
+                shared[ft_id] = FinetuneTrial(
+                    ft_id, pt.id, config["task"], point, restart, config, pt.parameters, tokens
+                )
+                for task in tasks:
+                    view = view_config(config, task)
+                    views.append(
+                        FinetuneTrial(trial_id("ft", view), pt.id, task, point, restart, view, 0, 0)
+                    )
+    return list(shared.values()), views
 
 
 def _rows_per_pretrain_step(

@@ -301,6 +301,37 @@ class Grid(Strict):
         return values
 
 
+class MultiTaskGroup(Strict):
+    """Tasks fine-tuned together: one shared encoder, a head per task, one trial per grid point
+    and restart. Each task keeps its own dev metric and grid-point selection."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="id used in row names")
+    label: str | None = Field(None, description="row label; default: multi-task (a + b)")
+    tasks: list[TaskName] = Field(
+        min_length=2, description="sentence(-pair) classification/regression tasks"
+    )
+    temperature: float = Field(
+        1.0,
+        ge=1,
+        description="batches come from task i with probability proportional to "
+        "n_i^(1/temperature) (n_i: its training examples): 1 = proportional to dataset size, "
+        "larger = closer to uniform",
+    )
+
+    @field_validator("tasks")
+    @classmethod
+    def _distinct(cls, tasks: list[str]) -> list[str]:
+        if len(set(tasks)) != len(tasks):
+            raise ValueError(f"tasks repeat a name: {tasks}")
+        wrong = [t for t in tasks if TASKS[t].family != "classification"]
+        if wrong:
+            raise ValueError(
+                f"multi-task groups take sentence(-pair) classification/regression tasks; "
+                f"{', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} not"
+            )
+        return tasks
+
+
 class FinetuneSection(Strict):
     """Downstream tasks and the procedure applied to every pre-trained variant."""
 
@@ -339,6 +370,11 @@ class FinetuneSection(Strict):
         default_factory=list,
         description="named recipes; each becomes a report row for every pre-training row",
     )
+    multitask: list[MultiTaskGroup] = Field(
+        default_factory=list,
+        description="groups of tasks fine-tuned together on one encoder; each group adds a "
+        "report row per row (its other tasks' cells are single-task)",
+    )
     warmup_fraction: float = Field(0.1, ge=0, lt=1)
     weight_decay: float = Field(0.01, ge=0)
     eval_batch_size: PositiveInt = 128
@@ -366,6 +402,22 @@ class FinetuneSection(Strict):
         if dupes:
             raise ValueError(f"recipe variant names must be unique; repeated: {', '.join(dupes)}")
         return variants
+
+    @model_validator(mode="after")
+    def _multitask_groups(self) -> FinetuneSection:
+        names = [g.name for g in self.multitask]
+        if len(set(names)) != len(names):
+            raise ValueError(f"multitask group names must be unique: {names}")
+        clash = set(names) & {v.name for v in self.recipe_variants}
+        if clash:
+            raise ValueError(f"{sorted(clash)} names both a multitask group and a recipe variant")
+        for group in self.multitask:
+            missing = [t for t in group.tasks if t not in self.tasks]
+            if missing:
+                raise ValueError(
+                    f"multitask group {group.name}: {missing} not in finetune.tasks {self.tasks}"
+                )
+        return self
 
     @model_validator(mode="after")
     def _task_recipes_name_tasks(self) -> FinetuneSection:
