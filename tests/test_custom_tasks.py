@@ -220,3 +220,34 @@ def test_macro_and_micro_f1_by_hand():
     assert metrics.macro_f1(predictions, references) == pytest.approx(1.7 / 3)
     assert metrics.micro_f1(predictions, references) == pytest.approx(4 / 7)
     assert metrics.micro_f1(predictions, references) == metrics.accuracy(predictions, references)
+
+
+def test_hub_task_reads_named_columns_and_checks_rows(monkeypatch):
+    """format = "hub" (offline here: the Hub loader is replaced by a table of rows)."""
+    tables = {
+        "train": [{"text": "good", "label": 1}, {"text": "bad", "label": 0}],
+        "test": [{"text": "fine", "label": 1}, {"text": "awful", "label": 4}],
+    }
+    calls = []
+
+    def fake_load_hub(name, config, split):
+        calls.append((name, config, split))
+        return tables[split]
+
+    monkeypatch.setattr("bertabl.data.tasks._load_hub", fake_load_hub)
+    hub = {
+        "format": "hub",
+        "hub_dataset": "yelp_review_full",
+        "train": "train",
+        "dev": "test",
+        "text": "text",
+        "label": "label",
+        "labels": ["0", "1"],
+    }
+    plan = _plan({"yelp": hub})
+    data = plan.finetune[0].config["task_data"]
+    assert data["identity"]["splits"] == {"train": "train", "dev": "test"}
+    assert load_split("yelp", "train", data)["label"] == [1, 0]
+    assert calls == [("yelp_review_full", None, "train")]
+    with pytest.raises(DataError, match=r"yelp_review_full \(test split\) row 1: label '4'"):
+        load_split("yelp", "dev", data)

@@ -419,3 +419,19 @@ def test_recipe_trial_fine_tunes_and_resumes_exactly(tmp_path: Path):
     resumed = finetune(trial.config, tmp_path / "pt" / "model", tmp_path / "b", runtime)
     assert runtime.resumed_from == 5
     assert resumed == straight
+
+
+def test_bf16_autocast_follows_resources_precision(encoder_dir: Path):
+    """resources.precision = "bf16" autocasts the forward pass (CPU too); "auto" on CPU is fp32."""
+    assert Precision.for_device(CPU, "auto").dtype is None
+    bf16 = Precision.for_device(CPU, "bf16")
+    items = _items(8)
+    exact = _classifier(encoder_dir)
+    accumulate_gradients(exact, items, _collate, 2, FP32, "test")
+    mixed = _classifier(encoder_dir)
+    accumulate_gradients(mixed, items, _collate, 2, bf16, "test")
+    grad = dict(mixed.named_parameters())["bert.encoder.layer.0.output.dense.weight"].grad
+    reference = dict(exact.named_parameters())["bert.encoder.layer.0.output.dense.weight"].grad
+    assert grad.dtype == torch.float32  # weights and gradients stay fp32 under autocast
+    assert not torch.equal(grad, reference)  # the forward pass did run in bf16
+    assert (grad - reference).norm() < 0.05 * reference.norm()
