@@ -101,6 +101,63 @@ def test_task_recipe_overrides_the_matrix_and_variants_override_the_task():
     assert plan.cell(plain, "syn_agree") == plan.cell(flat, "syn_agree")
 
 
+def test_recipe_axes_are_a_product_of_rows():
+    plan = _plan(recipe_axes={"layer_decay": [1.0, 0.8], "ema_decay": [0.0, 0.9]})
+    names = [r.name for r in plan.rows if r.pretrain_id == plan.rows[0].pretrain_id]
+    assert names == [
+        "bert_base+layer_decay=1.0,ema_decay=0.0",
+        "bert_base+layer_decay=1.0,ema_decay=0.9",
+        "bert_base+layer_decay=0.8,ema_decay=0.0",
+        "bert_base+layer_decay=0.8,ema_decay=0.9",
+    ]
+    assert len(plan.rows) == 8 and len(plan.finetune) == 8 * 4
+    # the BERT-recipe combination runs exactly the trials of a matrix without recipes
+    default = plan.cell(plan.rows[0], "syn_agree")
+    assert {t.id for t in default} == {
+        t.id
+        for t in _plan().finetune
+        if t.task == "syn_agree" and t.pretrain_id == default[0].pretrain_id
+    }
+    assert plan.cell(plan.rows[3], "syn_chain")[0].recipe == {"layer_decay": 0.8, "ema_decay": 0.9}
+
+
+def test_recipe_axes_cross_recipe_variants():
+    plan = _plan(
+        recipe_variants=[
+            {"name": "cls", "recipe": {"pooling": "cls"}},
+            {"name": "mean", "recipe": {"pooling": "mean"}},
+        ],
+        recipe_axes={"freeze_layers": [0, 1]},
+    )
+    assert [r.label for r in plan.rows[:4]] == [
+        "MLM + NSP, cls (freeze_layers=0)",
+        "MLM + NSP, cls (freeze_layers=1)",
+        "MLM + NSP, mean (freeze_layers=0)",
+        "MLM + NSP, mean (freeze_layers=1)",
+    ]
+    assert plan.cell(plan.rows[3], "syn_agree")[0].recipe == {"freeze_layers": 1, "pooling": "mean"}
+    with pytest.raises(MatrixError, match=r"cls/freeze_layers=2\): freeze_layers = 2 but"):
+        _plan(
+            recipe_variants=[{"name": "cls", "recipe": {"pooling": "cls"}}],
+            recipe_axes={"freeze_layers": [2]},
+        )
+
+
+@pytest.mark.parametrize(
+    ("axes", "message"),
+    [
+        ({"layer_deacy": [0.8]}, "unknown recipe key 'layer_deacy'"),
+        ({"layer_decay": []}, "has no values"),
+        ({"layer_decay": [0.8, 0.8]}, "repeats a value"),
+        ({"layer_decay": [0.8, 2.0]}, r"recipe_axes.layer_decay\[1\] = 2.0: Input should be less"),
+        ({"pooling": ["max"]}, r"recipe_axes.pooling\[0\] = 'max'"),
+    ],
+)
+def test_recipe_axes_errors(axes, message):
+    with pytest.raises(MatrixError, match=message):
+        _plan(recipe_axes=axes)
+
+
 def test_int_and_float_spellings_give_one_recipe_id():
     two = _plan(recipe={"head_lr_scale": 2})
     assert [t.id for t in two.finetune] == [

@@ -110,7 +110,7 @@ class Row:
     settings: tuple[tuple[str, Any], ...]  # the overrides that define it, for the report
     head: tuple[str, int, str | None] = ("linear", 0, None)  # head, BiLSTM size, feature mode
     pretrain_step: int | None = None  # fine-tune from the model after this step; None = final
-    recipe: str = ""  # the finetune.recipe_variants name; "" = finetune.recipe itself
+    recipe: str = ""  # its RecipeRow's name; "" = finetune.recipe itself
     multitask: str = ""  # the finetune.multitask group whose tasks share one encoder; "" = none
 
 
@@ -202,8 +202,8 @@ def build_plan(matrix: Matrix, origin: str = "matrix") -> Plan:
     rows = _rows_per_recipe(rows, matrix)
     rows += _rows_per_multitask(rows, matrix)
     recipes = {
-        (name, task): recipe_keys(matrix, name, task, origin)
-        for name in ["", *(v.name for v in matrix.finetune.recipe_variants)]
+        (recipe.name if recipe else "", task): recipe_keys(matrix, recipe, task, origin)
+        for recipe in [None, *recipe_rows(matrix)]
         for task in matrix.finetune.tasks
     }
     finetune = _finetune_trials(matrix, rows, pretrain, data, recipes, origin)
@@ -429,38 +429,73 @@ def _rows_per_pretrain_step(
     return expanded
 
 
+@dataclass(frozen=True)
+class RecipeRow:
+    """A named recipe: a recipe variant, an axes combination, or a variant x a combination."""
+
+    name: str
+    label: str
+    keys: dict[str, Any]  # the recipe keys it sets
+    where: str  # the matrix keys that define it, for errors
+    head: str | None = None  # a head override (recipe variants only)
+    bilstm_hidden: int | None = None
+    features: str | None = None
+
+
+def recipe_rows(matrix: Matrix) -> list[RecipeRow]:
+    """finetune.recipe_variants x the product of finetune.recipe_axes, in matrix order."""
+    ft = matrix.finetune
+    axes = list(ft.recipe_axes.items())
+    if not ft.recipe_variants and not axes:
+        return []
+    combos = list(itertools.product(*[[(k, v) for v in values] for k, values in axes]))
+    rows = []
+    for index, variant in list(enumerate(ft.recipe_variants)) or [(None, None)]:
+        for combo in combos:
+            keys = variant.recipe.model_dump(mode="json", exclude_none=True) if variant else {}
+            keys |= dict(combo)
+            suffix = ",".join(f"{k}={v}" for k, v in combo)
+            name = variant.name if variant else ""
+            label = (variant.label or variant.name) if variant else ""
+            where = f"finetune.recipe_variants[{index}] ({name})" if variant else ""
+            if suffix:
+                name = f"{name}/{suffix}" if name else suffix
+                label = f"{label} ({suffix})" if label else suffix
+                axes_where = f"finetune.recipe_axes ({suffix})"
+                where = f"{where} with {axes_where}" if where else axes_where
+            head = (variant.head, variant.bilstm_hidden, variant.features) if variant else ()
+            rows.append(RecipeRow(name, label, keys, where, *head))
+    return rows
+
+
 def _rows_per_recipe(rows: list[Row], matrix: Matrix) -> list[Row]:
-    """One row per (row, recipe variant); a variant's head override beats the row's."""
-    variants = matrix.finetune.recipe_variants
-    if not variants:
+    """One row per (row, recipe row); a recipe variant's head override beats the row's."""
+    recipes = recipe_rows(matrix)
+    if not recipes:
         return rows
     expanded = []
     for row in rows:
-        for variant in variants:
+        for recipe in recipes:
             head, bilstm_hidden, features = row.head
-            head = variant.head or head
-            bilstm_hidden = (
-                variant.bilstm_hidden if variant.bilstm_hidden is not None else (bilstm_hidden)
-            )
+            head = recipe.head or head
+            if recipe.bilstm_hidden is not None:
+                bilstm_hidden = recipe.bilstm_hidden
             if head == "features":
-                features = variant.features or features or matrix.finetune.features
+                features = recipe.features or features or matrix.finetune.features
             else:
                 features = None
-            settings = tuple(
-                (f"recipe.{k}", v) for k, v in variant.recipe.model_dump(exclude_none=True).items()
-            )
+            settings = tuple((f"recipe.{k}", v) for k, v in recipe.keys.items())
             if head != row.head[0]:
                 settings += (("head", head),)
-            label = variant.label or variant.name
             alone = row.name == "base" and len(rows) == 1  # no pre-training variants: just recipes
             expanded.append(
                 replace(
                     row,
-                    name=variant.name if alone else f"{row.name}+{variant.name}",
-                    label=label if alone else f"{row.label}, {label}",
+                    name=recipe.name if alone else f"{row.name}+{recipe.name}",
+                    label=recipe.label if alone else f"{row.label}, {recipe.label}",
                     settings=row.settings + settings,
                     head=(head, bilstm_hidden, features),
-                    recipe=variant.name,
+                    recipe=recipe.name,
                 )
             )
     return expanded
@@ -469,9 +504,11 @@ def _rows_per_recipe(rows: list[Row], matrix: Matrix) -> list[Row]:
 RECIPE_DEFAULTS = Recipe().model_dump(mode="json")
 
 
-def recipe_keys(matrix: Matrix, variant: str, task: str, origin: str) -> dict[str, Any]:
-    """The recipe of `task` in recipe variant `variant` ("" = none): finetune.recipe, then
-    finetune.task_recipe.<task>, then the variant's keys; only the keys that differ from BERT's
+def recipe_keys(
+    matrix: Matrix, recipe_row: RecipeRow | None, task: str, origin: str
+) -> dict[str, Any]:
+    """The recipe of `task` in `recipe_row` (None = none): finetune.recipe, then
+    finetune.task_recipe.<task>, then the row's keys; only the keys that differ from BERT's
     recipe are returned (and go into the trial config)."""
     ft = matrix.finetune
     merged = ft.recipe.model_dump(mode="json")
@@ -479,10 +516,9 @@ def recipe_keys(matrix: Matrix, variant: str, task: str, origin: str) -> dict[st
     if task in ft.task_recipe:
         merged |= ft.task_recipe[task].model_dump(mode="json", exclude_none=True)
         where = f"finetune.task_recipe.{task}"
-    if variant:
-        index = next(i for i, v in enumerate(ft.recipe_variants) if v.name == variant)
-        merged |= ft.recipe_variants[index].recipe.model_dump(mode="json", exclude_none=True)
-        where = f"finetune.recipe_variants[{index}] ({variant}), task {task}"
+    if recipe_row is not None:
+        merged |= recipe_row.keys
+        where = f"{recipe_row.where}, task {task}"
     try:
         recipe = Recipe.model_validate(merged).model_dump(mode="json")
     except ValidationError as err:

@@ -20,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationError,
     create_model,
     field_validator,
     model_validator,
@@ -370,6 +371,11 @@ class FinetuneSection(Strict):
         default_factory=list,
         description="named recipes; each becomes a report row for every pre-training row",
     )
+    recipe_axes: dict[str, list[Any]] = Field(
+        default_factory=dict,
+        description="recipe key -> values; each combination of the product is a recipe row "
+        "(crossed with recipe_variants when both are given)",
+    )
     multitask: list[MultiTaskGroup] = Field(
         default_factory=list,
         description="groups of tasks fine-tuned together on one encoder; each group adds a "
@@ -402,6 +408,27 @@ class FinetuneSection(Strict):
         if dupes:
             raise ValueError(f"recipe variant names must be unique; repeated: {', '.join(dupes)}")
         return variants
+
+    @field_validator("recipe_axes")
+    @classmethod
+    def _recipe_axes(cls, axes: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in axes.items():
+            if key not in Recipe.model_fields:
+                raise ValueError(
+                    f"recipe_axes: unknown recipe key '{key}'; recipe keys: "
+                    f"{', '.join(Recipe.model_fields)}"
+                )
+            if not values:
+                raise ValueError(f"recipe_axes.{key} has no values; give at least one")
+            if len({_canonical(v) for v in values}) != len(values):
+                raise ValueError(f"recipe_axes.{key} repeats a value: {values}")
+            for index, value in enumerate(values):
+                try:
+                    RecipeOverrides.model_validate({key: value})
+                except ValidationError as err:
+                    message = err.errors()[0]["msg"]
+                    raise ValueError(f"recipe_axes.{key}[{index}] = {value!r}: {message}") from None
+        return axes
 
     @model_validator(mode="after")
     def _multitask_groups(self) -> FinetuneSection:
