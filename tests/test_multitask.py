@@ -192,3 +192,82 @@ def test_tiny_multitask_run_reports_each_tasks_metric(tmp_path: Path):
     again = TrialRuntime(CPU, checkpoints=Checkpointer(ckpt), checkpoint_every=3)
     resumed = finetune_multitask(trial.config, tmp_path / "pt" / "model", tmp_path / "b", again)
     assert again.resumed_from == 3 and resumed == metrics
+
+
+E2E_MATRIX = """
+name = "tiny"
+
+[data.synthetic]
+documents = 40
+sentences_per_document = 6
+train_examples = 64
+dev_examples = 32
+
+[data.custom_tasks.reviews]
+format = "csv"
+train = "{folder}/reviews_train.csv"
+dev = "{folder}/reviews_dev.csv"
+text = "review"
+label = "stars"
+labels = ["neg", "mid", "pos"]
+
+[pretrain]
+steps = 10
+batch_size = 8
+max_seq_len = 32
+learning_rate = 1e-3
+
+[pretrain.model]
+layers = 1
+hidden = 32
+heads = 2
+max_position = 64
+
+[finetune]
+tasks = ["syn_agree", "reviews"]
+restarts = 1
+max_seq_len = 32
+recipe_variants = [{{ name = "bert" }}, {{ name = "mean", recipe = {{ pooling = "mean" }} }}]
+multitask = [{{ name = "mt", tasks = ["syn_agree", "reviews"], temperature = 2.0 }}]
+
+[finetune.grid]
+batch_size = [16]
+learning_rate = [1e-3]
+epochs = [1]
+"""
+
+
+@pytest.mark.slow
+def test_multitask_and_recipe_rows_through_ray_and_the_report(tmp_path: Path):
+    """The real Ray stages: a custom task, recipe variants and a multi-task group in one run."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from bertabl.cli import app
+
+    matrix = tmp_path / "m.toml"
+    matrix.write_text(E2E_MATRIX.format(folder=Path(__file__).parent / "fixtures" / "custom"))
+    run_dir = tmp_path / "run"
+    result = CliRunner().invoke(app, ["run", str(matrix), "--run-dir", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    plan = build_plan(validate(tomllib.loads(matrix.read_text()), str(matrix)))
+    paths = (run_dir / "trials").glob("*/record.json")
+    records = {r["id"]: r for r in (json.loads(p.read_text()) for p in paths)}
+    shared = [t for t in plan.finetune if t.multitask]
+    assert len(shared) == 2  # one per recipe row
+    wanted = {"syn_agree/dev_accuracy", "reviews/dev_accuracy", "reviews/dev_macro_f1"}
+    for trial in shared:
+        assert wanted <= set(records[trial.id]["metrics"])
+    for row in plan.rows:  # every cell, single- or multi-task, has its records
+        for task in ("syn_agree", "reviews"):
+            assert all(records[t.id]["status"] == "done" for t in plan.cell(row, task))
+    report = (run_dir / "tiny.md").read_text().split("## Selected grid points")[0]
+    lines = [line for line in report.splitlines() if line.startswith(("| bert", "| mean"))]
+    assert [line.split(" | ")[0] for line in lines] == [
+        "| bert",
+        "| mean",
+        "| bert, multi-task (syn_agree + reviews)",
+        "| mean, multi-task (syn_agree + reviews)",
+    ]
+    assert all(line.count(".") == 2 for line in lines)  # two filled cells (e.g. 50.0, 13.3)
