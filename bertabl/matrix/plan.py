@@ -2,8 +2,11 @@
 
 Pre-training trials are the resolved configs of (variants x axes), deduplicated by id. Fine-tuning
 trials are pre-training trial x task x grid point x restart, each depending on one pre-training
-trial. A trial id is a short hash of the trial's fully resolved config in canonical JSON, so it is
-the same across runs, machines and key order in the TOML, and changes with any value that matters.
+trial. Recipe rows (finetune.recipe_variants x finetune.recipe_axes) cross the pre-training rows;
+a multi-task group adds rows whose grouped tasks share one trial per grid point and restart (its
+per-task results are `Plan.views`). A trial id is a short hash of the trial's fully resolved
+config in canonical JSON, so it is the same across runs, machines and key order in the TOML, and
+changes with any value that matters.
 """
 
 from __future__ import annotations
@@ -102,7 +105,9 @@ class FinetuneTrial:
 
 @dataclass(frozen=True)
 class Row:
-    """One report row: a named pre-training variant."""
+    """One report row: a named pre-training variant, with a fine-tuning recipe (recipe rows
+    cross the pre-training rows) and, for multi-task rows, a group of tasks that share one
+    encoder."""
 
     name: str
     label: str

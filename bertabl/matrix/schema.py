@@ -5,7 +5,8 @@ A matrix has a *base* pre-training config plus two ways to vary it:
 - `pretrain.variants`: named rows, each a set of overrides (for paper tables whose rows are not a
   product, e.g. Table 8's masking mixes).
 Both may be combined (variants x axes). Fine-tuning is a grid (batch x lr x epochs) x restarts,
-run for every task on every pre-trained variant.
+run for every task on every pre-trained variant, with a fine-tuning recipe (`finetune.recipe`,
+per task `finetune.task_recipe`, as rows `finetune.recipe_variants` / `finetune.recipe_axes`).
 
 Every model forbids unknown keys, so a typo is an error rather than a silently ignored setting.
 Keys a matrix leaves out come from its scale preset (see `presets.py`).
