@@ -144,20 +144,34 @@ def plan(
         )
     console.print("[bold]Stage 1: pre-training[/]", pt)
 
-    ft = _table("trial", "depends on", "task", "batch", "lr", "epochs", "restart", "FLOPs ≤")
+    recipes = any(t.recipe for t in the_plan.finetune)
+    columns = ["trial", "depends on", "task", "batch", "lr", "epochs", "restart", "FLOPs ≤"]
+    ft = _table(*columns, *(["recipe"] if recipes else []))
     for t in the_plan.finetune:
         point = dict(t.grid_point)
+        task = t.task
+        if t.multitask:  # one trial, one encoder, a head per task
+            task = "shared encoder: " + " + ".join(t.multitask["tasks"])
         ft.add_row(
             t.id,
             t.pretrain_id,
-            t.task,
+            task,
             str(point["batch_size"]),
             f"{point['learning_rate']:g}",
             str(point["epochs"]),
             str(t.restart),
             f"{t.flops:.2e}",
+            *([" ".join(f"{k}={v}" for k, v in t.recipe.items())] if recipes else []),
         )
     console.print("[bold]Stage 2: fine-tuning[/]", ft)
+    for group in m.finetune.multitask:
+        console.print(
+            f"Multi-task group [bold]{group.name}[/]: {' + '.join(group.tasks)} fine-tuned "
+            f"together (one encoder, a head per task, sampling temperature "
+            f"{group.temperature:g}); each shared trial also records every task's results, "
+            "which its rows' cells select on that task's own dev metric",
+            soft_wrap=True,
+        )
 
     pt_flops = sum(t.flops for t in the_plan.pretrain)
     ft_flops = sum(t.flops for t in the_plan.finetune)

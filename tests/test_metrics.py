@@ -381,7 +381,15 @@ def test_validation_specific():
 
 
 def test_registry_and_compute():
-    assert set(M.METRICS) == {"accuracy", "f1", "matthews_corr", "pearson", "spearman"}
+    assert set(M.METRICS) == {
+        "accuracy",
+        "f1",
+        "matthews_corr",
+        "pearson",
+        "spearman",
+        "macro_f1",
+        "micro_f1",
+    }
     p, r = [1, 1, 0, 0, 1], [1, 0, 0, 1, 1]
     out = M.compute(["accuracy", "f1", "matthews_corr"], p, r)
     assert out == {
@@ -421,6 +429,9 @@ def test_against_sklearn(seed, n):
         assert M.matthews_corrcoef(np.zeros(n, int), y) == pytest.approx(
             skm.matthews_corrcoef(y, np.zeros(n, int)), abs=1e-9
         )
+        for average, ours in (("macro", M.macro_f1), ("micro", M.micro_f1)):
+            ref = skm.f1_score(y, p, average=average, zero_division=0)
+            assert ours(p, y) == pytest.approx(ref, abs=1e-9)
         if n_classes == 2:
             for pos in (0, 1):
                 ours = M.f1_binary(p.tolist(), y.tolist(), positive_label=pos)

@@ -50,6 +50,8 @@ class TaskSpec:
     # A task whose head is part of its definition, e.g. Table 8's "NER (feature-based)" column.
     fixed_head: tuple[str, int, str | None] | None = None
     hub_dev_split: dict[str, str] = field(default_factory=lambda: {"dev": "validation"})
+    # A task defined in a matrix (data.custom_tasks): its definition, as data/custom.py reads it
+    custom: dict[str, Any] | None = field(default=None, compare=False)
 
     @property
     def main_metric(self) -> str:
@@ -185,6 +187,45 @@ TASKS: dict[str, TaskSpec] = {
         ),
     ]
 }
+BUILT_IN = frozenset(TASKS)
+
+
+def custom_spec(name: str, definition: dict[str, Any]) -> TaskSpec:
+    """The TaskSpec of a matrix-defined task (data.custom_tasks.<name>)."""
+    what = "regression" if definition["regression"] else "classification"
+    return TaskSpec(
+        name=name,
+        description=definition.get("description") or f"{name} ({what}, defined in the matrix)",
+        pair=definition["text_pair"] is not None,
+        num_labels=1 if definition["regression"] else len(definition["labels"]),
+        metrics=tuple(definition["metrics"]),
+        custom=definition,
+    )
+
+
+# Names a matrix being validated defines in data.custom_tasks, so that a task whose definition
+# is invalid is reported as such in finetune.tasks, not as an unknown task.
+DECLARED: set[str] = set()
+
+
+def register_custom_task(name: str, definition: dict[str, Any]) -> TaskSpec:
+    """Make a matrix-defined task known by name in this process (plans, reports and `bertabl
+    tasks` look tasks up in TASKS); a later matrix may redefine it, a built-in task not."""
+    if name in BUILT_IN:
+        raise ValueError(f"'{name}' is a built-in task; give your task another name")
+    TASKS[name] = custom_spec(name, definition)
+    return TASKS[name]
+
+
+def task_spec(task: str, data: dict[str, Any]) -> TaskSpec:
+    """The spec of a trial's task, wherever the trial runs: a custom task's definition travels
+    in its data identity, since a Ray worker has not seen the matrix that defined it."""
+    definition = data["identity"].get("definition")
+    if data["identity"]["source"] == "custom":
+        return custom_spec(task, definition)
+    return TASKS[task]
+
+
 CONLL_FILES = {"train": "eng.train", "dev": "eng.testa"}
 SWAG_FILES = {"train": "train.csv", "dev": "val.csv"}
 SQUAD_HUB = {"squad_v1": "rajpurkar/squad", "squad_v2": "rajpurkar/squad_v2"}
@@ -218,6 +259,10 @@ def task_data(task: str, data_config: dict[str, Any]) -> dict[str, Any]:
         "max_train_examples": settings.get("max_train_examples", 0),
         "max_dev_examples": settings.get("max_dev_examples", 0),
     }
+    if spec.custom is not None:
+        from bertabl.data import custom
+
+        return custom.task_data(spec.custom, slices)
     if spec.family == "span_qa" and settings.get("source") == "hub":
         name = settings.get("hub_dataset", "nyu-mll/glue")
         if name == "nyu-mll/glue":  # the schema's default is GLUE's; SQuAD's own otherwise
@@ -268,6 +313,10 @@ def train_examples(task: str, data: dict[str, Any]) -> int:
         return identity["train_examples"]
     if identity["max_train_examples"]:
         return identity["max_train_examples"]
+    if identity["source"] == "custom" and "sha256" in identity:
+        from bertabl.data import custom
+
+        return len(custom.read_split("train", data))
     if identity["source"] == "local":
         return len(_read_local(task, "train", data))
     return 0  # unknown without downloading; estimates then leave fine-tuning out
@@ -277,8 +326,14 @@ def load_split(task: str, split: str, data: dict[str, Any]) -> datasets.Dataset:
     """One split ("train", "dev", or an extra dev split) of `task` from its source."""
     import datasets
 
-    spec = TASKS[task]
+    spec = task_spec(task, data)
     identity = data["identity"]
+    if spec.custom is not None:
+        from bertabl.data import custom
+
+        rows = _slice(custom.read_split(split, data), task, split, identity)
+        columns = ["text_a", "text_b", "label"] if spec.pair else ["text_a", "label"]
+        return datasets.Dataset.from_dict({c: [r[c] for r in rows] for c in columns})
     if spec.family == "tagging":
         rows = _slice(_read_local(task, split, data), task, split, identity)
         return datasets.Dataset.from_dict(

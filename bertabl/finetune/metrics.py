@@ -64,6 +64,28 @@ def f1_binary(predictions: Any, references: Any, positive_label: Any = 1) -> flo
     return 2 * tp / denom if denom else 0.0  # no positives anywhere: sklearn's zero_division=0
 
 
+def macro_f1(predictions: Any, references: Any) -> float:
+    """Unweighted mean of per-class F1 over the labels in either input (sklearn
+    ``f1_score(average="macro", zero_division=0)``)."""
+    p, r = _check(predictions, references, "macro_f1")
+    scores = []
+    for label in sorted(set(p.tolist()) | set(r.tolist())):
+        pp, rp = p == label, r == label
+        tp, fp, fn = int(np.sum(pp & rp)), int(np.sum(pp & ~rp)), int(np.sum(~pp & rp))
+        scores.append(2 * tp / (2 * tp + fp + fn))  # the label occurs, so the sum is > 0
+    return float(np.mean(scores))
+
+
+def micro_f1(predictions: Any, references: Any) -> float:
+    """F1 of the pooled counts over all classes (sklearn ``average="micro"``); with one label
+    per example every error is one false positive and one false negative, so it equals
+    accuracy: 2tp / (2tp + fp + fn) = tp / n."""
+    p, r = _check(predictions, references, "micro_f1")
+    tp = int(np.sum(p == r))
+    errors = len(p) - tp
+    return 2 * tp / (2 * tp + 2 * errors)
+
+
 def matthews_corrcoef(predictions: Any, references: Any) -> float:
     """Matthews correlation (multiclass form, as sklearn); 0.0 when either side is constant."""
     p, r = _check(predictions, references, "matthews_corrcoef")
@@ -120,7 +142,7 @@ def spearman(predictions: Any, references: Any) -> float:
 # Names as the GLUE metric keys, so task configs can list them directly.
 METRICS: dict[str, Callable[[Any, Any], float]] = {
     "accuracy": accuracy, "f1": f1_binary, "matthews_corr": matthews_corrcoef,
-    "pearson": pearson, "spearman": spearman,
+    "pearson": pearson, "spearman": spearman, "macro_f1": macro_f1, "micro_f1": micro_f1,
 }  # fmt: skip
 
 

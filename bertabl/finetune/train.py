@@ -22,7 +22,7 @@ from transformers import (
     DataCollatorWithPadding,
 )
 
-from bertabl.data.tasks import TASKS, TaskSpec, load_split
+from bertabl.data.tasks import TaskSpec, load_split, task_spec
 from bertabl.finetune import features as tag_features
 from bertabl.finetune import metrics as task_metrics
 from bertabl.finetune import multiple_choice, ner, squad
@@ -32,11 +32,11 @@ from bertabl.finetune.heads import (
     FeatureTaggingHead,
     LeftToRightClassifier,
 )
+from bertabl.finetune.pooling import PooledClassifier
+from bertabl.finetune.recipe import Tuning, recipe_of
 from bertabl.training import (
     Precision,
     TrialRuntime,
-    adamw_with_schedule,
-    optimizer_step,
     restore_training_state,
     rng_state,
     seed_everything,
@@ -53,7 +53,7 @@ def finetune(
     Checkpoints at every epoch end (and every `runtime.checkpoint_every` steps) and resumes from
     the latest one, with the same result as an uninterrupted run.
     """
-    spec = TASKS[config["task"]]
+    spec = task_spec(config["task"], config["task_data"])
     device = runtime.device
     seed_everything(config["seed"])
     tokenizer = AutoTokenizer.from_pretrained(pretrained_dir)
@@ -162,19 +162,16 @@ def finetune(
     precision = Precision.for_device(device, runtime.precision)
     size = config["batch_size"]
     per_epoch = math.ceil(len(train) / size)
-    optimizer, scheduler = adamw_with_schedule(
-        model,
-        config["learning_rate"],
-        config["weight_decay"],
-        config["epochs"] * per_epoch,
-        config["warmup_fraction"],
-    )
+    # The recipe (finetune/recipe.py): parameter groups, freezing, accumulation, EMA.
+    tuning = Tuning(model, config, config["epochs"] * per_epoch)
+    optimizer, scheduler = tuning.optimizer, tuning.scheduler
     epoch, first_batch, step = 1, 0, 0
     losses: list[float] = []
     history = runtime.history
     state = runtime.resume_state()
     if state is not None:
         restore_training_state(state, model, optimizer, scheduler, precision)
+        tuning.load_state_dict(state.get("tuning", {}))
         set_rng_state(state["rng"])
         epoch, first_batch, step = state["epoch"], state["batch"], state["step"]
         losses = state["losses"]
@@ -185,6 +182,7 @@ def finetune(
             step,
             {
                 **training_state(model, optimizer, scheduler, precision),
+                "tuning": tuning.state_dict(),
                 "rng": rng_state(),
                 "epoch": epoch,
                 "batch": first_batch,
@@ -198,6 +196,7 @@ def finetune(
     metrics: dict[str, Any] = history[-1] if history else {}
     while epoch <= config["epochs"]:
         model.train()
+        tuning.start_epoch(epoch)
         # The epoch's order depends only on (seed, epoch), so a resumed epoch replays it exactly.
         order = torch.randperm(
             len(train), generator=torch.Generator().manual_seed(config["seed"] * 1_000_003 + epoch)
@@ -205,20 +204,18 @@ def finetune(
         if config["group_by_length"]:
             order = length_grouped(order, lengths, size)
         for index in range(first_batch, per_epoch):
-            batch = collate([train[i] for i in order[index * size : (index + 1) * size]])
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            with precision.autocast():
-                loss = model(**batch).loss
+            items = [train[i] for i in order[index * size : (index + 1) * size]]
             where = f"fine-tuning epoch {epoch}"
-            optimizer_step(loss, model, optimizer, scheduler, where, precision)
-            losses.append(loss.item())
+            losses.append(tuning.step(items, collate, precision, where))
             step += 1
             first_batch = index + 1
             if runtime.due(step) and first_batch < per_epoch:
                 save()
         metrics = {"epoch": epoch, "train_loss": sum(losses) / len(losses)}
-        for split in ("dev", *spec.extra_dev_splits):
-            metrics |= {f"{split}_{name}": value for name, value in evaluate_split(split).items()}
+        with tuning.evaluation_weights():  # the EMA weights, when the recipe keeps them
+            for split in ("dev", *spec.extra_dev_splits):
+                scores = evaluate_split(split)
+                metrics |= {f"{split}_{name}": value for name, value in scores.items()}
         history.append(metrics)
         runtime.report(metrics | {"seconds": time.perf_counter() - started}, None)
         epoch, first_batch, losses = epoch + 1, 0, []
@@ -250,6 +247,9 @@ def _model(config: dict[str, Any], pretrained_dir: Path, spec: TaskSpec):
         return BertForMultipleChoice.from_pretrained(pretrained_dir)
     if config["head"] == "bilstm":
         return BiLSTMClassifier.build(pretrained_dir, num_labels, config["bilstm_hidden"])
+    pooling = recipe_of(config).pooling
+    if pooling != "cls_pooler":  # the recipe's pooling head (finetune/pooling.py)
+        return PooledClassifier.build(pretrained_dir, num_labels, pooling)
     if AutoConfig.from_pretrained(pretrained_dir).is_decoder:  # an `ltr` checkpoint
         return LeftToRightClassifier.from_pretrained(pretrained_dir, num_labels=num_labels)
     return BertForSequenceClassification.from_pretrained(pretrained_dir, num_labels=num_labels)

@@ -196,8 +196,10 @@ def _describe(problem: dict[str, Any], loc: tuple[Any, ...], root: type[BaseMode
 def _allowed_keys(root: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     """Field names of the model that sits at `loc` below `root`."""
     model = root
+    keyed = False  # the previous part was a dict field: this part is one of its keys
     for part in loc:
-        if isinstance(part, int):
+        if isinstance(part, int) or keyed:
+            keyed = False
             continue
         field = model.model_fields.get(str(part))
         if field is None:
@@ -205,6 +207,7 @@ def _allowed_keys(root: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
         nested = _model_in(field.annotation)
         if nested is None:
             return []
+        keyed = getattr(field.annotation, "__origin__", None) is dict
         model = nested
     return list(model.model_fields)
 

@@ -5,7 +5,8 @@ A matrix has a *base* pre-training config plus two ways to vary it:
 - `pretrain.variants`: named rows, each a set of overrides (for paper tables whose rows are not a
   product, e.g. Table 8's masking mixes).
 Both may be combined (variants x axes). Fine-tuning is a grid (batch x lr x epochs) x restarts,
-run for every task on every pre-trained variant.
+run for every task on every pre-trained variant, with a fine-tuning recipe (`finetune.recipe`,
+per task `finetune.task_recipe`, as rows `finetune.recipe_variants` / `finetune.recipe_axes`).
 
 Every model forbids unknown keys, so a typo is an error rather than a silently ignored setting.
 Keys a matrix leaves out come from its scale preset (see `presets.py`).
@@ -15,9 +16,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
-from bertabl.data.tasks import TASKS
+from bertabl.data.tasks import DECLARED, TASKS, register_custom_task
 
 Objective = Literal["mlm_nsp", "mlm", "ltr"]
 Scale = Literal["tiny", "budget", "paper"]
@@ -28,6 +38,8 @@ PositiveInt = Annotated[int, Field(ge=1)]
 
 
 def _known_task(name: str) -> str:
+    if name not in TASKS and name in DECLARED:
+        raise ValueError(f"task '{name}' has an invalid definition in data.custom_tasks")
     if name not in TASKS:
         raise ValueError(f"unknown task '{name}'; known tasks: {', '.join(sorted(TASKS))}")
     return name
@@ -221,6 +233,100 @@ def seq_len_phases(
     return ends or [(steps, max_seq_len)]
 
 
+Pooling = Literal["cls_pooler", "cls", "mean", "attention", "cnn"]
+
+
+class Recipe(Strict):
+    """How a pre-trained encoder is fine-tuned, beyond the grid: each key is one recipe axis.
+
+    The defaults are BERT's own recipe. `finetune.recipe` sets them for the matrix,
+    `finetune.task_recipe.<task>` per task, and `finetune.recipe_variants` names report rows.
+    """
+
+    layer_decay: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="layer-wise learning-rate decay: encoder layer i of L trains at lr * "
+        "layer_decay^(L+1-i), the embeddings at lr * layer_decay^(L+1); 1.0 = off",
+    )
+    head_lr_scale: float = Field(
+        1.0,
+        gt=0,
+        description="learning rate of the new (randomly initialised) head, as a multiple of lr",
+    )
+    decay_exclusion: bool = Field(
+        True, description="no weight decay on biases and LayerNorm weights (as BERT)"
+    )
+    freeze_embeddings: bool = Field(False, description="keep the embedding layer frozen")
+    freeze_layers: int = Field(0, ge=0, description="keep the bottom k encoder layers frozen")
+    unfreeze_every: int = Field(
+        0,
+        ge=0,
+        description="gradual unfreezing: every this many epochs the top-most frozen layer "
+        "thaws (the embeddings last); 0 = frozen parts stay frozen",
+    )
+    pooling: Pooling = Field(
+        "cls_pooler",
+        description="sequence classification/regression with head = 'linear': cls_pooler "
+        "(BERT: [CLS] through the pre-trained pooler), cls ([CLS] without the pooler), mean "
+        "(over real tokens), attention (a learned query over the token states), cnn (a width-3 "
+        "convolution over the token states, max over time); other task families ignore it; "
+        "the BiLSTM head is head = 'bilstm'",
+    )
+    ema_decay: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="exponential moving average of the weights, updated after every "
+        "optimizer step; evaluation uses the averaged weights; 0 = off",
+    )
+    grad_accumulation: PositiveInt = Field(
+        1,
+        description="micro-batches per optimizer step: the grid's batch_size is split into "
+        "this many forward/backward passes (same effective batch, less memory)",
+    )
+
+    @model_validator(mode="after")
+    def _something_to_unfreeze(self) -> Recipe:
+        if self.unfreeze_every and not (self.freeze_layers or self.freeze_embeddings):
+            raise ValueError(
+                "unfreeze_every needs something frozen: set freeze_layers and/or "
+                "freeze_embeddings, or unfreeze_every = 0"
+            )
+        return self
+
+
+def _optional_fields(model: type[BaseModel]) -> dict[str, Any]:
+    """Every field of `model` as an optional override (None = inherit), keeping its checks."""
+    fields = {}
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        if info.metadata:  # e.g. Field(ge=0) -> Annotated[int, Ge(0)]
+            annotation = Annotated[(annotation, *info.metadata)]
+        fields[name] = (annotation | None, Field(None, description=info.description))
+    return fields
+
+
+# Built from Recipe, so the two never drift apart; the whole recipe is re-validated once merged.
+RecipeOverrides = create_model(
+    "RecipeOverrides",
+    __base__=Strict,
+    __doc__="Recipe keys to change (the others are inherited); see Recipe.",
+    **_optional_fields(Recipe),
+)
+
+
+class RecipeVariant(HeadOverrides):
+    """A named fine-tuning recipe: one report row per pre-training row."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="id used in row names")
+    label: str | None = Field(None, description="row label in reports; defaults to name")
+    recipe: RecipeOverrides = Field(  # type: ignore[valid-type]
+        RecipeOverrides(), description="recipe keys this row changes, e.g. layer_decay = 0.8"
+    )
+
+
 class PretrainSection(PretrainConfig):
     """The base pre-training config plus how the matrix varies it."""
 
@@ -269,6 +375,37 @@ class Grid(Strict):
         return values
 
 
+class MultiTaskGroup(Strict):
+    """Tasks fine-tuned together: one shared encoder, a head per task, one trial per grid point
+    and restart. Each task keeps its own dev metric and grid-point selection."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="id used in row names")
+    label: str | None = Field(None, description="row label; default: multi-task (a + b)")
+    tasks: list[TaskName] = Field(
+        min_length=2, description="sentence(-pair) classification/regression tasks"
+    )
+    temperature: float = Field(
+        1.0,
+        ge=1,
+        description="batches come from task i with probability proportional to "
+        "n_i^(1/temperature) (n_i: its training examples): 1 = proportional to dataset size, "
+        "larger = closer to uniform",
+    )
+
+    @field_validator("tasks")
+    @classmethod
+    def _distinct(cls, tasks: list[str]) -> list[str]:
+        if len(set(tasks)) != len(tasks):
+            raise ValueError(f"tasks repeat a name: {tasks}")
+        wrong = [t for t in tasks if TASKS[t].family != "classification"]
+        if wrong:
+            raise ValueError(
+                f"multi-task groups take sentence(-pair) classification/regression tasks; "
+                f"{', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} not"
+            )
+        return tasks
+
+
 class FinetuneSection(Strict):
     """Downstream tasks and the procedure applied to every pre-trained variant."""
 
@@ -298,6 +435,25 @@ class FinetuneSection(Strict):
     group_by_length: bool = Field(
         True, description="batch examples of similar length (less padding; order stays random)"
     )
+    recipe: Recipe = Field(Recipe(), description="the fine-tuning recipe of every trial")
+    task_recipe: dict[TaskName, RecipeOverrides] = Field(  # type: ignore[valid-type]
+        default_factory=dict,
+        description="task -> recipe keys changed for that task (recipe variants still win)",
+    )
+    recipe_variants: list[RecipeVariant] = Field(
+        default_factory=list,
+        description="named recipes; each becomes a report row for every pre-training row",
+    )
+    recipe_axes: dict[str, list[Any]] = Field(
+        default_factory=dict,
+        description="recipe key -> values; each combination of the product is a recipe row "
+        "(crossed with recipe_variants when both are given)",
+    )
+    multitask: list[MultiTaskGroup] = Field(
+        default_factory=list,
+        description="groups of tasks fine-tuned together on one encoder; each group adds a "
+        "report row per row (its other tasks' cells are single-task)",
+    )
     warmup_fraction: float = Field(0.1, ge=0, lt=1)
     weight_decay: float = Field(0.01, ge=0)
     eval_batch_size: PositiveInt = 128
@@ -316,6 +472,61 @@ class FinetuneSection(Strict):
         if len(set(tasks)) != len(tasks):
             raise ValueError(f"tasks repeat a name: {tasks}")
         return tasks
+
+    @field_validator("recipe_variants")
+    @classmethod
+    def _unique_recipe_names(cls, variants: list[RecipeVariant]) -> list[RecipeVariant]:
+        names = [v.name for v in variants]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"recipe variant names must be unique; repeated: {', '.join(dupes)}")
+        return variants
+
+    @field_validator("recipe_axes")
+    @classmethod
+    def _recipe_axes(cls, axes: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in axes.items():
+            if key not in Recipe.model_fields:
+                raise ValueError(
+                    f"recipe_axes: unknown recipe key '{key}'; recipe keys: "
+                    f"{', '.join(Recipe.model_fields)}"
+                )
+            if not values:
+                raise ValueError(f"recipe_axes.{key} has no values; give at least one")
+            if len({_canonical(v) for v in values}) != len(values):
+                raise ValueError(f"recipe_axes.{key} repeats a value: {values}")
+            for index, value in enumerate(values):
+                try:
+                    RecipeOverrides.model_validate({key: value})
+                except ValidationError as err:
+                    message = err.errors()[0]["msg"]
+                    raise ValueError(f"recipe_axes.{key}[{index}] = {value!r}: {message}") from None
+        return axes
+
+    @model_validator(mode="after")
+    def _multitask_groups(self) -> FinetuneSection:
+        names = [g.name for g in self.multitask]
+        if len(set(names)) != len(names):
+            raise ValueError(f"multitask group names must be unique: {names}")
+        clash = set(names) & {v.name for v in self.recipe_variants}
+        if clash:
+            raise ValueError(f"{sorted(clash)} names both a multitask group and a recipe variant")
+        for group in self.multitask:
+            missing = [t for t in group.tasks if t not in self.tasks]
+            if missing:
+                raise ValueError(
+                    f"multitask group {group.name}: {missing} not in finetune.tasks {self.tasks}"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _task_recipes_name_tasks(self) -> FinetuneSection:
+        for task in self.task_recipe:
+            if task not in self.tasks:
+                raise ValueError(
+                    f"task_recipe names task '{task}', which is not in tasks {self.tasks}"
+                )
+        return self
 
     @model_validator(mode="after")
     def _selection_metrics_exist(self) -> FinetuneSection:
@@ -381,6 +592,71 @@ class HubCorpus(Strict):
     max_documents: int = Field(0, ge=0, description="use the first n documents; 0 = all")
 
 
+ClassificationMetric = Literal["accuracy", "f1", "macro_f1", "micro_f1", "matthews_corr"]
+RegressionMetric = Literal["pearson", "spearman"]
+
+
+class CustomTask(Strict):
+    """A sentence (or sentence-pair) classification or regression task from your own data."""
+
+    description: str = ""
+    format: Literal["csv", "tsv", "jsonl", "hub"] = Field(
+        description="csv (quoted fields allowed) or tsv (tab-separated, no quoting), each with a "
+        "header line naming the columns; jsonl (one JSON object a line); hub (a Hugging Face "
+        "`datasets` name, needs network)"
+    )
+    train: str = Field(
+        description="files: the training file (relative to the working directory); hub: the "
+        "split name, e.g. 'train'"
+    )
+    dev: str = Field(description="files: the evaluation file; hub: the split, e.g. 'validation'")
+    hub_dataset: str | None = Field(None, description="hub: the dataset, e.g. yelp_review_full")
+    hub_config: str | None = Field(None, description="hub: the dataset's configuration, if any")
+    text: str = Field(description="column (or JSON key) of the text")
+    text_pair: str | None = Field(None, description="column of the second text (pair tasks)")
+    label: str = Field(description="column of the label")
+    labels: list[str] = Field(
+        default_factory=list,
+        description="classification: every label value as written in the data (JSON numbers by "
+        "their text, e.g. '1'); class ids follow this order; leave empty for regression",
+    )
+    regression: bool = Field(False, description="the label is a number to predict (MSE loss)")
+    metrics: list[ClassificationMetric | RegressionMetric] = Field(
+        default_factory=list,
+        description="dev metrics, the first selects the grid point; default: accuracy and "
+        "macro_f1 (classification) or pearson and spearman (regression); f1 is the second "
+        "label's F1 (two labels only)",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CustomTask:
+        if (self.format == "hub") != (self.hub_dataset is not None):
+            raise ValueError("hub_dataset is needed with format = 'hub', and only then")
+        if self.regression and self.labels:
+            raise ValueError("a regression task has no labels; drop labels or regression")
+        if not self.regression and len(set(self.labels)) < 2:
+            raise ValueError(
+                "list the label values (at least two, each once) in labels, or set "
+                "regression = true"
+            )
+        if len(set(self.labels)) != len(self.labels):
+            raise ValueError(f"labels repeat a value: {self.labels}")
+        wrong = [
+            m
+            for m in self.metrics
+            if (m in ("pearson", "spearman")) != self.regression
+            or (m == "f1" and len(self.labels) != 2)
+        ]
+        if wrong:
+            kind = "regression" if self.regression else f"{len(self.labels)}-label classification"
+            raise ValueError(f"metrics {wrong} do not apply to {kind}")
+        return self
+
+    def all_metrics(self) -> tuple[str, ...]:
+        default = ("pearson", "spearman") if self.regression else ("accuracy", "macro_f1")
+        return tuple(self.metrics) or default
+
+
 class DataSection(Strict):
     """Where the pre-training corpus, the tokenizer and the fine-tuning data come from."""
 
@@ -418,9 +694,30 @@ class DataSection(Strict):
         "train-v2.0.json, dev-v2.0.json)",
     )
     swag_dir: str = Field("swag", description="folder with SWAG's original train.csv and val.csv")
+    # Before `tasks` (fields validate in order): registering them makes their names known.
+    custom_tasks: dict[Annotated[str, Field(pattern=NAME_PATTERN)], CustomTask] = Field(
+        default_factory=dict,
+        description="your own classification/regression tasks, by name; list them in "
+        "finetune.tasks like any other",
+    )
     tasks: dict[TaskName, TaskData] = Field(
         default_factory=dict, description="per-task data settings, by task name"
     )
+
+    @field_validator("custom_tasks", mode="before")
+    @classmethod
+    def _declare(cls, custom: Any) -> Any:
+        if isinstance(custom, dict):
+            DECLARED.update(k for k in custom if isinstance(k, str))
+        return custom
+
+    @field_validator("custom_tasks")
+    @classmethod
+    def _register(cls, custom: dict[str, CustomTask]) -> dict[str, CustomTask]:
+        for name, task in custom.items():
+            definition = task.model_dump(mode="json") | {"metrics": list(task.all_metrics())}
+            register_custom_task(name, definition)  # ValueError for a built-in task's name
+        return custom
 
 
 class Resources(Strict):
@@ -490,6 +787,12 @@ class Matrix(Strict):
         description="per-scale changes of this matrix, applied over the file when that scale is "
         "in force (e.g. [scales.tiny.finetune] pretrain_steps = [...]); --set still wins",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _forget_declared_tasks(cls, raw: Any) -> Any:
+        DECLARED.clear()  # data.custom_tasks of an earlier matrix in this process
+        return raw
 
 
 def _canonical(value: Any) -> str:

@@ -31,6 +31,12 @@ def finetune_trainable(params: dict[str, Any]) -> None:
 
     def body(config, store, out_dir, runtime):
         pretrained = store.model_dir(config["pretrain_id"], config["pretrain_step"])
+        if "multitask" in config:  # one shared encoder; each task's results get a record too
+            from bertabl.finetune.multitask import finetune_multitask, write_views
+
+            metrics = finetune_multitask(config, pretrained, out_dir, runtime)
+            write_views(store, config, metrics, runtime.history)
+            return metrics
         return finetune(config, pretrained, out_dir, runtime)
 
     _run(params, body)

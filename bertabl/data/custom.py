@@ -1,0 +1,159 @@
+"""Tasks defined in the matrix (`data.custom_tasks.<name>`): any sentence or sentence-pair
+classification or regression dataset, from CSV / TSV / JSON Lines files or the Hugging Face Hub.
+
+Rows come out as every other task's: `text_a`, `text_b` (pair tasks), `label` (a class id in
+the order of the declared `labels`, or a float for regression). Anything wrong with the data is
+a DataError naming the file and line (or the Hub split and row): a column the file lacks, a
+label outside the declared set, a regression label that is not a number, an empty split.
+
+The task's identity (what enters trial ids) is its definition (columns, labels, metrics) plus
+the SHA-256 of its files, or the Hub dataset, configuration and splits; the file paths are its
+location, which is not.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from bertabl.data.formats._text import read_text
+from bertabl.errors import DataError
+
+SPLITS = ("train", "dev")
+# The definition keys that decide what a trial computes (train/dev are paths for files).
+_IDENTITY_KEYS = (
+    "format",
+    "hub_dataset",
+    "hub_config",
+    "text",
+    "text_pair",
+    "label",
+    "labels",
+    "regression",
+    "metrics",
+)
+
+
+def task_data(definition: dict[str, Any], slices: dict[str, int]) -> dict[str, Any]:
+    """{"identity", "location"} of a custom task; local files are read and checked now, so a
+    bad file fails `bertabl plan` rather than a trial."""
+    identity = {
+        "source": "custom",
+        "definition": {k: definition[k] for k in _IDENTITY_KEYS},
+        **slices,
+    }
+    if definition["format"] == "hub":
+        identity["splits"] = {s: definition[s] for s in SPLITS}
+        return {"identity": identity, "location": {}}
+    paths = {s: str(Path(definition[s]).resolve()) for s in SPLITS}
+    data = {"identity": identity, "location": paths}
+    identity["sha256"] = {}
+    for split in SPLITS:
+        path = Path(paths[split])
+        if not path.is_file():
+            raise DataError(f"{path}: file not found (the {split} file); check the path")
+        identity["sha256"][split] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        read_split(split, data)
+    return data
+
+
+def read_split(split: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The split's examples {"text_a", "text_b", "label"} (text_b None for single sentences)."""
+    identity = data["identity"]
+    definition = identity["definition"]
+    if definition["format"] == "hub":
+        name, hub_split = definition["hub_dataset"], identity["splits"][split]
+        where = f"{name} ({hub_split} split)"
+        records = _hub_records(name, definition["hub_config"], hub_split, where)
+    else:
+        path = Path(data["location"][split])
+        where = str(path)
+        wanted = [definition[k] for k in ("text", "text_pair", "label") if definition[k]]
+        records = _file_records(path, definition["format"], wanted)
+    rows = [_example(record, definition, f"{where}{place}") for place, record in records]
+    if not rows:
+        raise DataError(f"{where}: no examples in the {split} split; it needs at least one")
+    return rows
+
+
+def _example(record: dict[str, Any], definition: dict[str, Any], where: str) -> dict[str, Any]:
+    def field(key: str) -> Any:
+        if key not in record:
+            raise DataError(
+                f"{where}: no column '{key}'; the columns are: {', '.join(map(str, record))}"
+                " (data.custom_tasks: text / text_pair / label name them)"
+            )
+        value = record[key]
+        if value is None:
+            raise DataError(f"{where}: column '{key}' is empty")
+        return value
+
+    text_a = str(field(definition["text"]))
+    text_b = str(field(definition["text_pair"])) if definition["text_pair"] else None
+    value = field(definition["label"])
+    text = str(value).strip() if not isinstance(value, bool) else str(value).lower()
+    if definition["regression"]:
+        try:
+            label: float | int = float(text)
+        except ValueError:
+            raise DataError(f"{where}: label '{value}' is not a number (regression)") from None
+    else:
+        labels = definition["labels"]
+        if text not in labels:
+            raise DataError(
+                f"{where}: label '{text}' is not one of the declared labels "
+                f"{', '.join(labels)}; add it to labels or fix the data"
+            )
+        label = labels.index(text)
+    return {"text_a": text_a, "text_b": text_b, "label": label}
+
+
+def _file_records(path: Path, fmt: str, wanted: list[str]):
+    """Yield (" line N", record) for each example of a CSV / TSV / JSON Lines file; a CSV/TSV
+    header without a `wanted` column fails at line 1."""
+    text = read_text(path, {"csv": "CSV", "tsv": "TSV", "jsonl": "JSON Lines"}[fmt])
+    if fmt == "jsonl":
+        for number, line in enumerate(text.split("\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path} line {number}: not valid JSON ({err.msg})") from None
+            if not isinstance(record, dict):
+                raise DataError(f"{path} line {number}: expected a JSON object, one a line")
+            yield f" line {number}", record
+        return
+    # TSV: tabs separate and quotes are text (as in GLUE's files); CSV: RFC 4180 quoting.
+    options = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if fmt == "tsv" else {}
+    reader = csv.reader(io.StringIO(text, newline=""), **options)
+    header = next(reader, None)
+    if header is None:
+        raise DataError(f"{path}: empty file; expected a header line naming the columns")
+    for column in wanted:
+        if column not in header:
+            raise DataError(
+                f"{path} line 1: no column '{column}'; the columns are: {', '.join(header)} "
+                "(data.custom_tasks: text / text_pair / label name them)"
+            )
+    for row in reader:
+        if not row:  # a blank line
+            continue
+        if len(row) != len(header):
+            raise DataError(
+                f"{path} line {reader.line_num}: {len(row)} fields, but the header names "
+                f"{len(header)}"
+            )
+        yield f" line {reader.line_num}", dict(zip(header, row, strict=True))
+
+
+def _hub_records(name: str, config: str | None, split: str, where: str):
+    from bertabl.data.tasks import _load_hub
+
+    table = _load_hub(name, config, split)
+    for index, record in enumerate(table):
+        yield f" row {index}", record

@@ -1,0 +1,229 @@
+"""The fine-tuning recipe (finetune.recipe; schema.Recipe) applied to a model and its optimizer.
+
+`Tuning` owns what the recipe changes in the training loop, so the loop itself stays a plain
+"for each batch: step" loop:
+
+- parameter groups: layer-wise learning-rate decay (encoder layer i of L at
+  lr * decay^(L+1-i), embeddings at decay^(L+1), the pooler at lr), the new head at
+  lr * head_lr_scale, and no weight decay on biases/LayerNorm weights unless
+  decay_exclusion = false; then AdamW with BERT's linear warmup and decay;
+- freezing: the embeddings and/or the bottom k layers get no gradients (requires_grad = False,
+  so AdamW skips them, weight decay included); gradual unfreezing thaws the top-most frozen
+  layer every `unfreeze_every` epochs, the embeddings last;
+- gradient accumulation: a batch is split into `grad_accumulation` micro-batches whose losses are
+  weighted by their share of the batch, so the summed gradient is the whole batch's;
+- EMA: torch's AveragedModel keeps an exponential moving average of the weights, updated after
+  every optimizer step; evaluation swaps the averaged weights in.
+
+Parameters are told apart by name: everything under a `bert.` module is the pre-trained encoder
+(as in every transformers BERT head and ours, and under `heads.<task>.` in a multi-task model);
+anything else is new.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from typing import Any
+
+import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from transformers import get_linear_schedule_with_warmup
+
+from bertabl.matrix.schema import Recipe
+from bertabl.training import Precision, apply_gradients, check_finite
+
+_ENCODER = re.compile(r"(?:^|\.)bert\.")
+_LAYER = re.compile(r"^encoder\.layer\.(\d+)\.")
+IGNORE_INDEX = -100  # labels that no loss counts (token tagging: padding, non-first sub-tokens)
+
+
+def recipe_of(config: dict[str, Any]) -> Recipe:
+    """A trial's recipe: its config lists only the keys that differ from BERT's."""
+    return Recipe.model_validate(config.get("recipe", {}))
+
+
+def encoder_name(name: str) -> str | None:
+    """`name` inside the pre-trained encoder ("encoder.layer.0.output.dense.weight"), or None
+    for a parameter of a new head."""
+    match = _ENCODER.search(name)
+    return name[match.end() :] if match else None
+
+
+def depth(name: str, layers: int) -> int | None:
+    """0 = embeddings, i+1 = encoder layer i, layers+1 = the pooler; None = the new head."""
+    inner = encoder_name(name)
+    if inner is None:
+        return None
+    if inner.startswith("embeddings."):
+        return 0
+    match = _LAYER.match(inner)
+    return int(match.group(1)) + 1 if match else layers + 1
+
+
+def lr_scale(name: str, layers: int, recipe: Recipe) -> float:
+    """The multiple of the grid's learning rate that parameter `name` trains at."""
+    d = depth(name, layers)
+    if d is None:
+        return recipe.head_lr_scale
+    return recipe.layer_decay ** (layers + 1 - d)
+
+
+def parameter_groups(
+    model: torch.nn.Module, recipe: Recipe, learning_rate: float, weight_decay: float
+) -> list[dict[str, Any]]:
+    """AdamW parameter groups, one per (learning rate, weight decay), in first-seen order.
+
+    With BERT's recipe this is BERT's two groups: decayed, and biases/LayerNorm undecayed.
+    """
+    layers = _layers(model)
+    groups: dict[tuple[float, float], dict[str, Any]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:  # frozen by the model itself, not by the recipe
+            continue
+        lr = learning_rate * lr_scale(name, layers, recipe)
+        exempt = recipe.decay_exclusion and (param.ndim < 2 or "LayerNorm" in name)
+        decay = 0.0 if exempt else weight_decay
+        group = groups.setdefault((lr, decay), {"params": [], "lr": lr, "weight_decay": decay})
+        group["params"].append(param)
+    return list(groups.values())
+
+
+def frozen_prefixes(recipe: Recipe, epoch: int) -> list[str]:
+    """Encoder name prefixes (see encoder_name) of the parts frozen during `epoch` (1-based)."""
+    frozen = [f"encoder.layer.{i}." for i in reversed(range(recipe.freeze_layers))]
+    if recipe.freeze_embeddings:
+        frozen.append("embeddings.")  # thawed last: the most general features
+    thawed = (epoch - 1) // recipe.unfreeze_every if recipe.unfreeze_every else 0
+    return frozen[thawed:]
+
+
+class Tuning:
+    """Optimizer, schedule, freezing, accumulation and EMA for one fine-tuning trial."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        config: dict[str, Any],
+        total_steps: int,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-6,
+    ):
+        self.model = model
+        self.recipe = recipe_of(config)
+        groups = parameter_groups(
+            model, self.recipe, config["learning_rate"], config["weight_decay"]
+        )
+        self.optimizer = torch.optim.AdamW(groups, lr=config["learning_rate"], betas=betas, eps=eps)
+        warmup = int(round(config["warmup_fraction"] * total_steps))
+        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, warmup, total_steps)
+        self.ema = None
+        if self.recipe.ema_decay:
+            multi_avg_fn = get_ema_multi_avg_fn(self.recipe.ema_decay)
+            self.ema = AveragedModel(model, multi_avg_fn=multi_avg_fn)
+
+    def start_epoch(self, epoch: int) -> None:
+        """Freeze what the recipe keeps frozen in `epoch`; thaw the rest (also on resume)."""
+        frozen = tuple(frozen_prefixes(self.recipe, epoch))
+        for name, param in self.model.named_parameters():
+            inner = encoder_name(name)
+            if inner is not None:
+                param.requires_grad_(not (frozen and inner.startswith(frozen)))
+
+    def step(
+        self,
+        items: list,
+        collate,
+        precision: Precision,
+        where: str,
+        forward: torch.nn.Module | None = None,
+    ) -> float:
+        """One optimizer step on the batch `items`; returns the batch's loss. `forward` is the
+        module that computes the loss when it is a part of the model (a multi-task head)."""
+        total = accumulate_gradients(
+            forward or self.model, items, collate, self.recipe.grad_accumulation, precision, where
+        )
+        apply_gradients(total, self.model, self.optimizer, self.scheduler, where, precision)
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        return total
+
+    @contextlib.contextmanager
+    def evaluation_weights(self):
+        """Inside: the model holds the EMA weights (when the recipe keeps an average)."""
+        if self.ema is None:
+            yield
+            return
+        params = list(self.model.parameters())
+        saved = [p.detach().clone() for p in params]
+        with torch.no_grad():
+            for p, averaged in zip(params, self.ema.module.parameters(), strict=True):
+                p.copy_(averaged)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, original in zip(params, saved, strict=True):
+                    p.copy_(original)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The EMA's state (the optimizer and schedule are saved by training_state)."""
+        return {"ema": self.ema.state_dict()} if self.ema is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+
+
+def accumulate_gradients(
+    model: torch.nn.Module,
+    items: list,
+    collate,
+    micro_batches: int,
+    precision: Precision,
+    where: str,
+) -> float:
+    """Backward over `items` in `micro_batches` parts; the gradients (and the returned loss)
+    are the whole batch's: each part's mean loss is weighted by its share of what the loss
+    averages over (examples, or labelled tokens for tagging)."""
+    parts = [p for p in _split(items, micro_batches) if p]
+    batches = []
+    for part in parts:
+        batch = collate(part)
+        batches.append({k: v.to(precision.device, non_blocking=True) for k, v in batch.items()})
+    counts = [_loss_terms(b) for b in batches]
+    total_count = sum(counts)
+    total = 0.0
+    for batch, count in zip(batches, counts, strict=True):
+        with precision.autocast():
+            loss = model(**batch).loss
+        check_finite(loss.item(), where)
+        if len(batches) > 1:  # one part: exactly BERT's step (no rescaling)
+            loss = loss * (count / total_count)
+        precision.backward(loss)
+        total += loss.item()
+    return total
+
+
+def _split(items: list, parts: int) -> list[list]:
+    """`items` in `parts` consecutive chunks whose sizes differ by at most one."""
+    size, extra = divmod(len(items), parts)
+    chunks, start = [], 0
+    for i in range(parts):
+        end = start + size + (i < extra)
+        chunks.append(items[start:end])
+        start = end
+    return chunks
+
+
+def _loss_terms(batch: dict[str, torch.Tensor]) -> int:
+    """How many terms the batch's mean loss averages: labelled tokens, or examples."""
+    labels = batch.get("labels")
+    if labels is not None and labels.dim() > 1:
+        return int((labels != IGNORE_INDEX).sum())
+    return len(next(iter(batch.values())))
+
+
+def _layers(model: torch.nn.Module) -> int:
+    config = getattr(model, "config", None)
+    return getattr(config, "num_hidden_layers", 0)
