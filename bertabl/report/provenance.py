@@ -134,10 +134,17 @@ def data_lines(data: dict[str, Any], tasks: list[str]) -> list[str]:
             f"documents x {syn.get('sentences_per_document')} sentences), synthetic vocabulary"
         )
     else:
-        lines.append(
-            f"Pre-training: corpus `{corpus}` ({data.get('corpus_format')} format), "
-            f"vocabulary `{data.get('tokenizer')}`"
+        vocabulary = (
+            "a WordPiece vocabulary trained on it (pretrain.vocab_size)"
+            if data.get("tokenizer") == "train"
+            else f"vocabulary `{data.get('tokenizer')}`"
         )
+        kind = (
+            "Hub dataset"
+            if str(corpus).startswith("hub:")
+            else f"{data.get('corpus_format')} format"
+        )
+        lines.append(f"Pre-training: corpus `{corpus}` ({kind}), {vocabulary}")
     for task in tasks:
         spec = TASKS[task]
         if spec.synthetic:
@@ -147,16 +154,22 @@ def data_lines(data: dict[str, Any], tasks: list[str]) -> list[str]:
             )
             continue
         settings = data.get("tasks", {}).get(task, {})
+        custom = data.get("custom_tasks", {}).get(task)
         default_dir = {
             "tagging": "conll_dir",
             "span_qa": "squad_dir",
             "multiple_choice": "swag_dir",
         }.get(spec.family, "glue_dir")
-        where = (
-            f"Hub `{settings.get('hub_dataset', 'nyu-mll/glue')}`"
-            if settings.get("source") == "hub"
-            else f"`{settings.get('path') or data.get(default_dir)}`"
-        )
+        if custom is not None:  # defined in the matrix: its own files or a Hub dataset
+            where = (
+                f"Hub `{custom['hub_dataset']}` ({custom['train']} / {custom['dev']})"
+                if custom["format"] == "hub"
+                else f"`{custom['train']}` / `{custom['dev']}` ({custom['format']})"
+            )
+        elif settings.get("source") == "hub":
+            where = f"Hub `{settings.get('hub_dataset', 'nyu-mll/glue')}`"
+        else:
+            where = f"`{settings.get('path') or data.get(default_dir)}`"
         sizes = [
             f"{settings[k]} {label} examples (seeded subset)"
             for k, label in (("max_train_examples", "train"), ("max_dev_examples", "dev"))
