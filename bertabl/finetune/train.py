@@ -210,8 +210,7 @@ def finetune(
             with precision.autocast():
                 loss = model(**batch).loss
             where = f"fine-tuning epoch {epoch}"
-            optimizer_step(loss, model, optimizer, scheduler, where, precision)
-            losses.append(loss.item())
+            losses.append(optimizer_step(loss, model, optimizer, scheduler, where, precision))
             step += 1
             first_batch = index + 1
             if runtime.due(step) and first_batch < per_epoch:
