@@ -37,6 +37,7 @@ from bench.common import (
 )
 
 MODELS = {"tiny": (2, 128), "base": (12, 768)}
+LOSS = {"bertabl": "mean of the last logged window", "hf": "mean over the run"}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(
                     f"{name:8s} repeat {repeat}: {tokens / seconds:9.0f} non-padding tokens/s "
                     f"({tokens} tokens, {fill:.0%} of the padded batch, in {seconds:.2f} s), "
-                    f"final loss {loss:.4f}"
+                    f"loss {loss:.4f} ({LOSS[name]})"
                 )
                 if device.type == "cuda":
                     mfu = 6 * params * tokens / seconds / (args.peak_tflops * 1e12)
