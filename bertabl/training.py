@@ -140,25 +140,13 @@ def adamw_with_schedule(
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    optimizer = torch.optim.AdamW(groups, lr=learning_rate, betas=betas, eps=eps)
+    # Fused: one kernel for all parameters instead of ~7 per tensor (a quarter of a small
+    # model's step time on CPU in the for-loop form); same update up to float rounding.
+    fused = all(p.device.type in ("cpu", "cuda") for g in groups for p in g["params"])
+    optimizer = torch.optim.AdamW(groups, lr=learning_rate, betas=betas, eps=eps, fused=fused)
     warmup = int(round(warmup_fraction * total_steps))
     scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
     return optimizer, scheduler
-
-
-def optimizer_step(
-    loss: torch.Tensor,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    where: str,
-    precision: Precision,
-    max_grad_norm: float = 1.0,
-) -> None:
-    """Backward, clip (BERT clips at 1.0), step, schedule; a non-finite loss fails the trial."""
-    check_finite(loss.item(), where)
-    precision.backward(loss)
-    apply_gradients(loss.item(), model, optimizer, scheduler, where, precision, max_grad_norm)
 
 
 def apply_gradients(

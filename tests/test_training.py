@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bertabl.errors import UserError
-from bertabl.training import Precision, adamw_with_schedule, apply_gradients, optimizer_step
+from bertabl.training import Precision, adamw_with_schedule, apply_gradients
 
 CPU = torch.device("cpu")
 
@@ -28,8 +28,14 @@ def test_bf16_autocast_runs_a_training_step_on_cpu():
     with precision.autocast():
         out = model(torch.randn(3, 4))
     assert out.dtype == torch.bfloat16
-    optimizer_step(out.float().pow(2).mean(), model, optimizer, scheduler, "test", precision)
+    _step(out.float().pow(2).mean(), model, optimizer, scheduler, precision)
     assert not torch.equal(before, model.weight)
+
+
+def _step(loss, model, optimizer, scheduler, precision) -> None:
+    """A training step as the trial bodies take it: backward, then apply the gradients."""
+    precision.backward(loss)
+    apply_gradients(loss.item(), model, optimizer, scheduler, "test", precision)
 
 
 class RecordingScaler:
@@ -61,7 +67,7 @@ def test_fp16_step_unscales_before_clipping_and_checkpoints_the_scaler():
     optimizer, scheduler = adamw_with_schedule(model, 1e-2, 0.0, 10, 0.0)
     scaler = RecordingScaler()
     precision = Precision(CPU, None, scaler)
-    optimizer_step(model(torch.randn(3, 4)).sum(), model, optimizer, scheduler, "test", precision)
+    _step(model(torch.randn(3, 4)).sum(), model, optimizer, scheduler, precision)
     assert scaler.calls == ["scale", "unscale", "step", "update"]
     assert precision.state_dict() == {"scale": 1024.0}
 

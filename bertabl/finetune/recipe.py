@@ -197,11 +197,11 @@ def accumulate_gradients(
     for batch, count in zip(batches, counts, strict=True):
         with precision.autocast():
             loss = model(**batch).loss
-        check_finite(loss.item(), where)
-        if len(batches) > 1:  # one part: exactly BERT's step (no rescaling)
-            loss = loss * (count / total_count)
-        precision.backward(loss)
-        total += loss.item()
+        value = loss.item()  # the one host sync of this micro-batch
+        check_finite(value, where)
+        weight = count / total_count if len(batches) > 1 else 1.0  # one part: BERT's step
+        precision.backward(loss * weight if len(batches) > 1 else loss)
+        total += value * weight
     return total
 
 

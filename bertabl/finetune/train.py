@@ -416,8 +416,8 @@ def _encode(dataset, tokenizer, config: dict[str, Any]):
 
     removed = [c for c in dataset.column_names if c != "label"]
     encoded = dataset.map(tokenize, batched=True, remove_columns=removed)
-    # Plain dicts of lists are what DataCollatorWithPadding pads; reading the columns once avoids
-    # a per-row Arrow lookup in every epoch.
-    columns = {c: encoded[c] for c in encoded.column_names}
+    # Plain dicts of lists are what DataCollatorWithPadding pads. `to_dict` reads each column
+    # once; `encoded[c]` is a lazy Column in datasets >= 4, an Arrow lookup per row and column.
+    columns = encoded.to_dict()
     columns["labels"] = columns.pop("label")
     return [{c: values[i] for c, values in columns.items()} for i in range(len(encoded))]

@@ -89,13 +89,21 @@ def _random_span(
 
 
 def _truncate_pair(a: list[int], b: list[int], max_tokens: int, rng: random.Random) -> None:
-    """Trim the longer segment, from a random end, until the pair fits (as BERT does)."""
-    while len(a) + len(b) > max_tokens:
-        longer = a if len(a) > len(b) else b
+    """Trim the longer segment, from a random end, until the pair fits (as BERT does).
+
+    The draws are made token by token as BERT does (so the RNG stream is BERT's), but the
+    trims are counted and applied as one slice per segment: deleting list heads one at a time
+    was quadratic in a long paragraph's length."""
+    lengths, front, back = [len(a), len(b)], [0, 0], [0, 0]
+    while lengths[0] + lengths[1] > max_tokens:
+        longer = 0 if lengths[0] > lengths[1] else 1
+        lengths[longer] -= 1
         if rng.random() < 0.5:
-            del longer[0]
+            front[longer] += 1
         else:
-            longer.pop()
+            back[longer] += 1
+    for i, segment in enumerate((a, b)):
+        segment[:] = segment[front[i] : len(segment) - back[i]]
 
 
 def _encode(a: list[int], b: list[int], label: int, cls_id: int, sep_id: int) -> dict:

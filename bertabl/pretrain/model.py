@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from transformers import (
     BertConfig,
     BertForMaskedLM,
@@ -9,6 +10,7 @@ from transformers import (
     BertLMHeadModel,
     PreTrainedModel,
 )
+from transformers.models.bert.modeling_bert import BertPreTrainingHeads
 
 
 def bert_config(pretrain: dict, vocab_size: int, pad_token_id: int) -> BertConfig:
@@ -40,3 +42,35 @@ def build_model(pretrain: dict, vocab_size: int, pad_token_id: int) -> PreTraine
         return BertLMHeadModel(config)
     # MLM only: no NSP head, and no pooler (only NSP would train it), as in the paper's "No NSP".
     return BertForMaskedLM(config)
+
+
+class MaskedPositionsLM(torch.nn.Module):
+    """Runs a masked-LM model (BertForPreTraining or BertForMaskedLM) but decodes the vocabulary
+    only at the given flat positions (the masked tokens, ~15%): the vocabulary projection over
+    every position is most of a small model's compute and every unmasked row is thrown away by
+    the loss. The logits at those positions equal the dense model's, so the loss is the same.
+
+    Not a subclass: the HF model itself stays what is saved and checkpointed; this module holds
+    it (same parameters), so DDP can wrap it. Left-to-right LM predicts every position: dense.
+    """
+
+    def __init__(self, model: PreTrainedModel):
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor,
+        masked_positions: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(MLM logits [masked tokens, vocab] in `masked_positions` order, NSP logits or None)."""
+        out = self.model.bert(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        )
+        hidden = out.last_hidden_state.flatten(0, 1).index_select(0, masked_positions)
+        heads = self.model.cls
+        if isinstance(heads, BertPreTrainingHeads):  # MLM + NSP
+            return heads.predictions(hidden), heads.seq_relationship(out.pooler_output)
+        return heads.predictions(hidden), None

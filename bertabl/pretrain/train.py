@@ -32,7 +32,7 @@ from bertabl.errors import DataError
 from bertabl.matrix.schema import seq_len_phases
 from bertabl.pretrain.examples import build_pair_examples
 from bertabl.pretrain.masking import masking_collator
-from bertabl.pretrain.model import build_model
+from bertabl.pretrain.model import MaskedPositionsLM, build_model
 from bertabl.pretrain.parallel import BatchLayout, Group, batch_layout, launch
 from bertabl.pretrain.perplexity import heldout_metrics, split_heldout
 from bertabl.training import (
@@ -156,7 +156,8 @@ def _train(
         step, position = state["step"], tuple(state["position"])
         window = state["window"]
         history.extend(state["history"])
-    net = group.wrap(model)
+    # MLM decodes the vocabulary only at masked positions; LTR predicts every one (dense).
+    net = group.wrap(model if pt["objective"] == "ltr" else MaskedPositionsLM(model))
     batches = None
 
     started = time.perf_counter()
@@ -300,23 +301,30 @@ def _accumulate_gradients(
     device = group.device
     masked_tokens = max(1, int((batch["labels"] != IGNORE).sum()))
     micro_batches = layout.micro_batches(batch, group.rank)
+    sparse = isinstance(_unwrapped(net), MaskedPositionsLM)
     totals = torch.zeros(3, device=device)  # mlm_loss, nsp_loss, nsp_acc of the global batch
     for index, micro in enumerate(micro_batches):
+        if sparse:  # found on the CPU, before the copy: no device->host sync for the indices
+            flat = micro["labels"].flatten()
+            micro = micro | {"masked_positions": (flat != IGNORE).nonzero().squeeze(1)}
         micro = {k: v.to(device, non_blocking=True) for k, v in micro.items()}
         inputs = {k: v for k, v in micro.items() if k not in LABEL_KEYS}
         with group.accumulating(net, skip_sync=index < len(micro_batches) - 1):
             with precision.autocast():
                 out = net(**inputs)
-            mlm_logits = out.prediction_logits if with_nsp else out.logits
+            if sparse:
+                mlm_logits, nsp_logits = out
+                targets = micro["labels"].flatten().index_select(0, micro["masked_positions"])
+            else:
+                mlm_logits = (out.prediction_logits if with_nsp else out.logits).flatten(0, 1)
+                nsp_logits = out.seq_relationship_logits if with_nsp else None
+                targets = micro["labels"].flatten()
             mlm = torch.nn.functional.cross_entropy(
-                mlm_logits.float().flatten(0, 1),
-                micro["labels"].flatten(),
-                ignore_index=IGNORE,
-                reduction="sum",
+                mlm_logits.float(), targets, ignore_index=IGNORE, reduction="sum"
             )
             parts = [mlm / masked_tokens]
             if with_nsp:
-                nsp_logits = out.seq_relationship_logits.float()
+                nsp_logits = nsp_logits.float()
                 labels = micro["next_sentence_label"]
                 nsp = torch.nn.functional.cross_entropy(nsp_logits, labels, reduction="sum")
                 hits = (nsp_logits.argmax(-1) == labels).sum()
@@ -325,6 +333,10 @@ def _accumulate_gradients(
         totals[: len(parts)] += torch.stack(parts).detach()
     mlm_loss, nsp_loss, nsp_acc = group.sum(totals).tolist()
     return mlm_loss, nsp_loss, nsp_acc
+
+
+def _unwrapped(net: torch.nn.Module) -> torch.nn.Module:
+    return net.module if isinstance(net, torch.nn.parallel.DistributedDataParallel) else net
 
 
 def _shared_resume_state(runtime: TrialRuntime, group: Group) -> dict[str, Any] | None:

@@ -1,0 +1,130 @@
+"""Shared by the benches: the environment banner, a tiny-matrix builder, a saved tiny BERT.
+
+The benches run bertabl and its Hugging Face baseline in one process on the same model, data and
+seed. Trial configs come from a real matrix through `build_plan`, so bertabl runs exactly what a
+`bertabl run` trial would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16"],
+        help="auto = bf16 on GPU, fp32 on CPU (bertabl's rule; the baseline gets the same)",
+    )
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    parser.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="use the synthetic suite even if shared data is here",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def setup(args: argparse.Namespace) -> torch.device:
+    """Quiet libraries, set threads, print the environment; returns the device."""
+    from bertabl.orchestrate.trainables import quiet_libraries
+
+    quiet_libraries()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    print_environment(device)
+    return device
+
+
+def resolved_precision(args: argparse.Namespace, device: torch.device) -> str:
+    if args.precision != "auto":
+        return args.precision
+    return "bf16" if device.type == "cuda" else "fp32"
+
+
+def print_environment(device: torch.device) -> None:
+    import transformers
+
+    print(f"python {platform.python_version()} on {platform.platform()}")
+    cores, threads = os.cpu_count(), torch.get_num_threads()
+    print(f"cpu: {_cpu_name()}, {cores} logical cores, torch threads {threads}")
+    print(f"torch {torch.__version__}, transformers {transformers.__version__}")
+    if device.type == "cuda":
+        print(f"device: {torch.cuda.get_device_name(device)}")
+    else:
+        print("device: cpu")
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def use_shared(args: argparse.Namespace) -> bool:
+    return not args.synthetic and SHARED_DATA.is_dir()
+
+
+def data_section(shared: bool) -> dict[str, Any]:
+    """Gutenberg + BERT's WordPiece vocabulary + local GLUE when ../shared/data is here."""
+    if not shared:
+        return {"corpus": "synthetic", "tokenizer": "synthetic"}
+    return {
+        "corpus": str(SHARED_DATA / "corpus" / "gutenberg"),
+        "corpus_format": "paragraphs",
+        "tokenizer": str(SHARED_DATA / "vocab" / "bert-base-uncased-vocab.txt"),
+        "glue_dir": str(SHARED_DATA / "glue"),
+    }
+
+
+def model_section(layers: int, hidden: int) -> dict[str, Any]:
+    return {
+        "layers": layers,
+        "hidden": hidden,
+        "heads": max(1, hidden // 64),
+        "intermediate": 4 * hidden,
+        "max_position": 512,
+    }
+
+
+def build(raw: dict[str, Any]):
+    """The Plan of a matrix given as a dict (validated like a TOML file)."""
+    from bertabl.matrix.load import validate
+    from bertabl.matrix.plan import build_plan
+
+    return build_plan(validate(raw, origin="bench"), origin="bench")
+
+
+def save_initial_model(pretrain_config: dict[str, Any], directory: Path) -> Path:
+    """A freshly initialised (seeded) pre-training model + tokenizer, saved as a checkpoint
+    folder: what fine-tuning loads. Speed does not depend on the weights' values."""
+    from bertabl.data.tokenizer import build_tokenizer
+    from bertabl.pretrain.model import build_model
+
+    pt = pretrain_config["pretrain"]
+    tokenizer = build_tokenizer(pretrain_config["data"], directory / "vocab")
+    torch.manual_seed(pt["seed"])
+    model = build_model(pt, len(tokenizer), tokenizer.pad_token_id)
+    model.save_pretrained(directory / "model")
+    tokenizer.save_pretrained(directory / "model")
+    return directory / "model"
+
+
+def ratio_line(name: str, ours: float, theirs: float) -> str:
+    return f"{name}: {ours / theirs:.2f}x"

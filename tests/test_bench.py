@@ -1,0 +1,78 @@
+"""The benches run end to end on a tiny setting (their numbers are not asserted: no timed tests)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+pytest.importorskip("accelerate")  # the HF Trainer baselines need it (the `bench` extra)
+
+from bench import finetune, orchestration, pretrain  # noqa: E402
+
+RATIO = r"(\d+\.\d+)x$"
+
+
+def _last_ratio(out: str, label: str) -> float:
+    last = out.strip().splitlines()[-1]
+    match = re.fullmatch(re.escape(label) + ": " + RATIO, last)
+    assert match, last
+    return float(match.group(1))
+
+
+def test_finetune_bench_runs(capsys):
+    finetune.main(
+        ["--synthetic", "--train-examples", "64", "--dev-examples", "32", "--threads", "1"]
+    )
+    out = capsys.readouterr().out
+    for name in ("bertabl", "hf-pad128", "hf-dyn"):
+        assert re.search(
+            rf"^{name} +best +\d+\.\d examples/s  dev accuracy [01]\.\d{{4}}$", out, re.M
+        )
+    assert _last_ratio(out, "bertabl / hf-dyn (examples/s)") > 0
+
+
+def test_pretrain_bench_runs(capsys):
+    pretrain.main(["--synthetic", "--steps", "2", "--batch-size", "8", "--threads", "1"])
+    out = capsys.readouterr().out
+    # bertabl fills its pairs to the length limit; the baseline pads short pairs
+    fills = [int(x) for x in re.findall(r"tokens, (\d+)% of the padded batch", out)]
+    assert len(fills) == 2 and fills[0] > fills[1]
+    assert _last_ratio(out, "bertabl / hf (non-padding tokens/s)") > 0
+
+
+def test_token_counter_counts_the_attention_mask():
+    from transformers import BertConfig, BertModel
+
+    config = BertConfig(
+        vocab_size=20,
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=1,
+        intermediate_size=8,
+    )
+    model = BertModel(config)
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
+    counter = pretrain.TokenCounter()
+    try:
+        counter.reset(torch.device("cpu"))
+        model.train()
+        model(input_ids=torch.ones(2, 4, dtype=torch.long), attention_mask=mask)
+        model(torch.ones(2, 4, dtype=torch.long), mask)  # positional, as some callers pass it
+        model.eval()
+        model(input_ids=torch.ones(2, 4, dtype=torch.long), attention_mask=mask)  # not training
+        assert counter.total() == 2 * 5
+    finally:
+        counter.remove()
+    assert BertModel.forward is not None and "counter" not in BertModel.forward.__code__.co_names
+
+
+@pytest.mark.slow
+def test_orchestration_bench_runs(capsys):
+    orchestration.main(
+        ["--steps", "4", "--train-examples", "64", "--epochs", "1", "--threads", "1"]
+    )
+    out = capsys.readouterr().out
+    assert "re-run of the finished matrix (all trials skipped)" in out
+    assert _last_ratio(out, "run_plan / plain loop (wall)") > 0
