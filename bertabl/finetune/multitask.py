@@ -30,11 +30,7 @@ from bertabl.finetune.train import _encode, _length, _model, evaluate, length_gr
 from bertabl.training import (
     Precision,
     TrialRuntime,
-    restore_training_state,
-    rng_state,
     seed_everything,
-    set_rng_state,
-    training_state,
 )
 
 
@@ -120,32 +116,12 @@ def finetune_multitask(
     size = config["batch_size"]
     per_epoch = math.ceil(sum(sizes) / size)
     tuning = Tuning(model, config, config["epochs"] * per_epoch)
-    epoch, first_batch, step = 1, 0, 0
-    losses: dict[str, list[float]] = {t: [] for t in tasks}
+    losses: dict[str, list[float]]
+    epoch, first_batch, step, losses = tuning.resume(runtime, precision, {t: [] for t in tasks})
     history = runtime.history
-    state = runtime.resume_state()
-    if state is not None:
-        restore_training_state(state, model, tuning.optimizer, tuning.scheduler, precision)
-        tuning.load_state_dict(state["tuning"])
-        set_rng_state(state["rng"])
-        epoch, first_batch, step = state["epoch"], state["batch"], state["step"]
-        losses = state["losses"]
-        history.extend(state["history"])
 
     def save() -> None:
-        runtime.save(
-            step,
-            {
-                **training_state(model, tuning.optimizer, tuning.scheduler, precision),
-                "tuning": tuning.state_dict(),
-                "rng": rng_state(),
-                "epoch": epoch,
-                "batch": first_batch,
-                "step": step,
-                "losses": losses,
-                "history": history,
-            },
-        )
+        tuning.checkpoint(runtime, precision, epoch, first_batch, step, losses)
 
     started = time.perf_counter()
     metrics: dict[str, Any] = history[-1] if history else {}

@@ -31,7 +31,15 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from transformers import get_linear_schedule_with_warmup
 
 from bertabl.matrix.schema import Recipe
-from bertabl.training import Precision, apply_gradients, check_finite
+from bertabl.training import (
+    Precision,
+    apply_gradients,
+    check_finite,
+    restore_training_state,
+    rng_state,
+    set_rng_state,
+    training_state,
+)
 
 _ENCODER = re.compile(r"(?:^|\.)bert\.")
 _LAYER = re.compile(r"^encoder\.layer\.(\d+)\.")
@@ -165,6 +173,36 @@ class Tuning:
             with torch.no_grad():
                 for p, original in zip(params, saved, strict=True):
                     p.copy_(original)
+
+    def resume(self, runtime, precision: Precision, losses: Any) -> tuple[int, int, int, Any]:
+        """(epoch, batch, step, losses) to go on from: the latest checkpoint's (its weights,
+        optimizer, schedule, EMA, RNGs and history restored), else the start with `losses`."""
+        state = runtime.resume_state()
+        if state is None:
+            return 1, 0, 0, losses
+        restore_training_state(state, self.model, self.optimizer, self.scheduler, precision)
+        self.load_state_dict(state.get("tuning", {}))
+        set_rng_state(state["rng"])
+        runtime.history.extend(state["history"])
+        return state["epoch"], state["batch"], state["step"], state["losses"]
+
+    def checkpoint(
+        self, runtime, precision: Precision, epoch: int, batch: int, step: int, losses: Any
+    ) -> None:
+        """Save everything `resume` needs to continue exactly after optimizer step `step`."""
+        runtime.save(
+            step,
+            {
+                **training_state(self.model, self.optimizer, self.scheduler, precision),
+                "tuning": self.state_dict(),
+                "rng": rng_state(),
+                "epoch": epoch,
+                "batch": batch,
+                "step": step,
+                "losses": losses,
+                "history": runtime.history,
+            },
+        )
 
     def state_dict(self) -> dict[str, Any]:
         """The EMA's state (the optimizer and schedule are saved by training_state)."""

@@ -37,11 +37,7 @@ from bertabl.finetune.recipe import Tuning, recipe_of
 from bertabl.training import (
     Precision,
     TrialRuntime,
-    restore_training_state,
-    rng_state,
     seed_everything,
-    set_rng_state,
-    training_state,
 )
 
 
@@ -164,33 +160,12 @@ def finetune(
     per_epoch = math.ceil(len(train) / size)
     # The recipe (finetune/recipe.py): parameter groups, freezing, accumulation, EMA.
     tuning = Tuning(model, config, config["epochs"] * per_epoch)
-    optimizer, scheduler = tuning.optimizer, tuning.scheduler
-    epoch, first_batch, step = 1, 0, 0
-    losses: list[float] = []
+    losses: list[float]
+    epoch, first_batch, step, losses = tuning.resume(runtime, precision, [])
     history = runtime.history
-    state = runtime.resume_state()
-    if state is not None:
-        restore_training_state(state, model, optimizer, scheduler, precision)
-        tuning.load_state_dict(state.get("tuning", {}))
-        set_rng_state(state["rng"])
-        epoch, first_batch, step = state["epoch"], state["batch"], state["step"]
-        losses = state["losses"]
-        history.extend(state["history"])
 
     def save() -> None:
-        runtime.save(
-            step,
-            {
-                **training_state(model, optimizer, scheduler, precision),
-                "tuning": tuning.state_dict(),
-                "rng": rng_state(),
-                "epoch": epoch,
-                "batch": first_batch,
-                "step": step,
-                "losses": losses,
-                "history": history,
-            },
-        )
+        tuning.checkpoint(runtime, precision, epoch, first_batch, step, losses)
 
     started = time.perf_counter()
     metrics: dict[str, Any] = history[-1] if history else {}
