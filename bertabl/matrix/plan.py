@@ -26,7 +26,14 @@ from bertabl.errors import DataError, MatrixError, UserError
 from bertabl.matrix.compute import bert_parameters, training_flops
 from bertabl.matrix.load import format_key_path, format_validation_error, split_key_path
 from bertabl.matrix.presets import deep_merge
-from bertabl.matrix.schema import Matrix, PretrainConfig, Recipe, Variant, seq_len_phases
+from bertabl.matrix.schema import (
+    FinetuneSection,
+    Matrix,
+    PretrainConfig,
+    Recipe,
+    Variant,
+    seq_len_phases,
+)
 
 # Bump only when the meaning of a trial config changes, so old results are never mistaken for new.
 TRIAL_SCHEMA = 1
@@ -256,52 +263,64 @@ def _finetune_trials(
                     f"is {family}"
                 )
             task_data, n_train = sources[task]
-            for batch, lr, epochs in itertools.product(
-                grid.batch_size, grid.learning_rate, grid.epochs
-            ):
-                for restart in range(ft.restarts):
-                    config = {
-                        "stage": "finetune",
-                        "pretrain_id": pt.id,
-                        "pretrain_step": pretrain_step,
-                        "task": task,
-                        "task_data": task_data,
-                        "batch_size": batch,
-                        "learning_rate": lr,
-                        "epochs": epochs,
-                        "restart": restart,
-                        "seed": ft.seed + restart,
-                        "max_seq_len": ft.max_seq_len,
-                        "head": head,
-                        "bilstm_hidden": bilstm_hidden,
-                        "features": feature_mode,
-                        "group_by_length": ft.group_by_length,
-                        "warmup_fraction": ft.warmup_fraction,
-                        "weight_decay": ft.weight_decay,
-                        "eval_batch_size": ft.eval_batch_size,
-                    }
-                    if recipe:  # BERT's recipe adds no key, so its trial ids predate recipes
-                        config["recipe"] = recipe
-                    point = (("batch_size", batch), ("learning_rate", lr), ("epochs", epochs))
-                    params = pt.parameters  # classifier head is negligible next to the encoder
-                    tokens = epochs * n_train * ft.max_seq_len
-                    ft_id = trial_id("ft", config)
-                    if ft_id in seen:  # e.g. rows differing only in a head the task fixes
-                        continue
-                    seen.add(ft_id)
-                    trials.append(
-                        FinetuneTrial(
-                            ft_id,
-                            pt.id,
-                            task,
-                            point,
-                            restart,
-                            config,
-                            params,
-                            tokens,
-                        )
+            for point, restart, settings in _grid_settings(ft):
+                config = {
+                    "stage": "finetune",
+                    "pretrain_id": pt.id,
+                    "pretrain_step": pretrain_step,
+                    "task": task,
+                    "task_data": task_data,
+                    **settings,
+                    "head": head,
+                    "bilstm_hidden": bilstm_hidden,
+                    "features": feature_mode,
+                }
+                if recipe:  # BERT's recipe adds no key, so its trial ids predate recipes
+                    config["recipe"] = recipe
+                params = pt.parameters  # classifier head is negligible next to the encoder
+                tokens = settings["epochs"] * n_train * ft.max_seq_len
+                ft_id = trial_id("ft", config)
+                if ft_id in seen:  # e.g. rows differing only in a head the task fixes
+                    continue
+                seen.add(ft_id)
+                trials.append(
+                    FinetuneTrial(
+                        ft_id,
+                        pt.id,
+                        task,
+                        point,
+                        restart,
+                        config,
+                        params,
+                        tokens,
                     )
+                )
     return trials
+
+
+def _grid_settings(ft: FinetuneSection):
+    """(grid point, restart, the keys every fine-tuning config takes from them and from the
+    finetune section) for each grid point x restart, in matrix order."""
+    grid = ft.grid
+    for batch, lr, epochs in itertools.product(grid.batch_size, grid.learning_rate, grid.epochs):
+        point = (("batch_size", batch), ("learning_rate", lr), ("epochs", epochs))
+        for restart in range(ft.restarts):
+            yield (
+                point,
+                restart,
+                {
+                    "batch_size": batch,
+                    "learning_rate": lr,
+                    "epochs": epochs,
+                    "restart": restart,
+                    "seed": ft.seed + restart,
+                    "max_seq_len": ft.max_seq_len,
+                    "group_by_length": ft.group_by_length,
+                    "warmup_fraction": ft.warmup_fraction,
+                    "weight_decay": ft.weight_decay,
+                    "eval_batch_size": ft.eval_batch_size,
+                },
+            )
 
 
 def multitask_key(matrix: Matrix, name: str) -> dict[str, Any] | None:
@@ -352,7 +371,7 @@ def _multitask_trials(
     origin: str,
 ) -> tuple[list[FinetuneTrial], list[FinetuneTrial]]:
     """(shared-encoder trials, their per-task views) of every multi-task row."""
-    ft, grid = matrix.finetune, matrix.finetune.grid
+    ft = matrix.finetune
     shared: dict[str, FinetuneTrial] = {}
     views: list[FinetuneTrial] = []
     sources = dict.fromkeys(
@@ -370,47 +389,35 @@ def _multitask_trials(
             )
         task_data = {t: _task_data(t, data, origin) for t in tasks}
         n_train = sum(n for _, n in task_data.values())
-        for batch, lr, epochs in itertools.product(
-            grid.batch_size, grid.learning_rate, grid.epochs
-        ):
-            for restart in range(ft.restarts):
-                config = {
-                    "stage": "finetune",
-                    "pretrain_id": pt.id,
-                    "pretrain_step": pretrain_step,
-                    "task": "+".join(tasks),
-                    "multitask": group,
-                    "task_data": {t: d for t, (d, _) in task_data.items()},
-                    "batch_size": batch,
-                    "learning_rate": lr,
-                    "epochs": epochs,
-                    "restart": restart,
-                    "seed": ft.seed + restart,
-                    "max_seq_len": ft.max_seq_len,
-                    "head": head,
-                    "bilstm_hidden": bilstm_hidden,
-                    "features": None,
-                    "group_by_length": ft.group_by_length,
-                    "warmup_fraction": ft.warmup_fraction,
-                    "weight_decay": ft.weight_decay,
-                    "eval_batch_size": ft.eval_batch_size,
-                }
-                if task_recipes[0]:
-                    config["recipe"] = task_recipes[0]
-                _check_recipe(task_recipes[0], head, pt, tasks[0], recipe_name, batch, origin)
-                point = (("batch_size", batch), ("learning_rate", lr), ("epochs", epochs))
-                ft_id = trial_id("ft", config)
-                if ft_id in shared:
-                    continue
-                tokens = epochs * n_train * ft.max_seq_len
-                shared[ft_id] = FinetuneTrial(
-                    ft_id, pt.id, config["task"], point, restart, config, pt.parameters, tokens
+        for point, restart, settings in _grid_settings(ft):
+            config = {
+                "stage": "finetune",
+                "pretrain_id": pt.id,
+                "pretrain_step": pretrain_step,
+                "task": "+".join(tasks),
+                "multitask": group,
+                "task_data": {t: d for t, (d, _) in task_data.items()},
+                **settings,
+                "head": head,
+                "bilstm_hidden": bilstm_hidden,
+                "features": None,
+            }
+            if task_recipes[0]:
+                config["recipe"] = task_recipes[0]
+            batch = settings["batch_size"]
+            _check_recipe(task_recipes[0], head, pt, tasks[0], recipe_name, batch, origin)
+            ft_id = trial_id("ft", config)
+            if ft_id in shared:
+                continue
+            tokens = settings["epochs"] * n_train * ft.max_seq_len
+            shared[ft_id] = FinetuneTrial(
+                ft_id, pt.id, config["task"], point, restart, config, pt.parameters, tokens
+            )
+            for task in tasks:
+                view = view_config(config, task)
+                views.append(
+                    FinetuneTrial(trial_id("ft", view), pt.id, task, point, restart, view, 0, 0)
                 )
-                for task in tasks:
-                    view = view_config(config, task)
-                    views.append(
-                        FinetuneTrial(trial_id("ft", view), pt.id, task, point, restart, view, 0, 0)
-                    )
     return list(shared.values()), views
 
 
