@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import math
 import random
-from pathlib import Path
 
-import torch
-from transformers import DataCollatorForLanguageModeling
-
-from bertabl.data import synthetic
-from bertabl.data.tokenizer import build_tokenizer
 from bertabl.pretrain.examples import IS_NEXT, NOT_NEXT, build_pair_examples
 
 CLS, SEP = 2, 3
@@ -71,44 +65,3 @@ def test_isnext_ratio_is_about_half():
     is_next = sum(ex["next_sentence_label"] == IS_NEXT for ex in examples)
     # Each label is a fair coin: within 4 binomial standard deviations of 1/2.
     assert abs(is_next / n - 0.5) < 4 * math.sqrt(0.25 / n)
-
-
-def test_masking_rates_match_the_configured_mix(tmp_path: Path):
-    tokenizer = build_tokenizer(
-        {"identity": {"tokenizer": "synthetic"}, "location": {"tokenizer": None}}, tmp_path
-    )
-    corpus = synthetic.generate_corpus(seed=0, documents=400, sentences_per_document=8)
-    docs = [tokenizer(doc, add_special_tokens=False)["input_ids"] for doc in corpus]
-    examples = build_pair_examples(
-        docs, 64, random.Random(0), tokenizer.cls_token_id, tokenizer.sep_token_id
-    )
-    collator = DataCollatorForLanguageModeling(
-        tokenizer, mlm_probability=0.15, mask_replace_prob=0.8, random_replace_prob=0.1, seed=0
-    )
-    selected = masked = kept = replaced = ordinary = 0
-    starts = [s for _ in range(4) for s in range(0, len(examples), 64)]  # 4 passes: >100k tokens
-    for start in starts:
-        chunk = [
-            {k: v for k, v in e.items() if k != "next_sentence_label"}
-            for e in examples[start : start + 64]
-        ]
-        originals = collator.tokenizer.pad(
-            [{"input_ids": e["input_ids"]} for e in chunk], return_tensors="pt"
-        )["input_ids"]
-        batch = collator(chunk)
-        chosen = batch["labels"] != -100
-        special = torch.isin(originals, torch.tensor(tokenizer.all_special_ids))
-        assert not (chosen & special).any()  # [CLS]/[SEP]/[PAD] are never selected
-        assert (batch["labels"][chosen] == originals[chosen]).all()
-        ordinary += int((~special).sum())
-        selected += int(chosen.sum())
-        now = batch["input_ids"][chosen]
-        masked += int((now == tokenizer.mask_token_id).sum())
-        kept += int((now == originals[chosen]).sum())
-        replaced += int(((now != originals[chosen]) & (now != tokenizer.mask_token_id)).sum())
-    assert ordinary > 100_000
-    assert abs(selected / ordinary - 0.15) < 0.01
-    # A random replacement can draw the original token (1 in ~300 here), which reads as "kept".
-    assert abs(masked / selected - 0.8) < 0.01
-    assert abs(kept / selected - 0.1) < 0.01
-    assert abs(replaced / selected - 0.1) < 0.01
