@@ -94,7 +94,7 @@ def test_paper_numbers_and_deltas_come_from_the_reference_file():
 
 
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
-@pytest.mark.parametrize("name", ["table5", "fig5"])
+@pytest.mark.parametrize("name", LAYOUT_FIXTURES)
 def test_standalone_latex_compiles(name: str, tmp_path):
     tex = tmp_path / f"{name}.tex"
     tex.write_text(_rendered(name)["tex"], encoding="utf-8")
