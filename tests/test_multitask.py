@@ -262,7 +262,7 @@ def test_multitask_and_recipe_rows_through_ray_and_the_report(tmp_path: Path):
     for row in plan.rows:  # every cell, single- or multi-task, has its records
         for task in ("syn_agree", "reviews"):
             assert all(records[t.id]["status"] == "done" for t in plan.cell(row, task))
-    report = (run_dir / "tiny.md").read_text().split("## Selected grid points")[0]
+    report = (run_dir / "tiny.md").read_text().split("## Cells in detail")[0]
     lines = [line for line in report.splitlines() if line.startswith(("| bert", "| mean"))]
     assert [line.split(" | ")[0] for line in lines] == [
         "| bert",

@@ -153,3 +153,22 @@ def test_test_split_scores_at_the_grid_point_chosen_on_dev():
     for record in records.values():
         del record["metrics"]["test_accuracy"]
     assert select_cell(trials, records, "syn_agree", "accuracy", "test").status == "no_split"
+
+
+def test_paper_layout_adds_columns_for_tasks_the_paper_lacks():
+    # e.g. table5.toml at tiny scale fine-tunes RTE as a stand-in for the NLI tasks
+    from bertabl.matrix.presets import deep_merge
+    from bertabl.report.layouts import build_report
+    from tests.report_fixtures import FIXTURES
+
+    common = tomllib.loads((FIXTURES / "common.toml").read_text())
+    raw = deep_merge(common, tomllib.loads((FIXTURES / "table5.toml").read_text()))
+    raw["finetune"]["tasks"] = ["mrpc", "syn_agree"]
+    plan = build_plan(validate(raw, "table5.toml"))
+    report = build_report(plan, {}, layout="table5")
+    header = report.tables[0].header
+    assert header[1:5] == ["MNLI-m", "QNLI", "MRPC", "SST-2"]
+    assert header[-1] == "syn_agree (accuracy; not in the paper)"
+    paper_line = next(line for line in report.tables[0].lines if line.source == "paper")
+    last = paper_line.cells[-1]
+    assert last.value is None and any("prints no value" in report.notes[n - 1] for n in last.notes)

@@ -140,7 +140,7 @@ class Plan:
     _by_id: dict[str, PretrainTrial | FinetuneTrial] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        self._by_id = {t.id: t for t in [*self.pretrain, *self.finetune]}
+        self._by_id = {t.id: t for t in [*self.pretrain, *self.finetune, *self.views]}
 
     def trial(self, trial_id: str) -> PretrainTrial | FinetuneTrial:
         return self._by_id[trial_id]

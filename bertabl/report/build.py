@@ -62,14 +62,23 @@ def trial_rows(plan: Plan, records: dict[str, dict[str, Any]]) -> list[dict[str,
         status = record.get("status", "pending")
         metrics = record.get("metrics", {})
         if isinstance(trial, FinetuneTrial):
-            key = f"dev_{plan.matrix.finetune.metric_for(trial.task)}"
-            names = owners.get(trial.id, [])
+            metric_for = plan.matrix.finetune.metric_for
+            if trial.multitask:  # a shared encoder: one score per task, rows via its views
+                tasks = trial.multitask["tasks"]
+                score = " ".join(
+                    f"{t}={metrics.get(f'{t}/dev_{metric_for(t)}', '')}" for t in tasks
+                )
+                views = [v.id for v in plan.views if v.view_of == trial.id]
+                names = [n for v in views for n in owners.get(v, [])]
+            else:
+                score = metrics.get(f"dev_{metric_for(trial.task)}", "")
+                names = owners.get(trial.id, [])
             extra = {
                 "stage": "finetune",
                 "task": trial.task,
                 "grid_point": " ".join(f"{k}={v:g}" for k, v in trial.grid_point),
                 "restart": trial.restart,
-                "score": metrics.get(key, ""),
+                "score": score,
             }
         else:
             names = [r.name for r in plan.rows if r.pretrain_id == trial.id]

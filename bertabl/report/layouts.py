@@ -278,6 +278,8 @@ class _Builder:
         if cell is None:
             return
         trials = [self.plan.trial(i) for i in cell.trial_ids]
+        # a multi-task view's compute is its shared trial's (it trains nothing of its own)
+        trials = [self.plan.trial(t.view_of) if t.view_of else t for t in trials]
         interval = bootstrap_ci(cell.values) if self.ci else None
         self.details.append(
             Detail(
@@ -306,10 +308,18 @@ class _Builder:
 
     # -- tables --------------------------------------------------------------------------------
     def columns(self) -> list[Column]:
+        ft = self.plan.matrix.finetune
         if self.layout == "generic":
-            ft = self.plan.matrix.finetune
             return [Column(t, f"{t} ({ft.metric_for(t)})", t) for t in ft.tasks]
-        return PAPER_COLUMNS[self.layout]
+        # Tasks the paper's table has no column for (e.g. a stand-in at tiny scale) come after
+        # its columns, so nothing that ran is left out of the report.
+        known = {c.task for c in PAPER_COLUMNS[self.layout]}
+        extra = [
+            Column(t, f"{t} ({ft.metric_for(t)}; not in the paper)", t)
+            for t in ft.tasks
+            if t not in known
+        ]
+        return [*PAPER_COLUMNS[self.layout], *extra]
 
     def paper_id(self, row: Row) -> str | None:
         """The paper row our row stands beside: report.paper_rows, else its name, else (Table
