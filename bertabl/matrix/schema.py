@@ -349,10 +349,7 @@ class PretrainSection(PretrainConfig):
     @field_validator("variants")
     @classmethod
     def _unique_variant_names(cls, variants: list[Variant]) -> list[Variant]:
-        names = [v.name for v in variants]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"variant names must be unique; repeated: {', '.join(dupes)}")
+        _unique_names([v.name for v in variants], "variant")
         return variants
 
     def base(self) -> dict[str, Any]:
@@ -476,10 +473,7 @@ class FinetuneSection(Strict):
     @field_validator("recipe_variants")
     @classmethod
     def _unique_recipe_names(cls, variants: list[RecipeVariant]) -> list[RecipeVariant]:
-        names = [v.name for v in variants]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"recipe variant names must be unique; repeated: {', '.join(dupes)}")
+        _unique_names([v.name for v in variants], "recipe variant")
         return variants
 
     @field_validator("recipe_axes")
@@ -793,6 +787,12 @@ class Matrix(Strict):
     def _forget_declared_tasks(cls, raw: Any) -> Any:
         DECLARED.clear()  # data.custom_tasks of an earlier matrix in this process
         return raw
+
+
+def _unique_names(names: list[str], what: str) -> None:
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"{what} names must be unique; repeated: {', '.join(dupes)}")
 
 
 def _canonical(value: Any) -> str:
