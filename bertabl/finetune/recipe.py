@@ -35,6 +35,7 @@ from bertabl.training import (
     Precision,
     apply_gradients,
     check_finite,
+    fusable,
     restore_training_state,
     rng_state,
     set_rng_state,
@@ -122,7 +123,9 @@ class Tuning:
         groups = parameter_groups(
             model, self.recipe, config["learning_rate"], config["weight_decay"]
         )
-        self.optimizer = torch.optim.AdamW(groups, lr=config["learning_rate"], betas=betas, eps=eps)
+        self.optimizer = torch.optim.AdamW(
+            groups, lr=config["learning_rate"], betas=betas, eps=eps, fused=fusable(groups)
+        )
         warmup = int(round(config["warmup_fraction"] * total_steps))
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, warmup, total_steps)
         self.ema = None
