@@ -1,29 +1,40 @@
-"""Orchestration overhead: a 12-trial matrix through `run_plan` (Ray Tune, run directory,
-records) vs the same trial bodies called one after another in a plain loop.
+"""Orchestration overhead: `bertabl run` on a 12-trial matrix vs a plain loop script calling the
+same trial bodies one after another.
 
     python -m bench.orchestration
 
 The matrix: 2 pre-training variants (MLM+NSP, MLM) and 2 x 5 fine-tuning restarts on a
 synthetic task: 12 trials. Trial sizes default to the demo matrix's (500 pre-training steps,
-4 epochs over 2,000 examples; seconds to tens of seconds each on a laptop-class CPU), the
-smallest trials a real study runs, so the fixed costs (Ray start, worker processes, imports,
-records) are measured against realistic work rather than dominating millisecond trials.
-Both runs use one trial at a time with the same thread count, so the difference is
-orchestration, not parallelism. Then `run_plan` runs again
-on the finished run directory: every trial is skipped (the re-run time).
-The last line is the Ray run's wall time over the loop's.
+4 epochs over 2,000 examples; seconds each on a laptop-class CPU), the smallest trials a real
+study runs, so the fixed costs (Ray start, the worker process, records, the report) are
+measured against realistic work rather than dominating millisecond trials. Both sides run one
+trial at a time with the same thread count, so the difference is orchestration, not
+parallelism.
+
+Both are timed as the commands a user types, each in a fresh Python process: `bertabl run
+matrix.toml` (Ray Tune, run directory, records, report) and `python -m bench.orchestration
+--loop matrix.toml DIR` (import the trial bodies, call them in order: no Ray, no records, no
+checkpoints). Timing the loop inside an already-warm process would charge bertabl's trial
+worker for the torch/transformers import (~5 s here) that any loop script pays as well; the
+loop's import and body times are printed, so that comparison can be read off too. Order:
+loop, run, loop (the loops' mean is the baseline, so a load change on a shared machine hits
+both sides), then `bertabl run` again on the finished run directory: every trial is skipped
+(the re-run time). The last line is the run's wall time over the loop's.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from bench.common import add_common_args, setup
+from bench.common import REPO, add_common_args, setup
 
 MATRIX = """
 name = "bench-orchestration"
@@ -74,10 +85,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=500, help="pre-training steps per trial")
     parser.add_argument("--train-examples", type=int, default=2000, help="fine-tuning examples")
     parser.add_argument("--epochs", type=int, default=4, help="fine-tuning epochs")
+    parser.add_argument(
+        "--loop", nargs=2, metavar=("MATRIX", "DIR"), help="be the plain loop script (child)"
+    )
     args = parser.parse_args(argv)
+    if args.loop:
+        _loop_script(Path(args.loop[0]), Path(args.loop[1]), args)
+        return
     device = setup(args)
     cpus = args.threads or torch.get_num_threads()
-    torch.set_num_threads(cpus)  # what the Tune trainable sets from resources.cpus_per_trial
     text = MATRIX.format(
         steps=args.steps,
         train_examples=args.train_examples,
@@ -85,74 +101,94 @@ def main(argv: list[str] | None = None) -> None:
         cpus=cpus,
         gpus=1 if device.type == "cuda" else 0,
     )
-    import bertabl.finetune.train  # noqa: F401  (imported before any clock starts)
-    import bertabl.pretrain.train  # noqa: F401
-
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "matrix.toml"
-        path.write_text(text)
+        matrix = Path(tmp) / "matrix.toml"
+        matrix.write_text(text)
         from bertabl.matrix.load import load_matrix
         from bertabl.matrix.plan import build_plan
+        from bertabl.orchestrate.store import RunStore
 
-        matrix, source = load_matrix(path)
-        plan = build_plan(matrix, str(path))
+        plan = build_plan(load_matrix(matrix)[0], str(matrix))
         trials = len(plan.pretrain) + len(plan.finetune)
         print(
             f"{trials} trials ({len(plan.pretrain)} pre-training x {args.steps} steps, "
             f"{len(plan.finetune)} fine-tuning x {args.epochs} epoch(s) of {args.train_examples} "
-            "examples), "
-            f"one at a time, {cpus} thread(s) each"
+            f"examples), one at a time, {cpus} thread(s) each"
         )
-        # Loop, run_plan, loop: the loops' mean is the baseline, so a load change on a shared
-        # machine during the run hits both sides about equally.
-        loops = [_loop(plan, Path(tmp) / "loop-1", device)]
-        print(f"plain loop:  {loops[0]:7.2f} s ({loops[0] / trials:.2f} s per trial)")
-        ray, bodies, rerun = _run_plan(plan, source, Path(tmp) / "run")
-        print(f"run_plan:    {ray:7.2f} s ({ray / trials:.2f} s per trial)")
+        loop_args = ["--threads", str(cpus), "--device", args.device]
+        loops = [_loop(matrix, Path(tmp) / "loop-1", loop_args)]
+        run_dir = Path(tmp) / "run"
+        run = _bertabl_run(matrix, run_dir, Path(tmp) / "report")
+        store = RunStore(run_dir)
+        bodies = sum(
+            store.record(t.id)["timings"]["seconds"] for t in (*plan.pretrain, *plan.finetune)
+        )
         print(
-            f"  of which trial bodies (records' timings): {bodies:.2f} s; Ray start, workers, "
-            f"scheduling and records: {ray - bodies:.2f} s"
+            f"bertabl run:       {run:7.2f} s wall; trial bodies (records' timings) {bodies:.2f} s"
         )
-        loops.append(_loop(plan, Path(tmp) / "loop-2", device))
-        print(f"plain loop:  {loops[1]:7.2f} s ({loops[1] / trials:.2f} s per trial)")
-        loop = sum(loops) / len(loops)
-        print(f"overhead:    {ray - loop:7.2f} s = {(ray - loop) / loop:.1%} of the loop time")
-        print(f"re-run of the finished matrix (all trials skipped): {rerun:.2f} s")
-    print(f"run_plan / plain loop (wall): {ray / loop:.3f}x")
+        loops.append(_loop(matrix, Path(tmp) / "loop-2", loop_args))
+        rerun = _bertabl_run(matrix, run_dir, Path(tmp) / "report")
+    loop = sum(wall for wall, _, _ in loops) / len(loops)
+    warm = sum(b for _, _, b in loops) / len(loops)
+    print(f"overhead:          {run - loop:7.2f} s = {(run - loop) / loop:.1%} of the loop script")
+    print(
+        f"  (against the loop's trial bodies alone, imports excluded: {run / warm:.3f}x; "
+        f"bertabl's own trial bodies took {bodies:.2f} s)"
+    )
+    print(f"re-run of the finished matrix (all trials skipped): {rerun:.2f} s")
+    print(f"bertabl run / plain loop script (wall): {run / loop:.3f}x")
 
 
-def _loop(plan, root: Path, device: torch.device) -> float:
-    """The trial bodies in order, in this process: no Ray, no records, no checkpoints.
-    (Imported before the clock starts, as a loop script imports once at its top.)"""
+def _loop(matrix: Path, root: Path, loop_args: list[str]) -> tuple[float, float, float]:
+    """(wall, imports, bodies) seconds of the loop script, timed from outside."""
+    command = [sys.executable, "-m", "bench.orchestration", *loop_args, "--loop"]
+    started = time.perf_counter()
+    out = subprocess.run(
+        [*command, str(matrix), str(root)], cwd=REPO, check=True, capture_output=True, text=True
+    ).stdout
+    wall = time.perf_counter() - started
+    inside = json.loads(out.strip().splitlines()[-1])
+    print(
+        f"plain loop script: {wall:7.2f} s wall; imports {inside['imports']:.2f} s, "
+        f"trial bodies {inside['bodies']:.2f} s"
+    )
+    return wall, inside["imports"], inside["bodies"]
+
+
+def _bertabl_run(matrix: Path, run_dir: Path, out: Path) -> float:
+    """Wall seconds of `bertabl run` (a fresh process: the CLI, Ray, the trials, the report)."""
+    command = [sys.executable, "-m", "bertabl", "run", str(matrix), "--run-dir", str(run_dir)]
+    started = time.perf_counter()
+    done = subprocess.run([*command, "--out", str(out)], cwd=REPO, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"bertabl run failed:\n{done.stdout}\n{done.stderr}")
+    return time.perf_counter() - started
+
+
+def _loop_script(matrix: Path, root: Path, args: argparse.Namespace) -> None:
+    """The plain loop: import the trial bodies, run them in order (no Ray, no records, no
+    checkpoints), and print a JSON line of its import and body seconds."""
+    started = time.perf_counter()
     from bertabl.finetune.train import finetune
+    from bertabl.matrix.load import load_matrix
+    from bertabl.matrix.plan import build_plan
+    from bertabl.orchestrate.trainables import quiet_libraries
     from bertabl.pretrain.train import pretrain
     from bertabl.training import TrialRuntime
 
-    started = time.perf_counter()
+    quiet_libraries()
+    imported = time.perf_counter()
+    if args.threads:
+        torch.set_num_threads(args.threads)  # as the trainable does from cpus_per_trial
+    device = torch.device(args.device)
+    plan = build_plan(load_matrix(matrix)[0], str(matrix))
     for trial in plan.pretrain:
         pretrain(trial.config, root / trial.id, TrialRuntime(device))
     for trial in plan.finetune:
         pretrained = root / trial.config["pretrain_id"] / "model"
         finetune(trial.config, pretrained, root / trial.id, TrialRuntime(device))
-    return time.perf_counter() - started
-
-
-def _run_plan(plan, source, root: Path) -> tuple[float, float]:
-    from bertabl.orchestrate.run import run_plan
-    from bertabl.orchestrate.store import RunStore
-
-    store = RunStore(root)
-    summary = run_plan(plan, store, source)
-    if summary.failed or summary.blocked:
-        raise SystemExit(f"trials failed: {summary.failed + summary.blocked}")
-    trials = [t.id for t in plan.pretrain + plan.finetune]
-    bodies = sum(store.record(t)["timings"]["seconds"] for t in trials)
-    started = time.perf_counter()
-    again = run_plan(plan, store, source)
-    rerun = time.perf_counter() - started
-    if len(again.skipped) != len(trials):
-        raise SystemExit(f"the re-run ran trials again: {again}")
-    return summary.seconds, bodies, rerun
+    finished = time.perf_counter()
+    print(json.dumps({"imports": imported - started, "bodies": finished - imported}))
 
 
 if __name__ == "__main__":

@@ -200,7 +200,8 @@ def run(
         str,
         typer.Option(
             "--stage",
-            help="all: pre-train, then fine-tune; pretrain: only the pre-training trials "
+            help="all: both stages (a fine-tune starts once its pre-training is done); "
+            "pretrain: only the pre-training trials "
             "(fine-tune later with a plain `run`).",
         ),
     ] = "all",

@@ -75,4 +75,5 @@ def test_orchestration_bench_runs(capsys):
     )
     out = capsys.readouterr().out
     assert "re-run of the finished matrix (all trials skipped)" in out
-    assert _last_ratio(out, "run_plan / plain loop (wall)") > 0
+    assert "plain loop script:" in out and "bertabl run:" in out
+    assert _last_ratio(out, "bertabl run / plain loop script (wall)") > 0

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from bertabl.pretrain.layout import batch_layout
 from bertabl.pretrain.model import MaskedPositionsLM, build_model
-from bertabl.pretrain.parallel import Group, batch_layout
+from bertabl.pretrain.parallel import Group
 from bertabl.pretrain.train import IGNORE, _accumulate_gradients
 from bertabl.training import Precision
 

@@ -19,12 +19,14 @@ import hashlib
 import json
 import tempfile
 from pathlib import Path
-from typing import Any
-
-from transformers import AutoTokenizer, BertTokenizerFast, PreTrainedTokenizerBase
+from typing import TYPE_CHECKING, Any
 
 from bertabl.data import synthetic
 from bertabl.errors import DataError
+
+if TYPE_CHECKING:  # transformers is imported where a tokenizer is built: planning (every CLI
+    # command) only reads vocabulary sizes, and importing transformers costs ~2 s.
+    from transformers import PreTrainedTokenizerBase
 
 TRAIN, HUB = "train", "hub:"
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -82,7 +84,7 @@ def build_tokenizer(
         workdir.mkdir(parents=True, exist_ok=True)
         vocab_file = workdir / "vocab.txt"
         vocab_file.write_text("\n".join(synthetic.lexicon().vocab()) + "\n", encoding="utf-8")
-        return BertTokenizerFast(vocab=str(vocab_file), do_lower_case=True)
+        return _wordpiece(vocab_file, lowercase=True)
     if "trained" in identity:
         if documents is None or vocab_size < len(SPECIAL_TOKENS) + 1:
             raise DataError(
@@ -93,7 +95,7 @@ def build_tokenizer(
         return _checked(_from_pretrained(identity["hub"]), identity["hub"])
     if "folder_sha256" in identity:
         return _checked(_from_pretrained(location), location)
-    return BertTokenizerFast(vocab=location, do_lower_case=identity["lowercase"])
+    return _wordpiece(location, identity["lowercase"])
 
 
 def vocab_size(data_config: dict[str, Any], pretrain: dict[str, Any] | None = None) -> int:
@@ -113,7 +115,16 @@ def vocab_size(data_config: dict[str, Any], pretrain: dict[str, Any] | None = No
     return sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line)
 
 
+def _wordpiece(vocab: str | Path, lowercase: bool) -> PreTrainedTokenizerBase:
+    """BERT's (fast) WordPiece tokenizer over a vocab.txt."""
+    from transformers import BertTokenizerFast
+
+    return BertTokenizerFast(vocab=str(vocab), do_lower_case=lowercase)
+
+
 def _from_pretrained(name: str) -> PreTrainedTokenizerBase:
+    from transformers import AutoTokenizer
+
     try:  # the local copy (a folder, or the Hugging Face cache) first: no network round trips
         return AutoTokenizer.from_pretrained(name, local_files_only=True)
     except (OSError, ValueError):
@@ -170,7 +181,7 @@ def _trained(
     with open(folder / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent trials: the first trains, the rest wait
         if (folder / "vocab.txt").is_file():
-            return BertTokenizerFast(vocab=str(folder / "vocab.txt"), do_lower_case=lowercase)
+            return _wordpiece(folder / "vocab.txt", lowercase)
         return _train_vocab(documents, size, lowercase, folder)
 
 
@@ -192,4 +203,4 @@ def _train_vocab(
     tokens = [t for t in wordpiece.get_vocab() if t not in SPECIAL_TOKENS]
     vocab = folder / "vocab.txt"
     atomic_write(vocab, "".join(f"{t}\n" for t in [*SPECIAL_TOKENS, *sorted(tokens)]).encode())
-    return BertTokenizerFast(vocab=str(vocab), do_lower_case=lowercase)
+    return _wordpiece(vocab, lowercase)

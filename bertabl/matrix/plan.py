@@ -601,7 +601,7 @@ def _check_recipe(
 
 def _check_batch_layout(config: PretrainConfig, matrix: Matrix, origin: str, row: str) -> None:
     """Catch a batch that cannot split over workers/micro-batches now, not when a trial starts."""
-    from bertabl.pretrain.parallel import batch_layout
+    from bertabl.pretrain.layout import batch_layout
 
     resources = matrix.resources
     try:

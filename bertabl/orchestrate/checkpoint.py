@@ -20,8 +20,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from bertabl.orchestrate.store import atomic_write
 
 NAME = re.compile(r"^ckpt-(\d{9})\.pt$")
@@ -43,6 +41,8 @@ class Checkpointer:
 
     def save(self, step: int, state: dict[str, Any]) -> Path:
         """Write `state` as the checkpoint of `step` (atomically) and prune old ones."""
+        import torch  # here, not at the top: the driver (`bertabl run`, `status`) needs no torch
+
         self.directory.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
         torch.save(state, buffer)
@@ -69,6 +69,8 @@ class Checkpointer:
                     stacklevel=2,
                 )
                 continue
+            import torch
+
             return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
         return None
 

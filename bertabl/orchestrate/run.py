@@ -18,9 +18,9 @@ from typing import Any
 from bertabl.errors import UserError
 from bertabl.matrix.load import MatrixSource
 from bertabl.matrix.plan import FinetuneTrial, Plan, PretrainTrial
-from bertabl.matrix.schema import Matrix, Resources
+from bertabl.matrix.schema import Resources
 from bertabl.orchestrate.store import BLOCKED, DONE, FAILED, RunStore
-from bertabl.orchestrate.trainables import TRAINABLES
+from bertabl.orchestrate.trainables import run_trial
 
 
 class RunObserver:
@@ -97,26 +97,7 @@ def _run_stages(
     storage: str | None,
 ) -> None:
     with ray_session(address, plan.matrix.resources):
-        _run_stage(
-            "pretrain",
-            pretrain,
-            store,
-            plan.matrix,
-            observer,
-            summary,
-            storage,
-            plan.intermediate_steps(),
-        )
-        runnable = []
-        for trial in finetune:
-            reason = _blocked_reason(trial, store)
-            if reason is None:
-                runnable.append(trial)
-            else:
-                store.write_record(trial.id, trial.config, BLOCKED, error=reason)
-                summary.blocked.append(trial.id)
-                observer.blocked(trial.id, reason)
-        _run_stage("finetune", runnable, store, plan.matrix, observer, summary, storage)
+        _run_trials(plan, pretrain, finetune, store, observer, summary, storage)
 
 
 def _pending(trials, is_done, summary: RunSummary, observer: RunObserver) -> list:
@@ -128,65 +109,85 @@ def _pending(trials, is_done, summary: RunSummary, observer: RunObserver) -> lis
     return [t for t in trials if t.id not in finished]
 
 
-def _blocked_reason(trial: FinetuneTrial, store: RunStore) -> str | None:
+def _blocked_reason(trial: FinetuneTrial, store: RunStore, failed: bool = False) -> str | None:
     record = store.record(trial.pretrain_id)
     if record is not None and record["status"] == DONE:
         return None
     if record is not None and record.get("error"):
         return f"pre-training {trial.pretrain_id} failed: {record['error']}"
+    if failed:  # in this run; its record gets the error when the Tune run ends
+        return f"pre-training {trial.pretrain_id} failed (its record has the error)"
     return f"pre-training {trial.pretrain_id} did not finish"
 
 
-def _run_stage(
-    stage: str,
-    trials: list[PretrainTrial] | list[FinetuneTrial],
+def _run_trials(
+    plan: Plan,
+    pretrain: list[PretrainTrial],
+    finetune: list[FinetuneTrial],
     store: RunStore,
-    matrix: Matrix,
     observer: RunObserver,
     summary: RunSummary,
     storage: str | None = None,
-    save_steps: dict[str, list[int]] | None = None,
 ) -> None:
-    if not trials:
-        return
+    """One Tune run for both stages (orchestrate/dependencies.py): a fine-tune starts when its
+    pre-training is done, and is blocked, never run, when that pre-training failed."""
     from ray import tune
 
+    from bertabl.orchestrate.dependencies import DependencySearcher
     from bertabl.orchestrate.progress import TuneEvents
 
-    observer.stage_started(stage, [t.id for t in trials])
-    resources, checkpointing = matrix.resources, matrix.checkpointing
-    # A data-parallel pre-training trial runs `workers_per_trial` processes: reserve for all.
-    workers = resources.workers_per_trial if stage == "pretrain" else 1
-    trainable = tune.with_resources(
-        TRAINABLES[stage],
-        {"cpu": resources.cpus_per_trial * workers, "gpu": resources.gpus_per_trial * workers},
-    )
+    for stage, trials in (("pretrain", pretrain), ("finetune", finetune)):
+        if trials:
+            observer.stage_started(stage, [t.id for t in trials])
+    resources, checkpointing = plan.matrix.resources, plan.matrix.checkpointing
+
+    def workers(stage: str) -> int:
+        # A data-parallel pre-training trial runs `workers_per_trial` processes: reserve for all.
+        return resources.workers_per_trial if stage == "pretrain" else 1
+
+    def suggestion(stage: str, trial) -> dict[str, Any]:
+        return {"trial": {"id": trial.id, "stage": stage, "config": trial.config}}
+
+    def release(trial: FinetuneTrial, failed: bool) -> bool:
+        reason = _blocked_reason(trial, store, failed)
+        if reason is not None:
+            store.write_record(trial.id, trial.config, BLOCKED, error=reason)
+            summary.blocked.append(trial.id)
+            observer.blocked(trial.id, reason)
+        return reason is None
+
+    def trial_resources(config: dict[str, Any]):
+        n = workers(config["trial"]["stage"])
+        bundle = {"CPU": resources.cpus_per_trial * n, "GPU": resources.gpus_per_trial * n}
+        return tune.PlacementGroupFactory([bundle])
+
     param_space = {
-        "trial": tune.grid_search([{"id": t.id, "config": t.config} for t in trials]),
         "run_dir": str(store.root),
         "cpus": resources.cpus_per_trial,
         "gpus": resources.gpus_per_trial,
+        "workers_per_trial": resources.workers_per_trial,
         "checkpoint_every": checkpointing.every_steps,
         "checkpoint_keep": checkpointing.keep,
         "precision": resources.precision,
-        "workers": workers,
         "micro_batch_size": resources.micro_batch_size,
         # the intermediate models each pre-training trial must keep (not part of its id)
-        "save_steps": save_steps or {},
+        "save_steps": plan.intermediate_steps(),
     }
     tuner = tune.Tuner(
-        trainable,
+        tune.with_resources(run_trial, trial_resources),
         param_space=param_space,
         tune_config=tune.TuneConfig(
+            search_alg=DependencySearcher(pretrain, finetune, suggestion, release),
+            num_samples=len(pretrain) + len(finetune),
             max_concurrent_trials=resources.max_concurrent_trials or None,
             trial_name_creator=_trial_name,
             trial_dirname_creator=_trial_name,  # short, stable: restore finds it again
-            # One worker process runs trial after trial: importing torch + transformers anew
-            # for each trial would cost seconds per trial.
+            # One worker process runs trial after trial, across both stages: importing torch +
+            # transformers anew for each trial would cost seconds per trial.
             reuse_actors=True,
         ),
         run_config=tune.RunConfig(
-            name=stage,
+            name="trials",
             storage_path=storage or str(store.tune_dir),
             verbose=0,
             callbacks=[TuneEvents(observer)],
@@ -195,7 +196,7 @@ def _run_stage(
         ),
     )
     results = tuner.fit()
-    by_id = {t.id: t for t in trials}
+    by_id = {t.id: t for t in (*pretrain, *finetune)}
     for result in results:
         trial_id = result.config["trial"]["id"]
         if result.error is None and store.is_done(trial_id):

@@ -1,7 +1,8 @@
 """Ray Tune function trainables: thin wrappers that run a trial body and write its record.
 
-Each receives `{"trial": {"id", "config"}, "run_dir", "cpus", "gpus", ...runtime settings}` as its
-Tune config; all paths are absolute because Ray runs trials in their own working directory.
+Each receives `{"trial": {"id", "stage", "config"}, "run_dir", "cpus", "gpus", ...runtime
+settings}` as its Tune config; all paths are absolute because Ray runs trials in their own
+working directory.
 """
 
 from __future__ import annotations
@@ -45,6 +46,12 @@ def finetune_trainable(params: dict[str, Any]) -> None:
 TRAINABLES = {"pretrain": pretrain_trainable, "finetune": finetune_trainable}
 
 
+def run_trial(params: dict[str, Any]) -> None:
+    """Tune entry point of any trial: one trainable for both stages, so one warm worker
+    process (reuse_actors) runs pre-training and fine-tuning trials alike."""
+    TRAINABLES[params["trial"]["stage"]](params)
+
+
 def _run(params: dict[str, Any], body) -> None:
     import torch
     from ray import tune
@@ -71,7 +78,8 @@ def _run(params: dict[str, Any], body) -> None:
         checkpoints=checkpoints,
         checkpoint_every=params["checkpoint_every"],
         precision=params["precision"],
-        workers=params["workers"],
+        # data-parallel processes: pre-training only (fine-tuning trials run in one process)
+        workers=params["workers_per_trial"] if params["trial"]["stage"] == "pretrain" else 1,
         micro_batch_size=params["micro_batch_size"],
         save_steps=tuple(params["save_steps"].get(trial_id, ())),
         cache_dir=store.cache_dir,

@@ -36,7 +36,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
-from bertabl.errors import UserError
+from bertabl.pretrain.layout import BatchLayout, batch_layout  # noqa: F401  (re-exported)
 
 HOST = "127.0.0.1"
 TIMEOUT = timedelta(minutes=10)  # longest wait in one collective (rank 0 checkpointing included)
@@ -46,62 +46,6 @@ MAX_TRACEBACK = 8000
 
 class WorkerFailed(RuntimeError):
     """A data-parallel rank other than 0 failed or died, so the trial cannot go on."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Batch layout: global batch -> one slice per rank -> micro-batches
-
-
-@dataclass(frozen=True)
-class BatchLayout:
-    """How one global batch is split: `workers` equal slices, each in micro-batches."""
-
-    batch_size: int  # sequences per optimizer step, over all ranks (pretrain.batch_size)
-    workers: int
-    micro_batch_size: int  # sequences per forward pass in one rank
-
-    @property
-    def per_worker(self) -> int:
-        return self.batch_size // self.workers
-
-    @property
-    def accumulation_steps(self) -> int:
-        return self.per_worker // self.micro_batch_size
-
-    def micro_batches(
-        self, batch: dict[str, torch.Tensor], rank: int
-    ) -> list[dict[str, torch.Tensor]]:
-        """Rank `rank`'s micro-batches of the global `batch` (rows rank*per_worker onwards)."""
-        start = rank * self.per_worker
-        return [
-            {k: v[i : i + self.micro_batch_size] for k, v in batch.items()}
-            for i in range(start, start + self.per_worker, self.micro_batch_size)
-        ]
-
-
-def batch_layout(batch_size: int, workers: int, micro_batch_size: int = 0) -> BatchLayout:
-    """The layout for a trial's settings (micro_batch_size 0 = the whole per-worker slice).
-
-    Raises `UserError` naming the matrix keys when the numbers do not divide.
-    """
-    if workers < 1:
-        raise UserError(f"resources.workers_per_trial = {workers}; it must be at least 1")
-    if batch_size % workers:
-        raise UserError(
-            f"pretrain.batch_size = {batch_size} does not split evenly over "
-            f"resources.workers_per_trial = {workers}; make the batch size a multiple of the "
-            "worker count"
-        )
-    per_worker = batch_size // workers
-    micro = micro_batch_size or per_worker
-    if micro < 0 or per_worker % micro:
-        raise UserError(
-            f"resources.micro_batch_size = {micro_batch_size} must divide the sequences each "
-            f"worker gets per step, pretrain.batch_size / resources.workers_per_trial = "
-            f"{batch_size} / {workers} = {per_worker}; use a divisor of {per_worker} "
-            "(or 0 for no gradient accumulation)"
-        )
-    return BatchLayout(batch_size, workers, micro)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -31,9 +31,10 @@ from bertabl.data.tokenizer import build_tokenizer
 from bertabl.errors import DataError
 from bertabl.matrix.schema import seq_len_phases
 from bertabl.pretrain.examples import build_pair_examples
+from bertabl.pretrain.layout import BatchLayout, batch_layout
 from bertabl.pretrain.masking import masking_collator
 from bertabl.pretrain.model import MaskedPositionsLM, build_model
-from bertabl.pretrain.parallel import BatchLayout, Group, batch_layout, launch
+from bertabl.pretrain.parallel import Group, launch
 from bertabl.pretrain.perplexity import heldout_metrics, split_heldout
 from bertabl.training import (
     Precision,
