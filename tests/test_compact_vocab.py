@@ -177,3 +177,22 @@ def test_a_killed_trial_resumes_to_the_same_result_with_the_compact_embedding(
     runtime = TrialRuntime(CPU, checkpoints=Checkpointer(ckpt), checkpoint_every=3)
     assert finetune_train.finetune(config, pretrained, tmp_path, runtime) == straight
     assert runtime.resumed_from == 3
+
+
+def test_a_checkpoint_of_the_full_embedding_starts_the_trial_over(
+    encoder_with_spare_vocab, tmp_path, monkeypatch
+):
+    """A checkpoint written before compaction (full-size embedding) does not fit: the trial
+    warns and starts over, with the uninterrupted result (no half-loaded weights)."""
+    pretrained, config = encoder_with_spare_vocab
+    straight = _run(config, pretrained)
+    ckpt = tmp_path / "ckpt"
+    with monkeypatch.context() as old_version:
+        old_version.setattr(finetune_train, "compact_word_embeddings", lambda model, ids: 0)
+        with pytest.raises(Killed):
+            killed = TrialRuntime(CPU, checkpoints=KillAfter(ckpt, at_step=2), checkpoint_every=2)
+            finetune_train.finetune(config, pretrained, tmp_path, killed)
+    runtime = TrialRuntime(CPU, checkpoints=Checkpointer(ckpt), checkpoint_every=2)
+    with pytest.warns(RuntimeWarning, match=r"word_embeddings.weight: \(200, 16\) saved vs"):
+        assert finetune_train.finetune(config, pretrained, tmp_path, runtime) == straight
+    assert runtime.resumed_from is None

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import warnings
 from typing import Any
 
 import torch
@@ -181,6 +182,16 @@ class Tuning:
         """(epoch, batch, step, losses) to go on from: the latest checkpoint's (its weights,
         optimizer, schedule, EMA, RNGs and history restored), else the start with `losses`."""
         state = runtime.resume_state()
+        if state is not None and (mismatch := _shape_mismatch(state["model"], self.model)):
+            # e.g. a checkpoint written before fine-tuning compacted the word embeddings: a
+            # trial's result does not depend on where it resumed, so it starts over.
+            warnings.warn(
+                f"the checkpoint of step {state['step']} does not fit this model ({mismatch}; "
+                "written by another bertabl version?): the trial starts over",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            runtime.resumed_from, state = None, None
         if state is None:
             return 1, 0, 0, losses
         restore_training_state(state, self.model, self.optimizer, self.scheduler, precision)
@@ -263,6 +274,18 @@ def _loss_terms(batch: dict[str, torch.Tensor]) -> int:
     if labels is not None and labels.dim() > 1:
         return int((labels != IGNORE_INDEX).sum())
     return len(next(iter(batch.values())))
+
+
+def _shape_mismatch(saved: dict[str, torch.Tensor], model: torch.nn.Module) -> str | None:
+    """The first parameter or buffer whose saved shape differs from the model's, said as
+    "name: saved shape vs model shape" (or a missing/unexpected name); None when all fit."""
+    current = model.state_dict()
+    for name in sorted(set(saved) | set(current)):
+        if name not in current or name not in saved:
+            return f"{name}: {'not in the model' if name not in current else 'not saved'}"
+        if tuple(saved[name].shape) != tuple(current[name].shape):
+            return f"{name}: {tuple(saved[name].shape)} saved vs {tuple(current[name].shape)}"
+    return None
 
 
 def _layers(model: torch.nn.Module) -> int:
