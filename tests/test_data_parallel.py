@@ -17,7 +17,8 @@ from bertabl.errors import UserError
 from bertabl.matrix import build_plan
 from bertabl.matrix.load import tomllib, validate
 from bertabl.orchestrate.checkpoint import Checkpointer
-from bertabl.pretrain.parallel import WorkerFailed, batch_layout, launch
+from bertabl.pretrain.layout import batch_layout
+from bertabl.pretrain.parallel import WorkerFailed, launch
 from bertabl.pretrain.train import pretrain
 from bertabl.training import TrialRuntime
 from tests.conftest import TINY_MATRIX, KillAfter, Killed

@@ -27,7 +27,7 @@ from transformers import AutoTokenizer, DataCollatorWithPadding
 from bertabl.data.tasks import load_split, task_spec
 from bertabl.finetune.recipe import Tuning
 from bertabl.finetune.train import _encode, _length, _model, evaluate, length_grouped
-from bertabl.finetune.vocab import compact_word_embeddings, token_ids
+from bertabl.finetune.vocab import compact_word_embeddings, readable_ids
 from bertabl.training import (
     Precision,
     TrialRuntime,
@@ -113,10 +113,8 @@ def finetune_multitask(
     torch.manual_seed(seed)  # the restart's seed alone decides the heads' initialisation
     model = MultiTaskModel({t: _model(config, pretrained_dir, specs[t]) for t in tasks})
     model = model.to(device)
-    readable = [x for splits in encoded.values() for x in splits.values()]
-    compact_word_embeddings(
-        model, set().union(*map(token_ids, readable), tokenizer.all_special_ids)
-    )
+    splits = [x for per_task in encoded.values() for x in per_task.values()]
+    compact_word_embeddings(model, readable_ids(splits, tokenizer))
     precision = Precision.for_device(device, runtime.precision)
     size = config["batch_size"]
     per_epoch = math.ceil(sum(sizes) / size)

@@ -34,7 +34,7 @@ from bertabl.finetune.heads import (
 )
 from bertabl.finetune.pooling import PooledClassifier
 from bertabl.finetune.recipe import Tuning, recipe_of
-from bertabl.finetune.vocab import compact_word_embeddings, token_ids
+from bertabl.finetune.vocab import compact_word_embeddings, readable_ids
 from bertabl.training import (
     Precision,
     TrialRuntime,
@@ -156,9 +156,9 @@ def finetune(
     torch.manual_seed(config["seed"])
     model = _model(config, pretrained_dir, spec).to(device)
     if not feature_based:  # (its items are indices; the frozen encoder ran in the feature cache)
-        splits_read = [*encoded.values(), *([eval_features] if spec.family == "span_qa" else [])]
-        readable = set().union(*map(token_ids, splits_read), tokenizer.all_special_ids)
-        compact_word_embeddings(model, readable)  # finetune/vocab.py: same numbers, less work
+        read = [*encoded.values(), *([eval_features] if spec.family == "span_qa" else [])]
+        # finetune/vocab.py: same numbers, less work
+        compact_word_embeddings(model, readable_ids(read, tokenizer))
 
     precision = Precision.for_device(device, runtime.precision)
     size = config["batch_size"]

@@ -67,6 +67,12 @@ def token_ids(items: Iterable[dict]) -> set[int]:
     return seen
 
 
+def readable_ids(splits: Iterable[Iterable[dict]], tokenizer) -> set[int]:
+    """The vocabulary ids a trial can read: every id in its encoded splits, and the tokenizer's
+    special tokens."""
+    return set().union(*map(token_ids, splits), tokenizer.all_special_ids)
+
+
 def compact_word_embeddings(model: nn.Module, ids: set[int]) -> int:
     """Replace the model's word embeddings by a CompactEmbedding of `ids` (the padding row is
     always kept); returns the rows kept, or 0 when the model has no word embeddings (a

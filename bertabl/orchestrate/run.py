@@ -77,27 +77,14 @@ def run_plan(
         pretrain = _pending(_select(plan.pretrain, only), complete, summary, observer)
         finetune = _pending(_select(plan.finetune, only), store.is_done, summary, observer)
         if pretrain or finetune:
-            _run_stages(plan, pretrain, finetune, store, observer, summary, address, storage)
+            with ray_session(address, plan.matrix.resources):
+                _run_trials(plan, pretrain, finetune, store, observer, summary, storage)
     summary.seconds = time.perf_counter() - started
     return summary
 
 
 def _select(trials: list, only: set[str] | None) -> list:
     return trials if only is None else [t for t in trials if t.id in only]
-
-
-def _run_stages(
-    plan: Plan,
-    pretrain: list[PretrainTrial],
-    finetune: list[FinetuneTrial],
-    store: RunStore,
-    observer: RunObserver,
-    summary: RunSummary,
-    address: str | None,
-    storage: str | None,
-) -> None:
-    with ray_session(address, plan.matrix.resources):
-        _run_trials(plan, pretrain, finetune, store, observer, summary, storage)
 
 
 def _pending(trials, is_done, summary: RunSummary, observer: RunObserver) -> list:
@@ -141,12 +128,11 @@ def _run_trials(
             observer.stage_started(stage, [t.id for t in trials])
     resources, checkpointing = plan.matrix.resources, plan.matrix.checkpointing
 
-    def workers(stage: str) -> int:
-        # A data-parallel pre-training trial runs `workers_per_trial` processes: reserve for all.
-        return resources.workers_per_trial if stage == "pretrain" else 1
-
     def suggestion(stage: str, trial) -> dict[str, Any]:
-        return {"trial": {"id": trial.id, "stage": stage, "config": trial.config}}
+        # A data-parallel pre-training trial runs `workers_per_trial` processes; a fine-tune, one.
+        workers = resources.workers_per_trial if stage == "pretrain" else 1
+        trial_params = {"id": trial.id, "stage": stage, "config": trial.config}
+        return {"trial": trial_params, "workers": workers}
 
     def release(trial: FinetuneTrial, failed: bool) -> bool:
         reason = _blocked_reason(trial, store, failed)
@@ -156,8 +142,8 @@ def _run_trials(
             observer.blocked(trial.id, reason)
         return reason is None
 
-    def trial_resources(config: dict[str, Any]):
-        n = workers(config["trial"]["stage"])
+    def trial_resources(config: dict[str, Any]):  # reserved for every process of the trial
+        n = config["workers"]
         bundle = {"CPU": resources.cpus_per_trial * n, "GPU": resources.gpus_per_trial * n}
         return tune.PlacementGroupFactory([bundle])
 
@@ -165,7 +151,6 @@ def _run_trials(
         "run_dir": str(store.root),
         "cpus": resources.cpus_per_trial,
         "gpus": resources.gpus_per_trial,
-        "workers_per_trial": resources.workers_per_trial,
         "checkpoint_every": checkpointing.every_steps,
         "checkpoint_keep": checkpointing.keep,
         "precision": resources.precision,

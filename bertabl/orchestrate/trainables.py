@@ -78,8 +78,7 @@ def _run(params: dict[str, Any], body) -> None:
         checkpoints=checkpoints,
         checkpoint_every=params["checkpoint_every"],
         precision=params["precision"],
-        # data-parallel processes: pre-training only (fine-tuning trials run in one process)
-        workers=params["workers_per_trial"] if params["trial"]["stage"] == "pretrain" else 1,
+        workers=params["workers"],
         micro_batch_size=params["micro_batch_size"],
         save_steps=tuple(params["save_steps"].get(trial_id, ())),
         cache_dir=store.cache_dir,

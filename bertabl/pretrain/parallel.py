@@ -36,8 +36,6 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
-from bertabl.pretrain.layout import BatchLayout, batch_layout  # noqa: F401  (re-exported)
-
 HOST = "127.0.0.1"
 TIMEOUT = timedelta(minutes=10)  # longest wait in one collective (rank 0 checkpointing included)
 GRACE_S = 5.0  # how long rank 0, on a failed collective, waits to hear which rank failed
