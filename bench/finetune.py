@@ -130,7 +130,7 @@ def _bertabl(config, pretrained: Path, tmp: Path, device, precision: str):
     from bertabl.training import TrialRuntime
 
     reports: list[dict] = []
-    runtime = TrialRuntime(device, report=lambda m, _: reports.append(m), precision=precision)
+    runtime = TrialRuntime(device, report=lambda m: reports.append(m), precision=precision)
     metrics = finetune(config, pretrained, tmp / "bertabl", runtime)
     examples = _train_size(config) * config["epochs"]
     # The body's "seconds" run from after tokenising and loading to the last dev evaluation.

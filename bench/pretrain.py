@@ -146,7 +146,7 @@ def _bertabl(config, tmp: Path, device, precision: str):
     from bertabl.training import TrialRuntime
 
     reports: list[dict] = []
-    runtime = TrialRuntime(device, report=lambda m, _: reports.append(m), precision=precision)
+    runtime = TrialRuntime(device, report=lambda m: reports.append(m), precision=precision)
     metrics = pretrain(config, tmp / "bertabl", runtime)
     params = sum(p.numel() for p in _load(tmp / "bertabl" / "model").parameters())
     # The body's "seconds" run from the first step to after saving the final model.

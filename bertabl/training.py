@@ -16,7 +16,9 @@ from transformers import get_linear_schedule_with_warmup
 
 from bertabl.errors import UserError
 
-Reporter = Callable[[dict[str, Any], Path | None], None]
+# Receives a body's metrics as it goes (Tune's live results). Resuming goes through
+# `checkpoints`, and the saved model through the run directory, so no artefact rides along.
+Reporter = Callable[[dict[str, Any]], None]
 
 
 class CheckpointStore(Protocol):
@@ -31,7 +33,7 @@ class TrialRuntime:
     """What a trial body gets from whoever runs it (a Tune trainable, a test, a benchmark)."""
 
     device: torch.device
-    report: Reporter = lambda metrics, checkpoint_dir: None
+    report: Reporter = lambda metrics: None
     checkpoints: CheckpointStore | None = None
     checkpoint_every: int = 0  # optimizer steps between checkpoints; 0 = only at epoch ends
     precision: str = "auto"  # see Precision.for_device

@@ -50,7 +50,7 @@ def _run(config, out_dir: Path, **runtime) -> tuple[dict, list[dict], dict[str, 
     metrics = pretrain(
         config,
         out_dir,
-        TrialRuntime(CPU, report=lambda m, _dir: reports.append(dict(m)), **runtime),
+        TrialRuntime(CPU, report=lambda m: reports.append(dict(m)), **runtime),
     )
     return metrics, reports, load_file(out_dir / "model" / "model.safetensors")
 

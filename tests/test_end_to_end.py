@@ -26,6 +26,11 @@ def test_run_both_stages_report_and_rerun_skips(tiny_matrix: Path, tmp_path: Pat
     result = runner.invoke(app, [*args, "--storage", str(tune_storage)])
     assert result.exit_code == 0, result.output
     assert (tune_storage / "trials").is_dir()  # one Tune run for both stages
+    # Tune keeps only its experiment state: the records are the results, and the saved models
+    # live once, in the run directory (no Tune checkpoint copies, no CSV/JSON/TensorBoard logs)
+    tune_files = {p.name for p in tune_storage.rglob("*") if p.is_file()}
+    assert not any(n.startswith(("events.out", "progress.", "result.")) for n in tune_files)
+    assert not list(tune_storage.rglob("checkpoint_*")), tune_files
 
     records = _records(run_dir)
     stages = sorted(r["stage"] for r in records.values())

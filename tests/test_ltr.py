@@ -89,7 +89,7 @@ def ltr_plan():
 
 def test_ltr_pretrains_and_fine_tunes(ltr_plan, tmp_path: Path):
     history = []
-    runtime = TrialRuntime(CPU, report=lambda metrics, ckpt: history.append(metrics))
+    runtime = TrialRuntime(CPU, report=lambda metrics: history.append(metrics))
     metrics = pretrain(ltr_plan.pretrain[0].config, tmp_path / "pt", runtime)
     assert "ltr_loss" in metrics and "mlm_loss" not in metrics
     assert metrics["ltr_perplexity"] == pytest.approx(math.exp(metrics["ltr_loss"]), rel=1e-9)

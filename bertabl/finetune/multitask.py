@@ -175,7 +175,7 @@ def finetune_multitask(
                     )
                     metrics |= {f"{t}/{split}_{k}": v for k, v in scores.items()}
         history.append(metrics)
-        runtime.report(metrics | {"seconds": time.perf_counter() - started}, None)
+        runtime.report(metrics | {"seconds": time.perf_counter() - started})
         epoch, first_batch, losses = epoch + 1, 0, {t: [] for t in tasks}
         if epoch <= config["epochs"]:
             save()

@@ -197,7 +197,7 @@ def finetune(
                 scores = evaluate_split(split)
                 metrics |= {f"{split}_{name}": value for name, value in scores.items()}
         history.append(metrics)
-        runtime.report(metrics | {"seconds": time.perf_counter() - started}, None)
+        runtime.report(metrics | {"seconds": time.perf_counter() - started})
         epoch, first_batch, losses = epoch + 1, 0, []
         if epoch <= config["epochs"]:
             save()

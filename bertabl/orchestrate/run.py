@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -121,7 +122,7 @@ def _run_trials(
     from ray import tune
 
     from bertabl.orchestrate.dependencies import DependencySearcher
-    from bertabl.orchestrate.progress import TuneEvents
+    from bertabl.orchestrate.tune_events import TuneEvents
 
     for stage, trials in (("pretrain", pretrain), ("finetune", finetune)):
         if trials:
@@ -177,7 +178,6 @@ def _run_trials(
             verbose=0,
             callbacks=[TuneEvents(observer)],
             failure_config=tune.FailureConfig(max_failures=resources.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         ),
     )
     results = tuner.fit()
@@ -206,31 +206,74 @@ def error_summary(error: BaseException) -> str:
     return lines[-1] if lines else type(cause).__name__
 
 
+# A private instance starts no idle workers up front: Tune's trial actors carry a runtime env
+# (env vars), so they never use the default ones, which only took CPU from the processes
+# `ray.init` waits on (~1 s of every run's start on 2 cores).
+PRIVATE_INSTANCE_CONFIG = {"enable_worker_prestart": False, "prestart_worker_first_driver": False}
+
+
 @contextlib.contextmanager
 def ray_session(address: str | None, resources: Resources) -> Iterator[None]:
     """Connect to (or start) Ray, check the matrix's resources fit it, and shut down after."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no Tune console tables: we show our own
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    # No Tune CSV/JSON/TensorBoard result files: the run directory's records are the results,
+    # and the TensorBoard logger's import alone cost ~1.5 s of CPU at every run's start.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     import ray
 
     owned = not ray.is_initialized()
+    # Ray Tune's import (~1 s of CPU) runs on a thread while ray.init mostly waits on the
+    # processes it starts, instead of before or after it.
+    tune_import = threading.Thread(target=_import_tune, name="bertabl-import-tune", daemon=True)
+    tune_import.start()
+    # Without --address/RAY_ADDRESS, start a private local instance: Ray would otherwise join
+    # whatever cluster /tmp/ray/ray_current_cluster last named, even a dead one.
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
+    private = owned and address == "local"
     if owned:
-        # Without --address/RAY_ADDRESS, start a private local instance: Ray would otherwise
-        # join whatever cluster /tmp/ray/ray_current_cluster last named, even a dead one.
-        address = address or os.environ.get("RAY_ADDRESS") or "local"
         ray.init(
             address=address,
             include_dashboard=False,
             log_to_driver=False,
             logging_level="ERROR",
             configure_logging=True,
+            **({"_system_config": PRIVATE_INSTANCE_CONFIG} if private else {}),
         )
+    tune_import.join()
     try:
         _check_resources(ray.cluster_resources(), resources)
         yield
     finally:
+        if private:
+            _stop_autoscaler_monitor()
         if owned:
             ray.shutdown()
+
+
+def _import_tune() -> None:
+    try:
+        import bertabl.orchestrate.dependencies  # noqa: F401 - Ray Tune's searcher API
+        import bertabl.orchestrate.tune_events  # noqa: F401 - Ray Tune itself
+    except Exception:  # noqa: BLE001 - the run's own import raises it, with its message
+        pass
+
+
+def _stop_autoscaler_monitor() -> None:
+    """Kill the private instance's autoscaler monitor before `ray.shutdown` does.
+
+    Ray (2.60) stops the GCS before the monitor, whose SIGTERM handler then reports to the dead
+    GCS until the 1 s grace period runs out: a second added to every `bertabl run`. A private
+    instance has nothing to autoscale, so the monitor is killed outright; it holds no state.
+    This reaches into Ray's private node API, so any change there just skips the shortcut.
+    """
+    import ray
+
+    try:
+        node = ray._private.worker._global_node
+        node._kill_process_type("monitor", allow_graceful=False, check_alive=False, wait=True)
+    except Exception:  # noqa: BLE001 - an optimisation only; ray.shutdown still stops it
+        pass
 
 
 def _check_resources(cluster: dict[str, float], resources: Resources) -> None:

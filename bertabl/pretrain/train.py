@@ -194,7 +194,7 @@ def _train(
             history.append(metrics)
             window = {k: [] for k in WINDOW_KEYS}
             if step < pt["steps"] and group.is_main:
-                runtime.report(metrics | {"seconds": time.perf_counter() - started}, None)
+                runtime.report(metrics | {"seconds": time.perf_counter() - started})
         if step in runtime.save_steps and step < pt["steps"] and group.is_main:
             _save_model(model, tokenizer, out_dir / intermediate_model_name(step))
         if runtime.due(step) and step < pt["steps"]:
@@ -222,7 +222,7 @@ def _train(
             }
         model_dir = out_dir / "model"
         _save_model(model, tokenizer, model_dir)
-        runtime.report(metrics | {"seconds": time.perf_counter() - started}, model_dir)
+        runtime.report(metrics | {"seconds": time.perf_counter() - started})
     return metrics
 
 

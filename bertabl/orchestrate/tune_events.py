@@ -1,0 +1,40 @@
+"""Ray Tune's trial events, forwarded to a RunObserver (the live progress, or nothing).
+
+Its own module because it imports Ray Tune (~1 s): the driver imports it while `ray.init` waits
+on the processes it starts (orchestrate/run.py), not before.
+"""
+
+from __future__ import annotations
+
+from ray import tune
+
+from bertabl.orchestrate.run import RunObserver
+
+
+class TuneEvents(tune.Callback):
+    """Forwards Tune's trial events (in the driver process) to a RunObserver."""
+
+    def __init__(self, observer: RunObserver):
+        self.observer = observer
+
+    def __getstate__(self) -> dict:
+        # Tune pickles its callbacks into the experiment state; the observer (a live console)
+        # only matters in this driver process, and a restored run is given a fresh one.
+        return {"observer": RunObserver()}
+
+    @staticmethod
+    def _id(trial) -> str:
+        return trial.config["trial"]["id"]
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.observer.trial_started(self._id(trial))
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.observer.trial_result(self._id(trial), result)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.observer.trial_done(self._id(trial))
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        error = getattr(trial, "error_msg", None) or "error (see the trial's record)"
+        self.observer.trial_failed(self._id(trial), str(error).strip().splitlines()[-1])
