@@ -17,15 +17,17 @@ matrix.toml` (Ray Tune, run directory, records, report) and `python -m bench.orc
 checkpoints). Timing the loop inside an already-warm process would charge bertabl's trial
 worker for the torch/transformers import (~5 s here) that any loop script pays as well; the
 loop's import and body times are printed, so that comparison can be read off too. Order:
-loop, run, loop (the loops' mean is the baseline, so a load change on a shared machine hits
-both sides), then `bertabl run` again on the finished run directory: every trial is skipped
-(the re-run time). The last line is the run's wall time over the loop's.
+loop, run, loop (the loops' mean is the run's baseline, so a load change on a shared machine
+hits both sides; `--repeats N` goes on with run, loop, ... and takes the median ratio), then
+`bertabl run` again on the finished run directory: every trial is skipped (the re-run time).
+The last line is the run's wall time over the loop's.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -86,6 +88,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-examples", type=int, default=2000, help="fine-tuning examples")
     parser.add_argument("--epochs", type=int, default=4, help="fine-tuning epochs")
     parser.add_argument(
+        "--repeats", type=int, default=1, help="bertabl runs, each between two loop runs"
+    )
+    parser.add_argument(
         "--loop", nargs=2, metavar=("MATRIX", "DIR"), help="be the plain loop script (child)"
     )
     args = parser.parse_args(argv)
@@ -116,27 +121,35 @@ def main(argv: list[str] | None = None) -> None:
             f"examples), one at a time, {cpus} thread(s) each"
         )
         loop_args = ["--threads", str(cpus), "--device", args.device]
-        loops = [_loop(matrix, Path(tmp) / "loop-1", loop_args)]
-        run_dir = Path(tmp) / "run"
-        run = _bertabl_run(matrix, run_dir, Path(tmp) / "report")
-        store = RunStore(run_dir)
-        bodies = sum(
-            store.record(t.id)["timings"]["seconds"] for t in (*plan.pretrain, *plan.finetune)
-        )
-        print(
-            f"bertabl run:       {run:7.2f} s wall; trial bodies (records' timings) {bodies:.2f} s"
-        )
-        loops.append(_loop(matrix, Path(tmp) / "loop-2", loop_args))
+        # Interleaved: loop, run, loop, run, loop, ... Each run is compared with the mean of
+        # the loops either side of it, so a load change on a shared machine hits both sides;
+        # the headline is the median of those ratios over the repeats.
+        loops = [_loop(matrix, Path(tmp) / "loop-0", loop_args)]
+        ratios = []
+        for repeat in range(args.repeats):
+            run_dir = Path(tmp) / f"run-{repeat}"
+            run = _bertabl_run(matrix, run_dir, Path(tmp) / "report")
+            store = RunStore(run_dir)
+            bodies = sum(
+                store.record(t.id)["timings"]["seconds"] for t in (*plan.pretrain, *plan.finetune)
+            )
+            print(
+                f"bertabl run:       {run:7.2f} s wall; trial bodies (records' timings) "
+                f"{bodies:.2f} s"
+            )
+            loops.append(_loop(matrix, Path(tmp) / f"loop-{repeat + 1}", loop_args))
+            (before, _, warm_before), (after, _, warm_after) = loops[-2], loops[-1]
+            loop, warm = (before + after) / 2, (warm_before + warm_after) / 2
+            ratios.append(run / loop)
+            print(
+                f"  overhead {run - loop:.2f} s = {(run - loop) / loop:.1%} of the loop script "
+                f"(against the loop's trial bodies alone, imports excluded: {run / warm:.3f}x)"
+            )
         rerun = _bertabl_run(matrix, run_dir, Path(tmp) / "report")
-    loop = sum(wall for wall, _, _ in loops) / len(loops)
-    warm = sum(b for _, _, b in loops) / len(loops)
-    print(f"overhead:          {run - loop:7.2f} s = {(run - loop) / loop:.1%} of the loop script")
-    print(
-        f"  (against the loop's trial bodies alone, imports excluded: {run / warm:.3f}x; "
-        f"bertabl's own trial bodies took {bodies:.2f} s)"
-    )
     print(f"re-run of the finished matrix (all trials skipped): {rerun:.2f} s")
-    print(f"bertabl run / plain loop script (wall): {run / loop:.3f}x")
+    if args.repeats > 1:
+        print(f"ratios of the {args.repeats} runs: " + ", ".join(f"{r:.3f}x" for r in ratios))
+    print(f"bertabl run / plain loop script (wall): {statistics.median(ratios):.3f}x")
 
 
 def _loop(matrix: Path, root: Path, loop_args: list[str]) -> tuple[float, float, float]:

@@ -72,8 +72,11 @@ def test_token_counter_counts_the_attention_mask():
 def test_orchestration_bench_runs(capsys):
     orchestration.main(
         ["--steps", "4", "--train-examples", "64", "--epochs", "1", "--threads", "1"]
+        + ["--repeats", "2"]
     )
     out = capsys.readouterr().out
     assert "re-run of the finished matrix (all trials skipped)" in out
-    assert "plain loop script:" in out and "bertabl run:" in out
+    # interleaved: loop, run, loop, run, loop; each run against the loops either side of it
+    assert out.count("plain loop script:") == 3 and out.count("bertabl run:") == 2
+    assert len(re.findall(r"\d\.\d{3}x", out.split("ratios of the 2 runs:")[1])) >= 2
     assert _last_ratio(out, "bertabl run / plain loop script (wall)") > 0
