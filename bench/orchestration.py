@@ -20,13 +20,16 @@ loop's import and body times are printed, so that comparison can be read off too
 loop, run, loop (the loops' mean is the run's baseline, so a load change on a shared machine
 hits both sides; `--repeats N` goes on with run, loop, ... and takes the median ratio), then
 `bertabl run` again on the finished run directory: every trial is skipped (the re-run time).
-The last line is the run's wall time over the loop's.
+Each run also gets its fixed cost: its time outside the trial bodies minus the loop's (the
+trial bodies' own times swing by 10-20% from minute to minute on a shared machine; the time
+around them hardly does). The last line is the run's wall time over the loop's.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -125,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
         # the loops either side of it, so a load change on a shared machine hits both sides;
         # the headline is the median of those ratios over the repeats.
         loops = [_loop(matrix, Path(tmp) / "loop-0", loop_args)]
-        ratios = []
+        ratios, fixed_costs = [], []
         for repeat in range(args.repeats):
             run_dir = Path(tmp) / f"run-{repeat}"
             run = _bertabl_run(matrix, run_dir, Path(tmp) / "report")
@@ -138,26 +141,43 @@ def main(argv: list[str] | None = None) -> None:
                 f"{bodies:.2f} s"
             )
             loops.append(_loop(matrix, Path(tmp) / f"loop-{repeat + 1}", loop_args))
-            (before, _, warm_before), (after, _, warm_after) = loops[-2], loops[-1]
-            loop, warm = (before + after) / 2, (warm_before + warm_after) / 2
+            (before, _, bodies_before), (after, _, bodies_after) = loops[-2], loops[-1]
+            loop, loop_bodies = (before + after) / 2, (bodies_before + bodies_after) / 2
             ratios.append(run / loop)
+            # Outside the trial bodies (start, imports, Ray, records, report, exit): the fixed
+            # cost, which a shared machine's load swings hardly touch; the bodies' own times
+            # swing by 10-20% from one minute to the next there.
+            fixed = (run - bodies) - (loop - loop_bodies)
             print(
-                f"  overhead {run - loop:.2f} s = {(run - loop) / loop:.1%} of the loop script "
-                f"(against the loop's trial bodies alone, imports excluded: {run / warm:.3f}x)"
+                f"  overhead {run - loop:.2f} s = {(run - loop) / loop:.1%} of the loop script; "
+                f"outside the trial bodies: {run - bodies:.2f} s vs {loop - loop_bodies:.2f} s, "
+                f"a fixed {fixed:.2f} s = {fixed / loop:.1%}; "
+                f"trial bodies {bodies / loop_bodies:.3f}x"
             )
+            fixed_costs.append(fixed)
         rerun = _bertabl_run(matrix, run_dir, Path(tmp) / "report")
     print(f"re-run of the finished matrix (all trials skipped): {rerun:.2f} s")
     if args.repeats > 1:
         print(f"ratios of the {args.repeats} runs: " + ", ".join(f"{r:.3f}x" for r in ratios))
+        print("fixed costs: " + ", ".join(f"{f:.2f} s" for f in fixed_costs))
     print(f"bertabl run / plain loop script (wall): {statistics.median(ratios):.3f}x")
 
 
 def _loop(matrix: Path, root: Path, loop_args: list[str]) -> tuple[float, float, float]:
     """(wall, imports, bodies) seconds of the loop script, timed from outside."""
     command = [sys.executable, "-m", "bench.orchestration", *loop_args, "--loop"]
+    # Ray sets OMP_NUM_THREADS in each trial worker to its reserved CPUs (unless the user did);
+    # the loop gets the same, so both sides' trial bodies run with the same thread pools.
+    threads = loop_args[loop_args.index("--threads") + 1]
+    env = {"OMP_NUM_THREADS": threads, **os.environ}
     started = time.perf_counter()
     out = subprocess.run(
-        [*command, str(matrix), str(root)], cwd=REPO, check=True, capture_output=True, text=True
+        [*command, str(matrix), str(root)],
+        cwd=REPO,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     wall = time.perf_counter() - started
     inside = json.loads(out.strip().splitlines()[-1])
