@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -223,10 +222,6 @@ def ray_session(address: str | None, resources: Resources) -> Iterator[None]:
     import ray
 
     owned = not ray.is_initialized()
-    # Ray Tune's import (~1 s of CPU) runs on a thread while ray.init mostly waits on the
-    # processes it starts, instead of before or after it.
-    tune_import = threading.Thread(target=_import_tune, name="bertabl-import-tune", daemon=True)
-    tune_import.start()
     # Without --address/RAY_ADDRESS, start a private local instance: Ray would otherwise join
     # whatever cluster /tmp/ray/ray_current_cluster last named, even a dead one.
     address = address or os.environ.get("RAY_ADDRESS") or "local"
@@ -240,7 +235,6 @@ def ray_session(address: str | None, resources: Resources) -> Iterator[None]:
             configure_logging=True,
             **({"_system_config": PRIVATE_INSTANCE_CONFIG} if private else {}),
         )
-    tune_import.join()
     try:
         _check_resources(ray.cluster_resources(), resources)
         yield
@@ -249,14 +243,6 @@ def ray_session(address: str | None, resources: Resources) -> Iterator[None]:
             _stop_autoscaler_monitor()
         if owned:
             ray.shutdown()
-
-
-def _import_tune() -> None:
-    try:
-        import bertabl.orchestrate.dependencies  # noqa: F401 - Ray Tune's searcher API
-        import bertabl.orchestrate.tune_events  # noqa: F401 - Ray Tune itself
-    except Exception:  # noqa: BLE001 - the run's own import raises it, with its message
-        pass
 
 
 def _stop_autoscaler_monitor() -> None:

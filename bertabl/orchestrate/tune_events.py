@@ -1,7 +1,7 @@
 """Ray Tune's trial events, forwarded to a RunObserver (the live progress, or nothing).
 
-Its own module because it imports Ray Tune (~1 s): the driver imports it while `ray.init` waits
-on the processes it starts (orchestrate/run.py), not before.
+Its own module because it imports Ray Tune (~1 s): only a run that has trials to run pays for
+that, not a re-run of a finished matrix, `status` or `report`.
 """
 
 from __future__ import annotations
