@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from safetensors.torch import load_file
 
@@ -17,9 +19,11 @@ from tests.conftest import REPO, TINY_MATRIX
 
 pytestmark = pytest.mark.slow
 
-# Long enough pre-training (and two fine-tuning epochs) that a kill lands mid-trial.
+# Long enough pre-training and fine-tuning (3 epochs of 16 steps) that a kill lands mid-trial.
 KILL_MATRIX = (
-    TINY_MATRIX.replace("steps = 10", "steps = 150").replace("epochs = [1]", "epochs = [3]")
+    TINY_MATRIX.replace("steps = 10", "steps = 150")
+    .replace("epochs = [1]", "epochs = [3]")
+    .replace("train_examples = 64", "train_examples = 256")
     + "\n[checkpointing]\nevery_steps = 5\n"
 )
 
@@ -55,7 +59,15 @@ def _kill_when(process: subprocess.Popen, run_dir: Path, pattern: str, timeout: 
     deadline = time.time() + timeout
     while time.time() < deadline:
         if list((run_dir / "trials").glob(pattern)):
+            # Everything the run started, as a job scheduler's kill of the job's cgroup would:
+            # Ray puts each worker in a process group of its own, and a worker outliving the
+            # driver could still finish the trial it is on (as it may in real life; harmless,
+            # but then this test would not test a resume mid-trial).
+            tree = psutil.Process(process.pid).children(recursive=True)
             os.killpg(process.pid, signal.SIGKILL)
+            for child in tree:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    child.kill()
             process.wait()
             return
         if process.poll() is not None:
