@@ -97,6 +97,8 @@ def main(argv: list[str] | None = None) -> None:
         "--loop", nargs=2, metavar=("MATRIX", "DIR"), help="be the plain loop script (child)"
     )
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
     if args.loop:
         _loop_script(Path(args.loop[0]), Path(args.loop[1]), args)
         return
