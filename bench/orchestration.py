@@ -125,11 +125,10 @@ def main(argv: list[str] | None = None) -> None:
             f"{len(plan.finetune)} fine-tuning x {args.epochs} epoch(s) of {args.train_examples} "
             f"examples), one at a time, {cpus} thread(s) each"
         )
-        loop_args = ["--threads", str(cpus), "--device", args.device]
         # Interleaved: loop, run, loop, run, loop, ... Each run is compared with the mean of
         # the loops either side of it, so a load change on a shared machine hits both sides;
         # the headline is the median of those ratios over the repeats.
-        loops = [_loop(matrix, Path(tmp) / "loop-0", loop_args)]
+        loops = [_loop(matrix, Path(tmp) / "loop-0", cpus, args.device)]
         ratios, fixed_costs = [], []
         for repeat in range(args.repeats):
             run_dir = Path(tmp) / f"run-{repeat}"
@@ -142,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"bertabl run:       {run:7.2f} s wall; trial bodies (records' timings) "
                 f"{bodies:.2f} s"
             )
-            loops.append(_loop(matrix, Path(tmp) / f"loop-{repeat + 1}", loop_args))
+            loops.append(_loop(matrix, Path(tmp) / f"loop-{repeat + 1}", cpus, args.device))
             (before, _, bodies_before), (after, _, bodies_after) = loops[-2], loops[-1]
             loop, loop_bodies = (before + after) / 2, (bodies_before + bodies_after) / 2
             ratios.append(run / loop)
@@ -165,13 +164,13 @@ def main(argv: list[str] | None = None) -> None:
     print(f"bertabl run / plain loop script (wall): {statistics.median(ratios):.3f}x")
 
 
-def _loop(matrix: Path, root: Path, loop_args: list[str]) -> tuple[float, float, float]:
+def _loop(matrix: Path, root: Path, cpus: int, device: str) -> tuple[float, float, float]:
     """(wall, imports, bodies) seconds of the loop script, timed from outside."""
-    command = [sys.executable, "-m", "bench.orchestration", *loop_args, "--loop"]
+    options = ["--threads", str(cpus), "--device", device, "--loop"]
+    command = [sys.executable, "-m", "bench.orchestration", *options]
     # Ray sets OMP_NUM_THREADS in each trial worker to its reserved CPUs (unless the user did);
     # the loop gets the same, so both sides' trial bodies run with the same thread pools.
-    threads = loop_args[loop_args.index("--threads") + 1]
-    env = {"OMP_NUM_THREADS": threads, **os.environ}
+    env = {"OMP_NUM_THREADS": str(cpus), **os.environ}
     started = time.perf_counter()
     out = subprocess.run(
         [*command, str(matrix), str(root)],
