@@ -100,6 +100,7 @@ def _plan(args):
         "finetune": {
             "tasks": [task],
             "restarts": 1,
+            "seed": args.seed,  # restart 0's seed: data order and head init
             "max_seq_len": args.max_seq_len,
             "grid": {
                 "batch_size": [args.batch_size],
@@ -120,9 +121,7 @@ def _plan(args):
             "train_examples": args.train_examples or 8000,
             "dev_examples": args.dev_examples or 500,
         }
-    plan = build(raw)
-    plan.finetune[0].config["seed"] = args.seed  # the restart's seed (restart 0 = seed 0)
-    return plan, task
+    return build(raw), task
 
 
 def _bertabl(config, pretrained: Path, tmp: Path, device, precision: str):
@@ -132,15 +131,16 @@ def _bertabl(config, pretrained: Path, tmp: Path, device, precision: str):
     reports: list[dict] = []
     runtime = TrialRuntime(device, report=lambda m: reports.append(m), precision=precision)
     metrics = finetune(config, pretrained, tmp / "bertabl", runtime)
-    examples = _train_size(config) * config["epochs"]
+    examples = _train_size(config) * config.epochs
     # The body's "seconds" run from after tokenising and loading to the last dev evaluation.
     return examples, reports[-1]["seconds"], metrics["dev_accuracy"]
 
 
 def _train_size(config) -> int:
-    from bertabl.data.tasks import load_split
+    from bertabl.tasks.catalogue import spec_of
+    from bertabl.tasks.sources import load_split
 
-    return len(load_split(config["task"], "train", config["task_data"]))
+    return len(load_split(spec_of(config.task, config.task_data), "train", config.task_data))
 
 
 def _hf(config, pretrained: Path, tmp: Path, device, precision: str, dynamic: bool):
@@ -154,37 +154,38 @@ def _hf(config, pretrained: Path, tmp: Path, device, precision: str, dynamic: bo
         default_data_collator,
     )
 
-    from bertabl.data.tasks import TASKS, load_split
+    from bertabl.tasks.catalogue import spec_of
+    from bertabl.tasks.sources import load_split
 
-    spec = TASKS[config["task"]]
+    spec = spec_of(config.task, config.task_data)
     tokenizer = AutoTokenizer.from_pretrained(pretrained)
     padding = False if dynamic else "max_length"
 
     def encode(split: str):
-        data = load_split(spec.name, split, config["task_data"])
+        data = load_split(spec, split, config.task_data)
         pair = "text_b" in data.column_names
 
         def tokenize(batch):
             texts = (batch["text_a"], batch["text_b"]) if pair else (batch["text_a"],)
             return tokenizer(
-                *texts, truncation=True, max_length=config["max_seq_len"], padding=padding
+                *texts, truncation=True, max_length=config.max_seq_len, padding=padding
             )
 
         removed = [c for c in data.column_names if c != "label"]
         return data.map(tokenize, batched=True, remove_columns=removed)
 
     train, dev = encode("train"), encode("dev")
-    torch.manual_seed(config["seed"])
+    torch.manual_seed(config.seed)
     model = BertForSequenceClassification.from_pretrained(pretrained, num_labels=spec.num_labels)
-    steps = -(-len(train) // config["batch_size"]) * config["epochs"]
+    steps = -(-len(train) // config.batch_size) * config.epochs
     args = TrainingArguments(
         output_dir=str(tmp / ("hf-dyn" if dynamic else "hf-pad")),
-        per_device_train_batch_size=config["batch_size"],
-        per_device_eval_batch_size=config["eval_batch_size"],
-        learning_rate=config["learning_rate"],
-        num_train_epochs=config["epochs"],
-        weight_decay=config["weight_decay"],
-        warmup_steps=int(round(config["warmup_fraction"] * steps)),
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.eval_batch_size,
+        learning_rate=config.learning_rate,
+        num_train_epochs=config.epochs,
+        weight_decay=config.weight_decay,
+        warmup_steps=int(round(config.warmup_fraction * steps)),
         adam_epsilon=1e-6,  # BERT's (and bertabl's); the rest are Trainer defaults
         max_grad_norm=1.0,
         train_sampling_strategy="group_by_length" if dynamic else "random",
@@ -193,7 +194,7 @@ def _hf(config, pretrained: Path, tmp: Path, device, precision: str, dynamic: bo
         logging_strategy="no",
         report_to=[],
         disable_tqdm=True,
-        seed=config["seed"],
+        seed=config.seed,
         use_cpu=device.type == "cpu",
         bf16=precision == "bf16",
         dataloader_pin_memory=device.type == "cuda",
@@ -217,7 +218,7 @@ def _hf(config, pretrained: Path, tmp: Path, device, precision: str, dynamic: bo
     trainer.train()
     seconds = time.perf_counter() - started
     evals = [e for e in trainer.state.log_history if "eval_accuracy" in e]
-    return len(train) * config["epochs"], seconds, evals[-1]["eval_accuracy"]
+    return len(train) * config.epochs, seconds, evals[-1]["eval_accuracy"]
 
 
 if __name__ == "__main__":

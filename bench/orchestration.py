@@ -219,7 +219,7 @@ def _loop_script(matrix: Path, root: Path, args: argparse.Namespace) -> None:
     for trial in plan.pretrain:
         pretrain(trial.config, root / trial.id, TrialRuntime(device))
     for trial in plan.finetune:
-        pretrained = root / trial.config["pretrain_id"] / "model"
+        pretrained = root / trial.config.pretrain_id / "model"
         finetune(trial.config, pretrained, root / trial.id, TrialRuntime(device))
     finished = time.perf_counter()
     print(json.dumps({"imports": imported - started, "bodies": finished - imported}))

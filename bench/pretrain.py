@@ -176,42 +176,42 @@ def _hf(config, tmp: Path, device, precision: str):
     from bertabl.data.tokenizer import build_tokenizer
     from bertabl.pretrain.model import bert_config
 
-    pt = config["pretrain"]
-    tokenizer = build_tokenizer(config["data"], tmp / "hf-vocab")
+    pt = config.pretrain
+    tokenizer = build_tokenizer(config.data, tmp / "hf-vocab")
     documents = [
-        tokenizer(doc, add_special_tokens=False)["input_ids"] for doc in load_corpus(config["data"])
+        tokenizer(doc, add_special_tokens=False)["input_ids"] for doc in load_corpus(config.data)
     ]
-    pairs = _segment_pairs(documents, pt["seed"])
-    needed = pt["steps"] * pt["batch_size"]
+    pairs = _segment_pairs(documents, pt.seed)
+    needed = pt.steps * pt.batch_size
     pairs = (pairs * (needed // len(pairs) + 1))[:needed]  # enough for max_steps, no epoch end
-    rows = [_padded_pair(a, b, label, tokenizer, pt["max_seq_len"]) for a, b, label in pairs]
+    rows = [_padded_pair(a, b, label, tokenizer, pt.max_seq_len) for a, b, label in pairs]
     train = datasets.Dataset.from_list(rows)
-    torch.manual_seed(pt["seed"])
-    model = BertForPreTraining(bert_config(pt, len(tokenizer), tokenizer.pad_token_id))
-    masking = pt["masking"]
+    torch.manual_seed(pt.seed)
+    model = BertForPreTraining(bert_config(pt.model, len(tokenizer), tokenizer.pad_token_id))
+    masking = pt.masking
     collator = DataCollatorForLanguageModeling(
         tokenizer,
-        mlm_probability=masking["probability"],
-        mask_replace_prob=masking["mask"],
-        random_replace_prob=masking["random"],
+        mlm_probability=masking.probability,
+        mask_replace_prob=masking.mask,
+        random_replace_prob=masking.random,
     )
     args = TrainingArguments(
         output_dir=str(tmp / "hf"),
-        per_device_train_batch_size=pt["batch_size"],
-        max_steps=pt["steps"],
-        learning_rate=pt["learning_rate"],
-        weight_decay=pt["weight_decay"],
-        warmup_steps=int(round(pt["warmup_fraction"] * pt["steps"])),
-        adam_beta1=pt["adam_beta1"],
-        adam_beta2=pt["adam_beta2"],
-        adam_epsilon=pt["adam_epsilon"],
+        per_device_train_batch_size=pt.batch_size,
+        max_steps=pt.steps,
+        learning_rate=pt.learning_rate,
+        weight_decay=pt.weight_decay,
+        warmup_steps=int(round(pt.warmup_fraction * pt.steps)),
+        adam_beta1=pt.adam_beta1,
+        adam_beta2=pt.adam_beta2,
+        adam_epsilon=pt.adam_epsilon,
         max_grad_norm=1.0,
         save_strategy="no",
         logging_strategy="steps",
-        logging_steps=pt["steps"],
+        logging_steps=pt.steps,
         report_to=[],
         disable_tqdm=True,
-        seed=pt["seed"],
+        seed=pt.seed,
         use_cpu=device.type == "cpu",
         bf16=precision == "bf16",
         dataloader_pin_memory=device.type == "cuda",

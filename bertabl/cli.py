@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import functools
 import json
 import sys
@@ -24,12 +25,40 @@ app = typer.Typer(
 console = Console()
 errors = Console(stderr=True)
 
+
+class Scale(str, enum.Enum):
+    tiny = "tiny"
+    budget = "budget"
+    paper = "paper"
+
+
+class Stage(str, enum.Enum):
+    all = "all"
+    pretrain = "pretrain"
+
+
+class Format(str, enum.Enum):
+    md = "md"
+    tex = "tex"
+    csv = "csv"
+    json = "json"
+
+
+class Layout(str, enum.Enum):
+    generic = "generic"
+    table5 = "table5"
+    table6 = "table6"
+    table7 = "table7"
+    table8 = "table8"
+    fig5 = "fig5"
+
+
 SetOption = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override a matrix key: key.path=value (TOML value). Repeatable."),
 ]
 ScaleOption = Annotated[
-    str | None, typer.Option("--scale", help="Scale preset, overriding the matrix's `scale`.")
+    Scale | None, typer.Option("--scale", help="Scale preset, overriding the matrix's `scale`.")
 ]
 RunDirOption = Annotated[
     Path | None, typer.Option("--run-dir", help="Run directory [default: runs/<matrix name>].")
@@ -80,10 +109,10 @@ def main_options(
     """bertabl: which parts of a pre-trained Transformer matter."""
 
 
-def _load(matrix: Path, overrides: list[str] | None, scale: str | None):
+def _load(matrix: Path, overrides: list[str] | None, scale: Scale | None):
     from bertabl.matrix import build_plan, load_matrix
 
-    loaded, source = load_matrix(matrix, overrides or [], scale)
+    loaded, source = load_matrix(matrix, overrides or [], scale.value if scale else None)
     return build_plan(loaded, source.path), source
 
 
@@ -99,11 +128,11 @@ def schema() -> None:
 @app.command()
 @user_errors
 def tasks() -> None:
-    """List the fine-tuning tasks a matrix can name."""
-    from bertabl.data.tasks import TASKS
+    """List the built-in fine-tuning tasks (a matrix adds its own in data.custom_tasks)."""
+    from bertabl.tasks.catalogue import TaskCatalogue
 
     table = Table("task", "input", "labels", "metrics", "description", box=None)
-    for spec in TASKS.values():
+    for spec in TaskCatalogue().values():
         shape = "sentence pair" if spec.pair else "single sentence"
         table.add_row(
             spec.name, shape, str(spec.num_labels), ", ".join(spec.metrics), spec.description
@@ -129,15 +158,15 @@ def plan(
 
     pt = _table("trial", "rows", "objective", "L/H/A", "steps", "params", "tokens", "FLOPs")
     for t in the_plan.pretrain:
-        cfg = t.config["pretrain"]
+        cfg = t.config.pretrain
         rows = ", ".join(r.name for r in the_plan.rows if r.pretrain_id == t.id)
-        size = "{layers}/{hidden}/{heads}".format(**cfg["model"])
+        size = f"{cfg.model.layers}/{cfg.model.hidden}/{cfg.model.heads}"
         pt.add_row(
             t.id,
             rows,
-            cfg["objective"],
+            cfg.objective,
             size,
-            str(cfg["steps"]),
+            str(cfg.steps),
             _si(t.parameters),
             _si(t.tokens),
             f"{t.flops:.2e}",
@@ -151,7 +180,7 @@ def plan(
         point = dict(t.grid_point)
         task = t.task
         if t.multitask:  # one trial, one encoder, a head per task
-            task = "shared encoder: " + " + ".join(t.multitask["tasks"])
+            task = "shared encoder: " + " + ".join(t.multitask.tasks)
         ft.add_row(
             t.id,
             t.pretrain_id,
@@ -197,14 +226,14 @@ def run(
     address: AddressOption = None,
     storage: StorageOption = None,
     stage: Annotated[
-        str,
+        Stage,
         typer.Option(
             "--stage",
             help="all: both stages (a fine-tune starts once its pre-training is done); "
             "pretrain: only the pre-training trials "
             "(fine-tune later with a plain `run`).",
         ),
-    ] = "all",
+    ] = Stage.all,
 ) -> None:
     """Run every unfinished trial of a matrix on Ray Tune, then write its report.
 
@@ -212,11 +241,9 @@ def run(
     """
     from bertabl.orchestrate.store import RunStore
 
-    if stage not in ("all", "pretrain"):
-        raise UserError(f"--stage {stage}: unknown stage; use all or pretrain")
     the_plan, source = _load(matrix, set_, scale)
     store = RunStore(run_dir or Path("runs") / the_plan.matrix.name)
-    only = {t.id for t in the_plan.pretrain} if stage == "pretrain" else None
+    only = {t.id for t in the_plan.pretrain} if stage is Stage.pretrain else None
     _execute(the_plan, store, source, out, latex, address, only, storage=storage)
 
 
@@ -234,14 +261,15 @@ def resume(
 ) -> None:
     """Resume a killed run, or one trial (and, for pre-training, the fine-tunes waiting on it)."""
     from bertabl.matrix.load import MatrixSource
+    from bertabl.orchestrate.lookup import find_trial_run, plan_of_run
     from bertabl.orchestrate.store import RunStore
 
     if Path(target).is_dir():
         store = RunStore(target)
-        the_plan = _plan_of_run(store)
+        the_plan = plan_of_run(store)
         only = None
     else:
-        store, the_plan = _find_trial_run(target, run_dir)
+        store, the_plan = find_trial_run(target, run_dir)
         only = {target} | {t.id for t in the_plan.finetune if t.pretrain_id == target}
     source = MatrixSource(**store.manifest()["source"])
     _execute(the_plan, store, source, out, latex, address, only, storage)
@@ -253,24 +281,18 @@ def status(
     target: Annotated[Path, typer.Argument(help="Run directory.")] = Path("runs"),
 ) -> None:
     """Show each trial of a run: state, progress, last metric, checkpoint age, attempts."""
+    from bertabl.orchestrate.lookup import plan_of_run, run_dirs, state_counts
     from bertabl.orchestrate.status import trial_statuses
     from bertabl.orchestrate.store import RunStore
 
-    runs = (
-        [target]
-        if (target / "matrix.json").is_file()
-        else sorted(p.parent for p in target.glob("*/matrix.json"))
-    )
+    runs = run_dirs(target)
     if not runs:
         RunStore(target).manifest()  # the standard "not a run directory" error
     colours = {"done": "green", "failed": "red", "blocked": "yellow", "running": "cyan"}
     for run_dir in runs:
         store = RunStore(run_dir)
-        statuses = trial_statuses(_plan_of_run(store), store)
-        counts: dict[str, int] = {}
-        for st in statuses:
-            counts[st.state] = counts.get(st.state, 0) + 1
-        summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+        statuses = trial_statuses(plan_of_run(store), store)
+        summary = state_counts(statuses)
         running = " (running)" if store.is_locked() else ""
         console.print(f"[bold]{run_dir}[/]{running}: {summary}", soft_wrap=True)
         table = _table("trial", "stage", "what", "state", "progress", "checkpoint", "attempts")
@@ -295,7 +317,9 @@ def _execute(the_plan, store, source, out, latex, address, only=None, storage=No
     with Live(progress, console=console, refresh_per_second=4, transient=False):
         summary = run_plan(the_plan, store, source, progress, address, only, storage)
     console.print()
-    paths = write_report(the_plan, store, out or store.root, ["md", "tex"] if latex else ["md"])
+    paths = write_report(
+        the_plan, store, out or store.root, ["md", "tex"] if latex else ["md"]
+    ).paths
     console.print(
         f"{len(summary.done)} ran, {len(summary.skipped)} already done, {len(summary.failed)} "
         f"failed, {len(summary.blocked)} blocked in {summary.seconds:.1f}s"
@@ -310,40 +334,6 @@ def _execute(the_plan, store, source, out, latex, address, only=None, storage=No
         raise typer.Exit(1)
 
 
-def _plan_of_run(store):
-    from bertabl.matrix import Matrix, build_plan
-
-    return build_plan(Matrix.model_validate(store.manifest()["matrix"]), str(store.root))
-
-
-def _find_trial_run(trial_id: str, run_dir: Path | None):
-    """(store, plan) of the run that plans `trial_id`: --run-dir, or the one under runs/."""
-    import re
-
-    from bertabl.orchestrate.store import RunStore
-
-    if not re.fullmatch(r"(pt|ft)-[0-9a-f]{8}", trial_id):
-        raise UserError(
-            f"{trial_id}: neither a run directory nor a trial id (pt-xxxxxxxx / ft-xxxxxxxx)"
-        )
-    candidates = (
-        [run_dir] if run_dir else sorted(p.parent for p in Path("runs").glob("*/matrix.json"))
-    )
-    found = []
-    for candidate in candidates:
-        store = RunStore(candidate)
-        the_plan = _plan_of_run(store)
-        if any(t.id == trial_id for t in [*the_plan.pretrain, *the_plan.finetune]):
-            found.append((store, the_plan))
-    if not found:
-        where = run_dir or "runs/*"
-        raise UserError(f"trial {trial_id} is not planned in {where}; pass its run with --run-dir")
-    if len(found) > 1:
-        dirs = ", ".join(str(store.root) for store, _ in found)
-        raise UserError(f"trial {trial_id} is in several runs ({dirs}); choose one with --run-dir")
-    return found[0]
-
-
 @app.command()
 @user_errors
 def report(
@@ -354,51 +344,39 @@ def report(
     out: OutOption = None,
     latex: LatexOption = False,
     format_: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--format",
-            help="Output format: md, tex, csv or json. Repeatable [default: md; --latex adds tex].",
-        ),
+        list[Format] | None,
+        typer.Option("--format", help="Output format. Repeatable [default: md; --latex adds tex]."),
     ] = None,
     ci: Annotated[
         bool, typer.Option("--ci", help="Add a bootstrap 95% interval over restarts to each cell.")
     ] = False,
     layout: Annotated[
-        str | None,
-        typer.Option(
-            "--layout",
-            help="generic, table5, table6, table7, table8 or fig5 [default: the matrix's "
-            "report.layout, else inferred].",
-        ),
+        Layout | None,
+        typer.Option("--layout", help="[default: the matrix's report.layout, else inferred]"),
     ] = None,
 ) -> None:
     """Render a run's results as Markdown (LaTeX, CSV, JSON) tables laid out like the paper's."""
     from rich.markdown import Markdown
 
+    from bertabl.orchestrate.lookup import plan_of_run
     from bertabl.orchestrate.store import RunStore
     from bertabl.report.build import write_report
 
     if target.is_dir():
         store = RunStore(target)
-        the_plan = _plan_of_run(store)
+        the_plan = plan_of_run(store)
     else:
         the_plan, _ = _load(target, set_, scale)
         store = RunStore(run_dir or Path("runs") / the_plan.matrix.name)
         store.manifest()  # a clear error when this matrix has not been run
-    from bertabl.report.build import FORMATS
-    from bertabl.report.layouts import LAYOUTS
-
-    formats = list(dict.fromkeys([*(format_ or ["md"]), *(["tex"] if latex else [])]))
-    for fmt in formats:
-        if fmt not in FORMATS:
-            raise UserError(f"--format {fmt}: unknown format; choose from {', '.join(FORMATS)}")
-    if layout is not None and layout not in LAYOUTS:
-        raise UserError(f"--layout {layout}: unknown layout; choose from {', '.join(LAYOUTS)}")
-    paths = write_report(the_plan, store, out or store.root, formats, ci=ci, layout=layout)
+    chosen = [f.value for f in format_ or [Format.md]]
+    formats = list(dict.fromkeys([*chosen, *(["tex"] if latex else [])]))
+    written = write_report(
+        the_plan, store, out or store.root, formats, ci=ci, layout=layout and layout.value
+    )
     if "md" in formats:
-        markdown = paths[0].read_text(encoding="utf-8").split("## Cells in detail")[0]
-        console.print(Markdown(markdown))
-    for path in paths:
+        console.print(Markdown(written.summary))
+    for path in written.paths:
         console.print(f"report: {path}")
 
 

@@ -16,6 +16,8 @@ from transformers import get_linear_schedule_with_warmup
 
 from bertabl.errors import UserError
 
+IGNORE_INDEX = -100  # the label no loss counts (torch's cross-entropy default ignore_index)
+
 # Receives a body's metrics as it goes (Tune's live results). Resuming goes through
 # `checkpoints`, and the saved model through the run directory, so no artefact rides along.
 Reporter = Callable[[dict[str, Any]], None]
@@ -149,6 +151,19 @@ def adamw_with_schedule(
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
+    return optimizer_with_schedule(groups, learning_rate, total_steps, warmup_fraction, betas, eps)
+
+
+def optimizer_with_schedule(
+    groups: list[dict[str, Any]],
+    learning_rate: float,
+    total_steps: int,
+    warmup_fraction: float,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-6,
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW over parameter `groups` (fused where torch takes them) with BERT's schedule: linear
+    warmup over `warmup_fraction` of the steps, then linear decay to 0."""
     optimizer = torch.optim.AdamW(
         groups, lr=learning_rate, betas=betas, eps=eps, fused=fusable(groups)
     )

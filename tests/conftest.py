@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from bertabl.orchestrate.checkpoint import Checkpointer
+from bertabl.pretrain.model import build_model
+from bertabl.trial.pretrain import ModelConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -87,3 +89,9 @@ class KillAfter(Checkpointer):
         if step == self.at_step:
             raise Killed(step)
         return path
+
+
+def model_from(config: dict, vocab_size: int, pad_token_id: int):
+    """A fresh pre-training model from {"objective", "model": {...}} (a tiny test model)."""
+    model = ModelConfig.model_validate(config["model"])
+    return build_model(config["objective"], model, vocab_size, pad_token_id)

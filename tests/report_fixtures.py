@@ -11,6 +11,7 @@ from bertabl.matrix import build_plan
 from bertabl.matrix.load import tomllib, validate
 from bertabl.matrix.plan import Plan
 from bertabl.matrix.presets import deep_merge
+from bertabl.report.select import cell_trials
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "report"
 LAYOUT_FIXTURES = ("generic", "table5", "table6", "table7", "table8", "fig5")
@@ -51,13 +52,13 @@ def fixture_records(plan: Plan, name: str) -> dict[str, dict[str, Any]]:
     for row_name, task, lr, restart, score, seconds in spec["finetune"]:
         [trial] = [
             t
-            for t in plan.cell(rows[row_name], task)
+            for t in cell_trials(plan, rows[row_name], task)
             if dict(t.grid_point)["learning_rate"] == lr and t.restart == restart
         ]
         if isinstance(score, str):
             records[trial.id] = _record(trial, score, {}, seconds)
             continue
-        metric = plan.matrix.finetune.metric_for(task)
+        metric = plan.matrix.metric_for(task)
         metrics = score if isinstance(score, dict) else {f"dev_{metric}": score}
         records[trial.id] = _record(trial, "done", metrics, seconds)
     return records
@@ -66,9 +67,9 @@ def fixture_records(plan: Plan, name: str) -> dict[str, dict[str, Any]]:
 def _record(trial, status: str, metrics: dict[str, Any], seconds: float) -> dict[str, Any]:
     return {
         "id": trial.id,
-        "stage": trial.config["stage"],
+        "stage": trial.config.stage,
         "status": status,
-        "config": trial.config,
+        "config": trial.config.model_dump(mode="json"),
         "metrics": metrics,
         "history": [],
         "timings": {"seconds": seconds} if status == "done" else {},

@@ -4,6 +4,7 @@ computes what the full embedding computes."""
 from __future__ import annotations
 
 import copy
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -16,9 +17,9 @@ from bertabl.finetune.vocab import CompactEmbedding, compact_word_embeddings, to
 from bertabl.matrix import build_plan
 from bertabl.matrix.load import tomllib, validate
 from bertabl.orchestrate.checkpoint import Checkpointer
-from bertabl.pretrain.model import build_model
 from bertabl.training import Precision, TrialRuntime
-from tests.conftest import TINY_MATRIX, KillAfter, Killed
+from bertabl.trial.finetune import Recipe
+from tests.conftest import TINY_MATRIX, KillAfter, Killed, model_from
 
 CPU = torch.device("cpu")
 
@@ -58,7 +59,8 @@ def _batches(steps: int) -> list[dict[str, torch.Tensor]]:
 
 def _train(model, batches) -> list[float]:
     """BERT's recipe (weight decay, clipping, fused AdamW, warmup) through Tuning."""
-    config = {"learning_rate": 1e-2, "weight_decay": 0.1, "warmup_fraction": 0.2, "recipe": {}}
+    config = SimpleNamespace(learning_rate=1e-2, weight_decay=0.1, warmup_fraction=0.2)
+    config.recipe = Recipe()
     tuning = Tuning(model, config, len(batches))
     losses = []
     for batch in batches:
@@ -147,7 +149,7 @@ def encoder_with_spare_vocab(tmp_path):
     pretrained = tmp_path / "pretrained"
     torch.manual_seed(0)
     model = {"layers": 1, "hidden": 16, "heads": 2, "intermediate": 32, "max_position": 64}
-    encoder = build_model(
+    encoder = model_from(
         {"objective": "mlm_nsp", "model": model | {"dropout": 0.0}},
         vocab_size=len(tokenizer),
         pad_token_id=tokenizer.pad_token_id,
@@ -168,7 +170,7 @@ def test_a_killed_trial_resumes_to_the_same_result_with_the_compact_embedding(
     encoder_with_spare_vocab, tmp_path, recipe
 ):
     pretrained, config = encoder_with_spare_vocab
-    config = config | {"epochs": 2, "recipe": recipe}
+    config = config.model_copy(update={"epochs": 2, "recipe": Recipe.model_validate(recipe)})
     straight = _run(config, pretrained)
     ckpt = tmp_path / "ckpt"
     with pytest.raises(Killed):

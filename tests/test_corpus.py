@@ -9,16 +9,11 @@ import pytest
 from bertabl.data.corpus import corpus_data, load_corpus
 from bertabl.data.tokenizer import build_tokenizer, vocab_size
 from bertabl.errors import DataError
+from bertabl.matrix.schema import DataSection
 
 
-def _config(corpus: Path | str, fmt: str = "bert", tokenizer: str = "synthetic") -> dict:
-    return {
-        "corpus": str(corpus),
-        "corpus_format": fmt,
-        "tokenizer": tokenizer,
-        "lowercase": True,
-        "synthetic": {},
-    }
+def _config(corpus: Path | str, fmt: str = "bert", tokenizer: str = "synthetic") -> DataSection:
+    return DataSection(corpus=str(corpus), corpus_format=fmt, tokenizer=tokenizer, lowercase=True)
 
 
 def test_bert_format_sentences_per_line_documents_by_blank_lines(tmp_path: Path):
@@ -39,7 +34,7 @@ def test_corpus_identity_is_content_not_path(tmp_path: Path):
         (tmp_path / name).mkdir()
         (tmp_path / name / "doc.txt").write_text("Same.\n\nText.\n")
     a, b = (corpus_data(_config(tmp_path / n)) for n in ("x", "y"))
-    assert a["identity"] == b["identity"] and a["location"] != b["location"]
+    assert a.identity == b.identity and a.location != b.location
 
 
 def test_corpus_errors(tmp_path: Path):

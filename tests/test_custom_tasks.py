@@ -8,13 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from bertabl.data.tasks import TASKS, load_split, task_spec
 from bertabl.errors import DataError, MatrixError
 from bertabl.finetune import metrics
 from bertabl.finetune.train import finetune
 from bertabl.matrix import build_plan
 from bertabl.matrix.load import tomllib, validate
 from bertabl.pretrain.train import pretrain
+from bertabl.report.select import cell_trials
+from bertabl.tasks import sources
+from bertabl.tasks.catalogue import TaskCatalogue, spec_of
 from bertabl.training import TrialRuntime
 from tests.conftest import TINY_MATRIX
 
@@ -46,6 +48,10 @@ def _similarity(**changes) -> dict:
     } | changes
 
 
+def load_split(task: str, split: str, data):
+    return sources.load_split(spec_of(task, data), split, data)
+
+
 def _plan(custom: dict[str, dict], tasks: list[str] | None = None, **finetune):
     raw = tomllib.loads(TINY_MATRIX)
     raw["data"]["custom_tasks"] = custom
@@ -56,9 +62,9 @@ def _plan(custom: dict[str, dict], tasks: list[str] | None = None, **finetune):
 
 def test_csv_classification_rows_labels_and_metrics():
     plan = _plan({"reviews": _reviews()})
-    spec = TASKS["reviews"]
+    spec = plan.matrix.spec("reviews")
     assert (spec.pair, spec.num_labels, spec.metrics) == (False, 3, ("accuracy", "macro_f1"))
-    data = plan.finetune[0].config["task_data"]
+    data = plan.finetune[0].config.task_data
     train = load_split("reviews", "train", data)
     assert train.column_names == ["text_a", "label"]
     # quoted commas, a quoted line break and doubled quotes are CSV, not errors
@@ -71,11 +77,11 @@ def test_csv_classification_rows_labels_and_metrics():
 
 def test_jsonl_pair_regression():
     plan = _plan({"sim": _similarity(metrics=["spearman"])})
-    dev = load_split("sim", "dev", plan.finetune[0].config["task_data"])
+    dev = load_split("sim", "dev", plan.finetune[0].config.task_data)
     assert dev.column_names == ["text_a", "text_b", "label"]
     assert dev["label"] == [3.8, 0.5, 4.6, 4.0]  # the blank line is skipped; "4.6" is a number
-    assert TASKS["sim"].regression and TASKS["sim"].metrics == ("spearman",)
-    assert plan.matrix.finetune.metric_for("sim") == "spearman"
+    assert plan.matrix.spec("sim").regression and plan.matrix.spec("sim").metrics == ("spearman",)
+    assert plan.matrix.metric_for("sim") == "spearman"
 
 
 def test_tsv_keeps_quotes_as_text():
@@ -90,7 +96,7 @@ def test_tsv_keeps_quotes_as_text():
         "metrics": ["f1", "accuracy", "matthews_corr"],
     }
     plan = _plan({"nli": nli})
-    rows = load_split("nli", "train", plan.finetune[0].config["task_data"])
+    rows = load_split("nli", "train", plan.finetune[0].config.task_data)
     assert rows["text_a"][1] == '"Quoted' and rows["label"] == [1, 0, 0]
 
 
@@ -184,28 +190,25 @@ def test_custom_tasks_take_slices_and_selection_metrics():
     raw["finetune"]["selection_metric"] = {"reviews": "macro_f1"}
     plan = build_plan(validate(raw, "m.toml"))
     trial = next(t for t in plan.finetune if t.task == "reviews")
-    assert len(load_split("reviews", "train", trial.config["task_data"])) == 4
-    assert plan.matrix.finetune.metric_for("reviews") == "macro_f1"
+    assert len(load_split("reviews", "train", trial.config.task_data)) == 4
+    assert plan.matrix.metric_for("reviews") == "macro_f1"
 
 
 def test_a_worker_rebuilds_the_spec_from_the_trial_config():
     """Ray workers never validated the matrix: the definition travels in the trial config."""
     plan = _plan({"reviews": _reviews()})
-    data = plan.finetune[0].config["task_data"]
-    registered = TASKS.pop("reviews")
-    try:
-        spec = task_spec("reviews", data)
-        assert (spec.num_labels, spec.metrics, spec.pair) == (3, ("accuracy", "macro_f1"), False)
-        assert len(load_split("reviews", "dev", data)) == 4
-    finally:
-        TASKS["reviews"] = registered
+    data = plan.finetune[0].config.task_data
+    assert "reviews" not in TaskCatalogue()  # validating the matrix registered nothing
+    spec = spec_of("reviews", data)
+    assert (spec.num_labels, spec.metrics, spec.pair) == (3, ("accuracy", "macro_f1"), False)
+    assert len(load_split("reviews", "dev", data)) == 4
 
 
 def test_custom_tasks_fine_tune_and_report_their_metrics(tmp_path: Path):
     plan = _plan({"reviews": _reviews(), "sim": _similarity()})
     pretrain(plan.pretrain[0].config, tmp_path / "pt", TrialRuntime(CPU))
     for task, keys in (("reviews", {"dev_accuracy", "dev_macro_f1"}), ("sim", {"dev_pearson"})):
-        trial = plan.cell(plan.rows[0], task)[0]
+        trial = cell_trials(plan, plan.rows[0], task)[0]
         result = finetune(
             trial.config, tmp_path / "pt" / "model", tmp_path / task, TrialRuntime(CPU)
         )
@@ -234,7 +237,7 @@ def test_hub_task_reads_named_columns_and_checks_rows(monkeypatch):
         calls.append((name, config, split))
         return tables[split]
 
-    monkeypatch.setattr("bertabl.data.tasks._load_hub", fake_load_hub)
+    monkeypatch.setattr("bertabl.tasks.custom.load_hub", fake_load_hub)
     hub = {
         "format": "hub",
         "hub_dataset": "yelp_review_full",
@@ -245,8 +248,8 @@ def test_hub_task_reads_named_columns_and_checks_rows(monkeypatch):
         "labels": ["0", "1"],
     }
     plan = _plan({"yelp": hub})
-    data = plan.finetune[0].config["task_data"]
-    assert data["identity"]["splits"] == {"train": "train", "dev": "test"}
+    data = plan.finetune[0].config.task_data
+    assert data.identity["splits"] == {"train": "train", "dev": "test"}
     assert load_split("yelp", "train", data)["label"] == [1, 0]
     assert calls == [("yelp_review_full", None, "train")]
     with pytest.raises(DataError, match=r"yelp_review_full \(test split\) row 1: label '4'"):

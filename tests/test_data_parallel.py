@@ -3,7 +3,6 @@ with the whole batch, exact resume, clear errors."""
 
 from __future__ import annotations
 
-import copy
 import os
 import time
 from pathlib import Path
@@ -17,10 +16,10 @@ from bertabl.errors import UserError
 from bertabl.matrix import build_plan
 from bertabl.matrix.load import tomllib, validate
 from bertabl.orchestrate.checkpoint import Checkpointer
-from bertabl.pretrain.layout import batch_layout
 from bertabl.pretrain.parallel import WorkerFailed, launch
 from bertabl.pretrain.train import pretrain
 from bertabl.training import TrialRuntime
+from bertabl.trial.layout import batch_layout
 from tests.conftest import TINY_MATRIX, KillAfter, Killed
 
 CPU = torch.device("cpu")
@@ -73,7 +72,7 @@ def _assert_close_metrics(a: dict, b: dict, tol: float) -> None:
 @pytest.mark.parametrize("objective", OBJECTIVES)
 def test_accumulation_matches_the_full_batch(plan, tmp_path: Path, objective: str, micro: int):
     config = plan.pretrain[OBJECTIVES[objective]].config
-    assert config["pretrain"]["batch_size"] == 8
+    assert config.pretrain.batch_size == 8
     full, _, full_weights = _run(config, tmp_path / "full", micro_batch_size=8)
     accumulated, _, weights = _run(config, tmp_path / "acc", micro_batch_size=micro)
 
@@ -125,8 +124,10 @@ def test_resume_with_accumulation_is_bit_identical(plan, tmp_path: Path, objecti
 @pytest.mark.slow  # three 2-process runs: about 12 s on 2 CPU cores
 def test_resume_with_two_workers_matches_the_uninterrupted_run(plan, tmp_path: Path, one_thread):
     # Dropout on: each rank's RNG state must come back from the checkpoint for an exact resume.
-    config = copy.deepcopy(plan.pretrain[OBJECTIVES["mlm_nsp"]].config)
-    config["pretrain"]["model"]["dropout"] = 0.1
+    config = plan.pretrain[OBJECTIVES["mlm_nsp"]].config
+    pt = config.pretrain
+    model = pt.model.model_copy(update={"dropout": 0.1})
+    config = config.model_copy(update={"pretrain": pt.model_copy(update={"model": model})})
     straight, _, straight_weights = _run(config, tmp_path / "straight", workers=2)
 
     resumed_dir = tmp_path / "resumed"

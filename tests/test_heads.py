@@ -12,10 +12,10 @@ from bertabl.finetune.heads import BiLSTMClassifier
 from bertabl.finetune.train import finetune
 from bertabl.matrix import build_plan
 from bertabl.matrix.load import tomllib, validate
-from bertabl.pretrain.model import build_model
 from bertabl.pretrain.train import pretrain
+from bertabl.report.select import cell_trials
 from bertabl.training import TrialRuntime
-from tests.conftest import TINY_MATRIX
+from tests.conftest import TINY_MATRIX, model_from
 
 TABLE5_ROWS = [
     {"name": "ltr", "pretrain": {"objective": "ltr"}},
@@ -36,10 +36,10 @@ def test_bilstm_row_shares_the_pretraining_but_not_the_finetunes():
     assert ltr.pretrain_id == bilstm.pretrain_id
     assert ltr.head == ("linear", 0, None) and bilstm.head == ("bilstm", 0, None)
     assert len(plan.finetune) == 2 * 4  # 2 rows x (2 tasks x 1 grid point x 2 restarts)
-    cells = {row.name: plan.cell(row, "syn_agree") for row in plan.rows}
+    cells = {row.name: cell_trials(plan, row, "syn_agree") for row in plan.rows}
     assert len(cells["ltr"]) == len(cells["ltr_bilstm"]) == 2
     assert not {t.id for t in cells["ltr"]} & {t.id for t in cells["ltr_bilstm"]}
-    assert all(t.config["head"] == "bilstm" for t in cells["ltr_bilstm"])
+    assert all(t.config.head == "bilstm" for t in cells["ltr_bilstm"])
 
 
 def test_unknown_head_override_is_an_error_with_its_key_path():
@@ -64,7 +64,7 @@ def test_bilstm_classifier_over_a_causal_encoder(tmp_path: Path):
             "max_position": 32,
         },
     }
-    build_model(pretrain_cfg, vocab_size=40, pad_token_id=0).save_pretrained(tmp_path)
+    model_from(pretrain_cfg, vocab_size=40, pad_token_id=0).save_pretrained(tmp_path)
     model = BiLSTMClassifier.build(tmp_path, num_labels=3, bilstm_hidden=8).eval()
     assert model.config.is_decoder  # the encoder keeps its causal mask
     assert model.lstm.hidden_size == 8 and model.classifier.in_features == 16
@@ -85,7 +85,7 @@ def test_bilstm_classifier_over_a_causal_encoder(tmp_path: Path):
 def test_bilstm_row_fine_tunes(tmp_path: Path):
     plan = _plan(TABLE5_ROWS)
     pretrain(plan.pretrain[0].config, tmp_path / "pt", TrialRuntime(torch.device("cpu")))
-    trial = plan.cell(plan.rows[1], "syn_chain")[0]
+    trial = cell_trials(plan, plan.rows[1], "syn_chain")[0]
     metrics = finetune(
         trial.config, tmp_path / "pt" / "model", tmp_path / "ft", TrialRuntime(torch.device("cpu"))
     )
@@ -156,7 +156,7 @@ def test_feature_based_ner_modes_share_one_cached_encoder_pass(shared_data: Path
     pretrain(plan.pretrain[0].config, pt_dir, TrialRuntime(torch.device("cpu")))
     cache = pt_dir / "feature-cache"
     for index, row in enumerate(plan.rows):
-        trial = plan.cell(row, "conll2003")[0]
+        trial = cell_trials(plan, row, "conll2003")[0]
         metrics = finetune(
             trial.config, pt_dir / "model", tmp_path / row.name, TrialRuntime(torch.device("cpu"))
         )
@@ -172,7 +172,7 @@ def test_bilstm_head_on_squad(tmp_path: Path):
     from bertabl.finetune.heads import BiLSTMQuestionAnswering
 
     torch.manual_seed(0)
-    build_model(
+    model_from(
         {
             "objective": "ltr",
             "model": {

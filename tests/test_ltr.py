@@ -12,10 +12,9 @@ from bertabl.finetune.heads import LeftToRightClassifier
 from bertabl.finetune.train import finetune
 from bertabl.matrix import build_plan
 from bertabl.matrix.load import tomllib, validate
-from bertabl.pretrain.model import build_model
 from bertabl.pretrain.train import next_token_labels, pretrain
 from bertabl.training import TrialRuntime
-from tests.conftest import TINY_MATRIX
+from tests.conftest import TINY_MATRIX, model_from
 
 CPU = torch.device("cpu")
 PRETRAIN = {
@@ -47,7 +46,7 @@ def test_next_token_labels():
 
 def test_pretraining_logits_at_t_ignore_later_tokens():
     torch.manual_seed(0)
-    model = build_model(PRETRAIN, vocab_size=60, pad_token_id=0).eval()
+    model = model_from(PRETRAIN, vocab_size=60, pad_token_id=0).eval()
     ids = torch.randint(5, 60, (2, 12))
     t = 5
     a = model(input_ids=ids).logits
@@ -58,7 +57,7 @@ def test_pretraining_logits_at_t_ignore_later_tokens():
 
 def test_fine_tuned_classifier_keeps_the_causal_mask(tmp_path: Path):
     torch.manual_seed(0)
-    build_model(PRETRAIN, vocab_size=60, pad_token_id=0).save_pretrained(tmp_path)
+    model_from(PRETRAIN, vocab_size=60, pad_token_id=0).save_pretrained(tmp_path)
     model = LeftToRightClassifier.from_pretrained(tmp_path, num_labels=2).eval()
     assert model.config.is_decoder
     ids = torch.randint(5, 60, (2, 12))

@@ -599,7 +599,7 @@ def test_override_quoted_dotted_axis_key(tmp_path: Path) -> None:
     matrix, _, plan = load_and_expand(path, ['pretrain.axes."model.layers"=[2,4]'])
     assert matrix.pretrain.axes == {"model.layers": [2, 4]}
     assert [r.name for r in plan.rows] == ["model.layers=2", "model.layers=4"]
-    layers = sorted(t.config["pretrain"]["model"]["layers"] for t in plan.pretrain)
+    layers = sorted(t.config.pretrain.model.layers for t in plan.pretrain)
     assert layers == [2, 4]
 
 

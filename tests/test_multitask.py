@@ -14,17 +14,17 @@ from bertabl.finetune.multitask import (
     sampling_weights,
     schedule,
     task_stream,
-    write_views,
 )
 from bertabl.matrix import build_plan
 from bertabl.matrix.load import tomllib, validate
-from bertabl.matrix.plan import trial_id
 from bertabl.orchestrate.checkpoint import Checkpointer
 from bertabl.orchestrate.store import RunStore
+from bertabl.orchestrate.trainables import write_views
 from bertabl.pretrain.train import pretrain
-from bertabl.report.select import build_table
+from bertabl.report.select import build_table, cell_trials
 from bertabl.training import TrialRuntime
-from tests.conftest import TINY_MATRIX, KillAfter, Killed
+from bertabl.trial.identity import trial_id
+from tests.conftest import TINY_MATRIX, KillAfter, Killed, model_from
 
 CPU = torch.device("cpu")
 GROUP = {"name": "mt", "tasks": ["syn_agree", "syn_chain"]}
@@ -47,17 +47,20 @@ def test_plan_has_one_shared_trial_per_grid_point_and_restart():
     assert len(single) == 4  # 2 tasks x 2 restarts, as without the group
     assert len(shared) == 2  # 1 grid point x 2 restarts, both tasks in each
     assert {t.task for t in shared} == {"syn_agree+syn_chain"}
-    assert shared[0].multitask == {"tasks": ["syn_agree", "syn_chain"], "temperature": 1.0}
-    assert set(shared[0].config["task_data"]) == {"syn_agree", "syn_chain"}
+    assert shared[0].multitask.model_dump() == {
+        "tasks": ["syn_agree", "syn_chain"],
+        "temperature": 1.0,
+    }
+    assert set(shared[0].config.task_data) == {"syn_agree", "syn_chain"}
     assert shared[0].tokens == 2 * single[0].tokens  # both tasks' examples
     # the multi-task row's cells are the shared trials' per-task views, which run nothing
     base, mt = plan.rows
     for task in ("syn_agree", "syn_chain"):
-        views = plan.cell(mt, task)
+        views = cell_trials(plan, mt, task)
         assert len(views) == 2 and all(v.task == task for v in views)
         assert {v.view_of for v in views} == {t.id for t in shared}
         assert not {v.id for v in views} & {t.id for t in plan.finetune}
-        assert plan.cell(base, task) == [t for t in single if t.task == task]
+        assert cell_trials(plan, base, task) == [t for t in single if t.task == task]
 
 
 def test_tasks_outside_the_group_stay_single_task():
@@ -80,7 +83,7 @@ def test_tasks_outside_the_group_stay_single_task():
     plan = build_plan(validate(raw, "m.toml"))
     row = next(r for r in plan.rows if r.multitask)
     base = next(r for r in plan.rows if r.pretrain_id == row.pretrain_id and not r.multitask)
-    assert plan.cell(row, "reviews") == plan.cell(base, "reviews") != []
+    assert cell_trials(plan, row, "reviews") == cell_trials(plan, base, "reviews") != []
 
 
 @pytest.mark.parametrize(
@@ -130,8 +133,6 @@ def test_task_stream_passes_over_every_example():
 def test_shared_encoder_is_one_module(tmp_path: Path):
     from transformers import BertForSequenceClassification
 
-    from bertabl.pretrain.model import build_model
-
     config = {
         "objective": "mlm_nsp",
         "model": {
@@ -143,7 +144,7 @@ def test_shared_encoder_is_one_module(tmp_path: Path):
             "max_position": 32,
         },
     }
-    build_model(config, vocab_size=40, pad_token_id=0).save_pretrained(tmp_path)
+    model_from(config, vocab_size=40, pad_token_id=0).save_pretrained(tmp_path)
     heads = {
         "a": BertForSequenceClassification.from_pretrained(tmp_path, num_labels=2),
         "b": BertForSequenceClassification.from_pretrained(tmp_path, num_labels=1),
@@ -169,11 +170,11 @@ def test_tiny_multitask_run_reports_each_tasks_metric(tmp_path: Path):
     # the views' records are what the multi-task row's report cells select from
     store = RunStore(tmp_path / "run")
     write_views(store, trial.config, metrics, runtime.history)
-    assert trial_id("ft", trial.config) == trial.id
+    assert trial_id("ft", trial.config.model_dump(mode="json")) == trial.id
     records = store.records()
     row = plan.rows[1]
     for task in ("syn_agree", "syn_chain"):
-        view = next(v for v in plan.cell(row, task) if v.view_of == trial.id)
+        view = next(v for v in cell_trials(plan, row, task) if v.view_of == trial.id)
         assert records[view.id]["metrics"]["dev_accuracy"] == metrics[f"{task}/dev_accuracy"]
         assert len(records[view.id]["history"]) == 2
     table = build_table(plan, records)
@@ -261,7 +262,7 @@ def test_multitask_and_recipe_rows_through_ray_and_the_report(tmp_path: Path):
         assert wanted <= set(records[trial.id]["metrics"])
     for row in plan.rows:  # every cell, single- or multi-task, has its records
         for task in ("syn_agree", "reviews"):
-            assert all(records[t.id]["status"] == "done" for t in plan.cell(row, task))
+            assert all(records[t.id]["status"] == "done" for t in cell_trials(plan, row, task))
     report = (run_dir / "tiny.md").read_text().split("## Cells in detail")[0]
     lines = [line for line in report.splitlines() if line.startswith(("| bert", "| mean"))]
     assert [line.split(" | ")[0] for line in lines] == [

@@ -27,7 +27,8 @@ from bertabl.matrix.compute import (
     training_flops,
 )
 from bertabl.matrix.load import tomllib, validate
-from bertabl.matrix.plan import TRIAL_SCHEMA, trial_id
+from bertabl.report.select import cell_trials
+from bertabl.trial.identity import TRIAL_SCHEMA, trial_id
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "matrices" / "demo.toml"
@@ -133,7 +134,7 @@ def check_consistent(plan: Plan) -> None:
     assert len(set(ft_ids)) == len(ft_ids)
     assert all(FT_ID.match(i) for i in ft_ids)
     assert all(t.pretrain_id in pt_ids for t in plan.finetune)
-    assert all(t.config["pretrain_id"] == t.pretrain_id for t in plan.finetune)
+    assert all(t.config.pretrain_id == t.pretrain_id for t in plan.finetune)
     assert {r.pretrain_id for r in plan.rows} == set(pt_ids)
     for t in [*plan.pretrain, *plan.finetune]:
         assert plan.trial(t.id) is t
@@ -151,12 +152,12 @@ def test_demo_counts() -> None:
     assert len(plan.finetune) == 16
     assert [r.name for r in plan.rows] == ["bert_base", "no_nsp"]
     assert [r.label for r in plan.rows] == ["BERT (MLM + NSP)", "No NSP (MLM only)"]
-    objectives = [plan.trial(r.pretrain_id).config["pretrain"]["objective"] for r in plan.rows]
+    objectives = [plan.trial(r.pretrain_id).config.pretrain.objective for r in plan.rows]
     assert objectives == ["mlm_nsp", "mlm"]
     check_consistent(plan)
     for row in plan.rows:
         for task in ("syn_agree", "syn_chain"):
-            assert len(plan.cell(row, task)) == 4  # 2 lr x 2 restarts
+            assert len(cell_trials(plan, row, task)) == 4  # 2 lr x 2 restarts
 
 
 def test_base_without_variants_or_axes_is_one_row() -> None:
@@ -200,8 +201,8 @@ pretrain = { steps = 20 }
         for n in (1, 2)
     ]
     assert plan.rows[-1].label == "Long run (objective=mlm,model.layers=2)"
-    last = plan.trial(plan.rows[-1].pretrain_id).config["pretrain"]
-    assert (last["steps"], last["objective"], last["model"]["layers"]) == (20, "mlm", 2)
+    last = plan.trial(plan.rows[-1].pretrain_id).config.pretrain
+    assert (last.steps, last.objective, last.model.layers) == (20, "mlm", 2)
     assert plan.rows[-1].settings == (("steps", 20), ("objective", "mlm"), ("model.layers", 2))
 
 
@@ -243,7 +244,9 @@ def test_identical_variants_share_one_pretraining_trial() -> None:
     # fine-tuning runs once per pre-training trial, not per row: 2 x 2 tasks x 2 lr x 2 = 16
     assert len(plan.finetune) == 16
     # a cell of a shared trial is the same trials for every row that uses it
-    assert plan.cell(plan.rows[0], "syn_agree") == plan.cell(plan.rows[2], "syn_agree")
+    assert cell_trials(plan, plan.rows[0], "syn_agree") == cell_trials(
+        plan, plan.rows[2], "syn_agree"
+    )
     check_consistent(plan)
 
 
@@ -267,9 +270,9 @@ def test_grid_count() -> None:
         point = dict(t.grid_point)
         assert list(point) == ["batch_size", "learning_rate", "epochs"]
         for key, value in point.items():
-            assert t.config[key] == value
-        assert t.config["task"] == t.task and t.config["restart"] == t.restart
-    assert len(plan.cell(plan.rows[0], "syn_chain")) == 36  # 12 grid points x 3 restarts
+            assert getattr(t.config, key) == value
+        assert t.config.task == t.task and t.config.restart == t.restart
+    assert len(cell_trials(plan, plan.rows[0], "syn_chain")) == 36  # 12 grid points x 3 restarts
 
 
 def test_restarts_get_distinct_ids_and_seeds() -> None:
@@ -282,7 +285,7 @@ def test_restarts_get_distinct_ids_and_seeds() -> None:
     assert len(groups) == 4  # 2 tasks x 2 lr
     for trials in groups.values():
         assert sorted(t.restart for t in trials) == [0, 1, 2]
-        assert sorted(t.config["seed"] for t in trials) == [5, 6, 7]  # finetune.seed + restart
+        assert sorted(t.config.seed for t in trials) == [5, 6, 7]  # finetune.seed + restart
         assert len({t.id for t in trials}) == 3
 
 
@@ -385,7 +388,7 @@ def test_intermediate_default_is_four_times_hidden() -> None:
     explicit = plan_of(set_path(base_raw(), "pretrain.model.intermediate", 64))  # 4 x 16
     other = plan_of(set_path(base_raw(), "pretrain.model.intermediate", 32))
     assert ids(unset) == ids(explicit)
-    assert unset.pretrain[0].config["pretrain"]["model"]["intermediate"] == 64
+    assert unset.pretrain[0].config.pretrain.model.intermediate == 64
     assert ids(other)[0] != ids(unset)[0]
 
 
@@ -559,7 +562,7 @@ def test_training_flops() -> None:
 def test_trial_compute() -> None:
     raw = set_path(base_raw(), "pretrain.axes", {"objective": ["mlm_nsp", "mlm"]})
     plan = plan_of(raw)
-    v = vocab_size(plan.matrix.data.model_dump(mode="json"))
+    v = vocab_size(plan.matrix.data)
     # L=1, H=16, F=64, P=64:
     #   embeddings (V + 64 + 2)*16 + 2*16 = 16V + 1,088;  layer 4*(256+16) + 32 = 1,120 plus
     #   16*64 + 64 + 64*16 + 16 + 32 = 2,160 -> 3,280;  pooler 256 + 16 = 272;
@@ -567,7 +570,7 @@ def test_trial_compute() -> None:
     #   total 17V + 4,978 with NSP; without, no NSP head and no pooler: 17V + 4,672
     expected_params = {"mlm_nsp": 17 * v + 4_978, "mlm": 17 * v + 4_672}
     for trial in plan.pretrain:
-        objective = trial.config["pretrain"]["objective"]
+        objective = trial.config.pretrain.objective
         assert trial.parameters == expected_params[objective]
         assert trial.tokens == 1_280  # 10 steps x 4 sequences x 32 tokens
         assert trial.flops == 6 * trial.parameters * 1_280

@@ -18,14 +18,18 @@ from bertabl.data.tokenizer import build_tokenizer
 from bertabl.errors import DataError, MatrixError
 from bertabl.matrix import build_plan, load_matrix
 from bertabl.matrix.presets import PAPER
-from bertabl.matrix.schema import seq_len_phases
+from bertabl.matrix.schema import DataSection
 from bertabl.pretrain.examples import build_pair_examples
 from bertabl.pretrain.masking import masking_collator
 from bertabl.pretrain.perplexity import heldout_metrics, perplexity, split_heldout
+from bertabl.trial.data import DataRef
+from bertabl.trial.pretrain import MaskingConfig, SeqLenPhase, seq_len_phases
 from tests.conftest import SHARED_DATA, TINY_MATRIX
 
-TRAINED = {"identity": {"tokenizer": {"trained": "wordpiece", "lowercase": True}, "corpus": "x"}}
-TRAINED["location"] = {"tokenizer": None}
+TRAINED = DataRef(
+    identity={"tokenizer": {"trained": "wordpiece", "lowercase": True}, "corpus": "x"},
+    location={"tokenizer": None},
+)
 
 
 def _small_vocab_tokenizer():
@@ -89,7 +93,8 @@ MIXES = [(0.8, 0.1, 0.1), (1.0, 0.0, 0.0), (0.8, 0.0, 0.2), (0.0, 0.2, 0.8), (0.
 def test_masking_selects_15_percent_with_the_configured_mix(whole_word, mask, same, rnd):
     tokenizer, corpus = _small_vocab_tokenizer()
     masking = {"probability": 0.15, "mask": mask, "same": same, "random": rnd}
-    collator = masking_collator(tokenizer, "mlm", masking | {"whole_word": whole_word}, seed=0)
+    mix = MaskingConfig(**masking, whole_word=whole_word)
+    collator = masking_collator(tokenizer, "mlm", mix, seed=0)
     stats, words, whole = _mask_statistics(collator, tokenizer, corpus)
     assert stats["ordinary"] > 100_000
     assert abs(stats["selected"] / stats["ordinary"] - 0.15) < 0.01
@@ -109,7 +114,7 @@ def test_masking_selects_15_percent_with_the_configured_mix(whole_word, mask, sa
 def test_ltr_collator_does_not_mask():
     tokenizer, corpus = _small_vocab_tokenizer()
     masking = {"probability": 0.15, "mask": 0.8, "same": 0.1, "random": 0.1}
-    collator = masking_collator(tokenizer, "ltr", masking, seed=0)
+    collator = masking_collator(tokenizer, "ltr", MaskingConfig(**masking), seed=0)
     ids = tokenizer(corpus[0][:2], add_special_tokens=True)["input_ids"]
     batch = collator([{"input_ids": i} for i in ids])
     assert (batch["input_ids"][batch["attention_mask"].bool()] != tokenizer.mask_token_id).all()
@@ -187,12 +192,12 @@ def test_heldout_documents_are_a_seeded_disjoint_choice():
 
 
 def test_seq_len_phases():
-    paper = PAPER["pretrain"]["seq_len_schedule"]
+    paper = [SeqLenPhase(**phase) for phase in PAPER["pretrain"]["seq_len_schedule"]]
     assert seq_len_phases(1_000_000, 512, paper) == [(900_000, 128), (1_000_000, 512)]
     assert seq_len_phases(10, 64, []) == [(10, 64)]
     assert seq_len_phases(5, 512, paper) == [(4, 128), (5, 512)]  # 4.5 rounds to even: 4
     assert seq_len_phases(1, 512, paper) == [(1, 128)]  # 0.9 rounds to 1: none left for 512
-    late = [{"seq_len": 32, "fraction": 0.1}, {"seq_len": 64, "fraction": 0.9}]
+    late = [SeqLenPhase(seq_len=32, fraction=0.1), SeqLenPhase(seq_len=64, fraction=0.9)]
     assert seq_len_phases(4, 64, late) == [(4, 64)]  # 0.4 rounds to 0: no 32-token step
 
 
@@ -269,8 +274,8 @@ def test_vocab_size_goes_with_a_trained_tokenizer(tmp_path: Path):
     assert len(plan.pretrain) == 4  # vocabulary size is an axis: 2 variants x 2 sizes
     by_size = {}
     for trial in plan.pretrain:
-        if trial.config["pretrain"]["objective"] == "mlm_nsp":
-            by_size[trial.config["pretrain"]["vocab_size"]] = trial.parameters
+        if trial.config.pretrain.objective == "mlm_nsp":
+            by_size[trial.config.pretrain.vocab_size] = trial.parameters
     # 100 more rows of the 32-wide (tied) embedding and 100 more MLM output biases
     assert by_size[200] - by_size[100] == 100 * 32 + 100
 
@@ -295,7 +300,7 @@ def test_wikitext_articles_become_documents(tmp_path: Path):
     (tmp_path / "wiki.train.txt").write_text(WIKITEXT, encoding="utf-8")
     config = {"corpus": str(tmp_path), "corpus_format": "wikitext", "tokenizer": "synthetic"}
     config |= {"lowercase": True, "synthetic": {}, "corpus_hub": {}}
-    assert load_corpus(corpus_data(config)) == [
+    assert load_corpus(corpus_data(DataSection(**config))) == [
         [
             "Senjō no Valkyria 3 is a tactical role @-@ playing video game .",
             "It was released in Japan .",
@@ -308,14 +313,7 @@ def test_wikitext_articles_become_documents(tmp_path: Path):
 def _hub_config(**hub):
     settings = {"config": None, "split": "train", "text_column": "text"}
     settings |= {"rows_per_document": 0, "max_documents": 0} | hub
-    return {
-        "corpus": "hub:someone/corpus",
-        "corpus_format": "bert",
-        "corpus_hub": settings,
-        "tokenizer": "synthetic",
-        "lowercase": True,
-        "synthetic": {},
-    }
+    return DataSection(corpus="hub:someone/corpus", corpus_hub=settings)
 
 
 def test_hub_corpus_rows_become_documents(monkeypatch):
@@ -330,7 +328,7 @@ def test_hub_corpus_rows_become_documents(monkeypatch):
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load)
     data = corpus_data(_hub_config())
-    assert data["identity"]["corpus"] == "hub" and data["identity"]["name"] == "someone/corpus"
+    assert data.identity["corpus"] == "hub" and data.identity["name"] == "someone/corpus"
     assert load_corpus(data) == [["a b.", "c d."], ["e f."], ["g.", "h."], ["i."]]
     assert calls == [("someone/corpus", None, "train")]
     lines = load_corpus(corpus_data(_hub_config(rows_per_document=3, max_documents=2)))
@@ -355,7 +353,7 @@ def test_tokenised_corpus_cache_round_trips(tmp_path: Path, monkeypatch):
 
     config = {"corpus": "synthetic", "tokenizer": "synthetic", "lowercase": True}
     config |= {"synthetic": {"seed": 1, "documents": 20, "sentences_per_document": 3}}
-    data = corpus_data(config | {"corpus_format": "bert", "corpus_hub": {}})
+    data = corpus_data(DataSection(**config | {"corpus_format": "bert", "corpus_hub": {}}))
     tokenizer = build_tokenizer(data, tmp_path)
     direct = tokenized_corpus(data, tokenizer, None)
     first = tokenized_corpus(data, tokenizer, tmp_path / "cache")
@@ -417,7 +415,7 @@ def test_paper_preset_is_the_papers_recipe():
     assert pt["warmup_fraction"] * pt["steps"] == pre["warmup_steps"]
     assert (pt["adam_beta1"], pt["adam_beta2"]) == (pre["adam_beta1"], pre["adam_beta2"])
     assert pt["weight_decay"] == pre["weight_decay_l2"] and pt["model"]["dropout"] == pre["dropout"]
-    from bertabl.matrix.schema import MaskingConfig
+    from bertabl.trial.pretrain import MaskingConfig
 
     masking = MaskingConfig()  # the schema's defaults are the paper's
     assert (masking.probability, masking.mask, masking.random, masking.same) == (

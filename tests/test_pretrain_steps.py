@@ -13,8 +13,10 @@ from bertabl.cli import app
 from bertabl.errors import MatrixError
 from bertabl.matrix import build_plan
 from bertabl.matrix.load import tomllib, validate
-from bertabl.pretrain.train import intermediate_model_name, pretrain
+from bertabl.pretrain.train import pretrain
+from bertabl.report.select import cell_trials
 from bertabl.training import TrialRuntime
+from bertabl.trial.files import model_dir_name as intermediate_model_name
 from tests.conftest import TINY_MATRIX
 
 
@@ -31,7 +33,10 @@ def test_rows_and_trials_per_pretraining_step():
     assert len(plan.pretrain) == 2  # the step is a fine-tuning setting: same pre-training trials
     assert len(plan.finetune) == 2 * 2 * 2 * 2  # 2 variants x 2 steps x 2 tasks x 2 restarts
     assert plan.intermediate_steps() == {t.id: [5] for t in plan.pretrain}
-    early, final = plan.cell(plan.rows[0], "syn_agree"), plan.cell(plan.rows[1], "syn_agree")
+    early, final = (
+        cell_trials(plan, plan.rows[0], "syn_agree"),
+        cell_trials(plan, plan.rows[1], "syn_agree"),
+    )
     assert {t.pretrain_step for t in early} == {5} and {t.pretrain_step for t in final} == {None}
     assert not {t.id for t in early} & {t.id for t in final}
     # without pretrain_steps the plan is the same as with only the last step

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -15,12 +16,12 @@ from bertabl.finetune.recipe import Tuning, accumulate_gradients, frozen_prefixe
 from bertabl.finetune.train import finetune
 from bertabl.matrix import build_plan
 from bertabl.matrix.load import tomllib, validate
-from bertabl.matrix.schema import Recipe
 from bertabl.orchestrate.checkpoint import Checkpointer
-from bertabl.pretrain.model import build_model
 from bertabl.pretrain.train import pretrain
+from bertabl.report.select import cell_trials
 from bertabl.training import Precision, TrialRuntime
-from tests.conftest import TINY_MATRIX, KillAfter, Killed
+from bertabl.trial.finetune import Recipe
+from tests.conftest import TINY_MATRIX, KillAfter, Killed, model_from
 
 CPU = torch.device("cpu")
 FP32 = Precision(CPU)
@@ -65,13 +66,13 @@ def test_recipe_variants_are_rows_crossed_with_pretraining_rows():
     assert len(plan.finetune) == 24
     for row in plan.rows:
         for task in ("syn_agree", "syn_chain"):
-            cell = plan.cell(row, task)
+            cell = cell_trials(plan, row, task)
             assert len(cell) == 2
             assert all(t.pretrain_id == row.pretrain_id for t in cell)
-    (llrd,) = {json.dumps(t.recipe) for t in plan.cell(plan.rows[1], "syn_agree")}
+    (llrd,) = {json.dumps(t.recipe) for t in cell_trials(plan, plan.rows[1], "syn_agree")}
     assert json.loads(llrd) == {"layer_decay": 0.8}
-    ema = plan.cell(plan.rows[2], "syn_chain")[0]
-    assert ema.config["recipe"] == {"pooling": "mean", "ema_decay": 0.99}
+    ema = cell_trials(plan, plan.rows[2], "syn_chain")[0]
+    assert ema.config.recipe.changes() == {"pooling": "mean", "ema_decay": 0.99}
 
 
 def test_only_recipe_variants_name_rows_after_the_recipe():
@@ -80,7 +81,7 @@ def test_only_recipe_variants_name_rows_after_the_recipe():
     raw["finetune"]["recipe_variants"] = [{"name": "a"}, {"name": "b", "head": "bilstm"}]
     plan = build_plan(validate(raw, "m.toml"))
     assert [(r.name, r.head[0]) for r in plan.rows] == [("a", "linear"), ("b", "bilstm")]
-    assert all(t.config["head"] == "bilstm" for t in plan.cell(plan.rows[1], "syn_agree"))
+    assert all(t.config.head == "bilstm" for t in cell_trials(plan, plan.rows[1], "syn_agree"))
 
 
 def test_task_recipe_overrides_the_matrix_and_variants_override_the_task():
@@ -90,15 +91,18 @@ def test_task_recipe_overrides_the_matrix_and_variants_override_the_task():
         recipe_variants=[{"name": "plain"}, {"name": "flat", "recipe": {"layer_decay": 1.0}}],
     )
     plain, flat = plan.rows[:2]
-    assert plan.cell(plain, "syn_agree")[0].recipe == {"freeze_embeddings": True}
-    assert plan.cell(plain, "syn_chain")[0].recipe == {
+    assert cell_trials(plan, plain, "syn_agree")[0].recipe == {"freeze_embeddings": True}
+    assert cell_trials(plan, plain, "syn_chain")[0].recipe == {
         "layer_decay": 0.5,
         "freeze_embeddings": True,
         "ema_decay": 0.9,
     }
-    assert plan.cell(flat, "syn_chain")[0].recipe == {"freeze_embeddings": True, "ema_decay": 0.9}
+    assert cell_trials(plan, flat, "syn_chain")[0].recipe == {
+        "freeze_embeddings": True,
+        "ema_decay": 0.9,
+    }
     # plain and flat fine-tune syn_agree identically: one set of trials, in both cells
-    assert plan.cell(plain, "syn_agree") == plan.cell(flat, "syn_agree")
+    assert cell_trials(plan, plain, "syn_agree") == cell_trials(plan, flat, "syn_agree")
 
 
 def test_recipe_axes_are_a_product_of_rows():
@@ -112,13 +116,16 @@ def test_recipe_axes_are_a_product_of_rows():
     ]
     assert len(plan.rows) == 8 and len(plan.finetune) == 8 * 4
     # the BERT-recipe combination runs exactly the trials of a matrix without recipes
-    default = plan.cell(plan.rows[0], "syn_agree")
+    default = cell_trials(plan, plan.rows[0], "syn_agree")
     assert {t.id for t in default} == {
         t.id
         for t in _plan().finetune
         if t.task == "syn_agree" and t.pretrain_id == default[0].pretrain_id
     }
-    assert plan.cell(plan.rows[3], "syn_chain")[0].recipe == {"layer_decay": 0.8, "ema_decay": 0.9}
+    assert cell_trials(plan, plan.rows[3], "syn_chain")[0].recipe == {
+        "layer_decay": 0.8,
+        "ema_decay": 0.9,
+    }
 
 
 def test_recipe_axes_cross_recipe_variants():
@@ -135,7 +142,10 @@ def test_recipe_axes_cross_recipe_variants():
         "MLM + NSP, mean (freeze_layers=0)",
         "MLM + NSP, mean (freeze_layers=1)",
     ]
-    assert plan.cell(plan.rows[3], "syn_agree")[0].recipe == {"freeze_layers": 1, "pooling": "mean"}
+    assert cell_trials(plan, plan.rows[3], "syn_agree")[0].recipe == {
+        "freeze_layers": 1,
+        "pooling": "mean",
+    }
     with pytest.raises(MatrixError, match=r"cls/freeze_layers=2\): freeze_layers = 2 but"):
         _plan(
             recipe_variants=[{"name": "cls", "recipe": {"pooling": "cls"}}],
@@ -225,17 +235,18 @@ def encoder_dir(tmp_path_factory) -> Path:
             "max_position": 32,
         },
     }
-    build_model(config, vocab_size=VOCAB, pad_token_id=0).save_pretrained(path)
+    model_from(config, vocab_size=VOCAB, pad_token_id=0).save_pretrained(path)
     return path
 
 
-def _config(recipe: dict, lr: float = 1e-3, weight_decay: float = 0.01) -> dict:
-    return {
-        "learning_rate": lr,
-        "weight_decay": weight_decay,
-        "warmup_fraction": 0.0,
-        "recipe": recipe,
-    }
+def _config(recipe: dict, lr: float = 1e-3, weight_decay: float = 0.01) -> SimpleNamespace:
+    """The settings Tuning reads from a fine-tuning trial config."""
+    return SimpleNamespace(
+        learning_rate=lr,
+        weight_decay=weight_decay,
+        warmup_fraction=0.0,
+        recipe=Recipe.model_validate(recipe),
+    )
 
 
 def _items(n: int, seed: int = 0, num_labels: int = 2) -> list[dict]:
@@ -460,7 +471,7 @@ def test_recipe_trial_fine_tunes_and_resumes_exactly(tmp_path: Path):
         },
     )
     pretrain(plan.pretrain[0].config, tmp_path / "pt", TrialRuntime(CPU))
-    trial = plan.cell(plan.rows[0], "syn_agree")[0]
+    trial = cell_trials(plan, plan.rows[0], "syn_agree")[0]
     straight = finetune(trial.config, tmp_path / "pt" / "model", tmp_path / "a", TrialRuntime(CPU))
     assert 0.0 <= straight["dev_accuracy"] <= 1.0
 

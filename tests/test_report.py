@@ -7,7 +7,7 @@ import pytest
 from bertabl.matrix import build_plan
 from bertabl.matrix.load import tomllib, validate
 from bertabl.report.render import latex_escape
-from bertabl.report.select import select_cell
+from bertabl.report.select import cell_trials, select_cell
 from tests.conftest import TINY_MATRIX
 
 
@@ -33,7 +33,7 @@ def _records(plan, scores: dict[tuple[str, float, int], float | str]) -> dict:
 
 
 def _cell(plan, records, task="syn_agree"):
-    return select_cell(plan.cell(plan.rows[0], task), records, task, "accuracy")
+    return select_cell(cell_trials(plan, plan.rows[0], task), records, task, "accuracy")
 
 
 def test_best_grid_point_by_mean_then_its_mean_std_and_best():
@@ -124,7 +124,7 @@ def test_median_and_failed_and_diverged_restarts_at_the_selected_point():
     cell = _cell(plan, other)
     assert (cell.values, cell.diverged, cell.restarts) == ([0.5], 1, [0])
     odd = select_cell(
-        plan.cell(plan.rows[0], "syn_agree"),
+        cell_trials(plan, plan.rows[0], "syn_agree"),
         _records(plan, {("syn_agree", 1e-3, 0): 0.5, ("syn_agree", 1e-3, 1): 0.9}),
         "syn_agree",
         "accuracy",
@@ -147,7 +147,7 @@ def test_test_split_scores_at_the_grid_point_chosen_on_dev():
     for trial_id, record in records.items():
         lr = dict(plan.trial(trial_id).grid_point)["learning_rate"]
         record["metrics"]["test_accuracy"] = 0.50 if lr == 1e-3 else 0.99
-    trials = plan.cell(plan.rows[0], "syn_agree")
+    trials = cell_trials(plan, plan.rows[0], "syn_agree")
     cell = select_cell(trials, records, "syn_agree", "accuracy", split="test")
     assert cell.grid_point["learning_rate"] == 1e-3 and cell.values == [0.50, 0.50]
     for record in records.values():

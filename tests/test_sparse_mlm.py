@@ -5,13 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bertabl.pretrain.layout import batch_layout
-from bertabl.pretrain.model import MaskedPositionsLM, build_model
+from bertabl.pretrain.model import MaskedPositionsLM
 from bertabl.pretrain.parallel import Group
 from bertabl.pretrain.train import IGNORE, _accumulate_gradients
 from bertabl.training import Precision
+from bertabl.trial.layout import batch_layout
+from tests.conftest import model_from
 
 VOCAB, PAD = 50, 0
+
 
 
 def _pretrain(objective: str) -> dict:
@@ -48,7 +50,7 @@ def _grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("micro", [0, 1])
 def test_sparse_loss_and_gradients_equal_the_dense_hf_model(objective: str, micro: int):
     torch.manual_seed(0)
-    model = build_model(_pretrain(objective), VOCAB, PAD)
+    model = model_from(_pretrain(objective), VOCAB, PAD)
     batch = _batch()
     with_nsp = objective == "mlm_nsp"
     inputs = {k: v for k, v in batch.items() if with_nsp or k != "next_sentence_label"}
@@ -72,7 +74,7 @@ def test_sparse_loss_and_gradients_equal_the_dense_hf_model(objective: str, micr
 
 def test_sparse_logits_are_the_dense_logits_at_masked_positions():
     torch.manual_seed(0)
-    model = build_model(_pretrain("mlm_nsp"), VOCAB, PAD).eval()
+    model = model_from(_pretrain("mlm_nsp"), VOCAB, PAD).eval()
     batch = _batch()
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
     positions = (batch["labels"].flatten() != IGNORE).nonzero().squeeze(1)

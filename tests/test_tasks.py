@@ -7,12 +7,28 @@ from pathlib import Path
 
 import pytest
 
-from bertabl.data import tasks
-from bertabl.data.tasks import TASKS, load_split, task_data, train_examples
 from bertabl.errors import DataError, MatrixError
 from bertabl.matrix import build_plan
 from bertabl.matrix.load import tomllib, validate
+from bertabl.matrix.schema import DataSection, TaskData
+from bertabl.tasks import sources
+from bertabl.tasks.builtin import BUILT_IN as TASKS
 from tests.conftest import TINY_MATRIX
+
+
+def task_data(task: str, data: dict):
+    """The task's data for a `data` section given as a dict (the plan's way, by task name)."""
+    section = DataSection.model_validate(data)
+    return sources.task_data(TASKS[task], section.tasks.get(task, TaskData()), section)
+
+
+def load_split(task: str, split: str, data):
+    return sources.load_split(TASKS[task], split, data)
+
+
+def train_examples(task: str, data) -> int:
+    return sources.train_examples(TASKS[task], data)
+
 
 DATA = {"glue_dir": "", "tasks": {}, "synthetic": {}}
 
@@ -40,8 +56,8 @@ def test_every_glue_task_has_its_official_metrics():
 
 def test_local_sst2_full_and_sliced(shared_data: Path):
     data = task_data("sst2", _data(shared_data / "glue"))
-    assert data["identity"]["source"] == "local"
-    assert data["identity"]["sha256"]["dev"] == "54a9c12c77e402fc"  # MANIFEST.md
+    assert data.identity["source"] == "local"
+    assert data.identity["sha256"]["dev"] == "54a9c12c77e402fc"  # MANIFEST.md
     dev = load_split("sst2", "dev", data)
     assert len(dev) == 872 and set(dev["label"]) == {0, 1}
     assert dev.column_names == ["text_a", "label"]
@@ -110,7 +126,7 @@ def test_hub_source_maps_columns(monkeypatch):
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     data = task_data("mnli", {"tasks": {"mnli": {"source": "hub"}}, "synthetic": {}})
-    assert data["identity"] == {
+    assert data.identity == {
         "source": "hub",
         "dataset": "nyu-mll/glue",
         "config": "mnli",
@@ -131,7 +147,7 @@ def test_hub_source_offline_says_what_to_do(monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", offline)
     data = task_data("sst2", {"tasks": {"sst2": {"source": "hub"}}, "synthetic": {}})
     with pytest.raises(DataError, match="offline, use the local files"):
-        tasks.load_split("sst2", "train", data)
+        load_split("sst2", "train", data)
 
 
 def test_conll2003_task_from_the_original_files(shared_data: Path):
@@ -196,7 +212,7 @@ def test_squad_from_the_hub_maps_to_read_squad_rows(monkeypatch):
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     data = task_data("squad_v2", {"tasks": {"squad_v2": {"source": "hub"}}, "synthetic": {}})
-    assert data["identity"]["dataset"] == "rajpurkar/squad_v2"
+    assert data.identity["dataset"] == "rajpurkar/squad_v2"
     rows = list(load_split("squad_v2", "dev", data))
     assert calls == [("rajpurkar/squad_v2", None, "validation")]
     assert [r["is_impossible"] for r in rows] == [False, True]

@@ -21,51 +21,63 @@ import io
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from bertabl.data import synthetic
+from bertabl.data.tokenizer import TokenizerSource
 from bertabl.errors import DataError
+from bertabl.io import atomic_write
+from bertabl.trial.data import DataRef
 
 HUB = "hub:"
 
 
-def corpus_data(data_config: dict[str, Any]) -> dict[str, Any]:
-    """{"identity", "location"} of the corpus and tokenizer a matrix's data section names."""
+class CorpusSource(TokenizerSource, Protocol):
+    """The `data` section's corpus keys (matrix/schema.py: DataSection)."""
+
+    corpus: str
+    corpus_format: str
+    corpus_hub: Any  # HubCorpus
+    synthetic: Any  # SyntheticData
+
+
+def corpus_data(source: CorpusSource) -> DataRef:
+    """The corpus and tokenizer a matrix's data section names, as its trials refer to them."""
     from bertabl.data.tokenizer import tokenizer_data
 
-    tokenizer = tokenizer_data(data_config)
-    if data_config["corpus"].startswith(HUB):
+    tokenizer = tokenizer_data(source)
+    if source.corpus.startswith(HUB):
         # No content hash without downloading it: the name and selection identify the data.
-        identity = {"corpus": "hub", "name": data_config["corpus"].removeprefix(HUB)}
-        identity |= data_config["corpus_hub"]
+        identity = {"corpus": "hub", "name": source.corpus.removeprefix(HUB)}
+        identity |= source.corpus_hub.model_dump(mode="json")
         location: dict[str, Any] = {}
-    elif data_config["corpus"] == "synthetic":
-        syn = data_config["synthetic"]
+    elif source.corpus == "synthetic":
+        syn = source.synthetic
         identity = {
             "corpus": "synthetic",
-            "seed": syn["seed"],
-            "documents": syn["documents"],
-            "sentences_per_document": syn["sentences_per_document"],
+            "seed": syn.seed,
+            "documents": syn.documents,
+            "sentences_per_document": syn.sentences_per_document,
         }
         location = {}
     else:
-        files = corpus_files(Path(data_config["corpus"]))
+        files = corpus_files(Path(source.corpus))
         digest = hashlib.sha256()
         for path in files:
             digest.update(hashlib.sha256(path.read_bytes()).digest())
         identity = {
             "corpus": "files",
-            "format": data_config["corpus_format"],
+            "format": source.corpus_format,
             "sha256": digest.hexdigest()[:16],
             "files": len(files),
         }
         location = {"files": [str(p) for p in files]}
-    return {
-        "identity": identity | {"tokenizer": tokenizer["identity"]},
-        "location": location | {"tokenizer": tokenizer["location"]},
-    }
+    return DataRef(
+        identity=identity | {"tokenizer": tokenizer.identity},
+        location=location | {"tokenizer": tokenizer.location},
+    )
 
 
 def corpus_files(path: Path) -> list[Path]:
@@ -83,9 +95,9 @@ def corpus_files(path: Path) -> list[Path]:
     )
 
 
-def load_corpus(data: dict[str, Any]) -> list[list[str]]:
+def load_corpus(data: DataRef) -> list[list[str]]:
     """Documents, each a list of sentences/segments, of the corpus `data` (corpus_data) names."""
-    identity = data["identity"]
+    identity = data.identity
     if identity["corpus"] == "synthetic":
         return synthetic.generate_corpus(
             identity["seed"], identity["documents"], identity["sentences_per_document"]
@@ -95,10 +107,10 @@ def load_corpus(data: dict[str, Any]) -> list[list[str]]:
         where = f"hub:{identity['name']}"
     else:
         documents = []
-        for name in data["location"]["files"]:
+        for name in data.location["files"]:
             text = Path(name).read_text(encoding="utf-8-sig")  # universal newlines: CRLF is fine
             documents += READERS[identity["format"]](text)
-        where = data["location"]["files"][0]
+        where = data.location["files"][0]
     documents = [d for d in documents if d]
     if len(documents) < 2:
         raise DataError(
@@ -174,9 +186,7 @@ def _hub_documents(identity: dict[str, Any]) -> list[list[str]]:
     return documents[:limit] if limit else documents
 
 
-def tokenized_corpus(
-    data: dict[str, Any], tokenizer, cache_dir: Path | None
-) -> list[list[list[int]]]:
+def tokenized_corpus(data: DataRef, tokenizer, cache_dir: Path | None) -> list[list[list[int]]]:
     """The corpus `data` names, tokenised (token-id lists per document), cached by content hash.
 
     Every trial pre-training on the same corpus with the same tokenizer shares one cached copy
@@ -184,9 +194,7 @@ def tokenized_corpus(
     """
     if cache_dir is None:
         return _tokenize(tokenizer, load_corpus(data))
-    key = json.dumps(
-        {"corpus": data["identity"], "vocab": _vocab_digest(tokenizer)}, sort_keys=True
-    )
+    key = json.dumps({"corpus": data.identity, "vocab": _vocab_digest(tokenizer)}, sort_keys=True)
     path = Path(cache_dir) / f"corpus-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
     if path.is_file():
         with np.load(path) as stored:
@@ -200,8 +208,6 @@ def tokenized_corpus(
         sentence_ends=np.cumsum([len(s) for s in sentences], dtype=np.int64),
         document_ends=np.cumsum([len(d) for d in tokenized], dtype=np.int64),
     )
-    from bertabl.orchestrate.store import atomic_write
-
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, buffer.getvalue())  # concurrent trials: last rename wins, same content
     return tokenized

@@ -19,10 +19,12 @@ import hashlib
 import json
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
 from bertabl.data import synthetic
 from bertabl.errors import DataError
+from bertabl.io import atomic_write
+from bertabl.trial.data import DataRef
 
 if TYPE_CHECKING:  # transformers is imported where a tokenizer is built: planning (every CLI
     # command) only reads vocabulary sizes, and importing transformers costs ~2 s.
@@ -32,16 +34,23 @@ TRAIN, HUB = "train", "hub:"
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
-def tokenizer_data(data_config: dict[str, Any]) -> dict[str, Any]:
-    """{"identity", "location"} of the tokenizer a matrix's data section names."""
-    name = data_config["tokenizer"]
-    lowercase = data_config["lowercase"]
+class TokenizerSource(Protocol):
+    """The `data` section's tokenizer keys (matrix/schema.py: DataSection)."""
+
+    tokenizer: str
+    lowercase: bool
+
+
+def tokenizer_data(source: TokenizerSource) -> DataRef:
+    """The tokenizer a matrix's data section names, as its trials refer to it."""
+    name = source.tokenizer
+    lowercase = source.lowercase
     if name == "synthetic":
-        return {"identity": "synthetic", "location": None}
+        return DataRef(identity="synthetic", location=None)
     if name == TRAIN:  # the vocabulary size is pretrain.vocab_size, in the pre-training config
-        return {"identity": {"trained": "wordpiece", "lowercase": lowercase}, "location": None}
+        return DataRef(identity={"trained": "wordpiece", "lowercase": lowercase}, location=None)
     if name.startswith(HUB):
-        return {"identity": {"hub": name.removeprefix(HUB)}, "location": None}
+        return DataRef(identity={"hub": name.removeprefix(HUB)}, location=None)
     path = Path(name).resolve()
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.is_file())
@@ -53,7 +62,7 @@ def tokenizer_data(data_config: dict[str, Any]) -> dict[str, Any]:
         digest = hashlib.sha256()
         for p in files:
             digest.update(p.name.encode() + hashlib.sha256(p.read_bytes()).digest())
-        return {"identity": {"folder_sha256": digest.hexdigest()[:16]}, "location": str(path)}
+        return DataRef(identity={"folder_sha256": digest.hexdigest()[:16]}, location=str(path))
     if not path.is_file():
         raise DataError(
             f"{path}: tokenizer not found; give a WordPiece vocab.txt, a tokenizer folder, "
@@ -63,11 +72,11 @@ def tokenizer_data(data_config: dict[str, Any]) -> dict[str, Any]:
         "vocab_sha256": hashlib.sha256(path.read_bytes()).hexdigest()[:16],
         "lowercase": lowercase,
     }
-    return {"identity": identity, "location": str(path)}
+    return DataRef(identity=identity, location=str(path))
 
 
 def build_tokenizer(
-    data: dict[str, Any],
+    data: DataRef,
     workdir: Path,
     vocab_size: int = 0,
     documents: list[list[str]] | None = None,
@@ -79,7 +88,7 @@ def build_tokenizer(
     `documents`; with a `cache_dir` it is trained once and shared by every trial that asks for
     the same (corpus, size).
     """
-    identity, location = data["identity"]["tokenizer"], data["location"]["tokenizer"]
+    identity, location = data.identity["tokenizer"], data.location["tokenizer"]
     if identity == "synthetic":
         workdir.mkdir(parents=True, exist_ok=True)
         vocab_file = workdir / "vocab.txt"
@@ -98,13 +107,14 @@ def build_tokenizer(
     return _wordpiece(location, identity["lowercase"])
 
 
-def vocab_size(data_config: dict[str, Any], pretrain: dict[str, Any] | None = None) -> int:
-    """Vocabulary size of the tokenizer a matrix's data section names (for size estimates)."""
-    name = data_config["tokenizer"]
+def vocab_size(source: TokenizerSource) -> int:
+    """Vocabulary size of the tokenizer a matrix's data section names (for size estimates; a
+    trained vocabulary's size is each trial's pretrain.vocab_size, so 0 here)."""
+    name = source.tokenizer
     if name == "synthetic":
         return len(synthetic.lexicon().vocab())
     if name == TRAIN:
-        return (pretrain or {}).get("vocab_size", 0)
+        return 0
     if name.startswith(HUB):
         return len(_from_pretrained(name.removeprefix(HUB)))
     path = Path(name)
@@ -154,7 +164,7 @@ def _checked(tokenizer: PreTrainedTokenizerBase, name: str) -> PreTrainedTokeniz
 
 
 def _trained(
-    data: dict[str, Any],
+    data: DataRef,
     documents: list[list[str]],
     size: int,
     lowercase: bool,
@@ -171,7 +181,7 @@ def _trained(
     it under a file lock and every other trial of the run loads that copy; each saved model
     carries its vocabulary.
     """
-    key = json.dumps({"corpus": data["identity"], "size": size}, sort_keys=True)
+    key = json.dumps({"corpus": data.identity, "size": size}, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     if cache_dir is None:
         with tempfile.TemporaryDirectory() as folder:
@@ -189,8 +199,6 @@ def _train_vocab(
     documents: list[list[str]], size: int, lowercase: bool, folder: Path
 ) -> PreTrainedTokenizerBase:
     from tokenizers import BertWordPieceTokenizer
-
-    from bertabl.orchestrate.store import atomic_write
 
     wordpiece = BertWordPieceTokenizer(lowercase=lowercase, strip_accents=lowercase or None)
     wordpiece.train_from_iterator(

@@ -22,15 +22,8 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from transformers import BertModel
 
 from bertabl.finetune.ner import IGNORE, LABELS
+from bertabl.trial.finetune import FEATURE_MODES as MODES
 
-MODES: tuple[str, ...] = (
-    "embeddings",
-    "second_to_last_hidden",
-    "last_hidden",
-    "weighted_sum_last_four",
-    "concat_last_four",
-    "weighted_sum_all",
-)
 _WEIGHTS = (".safetensors", ".bin", ".safetensors.index.json", ".bin.index.json")
 _CACHE_FORMAT = 1  # bump when the cache file layout changes, so stale files are not read
 

@@ -16,23 +16,19 @@ from, each task on its own dev metric.
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoTokenizer, DataCollatorWithPadding
+from transformers import AutoTokenizer
 
-from bertabl.data.tasks import load_split, task_spec
-from bertabl.finetune.recipe import Tuning
-from bertabl.finetune.train import _encode, _length, _model, evaluate, length_grouped
+from bertabl.finetune.families import family_of
+from bertabl.finetune.train import length_grouped, train_epochs
 from bertabl.finetune.vocab import compact_word_embeddings, readable_ids
-from bertabl.training import (
-    Precision,
-    TrialRuntime,
-    seed_everything,
-)
+from bertabl.tasks.catalogue import spec_of
+from bertabl.training import Precision, TrialRuntime, seed_everything
+from bertabl.trial.finetune import MultitaskTrialConfig
 
 
 class MultiTaskModel(nn.Module):
@@ -90,96 +86,63 @@ def task_stream(
 
 
 def finetune_multitask(
-    config: dict[str, Any], pretrained_dir: Path, out_dir: Path, runtime: TrialRuntime
+    config: MultitaskTrialConfig, pretrained_dir: Path, out_dir: Path, runtime: TrialRuntime
 ) -> dict[str, Any]:
     """Train every task of the group on one encoder; returns the last epoch's metrics, per task
     as "<task>/dev_<metric>" (and "<task>/train_loss"), plus the mean "train_loss"."""
-    tasks = config["multitask"]["tasks"]
-    specs = {t: task_spec(t, config["task_data"][t]) for t in tasks}
+    tasks = config.tasks
     device = runtime.device
-    seed = config["seed"]
+    seed = config.seed
     seed_everything(seed)
     tokenizer = AutoTokenizer.from_pretrained(pretrained_dir)
-    collate = DataCollatorWithPadding(tokenizer)
-    encoded = {
-        t: {
-            split: _encode(load_split(t, split, config["task_data"][t]), tokenizer, config)
-            for split in ("train", "dev", *specs[t].extra_dev_splits)
-        }
-        for t in tasks
-    }
-    lengths = [[_length(x) for x in encoded[t]["train"]] for t in tasks]
-    sizes = [len(x) for x in lengths]
+    data = {}
+    for task in tasks:
+        spec = spec_of(task, config.task_data[task])
+        family = family_of(spec, config.head)
+        data[task] = family(spec, config, config.task_data[task], tokenizer, pretrained_dir, device)
+    sizes = [len(data[t].train) for t in tasks]
     torch.manual_seed(seed)  # the restart's seed alone decides the heads' initialisation
-    model = MultiTaskModel({t: _model(config, pretrained_dir, specs[t]) for t in tasks})
-    model = model.to(device)
-    splits = [x for per_task in encoded.values() for x in per_task.values()]
-    compact_word_embeddings(model, readable_ids(splits, tokenizer))
-    precision = Precision.for_device(device, runtime.precision)
-    size = config["batch_size"]
-    per_epoch = math.ceil(sum(sizes) / size)
-    tuning = Tuning(model, config, config["epochs"] * per_epoch)
-    losses: dict[str, list[float]]
-    epoch, first_batch, step, losses = tuning.resume(runtime, precision, {t: [] for t in tasks})
-    history = runtime.history
+    model = MultiTaskModel({t: data[t].build_model() for t in tasks}).to(device)
+    read = [items for t in tasks for items in data[t].readable()]
+    compact_word_embeddings(model, readable_ids(read, tokenizer))
+    size = config.batch_size
 
-    def save() -> None:
-        tuning.checkpoint(runtime, precision, epoch, first_batch, step, losses)
-
-    started = time.perf_counter()
-    metrics: dict[str, Any] = history[-1] if history else {}
-    temperature = config["multitask"]["temperature"]
-    while epoch <= config["epochs"]:
-        model.train()
-        tuning.start_epoch(epoch)
-        steps = schedule(sizes, size, temperature, seed, epoch)
+    def epoch_steps(epoch: int):
+        steps = schedule(sizes, size, config.multitask.temperature, seed, epoch)
         streams = [
             task_stream(
-                lengths[i],
+                data[t].lengths,
                 size,
                 sum(1 for task, _ in steps if task == i),
                 seed,
                 epoch,
                 i,
-                config["group_by_length"],
+                config.group_by_length,
             )
-            for i in range(len(tasks))
+            for i, t in enumerate(tasks)
         ]
-        for index in range(first_batch, per_epoch):
+
+        def step(index: int):
             task, number = steps[index]
             name = tasks[task]
             batch = streams[task][number * size : (number + 1) * size]
-            items = [encoded[name]["train"][i] for i in batch]
-            where = f"multi-task fine-tuning epoch {epoch} ({name})"
-            losses[name].append(
-                tuning.step(items, collate, precision, where, forward=model.heads[name])
-            )
-            step += 1
-            first_batch = index + 1
-            if runtime.due(step) and first_batch < per_epoch:
-                save()
-        every = [x for t in tasks for x in losses[t]]
-        metrics = {"epoch": epoch, "train_loss": sum(every) / len(every)}
-        with tuning.evaluation_weights():
-            for t in tasks:
-                if losses[t]:
-                    metrics[f"{t}/train_loss"] = sum(losses[t]) / len(losses[t])
-                for split in ("dev", *specs[t].extra_dev_splits):
-                    scores = evaluate(
-                        model.heads[t],
-                        encoded[t][split],
-                        collate,
-                        config["eval_batch_size"],
-                        precision,
-                        specs[t],
-                    )
-                    metrics |= {f"{t}/{split}_{k}": v for k, v in scores.items()}
-        history.append(metrics)
-        runtime.report(metrics | {"seconds": time.perf_counter() - started})
-        epoch, first_batch, losses = epoch + 1, 0, {t: [] for t in tasks}
-        if epoch <= config["epochs"]:
-            save()
-    return metrics
+            return name, [data[name].train[i] for i in batch], model.heads[name]
+
+        return step
+
+    def evaluate(precision: Precision) -> dict[str, Any]:
+        scores = {}
+        for t in tasks:
+            for split in data[t].splits:
+                result = data[t].evaluate(model.heads[t], split, precision)
+                scores |= {f"{t}/{split}_{k}": v for k, v in result.items()}
+        return scores
+
+    steps_per_epoch = math.ceil(sum(sizes) / size)
+    collate_for = lambda task: data[task].collate  # noqa: E731 - one collator per task
+    return train_epochs(
+        config, model, runtime, steps_per_epoch, epoch_steps, collate_for, evaluate, tasks
+    )
 
 
 def task_metrics(metrics: dict[str, Any], task: str) -> dict[str, Any]:
@@ -187,20 +150,3 @@ def task_metrics(metrics: dict[str, Any], task: str) -> dict[str, Any]:
     prefix = f"{task}/"
     own = {k.removeprefix(prefix): v for k, v in metrics.items() if k.startswith(prefix)}
     return {"epoch": metrics["epoch"], **own}
-
-
-def write_views(store, config: dict[str, Any], metrics: dict[str, Any], history: list) -> None:
-    """Write each task's record of the finished multi-task trial (see matrix.plan.view_config),
-    before the trial's own record: a done trial always has its views."""
-    from bertabl.matrix.plan import trial_id, view_config
-    from bertabl.orchestrate.store import DONE
-
-    for task in config["multitask"]["tasks"]:
-        view = view_config(config, task)
-        store.write_record(
-            trial_id("ft", view),
-            view,
-            DONE,
-            metrics=task_metrics(metrics, task),
-            history=[task_metrics(entry, task) for entry in history],
-        )

@@ -19,6 +19,7 @@ import torch
 
 from bertabl.data.formats.conll import CONLL_LABELS
 from bertabl.finetune.metrics import conll_f1, iob1_to_iob2
+from bertabl.training import IGNORE_INDEX as IGNORE
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,6 @@ log = logging.getLogger(__name__)
 # CONLL_LABELS' order keeps ids equal to the Hugging Face `conll2003` dataset's ner_tags.
 LABELS: tuple[str, ...] = tuple(CONLL_LABELS)
 LABEL_TO_ID: dict[str, int] = {label: i for i, label in enumerate(LABELS)}
-IGNORE = -100  # CrossEntropyLoss's default ignore_index
 
 
 def encode(sentences: Sequence[dict], tokenizer: Any, max_seq_len: int) -> list[dict]:

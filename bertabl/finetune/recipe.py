@@ -29,28 +29,22 @@ from typing import Any
 
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from transformers import get_linear_schedule_with_warmup
 
-from bertabl.matrix.schema import Recipe
 from bertabl.training import (
+    IGNORE_INDEX,
     Precision,
     apply_gradients,
     check_finite,
-    fusable,
+    optimizer_with_schedule,
     restore_training_state,
     rng_state,
     set_rng_state,
     training_state,
 )
+from bertabl.trial.finetune import FinetuneTrialConfig, MultitaskTrialConfig, Recipe
 
 _ENCODER = re.compile(r"(?:^|\.)bert\.")
 _LAYER = re.compile(r"^encoder\.layer\.(\d+)\.")
-IGNORE_INDEX = -100  # labels that no loss counts (token tagging: padding, non-first sub-tokens)
-
-
-def recipe_of(config: dict[str, Any]) -> Recipe:
-    """A trial's recipe: its config lists only the keys that differ from BERT's."""
-    return Recipe.model_validate(config.get("recipe", {}))
 
 
 def encoder_name(name: str) -> str | None:
@@ -114,21 +108,17 @@ class Tuning:
     def __init__(
         self,
         model: torch.nn.Module,
-        config: dict[str, Any],
+        config: FinetuneTrialConfig | MultitaskTrialConfig,  # or anything with these settings
         total_steps: int,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-6,
     ):
         self.model = model
-        self.recipe = recipe_of(config)
-        groups = parameter_groups(
-            model, self.recipe, config["learning_rate"], config["weight_decay"]
+        self.recipe = config.recipe
+        groups = parameter_groups(model, self.recipe, config.learning_rate, config.weight_decay)
+        self.optimizer, self.scheduler = optimizer_with_schedule(
+            groups, config.learning_rate, total_steps, config.warmup_fraction, betas, eps
         )
-        self.optimizer = torch.optim.AdamW(
-            groups, lr=config["learning_rate"], betas=betas, eps=eps, fused=fusable(groups)
-        )
-        warmup = int(round(config["warmup_fraction"] * total_steps))
-        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, warmup, total_steps)
         self.ema = None
         if self.recipe.ema_decay:
             multi_avg_fn = get_ema_multi_avg_fn(self.recipe.ema_decay)

@@ -22,7 +22,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 from bertabl.errors import MatrixError
 from bertabl.matrix.presets import PRESETS, deep_merge
-from bertabl.matrix.schema import Matrix
+from bertabl.matrix.schema import CROSS_REFERENCE, Matrix
 
 
 @dataclass(frozen=True)
@@ -167,6 +167,9 @@ def format_validation_error(
     """
     lines = []
     for problem in err.errors(include_url=False):
+        if problem["type"] == CROSS_REFERENCE:  # matrix/references.py: names its own key path
+            lines.append(f"{origin}: {problem['msg']}")
+            continue
         loc = tuple(p for p in problem["loc"] if not _is_union_tag(p))
         described = _describe(problem, loc, root)
         lines.append(f"{origin}: {format_key_path(prefix + loc)}: {described}")

@@ -20,7 +20,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from bertabl.orchestrate.store import atomic_write
+from bertabl.io import atomic_write
 
 NAME = re.compile(r"^ckpt-(\d{9})\.pt$")
 

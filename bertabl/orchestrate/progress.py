@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bertabl.matrix.plan import Plan
-from bertabl.orchestrate.run import RunObserver
+from bertabl.orchestrate.observer import RunObserver
 from bertabl.orchestrate.status import metric_line
 
 STAGES = ("pretrain", "finetune")

@@ -19,20 +19,9 @@ from bertabl.errors import UserError
 from bertabl.matrix.load import MatrixSource
 from bertabl.matrix.plan import FinetuneTrial, Plan, PretrainTrial
 from bertabl.matrix.schema import Resources
+from bertabl.orchestrate.observer import RunObserver
 from bertabl.orchestrate.store import BLOCKED, DONE, FAILED, RunStore
 from bertabl.orchestrate.trainables import run_trial
-
-
-class RunObserver:
-    """Receives run events (the CLI's live progress implements this; the default ignores them)."""
-
-    def skipped(self, trial_ids: list[str]) -> None: ...
-    def blocked(self, trial_id: str, reason: str) -> None: ...
-    def stage_started(self, stage: str, trial_ids: list[str]) -> None: ...
-    def trial_started(self, trial_id: str) -> None: ...
-    def trial_result(self, trial_id: str, metrics: dict[str, Any]) -> None: ...
-    def trial_done(self, trial_id: str) -> None: ...
-    def trial_failed(self, trial_id: str, reason: str) -> None: ...
 
 
 @dataclass
@@ -137,7 +126,7 @@ def _run_trials(
     def release(trial: FinetuneTrial, failed: bool) -> bool:
         reason = _blocked_reason(trial, store, failed)
         if reason is not None:
-            store.write_record(trial.id, trial.config, BLOCKED, error=reason)
+            store.write_record(trial.id, _dump(trial), BLOCKED, error=reason)
             summary.blocked.append(trial.id)
             observer.blocked(trial.id, reason)
         return reason is None
@@ -188,8 +177,12 @@ def _run_trials(
             continue
         reason = error_summary(result.error) if result.error else "ended without a result"
         attempts = {"attempt": store.attempts(trial_id)}
-        store.write_record(trial_id, by_id[trial_id].config, FAILED, error=reason, timings=attempts)
+        store.write_record(trial_id, _dump(by_id[trial_id]), FAILED, error=reason, timings=attempts)
         summary.failed.append(trial_id)
+
+
+def _dump(trial: PretrainTrial | FinetuneTrial) -> dict[str, Any]:
+    return trial.config.model_dump(mode="json")
 
 
 def _trial_name(trial) -> str:

@@ -9,6 +9,10 @@ from typing import Any
 from bertabl.matrix.plan import Plan
 from bertabl.orchestrate.checkpoint import Checkpointer
 from bertabl.orchestrate.store import RunStore
+from bertabl.trial.finetune import FinetuneConfig
+from bertabl.trial.pretrain import PretrainTrialConfig
+
+TrialConfig = PretrainTrialConfig | FinetuneConfig
 
 
 @dataclass
@@ -42,7 +46,7 @@ def trial_statuses(plan: Plan, store: RunStore) -> list[TrialStatus]:
         statuses.append(
             TrialStatus(
                 id=trial.id,
-                stage=trial.config["stage"],
+                stage=trial.config.stage,
                 what=plan.describe(trial.id),
                 state=state,
                 progress=metric_line(trial.config, metrics) if metrics else "",
@@ -54,14 +58,14 @@ def trial_statuses(plan: Plan, store: RunStore) -> list[TrialStatus]:
     return statuses
 
 
-def metric_line(config: dict[str, Any], metrics: dict[str, Any]) -> str:
+def metric_line(config: TrialConfig, metrics: dict[str, Any]) -> str:
     """A trial's position and latest metric in one line: `step 100/500  loss 2.345 ...`."""
-    if config["stage"] == "pretrain":
-        line = f"step {metrics.get('step', 0)}/{config['pretrain']['steps']}"
+    if isinstance(config, PretrainTrialConfig):
+        line = f"step {metrics.get('step', 0)}/{config.pretrain.steps}"
         line += f"  loss {metrics.get('loss', float('nan')):.3f}"
         if "nsp_acc" in metrics:
             line += f"  nsp_acc {metrics['nsp_acc']:.3f}"
         return line
     dev = {k: v for k, v in metrics.items() if k.startswith("dev_")}
     scores = "  ".join(f"{k} {v:.3f}" for k, v in dev.items())
-    return f"epoch {metrics.get('epoch', 0)}/{config['epochs']}  {scores}"
+    return f"epoch {metrics.get('epoch', 0)}/{config.epochs}  {scores}"

@@ -15,13 +15,14 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from bertabl.errors import UserError
+from bertabl.io import atomic_write, atomic_write_json
+from bertabl.trial.files import model_dir_name
 
 DONE, FAILED, BLOCKED = "done", "failed", "blocked"
 
@@ -46,8 +47,7 @@ class RunStore:
 
     def model_dir(self, pretrain_id: str, step: int | None = None) -> Path:
         """The pre-trained model: final, or as saved after `step` pre-training steps."""
-        name = "model" if step is None else f"model-step-{step:09d}"
-        return self.trial_dir(pretrain_id) / name
+        return self.trial_dir(pretrain_id) / model_dir_name(step)
 
     def record(self, trial_id: str) -> dict[str, Any] | None:
         path = self.trial_dir(trial_id) / "record.json"
@@ -162,23 +162,3 @@ class RunStore:
                 "pass a run directory written by `bertabl run`, or the matrix file"
             )
         return json.loads(path.read_text())
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    """Write JSON so a reader (or a crash) never sees a half-written file."""
-    atomic_write(path, json.dumps(data, indent=2, sort_keys=True, default=str).encode())
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temp file beside `path`, fsync, then rename over `path` (atomic on POSIX)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

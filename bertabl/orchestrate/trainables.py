@@ -28,11 +28,12 @@ def pretrain_trainable(params: dict[str, Any]) -> None:
 def finetune_trainable(params: dict[str, Any]) -> None:
     """Tune entry point of a fine-tuning trial (its pre-training is done: the driver checked)."""
     from bertabl.finetune.train import finetune
+    from bertabl.trial.finetune import MultitaskTrialConfig
 
     def body(config, store, out_dir, runtime):
-        pretrained = store.model_dir(config["pretrain_id"], config["pretrain_step"])
-        if "multitask" in config:  # one shared encoder; each task's results get a record too
-            from bertabl.finetune.multitask import finetune_multitask, write_views
+        pretrained = store.model_dir(config.pretrain_id, config.pretrain_step)
+        if isinstance(config, MultitaskTrialConfig):  # one shared encoder, a record per task
+            from bertabl.finetune.multitask import finetune_multitask
 
             metrics = finetune_multitask(config, pretrained, out_dir, runtime)
             write_views(store, config, metrics, runtime.history)
@@ -40,6 +41,23 @@ def finetune_trainable(params: dict[str, Any]) -> None:
         return finetune(config, pretrained, out_dir, runtime)
 
     _run(params, body)
+
+
+def write_views(store: RunStore, config, metrics: dict[str, Any], history: list) -> None:
+    """Write each task's record of a finished multi-task trial (its views: see
+    MultitaskTrialConfig.view), before the trial's own record: a done trial always has its
+    views."""
+    from bertabl.finetune.multitask import task_metrics
+
+    for task in config.tasks:
+        view = config.view(task)
+        store.write_record(
+            view.id,
+            view.model_dump(mode="json"),
+            DONE,
+            metrics=task_metrics(metrics, task),
+            history=[task_metrics(entry, task) for entry in history],
+        )
 
 
 TRAINABLES = {"pretrain": pretrain_trainable, "finetune": finetune_trainable}
@@ -89,7 +107,7 @@ def _run(params: dict[str, Any], body) -> None:
     finished = time.time()
     store.write_record(
         trial_id,
-        config,
+        config.model_dump(mode="json"),
         DONE,
         metrics=metrics,
         history=runtime.history,

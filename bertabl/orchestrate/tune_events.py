@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ray import tune
 
-from bertabl.orchestrate.run import RunObserver
+from bertabl.orchestrate.observer import RunObserver
 
 
 class TuneEvents(tune.Callback):

@@ -16,6 +16,9 @@ from typing import Any
 import torch
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase
 
+from bertabl.training import IGNORE_INDEX
+from bertabl.trial.pretrain import MaskingConfig
+
 
 class WholeWordMaskingCollator(DataCollatorForLanguageModeling):
     """`DataCollatorForLanguageModeling` choosing whole words; the token split is unchanged."""
@@ -48,7 +51,7 @@ class WholeWordMaskingCollator(DataCollatorForLanguageModeling):
         ).bool()
         draws[:, 0] = False  # id 0 (specials) is never chosen
         chosen = torch.gather(draws, 1, word_ids)
-        labels[~chosen] = -100
+        labels[~chosen] = IGNORE_INDEX
 
         # The MASK/RND/SAME split per chosen token, exactly as the parent class draws it.
         replaced = (
@@ -74,17 +77,16 @@ class WholeWordMaskingCollator(DataCollatorForLanguageModeling):
 
 
 def masking_collator(
-    tokenizer: PreTrainedTokenizerBase, objective: str, masking: dict[str, Any], seed: int
+    tokenizer: PreTrainedTokenizerBase, objective: str, masking: MaskingConfig, seed: int
 ) -> DataCollatorForLanguageModeling:
     """The collator for `objective` ("ltr": no masking, labels = inputs) with a seeded generator."""
-    whole_word = masking.get("whole_word", False)
-    kind = WholeWordMaskingCollator if whole_word else DataCollatorForLanguageModeling
+    kind = WholeWordMaskingCollator if masking.whole_word else DataCollatorForLanguageModeling
     collator = kind(
         tokenizer,
         mlm=objective != "ltr",  # LTR predicts every next token: no masking
-        mlm_probability=masking["probability"],
-        mask_replace_prob=masking["mask"],
-        random_replace_prob=masking["random"],
+        mlm_probability=masking.probability,
+        mask_replace_prob=masking.mask,
+        random_replace_prob=masking.random,
         seed=seed,
     )
     # Created now (not on first call) so its state can be saved/restored; not by `create_rng`,

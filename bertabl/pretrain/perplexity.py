@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-IGNORE = -100
+from bertabl.training import IGNORE_INDEX as IGNORE
 
 
 def split_heldout(

@@ -29,13 +29,12 @@ from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBas
 from bertabl.data.corpus import load_corpus, tokenized_corpus
 from bertabl.data.tokenizer import build_tokenizer
 from bertabl.errors import DataError
-from bertabl.matrix.schema import seq_len_phases
 from bertabl.pretrain.examples import build_pair_examples
-from bertabl.pretrain.layout import BatchLayout, batch_layout
 from bertabl.pretrain.masking import masking_collator
 from bertabl.pretrain.model import MaskedPositionsLM, build_model
 from bertabl.pretrain.parallel import Group, launch
 from bertabl.pretrain.perplexity import heldout_metrics, split_heldout
+from bertabl.training import IGNORE_INDEX as IGNORE  # the tokens MLM does not predict
 from bertabl.training import (
     Precision,
     TrialRuntime,
@@ -47,32 +46,31 @@ from bertabl.training import (
     set_rng_state,
     training_state,
 )
+from bertabl.trial.files import model_dir_name
+from bertabl.trial.layout import BatchLayout, batch_layout
+from bertabl.trial.pretrain import PretrainConfig, PretrainTrialConfig
 
 LOG_EVERY = 25
 WINDOW_KEYS = ("loss", "mlm_loss", "nsp_loss", "nsp_acc")
-IGNORE = -100  # label of the tokens MLM does not predict
 LABEL_KEYS = ("labels", "next_sentence_label")
 # Held-out batches have a fixed size, not the trial's micro-batch size: masks are drawn per padded
 # batch, so the scored positions must not depend on the hardware layout.
 HELDOUT_BATCH = 32
 
 
-def pretrain(config: dict[str, Any], out_dir: Path, runtime: TrialRuntime) -> dict[str, Any]:
+def pretrain(config: PretrainTrialConfig, out_dir: Path, runtime: TrialRuntime) -> dict[str, Any]:
     """Run one pre-training trial; saves model + tokenizer to `out_dir/model`; returns metrics.
 
     Resumes from the runtime's latest checkpoint when there is one; the result is then the same,
     to the bit on CPU, as a run that was never interrupted (with the same number of workers).
     This process is rank 0 when `runtime.workers > 1`: it alone reports, checkpoints and saves.
     """
-    layout = batch_layout(
-        config["pretrain"]["batch_size"], runtime.workers, runtime.micro_batch_size
-    )
-    trained_vocab = "trained" in config["data"]["identity"]["tokenizer"]
+    layout = batch_layout(config.pretrain.batch_size, runtime.workers, runtime.micro_batch_size)
     tokenizer = build_tokenizer(
-        config["data"],
+        config.data,
         out_dir / "vocab",
-        vocab_size=config["pretrain"]["vocab_size"],
-        documents=load_corpus(config["data"]) if trained_vocab else None,
+        vocab_size=config.pretrain.vocab_size,
+        documents=load_corpus(config.data) if config.trained_vocabulary else None,
         cache_dir=runtime.cache_dir,
     )
     worker_args = (
@@ -90,7 +88,7 @@ def pretrain(config: dict[str, Any], out_dir: Path, runtime: TrialRuntime) -> di
 
 def _worker(
     group: Group,
-    config: dict[str, Any],
+    config: PretrainTrialConfig,
     tokenizer: PreTrainedTokenizerBase,
     layout: BatchLayout,
     cache_dir: Path | None,
@@ -112,7 +110,7 @@ def _worker(
 
 
 def _train(
-    config: dict[str, Any],
+    config: PretrainTrialConfig,
     tokenizer: PreTrainedTokenizerBase,
     out_dir: Path | None,
     runtime: TrialRuntime,
@@ -120,26 +118,26 @@ def _train(
     layout: BatchLayout,
 ) -> dict[str, Any]:
     """The training loop of one rank (the only one when `group.world` is 1)."""
-    pt = config["pretrain"]
+    pt = config.pretrain
     device = group.device
-    seed_everything(pt["seed"])
-    documents = tokenized_corpus(config["data"], tokenizer, runtime.cache_dir)
-    documents, heldout = split_heldout(documents, pt["heldout_fraction"], pt["seed"])
-    phases = seq_len_phases(pt["steps"], pt["max_seq_len"], pt["seq_len_schedule"])
-    model = build_model(pt, len(tokenizer), tokenizer.pad_token_id).to(device)
+    seed_everything(pt.seed)
+    documents = tokenized_corpus(config.data, tokenizer, runtime.cache_dir)
+    documents, heldout = split_heldout(documents, pt.heldout_fraction, pt.seed)
+    phases = pt.phases()
+    model = build_model(pt.objective, pt.model, len(tokenizer), tokenizer.pad_token_id).to(device)
     model.train()
     optimizer, scheduler = adamw_with_schedule(
         model,
-        pt["learning_rate"],
-        pt["weight_decay"],
-        pt["steps"],
-        pt["warmup_fraction"],
-        betas=(pt["adam_beta1"], pt["adam_beta2"]),
-        eps=pt["adam_epsilon"],
+        pt.learning_rate,
+        pt.weight_decay,
+        pt.steps,
+        pt.warmup_fraction,
+        betas=(pt.adam_beta1, pt.adam_beta2),
+        eps=pt.adam_epsilon,
     )
     precision = Precision.for_device(device, runtime.precision)
-    collator = masking_collator(tokenizer, pt["objective"], pt["masking"], pt["seed"])
-    with_nsp = pt["objective"] == "mlm_nsp"
+    collator = masking_collator(tokenizer, pt.objective, pt.masking, pt.seed)
+    with_nsp = pt.objective == "mlm_nsp"
 
     # (phase of the sequence-length schedule, pass over the corpus, batch within the pass)
     step, position = 0, (0, 0, 0)
@@ -148,22 +146,22 @@ def _train(
     state = _shared_resume_state(runtime, group)
     if state is None:
         if not group.is_main:  # ranks draw different dropout masks for their slices
-            seed_everything(_rank_seed(pt["seed"], group.rank, 0))
+            seed_everything(_rank_seed(pt.seed, group.rank, 0))
     else:
         # only rank 0's state has the weights; wrapping the model for DDP copies them to the rest
         restore_training_state(state, model, optimizer, scheduler, precision)
         collator.generator.set_state(state["masking_rng"])
-        _restore_rank_rng(state, group, pt["seed"])
+        _restore_rank_rng(state, group, pt.seed)
         step, position = state["step"], tuple(state["position"])
         window = state["window"]
         history.extend(state["history"])
     # MLM decodes the vocabulary only at masked positions; LTR predicts every one (dense).
-    net = group.wrap(model if pt["objective"] == "ltr" else MaskedPositionsLM(model))
+    net = group.wrap(model if pt.objective == "ltr" else MaskedPositionsLM(model))
     batches = None
 
     started = time.perf_counter()
     metrics: dict[str, Any] = history[-1] if history else {}
-    while step < pt["steps"]:
+    while step < pt.steps:
         step += 1
         phase = next(i for i, (end, _) in enumerate(phases) if step <= end)
         if phase != position[0]:  # a new sequence length: its own data stream from the start
@@ -184,20 +182,20 @@ def _train(
         if with_nsp:
             window["nsp_loss"].append(nsp_loss)
             window["nsp_acc"].append(nsp_acc)
-        if step % LOG_EVERY == 0 or step == pt["steps"]:
+        if step % LOG_EVERY == 0 or step == pt.steps:
             metrics = {k: sum(v) / len(v) for k, v in window.items() if v}
             metrics["mlm_perplexity"] = math.exp(min(metrics["mlm_loss"], 50.0))
-            if pt["objective"] == "ltr":  # same numbers, named for what they measure
+            if pt.objective == "ltr":  # same numbers, named for what they measure
                 metrics["ltr_loss"] = metrics.pop("mlm_loss")
                 metrics["ltr_perplexity"] = metrics.pop("mlm_perplexity")
             metrics |= {"step": step, "lr": scheduler.get_last_lr()[0]}
             history.append(metrics)
             window = {k: [] for k in WINDOW_KEYS}
-            if step < pt["steps"] and group.is_main:
+            if step < pt.steps and group.is_main:
                 runtime.report(metrics | {"seconds": time.perf_counter() - started})
-        if step in runtime.save_steps and step < pt["steps"] and group.is_main:
-            _save_model(model, tokenizer, out_dir / intermediate_model_name(step))
-        if runtime.due(step) and step < pt["steps"]:
+        if step in runtime.save_steps and step < pt.steps and group.is_main:
+            _save_model(model, tokenizer, out_dir / model_dir_name(step))
+        if runtime.due(step) and step < pt.steps:
             rngs = group.gather(rng_state())  # every rank takes part; rank 0 writes
             if group.is_main:
                 runtime.save(
@@ -220,8 +218,7 @@ def _train(
                 **metrics,
                 **_heldout(model, heldout, tokenizer, pt, device, precision),
             }
-        model_dir = out_dir / "model"
-        _save_model(model, tokenizer, model_dir)
+        _save_model(model, tokenizer, out_dir / model_dir_name())
         runtime.report(metrics | {"seconds": time.perf_counter() - started})
     return metrics
 
@@ -230,34 +227,29 @@ def _heldout(
     model: torch.nn.Module,
     documents: list[list[list[int]]],
     tokenizer: PreTrainedTokenizerBase,
-    pt: dict[str, Any],
+    pt: PretrainConfig,
     device: torch.device,
     precision: Precision,
 ) -> dict[str, float]:
     """Held-out metrics of the final model, at max_seq_len. Examples and masks come from their
     own seeds (not the training RNGs), so models that share a corpus and masking config (Table
     6's sizes, Table 5's MLM rows) are scored on the same positions of the same inputs."""
-    rng = random.Random(f"{pt['seed']}/heldout/pairs")
+    rng = random.Random(f"{pt.seed}/heldout/pairs")
     examples = build_pair_examples(
-        documents, pt["max_seq_len"], rng, tokenizer.cls_token_id, tokenizer.sep_token_id
-    )[: pt["heldout_examples"]]
-    collator = masking_collator(tokenizer, pt["objective"], pt["masking"], pt["seed"] + 1)
-    with_nsp = pt["objective"] == "mlm_nsp"
+        documents, pt.max_seq_len, rng, tokenizer.cls_token_id, tokenizer.sep_token_id
+    )[: pt.heldout_examples]
+    collator = masking_collator(tokenizer, pt.objective, pt.masking, pt.seed + 1)
+    with_nsp = pt.objective == "mlm_nsp"
     batches = []
     for start in range(0, len(examples), HELDOUT_BATCH):
         chunk = examples[start : start + HELDOUT_BATCH]
         if not with_nsp:
             chunk = [{k: v for k, v in e.items() if k != "next_sentence_label"} for e in chunk]
         batch = collator(chunk)
-        if pt["objective"] == "ltr":
+        if pt.objective == "ltr":
             batch["labels"] = next_token_labels(batch["labels"])
         batches.append(batch)
-    return heldout_metrics(model, batches, pt["objective"], device, precision.autocast)
-
-
-def intermediate_model_name(step: int) -> str:
-    """Folder (in the trial directory) of the model saved after `step` (Figure 5's x-axis)."""
-    return f"model-step-{step:09d}"
+    return heldout_metrics(model, batches, pt.objective, device, precision.autocast)
 
 
 def _save_model(model, tokenizer, directory: Path) -> None:
@@ -369,7 +361,7 @@ def _rank_seed(seed: int, rank: int, step: int) -> int:
 def _batches(
     documents: list[list[list[int]]],
     tokenizer,
-    pt: dict[str, Any],
+    pt: PretrainConfig,
     collator: DataCollatorForLanguageModeling,
     with_nsp: bool,
     position: tuple[int, int, int],
@@ -383,10 +375,10 @@ def _batches(
     phase of the sequence-length schedule builds its pairs at its own `seq_len`.
     """
     phase, pass_index, first_batch = position
-    size = pt["batch_size"]
+    size = pt.batch_size
     while True:
         tag = f"/phase/{phase}" if phase else ""  # phase 0 keeps the unscheduled seeds
-        rng = random.Random(f"{pt['seed']}{tag}/pass/{pass_index}")
+        rng = random.Random(f"{pt.seed}{tag}/pass/{pass_index}")
         examples = build_pair_examples(
             documents, seq_len, rng, tokenizer.cls_token_id, tokenizer.sep_token_id
         )
@@ -407,7 +399,7 @@ def _batches(
                 else (phase, pass_index + 1, 0)
             )
             batch = collator(chunk)
-            if pt["objective"] == "ltr":
+            if pt.objective == "ltr":
                 batch["labels"] = next_token_labels(batch["labels"])
             yield batch, after
         pass_index, first_batch = pass_index + 1, 0

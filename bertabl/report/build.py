@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +11,16 @@ from bertabl.orchestrate.store import RunStore
 from bertabl.report.layouts import build_report
 from bertabl.report.plot import plot_figure5
 from bertabl.report.provenance import collect_context
-from bertabl.report.render import RENDERERS, render_markdown, render_trials_csv
+from bertabl.report.render import RENDERERS, render_markdown, render_summary, render_trials_csv
+from bertabl.report.select import cell_trials
 
 FORMATS = tuple(RENDERERS)
+
+
+@dataclass(frozen=True)
+class Written:
+    paths: list[Path]  # every file written
+    summary: str  # the tables, notes and rules as Markdown, for the terminal
 
 
 def write_report(
@@ -22,7 +30,7 @@ def write_report(
     formats: list[str],
     ci: bool = False,
     layout: str | None = None,
-) -> list[Path]:
+) -> Written:
     """Render the run's results in each format to `out_dir/<matrix name>.<ext>`.
 
     Markdown comes with `<name>.trials.csv` (every trial behind every cell); Figure 5 reports
@@ -46,7 +54,7 @@ def write_report(
             written.append(path)
     if report.figure is not None:
         written += plot_figure5(report.figure, out_dir / name)
-    return written
+    return Written(written, render_summary(report))
 
 
 def trial_rows(plan: Plan, records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -54,7 +62,7 @@ def trial_rows(plan: Plan, records: dict[str, dict[str, Any]]) -> list[dict[str,
     owners: dict[str, list[str]] = {}
     for row in plan.rows:
         for task in plan.matrix.finetune.tasks:
-            for trial in plan.cell(row, task):
+            for trial in cell_trials(plan, row, task):
                 owners.setdefault(trial.id, []).append(row.name)
     rows = []
     for trial in [*plan.pretrain, *plan.finetune]:
@@ -62,9 +70,9 @@ def trial_rows(plan: Plan, records: dict[str, dict[str, Any]]) -> list[dict[str,
         status = record.get("status", "pending")
         metrics = record.get("metrics", {})
         if isinstance(trial, FinetuneTrial):
-            metric_for = plan.matrix.finetune.metric_for
+            metric_for = plan.matrix.metric_for
             if trial.multitask:  # a shared encoder: one score per task, rows via its views
-                tasks = trial.multitask["tasks"]
+                tasks = trial.multitask.tasks
                 score = " ".join(
                     f"{t}={metrics.get(f'{t}/dev_{metric_for(t)}', '')}" for t in tasks
                 )

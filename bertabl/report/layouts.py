@@ -10,14 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bertabl.data.tasks import TASKS
 from bertabl.errors import MatrixError
 from bertabl.matrix.plan import Plan, Row
-from bertabl.report import paper
-from bertabl.report.select import Cell, select_cell
+from bertabl.paper import reference as paper
+from bertabl.paper import tables
+from bertabl.paper.tables import LAYOUTS, PAPER_BASELINE, PAPER_COLUMNS, Column
+from bertabl.report.select import Cell, cell_trials, select_cell
 from bertabl.report.stats import ALPHA, bootstrap_ci, paired_sign_flip_p
+from bertabl.trial.pretrain import PretrainConfig
 
-LAYOUTS = ("generic", "table5", "table6", "table7", "table8", "fig5")
+__all__ = ["LAYOUTS", "build_report", "infer_layout"]
 SIGNIFICANT = "*"
 
 MISSING = {
@@ -33,14 +35,6 @@ MISSING = {
     "versions; re-run the pre-training trial to get it)",
     "ppl_pending": "pending: the pre-training trial has not finished",
 }
-
-
-@dataclass(frozen=True)
-class Column:
-    key: str  # the paper's column key (or the task name in `generic`)
-    heading: str
-    task: str
-    split: str = "dev"
 
 
 @dataclass
@@ -127,54 +121,14 @@ class Notes:
         return self.texts.index(text) + 1
 
 
-PAPER_COLUMNS = {
-    "table5": [
-        Column("mnli_m", "MNLI-m", "mnli"),
-        Column("qnli", "QNLI", "qnli"),
-        Column("mrpc", "MRPC", "mrpc"),
-        Column("sst2", "SST-2", "sst2"),
-        Column("squad_v11_f1", "SQuAD F1", "squad_v1"),
-    ],
-    "table6": [
-        Column("mnli_m", "MNLI-m", "mnli"),
-        Column("mrpc", "MRPC", "mrpc"),
-        Column("sst2", "SST-2", "sst2"),
-    ],
-    "table7": [
-        Column("dev_f1", "Dev F1", "conll2003"),
-        Column("test_f1", "Test F1", "conll2003", "test"),
-    ],
-    "table8": [
-        Column("mnli_finetune", "MNLI (fine-tune)", "mnli"),
-        Column("ner_finetune", "NER (fine-tune)", "conll2003"),
-        Column("ner_feature_based", "NER (feature-based)", "conll2003_features"),
-    ],
-}
-PAPER_BASELINE = {
-    "table5": "bert_base",
-    "table6": paper.table6_id(12, 768, 12),
-    "table7": "bert_base",
-    "table8": paper.table8_id(80, 10, 10),
-}
 LEAD_HEADINGS = {"table6": ["#L", "#H", "#A", "LM (ppl)"], "table8": ["MASK", "SAME", "RND"]}
 
 
 def infer_layout(plan: Plan) -> str:
-    """The matrix's `report.layout`, else the paper layout its name names, else the paper
-    table whose row ids all variant names are and whose columns all its tasks are, else
-    generic."""
+    """The layout a plan's report takes unless --layout says otherwise (paper/tables.py)."""
     matrix = plan.matrix
-    if matrix.report.layout is not None:
-        return matrix.report.layout
-    if matrix.name in LAYOUTS:
-        return matrix.name
-    names = {v.name for v in matrix.pretrain.variants}
-    tasks = set(matrix.finetune.tasks)
-    for table in ("table5", "table7", "table8"):
-        columns = {c.task for c in PAPER_COLUMNS[table]}
-        if len(names) >= 2 and names <= set(paper.paper_rows(table)) and tasks <= columns:
-            return table
-    return "generic"
+    variants = [v.name for v in matrix.pretrain.variants]
+    return tables.infer_layout(matrix.report.layout, matrix.name, variants, matrix.finetune.tasks)
 
 
 def build_report(
@@ -198,26 +152,18 @@ def build_report(
         notes=builder.notes.texts,
         rules=builder.rules(),
         details=builder.details,
-        synthetic=any(TASKS[t].synthetic for t in matrix.finetune.tasks),
+        synthetic=any(matrix.spec(t).synthetic for t in matrix.finetune.tasks),
         figure=builder.figure,
     )
 
 
 def _check_paper_rows(plan: Plan, layout: str) -> None:
-    """report.paper_rows must name our variants and, in a paper table, that table's row ids."""
+    """report.paper_rows must name our variants and, in a paper table, that table's row ids
+    (validation checked the inferred layout; --layout may ask for another)."""
     variants = [v.name for v in plan.matrix.pretrain.variants]
-    ids = list(paper.paper_rows(layout)) if layout in PAPER_COLUMNS else None
-    for name, paper_id in plan.matrix.report.paper_rows.items():
-        if name not in variants:
-            raise MatrixError(
-                f"report.paper_rows.{name}: no variant is named '{name}'; variants: "
-                f"{', '.join(variants) or 'none'}"
-            )
-        if ids is not None and paper_id not in ids:
-            raise MatrixError(
-                f"report.paper_rows.{name} = '{paper_id}': not a row of the paper's {layout}; "
-                f"its rows: {', '.join(ids)}"
-            )
+    problem = tables.paper_rows_problem(plan.matrix.report.paper_rows, variants, layout)
+    if problem:
+        raise MatrixError(problem)
 
 
 class _Builder:
@@ -239,8 +185,8 @@ class _Builder:
             return None
         key = (row.name, column)
         if key not in self._cells:
-            metric = self.plan.matrix.finetune.metric_for(column.task)
-            trials = self.plan.cell(row, column.task)
+            metric = self.plan.matrix.metric_for(column.task)
+            trials = cell_trials(self.plan, row, column.task)
             self._cells[key] = select_cell(trials, self.records, column.task, metric, column.split)
         return self._cells[key]
 
@@ -308,14 +254,14 @@ class _Builder:
 
     # -- tables --------------------------------------------------------------------------------
     def columns(self) -> list[Column]:
-        ft = self.plan.matrix.finetune
+        ft, metric_for = self.plan.matrix.finetune, self.plan.matrix.metric_for
         if self.layout == "generic":
-            return [Column(t, f"{t} ({ft.metric_for(t)})", t) for t in ft.tasks]
+            return [Column(t, f"{t} ({metric_for(t)})", t) for t in ft.tasks]
         # Tasks the paper's table has no column for (e.g. a stand-in at tiny scale) come after
         # its columns, so nothing that ran is left out of the report.
         known = {c.task for c in PAPER_COLUMNS[self.layout]}
         extra = [
-            Column(t, f"{t} ({ft.metric_for(t)}; not in the paper)", t)
+            Column(t, f"{t} ({metric_for(t)}; not in the paper)", t)
             for t in ft.tasks
             if t not in known
         ]
@@ -329,8 +275,8 @@ class _Builder:
         if mapped in rows:
             return mapped
         if self.layout == "table6":
-            model = self._pretrain_config(row)["model"]
-            size_id = paper.table6_id(model["layers"], model["hidden"], model["heads"])
+            model = self._pretrain_config(row).model
+            size_id = paper.table6_id(model.layers, model.hidden, model.heads)
             return size_id if size_id in rows else None
         return None
 
@@ -354,7 +300,7 @@ class _Builder:
             for i, column in enumerate(columns):
                 if column.task not in self.plan.matrix.finetune.tasks:
                     continue
-                ours = self.plan.matrix.finetune.metric_for(column.task)
+                ours = self.plan.matrix.metric_for(column.task)
                 theirs = metrics.get(column.key)
                 if theirs not in (ours, None):
                     note = (
@@ -381,14 +327,14 @@ class _Builder:
                 table.lines.append(Line(f"{prow.label} (paper)", "paper", cells))
         self.tables.append(table)
 
-    def _pretrain_config(self, row: Row) -> dict[str, Any]:
-        return self.plan.trial(row.pretrain_id).config["pretrain"]
+    def _pretrain_config(self, row: Row) -> PretrainConfig:
+        return self.plan.trial(row.pretrain_id).config.pretrain
 
     def _lead_ours(self, row: Row) -> list[Shown]:
         config = self._pretrain_config(row)
         if self.layout == "table6":
-            model = config["model"]
-            sizes = [Shown(text=str(model[k])) for k in ("layers", "hidden", "heads")]
+            model = config.model
+            sizes = [Shown(text=str(getattr(model, k))) for k in ("layers", "hidden", "heads")]
             record = self.records.get(row.pretrain_id)
             if record is None or record["status"] != "done":
                 return [*sizes, Shown(notes=[self.notes.add(MISSING["ppl_pending"])])]
@@ -397,8 +343,11 @@ class _Builder:
                 return [*sizes, Shown(notes=[self.notes.add(MISSING["no_ppl"])])]
             return [*sizes, Shown(value=float(ppl), digits=2)]
         if self.layout == "table8":
-            masking = config["masking"]
-            return [Shown(text=f"{round(100 * masking[k])}%") for k in ("mask", "same", "random")]
+            masking = config.masking
+            return [
+                Shown(text=f"{round(100 * getattr(masking, k))}%")
+                for k in ("mask", "same", "random")
+            ]
         return []
 
     def _lead_paper(self, prow: paper.PaperRow) -> list[Shown]:
@@ -415,11 +364,11 @@ class _Builder:
         """Rows are variants, columns pre-training steps; the paper's plotted points beside."""
         tasks = self.plan.matrix.finetune.tasks
         task = "mnli" if "mnli" in tasks else tasks[0]
-        column = Column("mnli", f"{task} ({self.plan.matrix.finetune.metric_for(task)})", task)
+        column = Column("mnli", f"{task} ({self.plan.matrix.metric_for(task)})", task)
         variants: dict[str, dict[int, Row]] = {}
         for row in self.plan.rows:
             base, _, step = row.name.partition("@")
-            step_n = int(step) if step else self._pretrain_config(row)["steps"]
+            step_n = int(step) if step else self._pretrain_config(row).steps
             variants.setdefault(base, {})[step_n] = row
         steps = sorted({s for by_step in variants.values() for s in by_step})
         table = Table(

@@ -13,8 +13,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bertabl.data.tasks import TASKS
 from bertabl.matrix.plan import Plan
+from bertabl.tasks.sources import FOLDER_KEY
+from bertabl.tasks.spec import TaskSpec
 
 PACKAGES = ("torch", "transformers", "datasets", "ray", "numpy")
 
@@ -69,7 +70,10 @@ def collect_context(
     ]
     return ReportContext(
         source=source,
-        data_lines=data_lines(plan.matrix.data.model_dump(mode="json"), plan.matrix.finetune.tasks),
+        data_lines=data_lines(
+            plan.matrix.data.model_dump(mode="json"),
+            [plan.matrix.spec(t) for t in plan.matrix.finetune.tasks],
+        ),
         trial_counts=dict(sorted(counts.items())),
         versions=package_versions() if versions is None else versions,
         git_commit=git_head() if git_commit == "auto" else git_commit,
@@ -123,7 +127,7 @@ def git_head() -> str | None:
     return head + ("-dirty" if dirty else "")
 
 
-def data_lines(data: dict[str, Any], tasks: list[str]) -> list[str]:
+def data_lines(data: dict[str, Any], tasks: list[TaskSpec]) -> list[str]:
     """Where the pre-training corpus and each task's examples came from (real or synthetic)."""
     corpus = data.get("corpus")
     syn = data.get("synthetic", {})
@@ -145,8 +149,8 @@ def data_lines(data: dict[str, Any], tasks: list[str]) -> list[str]:
             else f"{data.get('corpus_format')} format"
         )
         lines.append(f"Pre-training: corpus `{corpus}` ({kind}), {vocabulary}")
-    for task in tasks:
-        spec = TASKS[task]
+    for spec in tasks:
+        task = spec.name
         if spec.synthetic:
             lines.append(
                 f"{task}: **synthetic** (seed {syn.get('seed')}, {syn.get('train_examples')} "
@@ -155,11 +159,7 @@ def data_lines(data: dict[str, Any], tasks: list[str]) -> list[str]:
             continue
         settings = data.get("tasks", {}).get(task, {})
         custom = data.get("custom_tasks", {}).get(task)
-        default_dir = {
-            "tagging": "conll_dir",
-            "span_qa": "squad_dir",
-            "multiple_choice": "swag_dir",
-        }.get(spec.family, "glue_dir")
+        default_dir = FOLDER_KEY.get(spec.source, "glue_dir")
         if custom is not None:  # defined in the matrix: its own files or a Hub dataset
             where = (
                 f"Hub `{custom['hub_dataset']}` ({custom['train']} / {custom['dev']})"

@@ -57,6 +57,19 @@ def _core(cell: Shown, pm: str, dash: str, minus: str) -> str:
 
 def render_markdown(report: Report, ctx: ReportContext, trials_csv: str | None = None) -> str:
     """The report as GitHub-flavoured Markdown; `trials_csv` names the per-trial CSV beside it."""
+    lines = _md_summary(report)
+    lines += ["## Cells in detail", ""] + _md_details(report.details, trials_csv)
+    lines += ["", "## Compute by pre-training trial", ""] + _md_compute(ctx)
+    lines += ["", "## Provenance", ""] + [f"- {line}" for line in provenance_lines(ctx)]
+    return "\n".join(lines) + "\n"
+
+
+def render_summary(report: Report) -> str:
+    """The report's tables, notes and rules as Markdown (what `bertabl report` prints)."""
+    return "\n".join(_md_summary(report)) + "\n"
+
+
+def _md_summary(report: Report) -> list[str]:
     lines = [f"# {report.title}", ""]
     if report.description:
         lines += [report.description, ""]
@@ -73,10 +86,7 @@ def render_markdown(report: Report, ctx: ReportContext, trials_csv: str | None =
         lines.append("")
     for rule in report.rules:
         lines += [rule, ""]
-    lines += ["## Cells in detail", ""] + _md_details(report.details, trials_csv)
-    lines += ["", "## Compute by pre-training trial", ""] + _md_compute(ctx)
-    lines += ["", "## Provenance", ""] + [f"- {line}" for line in provenance_lines(ctx)]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _md_table(table: Table) -> list[str]:

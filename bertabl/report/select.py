@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bertabl.matrix.plan import FinetuneTrial, Plan, Row
+from bertabl.matrix.trials import multitask_key
 
 
 @dataclass
@@ -63,13 +64,34 @@ class ResultTable:
         return self.cells[(row.name, task)]
 
 
+def cell_trials(plan: Plan, row: Row, task: str) -> list[FinetuneTrial]:
+    """The fine-tuning trials behind one report cell (all grid points and restarts): those of
+    the row's model, step, head and recipe on `task` (for a multi-task row's grouped tasks,
+    the views of its shared trials)."""
+    head = plan.matrix.spec(task).fixed_head or row.head
+    recipe = plan.recipes[(row.recipe, task)]
+    group = multitask_key(plan.matrix, row.multitask)
+    if group is not None and task in group.tasks:
+        candidates = plan.views
+    else:
+        candidates, group = plan.finetune, None
+    return [
+        t
+        for t in candidates
+        if (t.pretrain_id, t.head, t.pretrain_step, t.task, t.config.recipe, t.multitask)
+        == (row.pretrain_id, head, row.pretrain_step, task, recipe, group)
+    ]
+
+
 def build_table(plan: Plan, records: dict[str, dict[str, Any]], split: str = "dev") -> ResultTable:
     """Select and aggregate every cell of the plan; `split` is the split whose score is shown
     (the grid point is always chosen on dev)."""
     tasks = list(plan.matrix.finetune.tasks)
-    metrics = {task: plan.matrix.finetune.metric_for(task) for task in tasks}
+    metrics = {task: plan.matrix.metric_for(task) for task in tasks}
     cells = {
-        (row.name, task): select_cell(plan.cell(row, task), records, task, metrics[task], split)
+        (row.name, task): select_cell(
+            cell_trials(plan, row, task), records, task, metrics[task], split
+        )
         for row in plan.rows
         for task in tasks
     }

@@ -18,10 +18,102 @@ import hashlib
 import io
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
 
 from bertabl.data.formats._text import read_text
+from bertabl.data.hub import load_hub
 from bertabl.errors import DataError
+from bertabl.tasks.spec import TaskSpec
+from bertabl.trial.base import Strict
+from bertabl.trial.data import DataRef
+
+ClassificationMetric = Literal["accuracy", "f1", "macro_f1", "micro_f1", "matthews_corr"]
+RegressionMetric = Literal["pearson", "spearman"]
+
+
+class CustomTask(Strict):
+    """A sentence (or sentence-pair) classification or regression task from your own data."""
+
+    description: str = ""
+    format: Literal["csv", "tsv", "jsonl", "hub"] = Field(
+        description="csv (quoted fields allowed) or tsv (tab-separated, no quoting), each with a "
+        "header line naming the columns; jsonl (one JSON object a line); hub (a Hugging Face "
+        "`datasets` name, needs network)"
+    )
+    train: str = Field(
+        description="files: the training file (relative to the working directory); hub: the "
+        "split name, e.g. 'train'"
+    )
+    dev: str = Field(description="files: the evaluation file; hub: the split, e.g. 'validation'")
+    hub_dataset: str | None = Field(None, description="hub: the dataset, e.g. yelp_review_full")
+    hub_config: str | None = Field(None, description="hub: the dataset's configuration, if any")
+    text: str = Field(description="column (or JSON key) of the text")
+    text_pair: str | None = Field(None, description="column of the second text (pair tasks)")
+    label: str = Field(description="column of the label")
+    labels: list[str] = Field(
+        default_factory=list,
+        description="classification: every label value as written in the data (JSON numbers by "
+        "their text, e.g. '1'); class ids follow this order; leave empty for regression",
+    )
+    regression: bool = Field(False, description="the label is a number to predict (MSE loss)")
+    metrics: list[ClassificationMetric | RegressionMetric] = Field(
+        default_factory=list,
+        description="dev metrics, the first selects the grid point; default: accuracy and "
+        "macro_f1 (classification) or pearson and spearman (regression); f1 is the second "
+        "label's F1 (two labels only)",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CustomTask:
+        if (self.format == "hub") != (self.hub_dataset is not None):
+            raise ValueError("hub_dataset is needed with format = 'hub', and only then")
+        if self.regression and self.labels:
+            raise ValueError("a regression task has no labels; drop labels or regression")
+        if not self.regression and len(set(self.labels)) < 2:
+            raise ValueError(
+                "list the label values (at least two, each once) in labels, or set "
+                "regression = true"
+            )
+        if len(set(self.labels)) != len(self.labels):
+            raise ValueError(f"labels repeat a value: {self.labels}")
+        wrong = [
+            m
+            for m in self.metrics
+            if (m in ("pearson", "spearman")) != self.regression
+            or (m == "f1" and len(self.labels) != 2)
+        ]
+        if wrong:
+            kind = "regression" if self.regression else f"{len(self.labels)}-label classification"
+            raise ValueError(f"metrics {wrong} do not apply to {kind}")
+        return self
+
+    def all_metrics(self) -> tuple[str, ...]:
+        default = ("pearson", "spearman") if self.regression else ("accuracy", "macro_f1")
+        return tuple(self.metrics) or default
+
+    def definition(self) -> dict[str, Any]:
+        """What a trial carries of this task (in its data identity): a Ray worker has not seen
+        the matrix that defined it."""
+        return self.model_dump(mode="json") | {"metrics": list(self.all_metrics())}
+
+
+def custom_spec(name: str, definition: dict[str, Any]) -> TaskSpec:
+    """The TaskSpec of a matrix-defined task, from its `definition` (CustomTask.definition())."""
+    regression = definition["regression"]
+    what = "regression" if regression else "classification"
+    return TaskSpec(
+        name=name,
+        description=definition.get("description") or f"{name} ({what}, defined in the matrix)",
+        family="regression" if regression else "classification",
+        source="custom",
+        pair=definition["text_pair"] is not None,
+        num_labels=1 if regression else len(definition["labels"]),
+        metrics=tuple(definition["metrics"]),
+        custom=definition,
+    )
+
 
 SPLITS = ("train", "dev")
 # The definition keys that decide what a trial computes (train/dev are paths for files).
@@ -38,9 +130,9 @@ _IDENTITY_KEYS = (
 )
 
 
-def task_data(definition: dict[str, Any], slices: dict[str, int]) -> dict[str, Any]:
-    """{"identity", "location"} of a custom task; local files are read and checked now, so a
-    bad file fails `bertabl plan` rather than a trial."""
+def task_data(definition: dict[str, Any], slices: dict[str, int]) -> DataRef:
+    """The data of a custom task; local files are read and checked now, so a bad file fails
+    `bertabl plan` rather than a trial."""
     identity = {
         "source": "custom",
         "definition": {k: definition[k] for k in _IDENTITY_KEYS},
@@ -48,29 +140,30 @@ def task_data(definition: dict[str, Any], slices: dict[str, int]) -> dict[str, A
     }
     if definition["format"] == "hub":
         identity["splits"] = {s: definition[s] for s in SPLITS}
-        return {"identity": identity, "location": {}}
+        return DataRef(identity=identity, location={})
     paths = {s: str(Path(definition[s]).resolve()) for s in SPLITS}
-    data = {"identity": identity, "location": paths}
     identity["sha256"] = {}
     for split in SPLITS:
         path = Path(paths[split])
         if not path.is_file():
             raise DataError(f"{path}: file not found (the {split} file); check the path")
         identity["sha256"][split] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    data = DataRef(identity=identity, location=paths)
+    for split in SPLITS:
         read_split(split, data)
     return data
 
 
-def read_split(split: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+def read_split(split: str, data: DataRef) -> list[dict[str, Any]]:
     """The split's examples {"text_a", "text_b", "label"} (text_b None for single sentences)."""
-    identity = data["identity"]
+    identity = data.identity
     definition = identity["definition"]
     if definition["format"] == "hub":
         name, hub_split = definition["hub_dataset"], identity["splits"][split]
         where = f"{name} ({hub_split} split)"
         records = _hub_records(name, definition["hub_config"], hub_split, where)
     else:
-        path = Path(data["location"][split])
+        path = Path(data.location[split])
         where = str(path)
         wanted = [definition[k] for k in ("text", "text_pair", "label") if definition[k]]
         records = _file_records(path, definition["format"], wanted)
@@ -152,8 +245,6 @@ def _file_records(path: Path, fmt: str, wanted: list[str]):
 
 
 def _hub_records(name: str, config: str | None, split: str, where: str):
-    from bertabl.data.tasks import _load_hub
-
-    table = _load_hub(name, config, split)
+    table = load_hub(name, config, split)
     for index, record in enumerate(table):
         yield f" row {index}", record

@@ -1,0 +1,72 @@
+"""Sentence and sentence-pair classification (GLUE, the synthetic suite, custom tasks): one
+label per input, from BERT's [CLS] pooler (or the recipe's pooling head, the BiLSTM head, or the
+last token of a left-to-right model); cross-entropy; argmax predictions."""
+
+from __future__ import annotations
+
+import torch
+from transformers import AutoConfig, BertForSequenceClassification, DataCollatorWithPadding
+
+from bertabl.finetune.families.base import FamilyData, evaluate_by_label, length_of
+from bertabl.finetune.heads import BiLSTMClassifier, LeftToRightClassifier
+from bertabl.finetune.pooling import PooledClassifier
+from bertabl.training import Precision
+
+
+class Classification(FamilyData):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.encoded = {
+            split: encode_texts(rows, self.tokenizer, self.config.max_seq_len)
+            for split, rows in self.raw.items()
+        }
+        self._pad = DataCollatorWithPadding(self.tokenizer)  # to the batch's longest
+        self.train = self.encoded["train"]
+        self.lengths = [length_of(x) for x in self.train]
+
+    def collate(self, items: list) -> dict[str, torch.Tensor]:
+        return self._pad(items)
+
+    def readable(self) -> list[list[dict]]:
+        return list(self.encoded.values())
+
+    def build_model(self) -> torch.nn.Module:
+        config, directory, labels = self.config, self.pretrained_dir, self.spec.num_labels
+        if config.head == "bilstm":
+            return BiLSTMClassifier.build(directory, labels, config.bilstm_hidden)
+        if config.recipe.pooling != "cls_pooler":  # the recipe's pooling head (pooling.py)
+            return PooledClassifier.build(directory, labels, config.recipe.pooling)
+        if AutoConfig.from_pretrained(directory).is_decoder:  # an `ltr` checkpoint
+            return LeftToRightClassifier.from_pretrained(directory, num_labels=labels)
+        return BertForSequenceClassification.from_pretrained(directory, num_labels=labels)
+
+    def predict(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.argmax(-1)
+
+    def evaluate(self, model: torch.nn.Module, split: str, precision: Precision) -> dict:
+        return evaluate_by_label(
+            model,
+            self.encoded[split],
+            self.collate,
+            self.config.eval_batch_size,
+            precision,
+            self.spec.metrics,
+            self.predict,
+        )
+
+
+def encode_texts(dataset, tokenizer, max_seq_len: int) -> list[dict]:
+    """Tokenise `text_a` (and `text_b`) once, unpadded (the collator pads per batch)."""
+    pair = "text_b" in dataset.column_names
+
+    def tokenize(batch):
+        args = (batch["text_a"], batch["text_b"]) if pair else (batch["text_a"],)
+        return tokenizer(*args, truncation=True, max_length=max_seq_len)
+
+    removed = [c for c in dataset.column_names if c != "label"]
+    encoded = dataset.map(tokenize, batched=True, remove_columns=removed)
+    # Plain dicts of lists are what DataCollatorWithPadding pads. `to_dict` reads each column
+    # once; `encoded[c]` is a lazy Column in datasets >= 4, an Arrow lookup per row and column.
+    columns = encoded.to_dict()
+    columns["labels"] = columns.pop("label")
+    return [{c: values[i] for c, values in columns.items()} for i in range(len(encoded))]

@@ -1,0 +1,95 @@
+"""Span question answering (SQuAD v1.1 / v2.0): BERT's doc-stride windows, start and end
+vectors dotted with every token state (or a BiLSTM over them), n-best span search over windows,
+official EM/F1 (v2.0: the no-answer threshold tuned on the scored split)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from transformers import BertForQuestionAnswering, DataCollatorWithPadding
+
+from bertabl.finetune import squad
+from bertabl.finetune.families.base import FamilyData, forward_batches, length_of
+from bertabl.finetune.heads import BiLSTMQuestionAnswering
+from bertabl.training import Precision
+
+MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
+
+
+class SpanQA(FamilyData):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.examples = {split: list(rows) for split, rows in self.raw.items()}
+        # BERT's doc_stride (the distance between window starts) is 128 at length 384; shorter
+        # windows use half their length so that consecutive windows still overlap.
+        length = self.config.max_seq_len
+        windows = {"max_seq_len": length, "doc_stride": min(128, length // 2)}
+        self.train = squad.prepare_train_features(self.examples["train"], self.tokenizer, **windows)
+        self.eval_features = squad.prepare_eval_features(
+            self.examples["dev"], self.tokenizer, **windows
+        )
+        self._pad = DataCollatorWithPadding(self.tokenizer)
+        self.lengths = [length_of(x) for x in self.train]
+        self.version = 2 if self.spec.name == "squad_v2" else 1
+
+    def collate(self, items: list) -> dict[str, torch.Tensor]:
+        return self._pad(items)
+
+    def readable(self) -> list[list[dict]]:
+        return [self.train, self.eval_features]
+
+    def build_model(self) -> torch.nn.Module:
+        if self.config.head == "bilstm":
+            return BiLSTMQuestionAnswering.build(self.pretrained_dir, self.config.bilstm_hidden)
+        return BertForQuestionAnswering.from_pretrained(self.pretrained_dir)
+
+    @torch.no_grad()
+    def evaluate(self, model: torch.nn.Module, split: str, precision: Precision) -> dict:
+        """Official SQuAD EM/F1 of the best span per question (v2: threshold tuned on these)."""
+
+        def model_inputs(chunk):  # eval features also carry ids and offsets
+            return self._pad([{k: f[k] for k in MODEL_INPUTS} for f in chunk])
+
+        starts, ends = [], []
+        features, size = self.eval_features, self.config.eval_batch_size
+        for _, _, _, out in forward_batches(model, features, model_inputs, size, precision):
+            starts += out.start_logits.float().cpu().tolist()
+            ends += out.end_logits.float().cpu().tolist()
+        examples = self.examples[split]
+        threshold = math.inf if self.version == 2 else 0.0  # v2: keep every span; evaluate tunes
+        predictions, na_scores = squad.postprocess(
+            examples, features, starts, ends, version=self.version, threshold=threshold
+        )
+        scores = squad.evaluate(as_squad_json(examples), predictions, na_scores, self.version)
+        return {"f1": scores["f1"], "exact_match": scores["exact_match"]}
+
+
+def as_squad_json(examples: list[dict]) -> list[dict]:
+    """The official evaluation's `data` list for these questions (one paragraph each)."""
+    return [
+        {
+            "title": ex["title"],
+            "paragraphs": [
+                {
+                    "context": ex["context"],
+                    "qas": [
+                        {
+                            "id": ex["id"],
+                            "question": ex["question"],
+                            "is_impossible": ex["is_impossible"],
+                            "answers": [
+                                {"text": t, "answer_start": s}
+                                for t, s in zip(
+                                    ex["answers"]["text"],
+                                    ex["answers"]["answer_start"],
+                                    strict=True,
+                                )
+                            ],
+                        }
+                    ],
+                }
+            ],
+        }
+        for ex in examples
+    ]

@@ -1,0 +1,114 @@
+"""Token tagging (CoNLL-2003 NER): a label per word at its first sub-token, entity-level
+precision/recall/F1 (conlleval). Two heads: a linear classifier on every token state of the
+fine-tuned encoder (`Tagging`), or Table 7's feature-based tagger, a 2-layer BiLSTM over frozen
+features of the encoder's layers (`FeatureTagging`, head = "features")."""
+
+from __future__ import annotations
+
+import torch
+from transformers import AutoConfig, BertForTokenClassification
+
+from bertabl.finetune import features as tag_features
+from bertabl.finetune import ner
+from bertabl.finetune.families.base import FamilyData, forward_batches, length_of
+from bertabl.finetune.heads import FeatureTaggingHead
+from bertabl.training import Precision
+
+
+class Tagging(FamilyData):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.encoded = {
+            split: ner.encode(list(rows), self.tokenizer, self.config.max_seq_len)
+            for split, rows in self.raw.items()
+        }
+        self.gold = {split: rows["tags"] for split, rows in self.raw.items()}
+        self.train = self.encoded["train"]
+        self.lengths = [length_of(x) for x in self.train]
+
+    def collate(self, items: list) -> dict[str, torch.Tensor]:
+        return ner.collate(items, self.tokenizer.pad_token_id)
+
+    def readable(self) -> list[list[dict]]:
+        return list(self.encoded.values())
+
+    def build_model(self) -> torch.nn.Module:
+        return BertForTokenClassification.from_pretrained(
+            self.pretrained_dir, num_labels=self.spec.num_labels
+        )
+
+    @torch.no_grad()
+    def evaluate(self, model: torch.nn.Module, split: str, precision: Precision) -> dict:
+        """Entity-level scores of each word's first-sub-token prediction."""
+        predicted: list[list[str]] = []
+        batches = forward_batches(
+            model, self.encoded[split], self.collate, self.config.eval_batch_size, precision
+        )
+        for chunk, _, _, out in batches:
+            ids = out.logits.argmax(-1).cpu()
+            predicted += ner.decode_batch([row.tolist() for row in ids], chunk)
+        return ner.evaluate(predicted, self.gold[split])
+
+
+class FeatureTagging(FamilyData):
+    """The encoder frozen: its hidden states are computed once per (checkpoint, data), shared by
+    the six feature variants of one pre-trained model in its trial directory; the items the
+    loop batches are sentence indices."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sentences = {
+            split: ner.encode(list(rows), self.tokenizer, self.config.max_seq_len)
+            for split, rows in self.raw.items()
+        }
+        self.gold = {split: rows["tags"] for split, rows in self.raw.items()}
+        self.states = {
+            split: tag_features.cached_hidden_states(
+                self.pretrained_dir,
+                encoded,
+                self.pretrained_dir.parent / "feature-cache",
+                batch_size=self.config.eval_batch_size,
+                device=self.device,
+            )
+            for split, encoded in self.sentences.items()
+        }
+        self.train = list(range(len(self.sentences["train"])))
+        self.lengths = [length_of(x) for x in self.sentences["train"]]
+
+    def _collate_split(self, split: str, indices: list[int]) -> dict[str, torch.Tensor]:
+        sentences, states = self.sentences[split], self.states[split]
+        return tag_features.collate([sentences[i] for i in indices], [states[i] for i in indices])
+
+    def collate(self, items: list) -> dict[str, torch.Tensor]:  # training items only
+        return self._collate_split("train", items)
+
+    def readable(self) -> None:
+        return None  # no word embeddings: the frozen encoder ran in the feature cache
+
+    def build_model(self) -> torch.nn.Module:
+        encoder = AutoConfig.from_pretrained(self.pretrained_dir)
+        tagger = tag_features.FeatureTagger(
+            self.config.features,
+            num_layers=encoder.num_hidden_layers,
+            hidden=encoder.hidden_size,
+            lstm_hidden=self.config.bilstm_hidden or encoder.hidden_size,
+            num_labels=self.spec.num_labels,
+        )
+        return FeatureTaggingHead(tagger)
+
+    @torch.no_grad()
+    def evaluate(self, model: torch.nn.Module, split: str, precision: Precision) -> dict:
+        """Entity-level F1 of the feature-based tagger (frozen features, trained BiLSTM)."""
+        sentences = self.sentences[split]
+        predicted: list[list[str]] = []
+        batches = forward_batches(
+            model,
+            list(range(len(sentences))),
+            lambda indices: self._collate_split(split, indices),
+            self.config.eval_batch_size,
+            precision,
+        )
+        for indices, _, batch, out in batches:
+            chunk = [sentences[i] for i in indices]
+            predicted += tag_features.predict_tags(out.logits.cpu(), batch["first"].cpu(), chunk)
+        return ner.evaluate(predicted, self.gold[split])
