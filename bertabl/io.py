@@ -12,6 +12,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+try:  # Python >= 3.11
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+__all__ = ["atomic_write", "atomic_write_json", "tomllib"]
+
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Write to a temp file beside `path`, fsync, then rename over `path` (atomic on POSIX)."""

@@ -132,29 +132,20 @@ def fusable(groups: list[dict[str, Any]]) -> bool:
     return all(p.device.type in ("cpu", "cuda") for g in groups for p in g["params"])
 
 
-def adamw_with_schedule(
-    model: torch.nn.Module,
-    learning_rate: float,
-    weight_decay: float,
-    total_steps: int,
-    warmup_fraction: float,
-    betas: tuple[float, float] = (0.9, 0.999),
-    eps: float = 1e-6,
-) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW without decay on biases and LayerNorm weights (as BERT), linear warmup then decay."""
+def bert_parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """BERT's two AdamW groups: decayed weights, and biases/LayerNorm weights without decay."""
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
         (no_decay if param.ndim < 2 or "LayerNorm" in name else decay).append(param)
-    groups = [
+    return [
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return optimizer_with_schedule(groups, learning_rate, total_steps, warmup_fraction, betas, eps)
 
 
-def optimizer_with_schedule(
+def adamw_with_schedule(
     groups: list[dict[str, Any]],
     learning_rate: float,
     total_steps: int,

@@ -11,6 +11,7 @@ from bertabl.pretrain.model import build_model
 from bertabl.trial.pretrain import ModelConfig
 
 REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures"
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 # A matrix small enough to pre-train and fine-tune in seconds: 2 variants x 2 tasks x 1 grid

@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bertabl.cli import app
+from tests.conftest import FIXTURES
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -136,7 +137,7 @@ def test_real_data_task_families(shared_data: Path, tmp_path: Path):
     # SWAG is not here either: the hand-written fixture in its original CSV layout, as both splits.
     swag_dir = tmp_path / "swag"
     swag_dir.mkdir()
-    swag = (Path(__file__).parent / "fixtures" / "formats" / "swag" / "val.csv").read_text()
+    swag = (FIXTURES / "formats" / "swag" / "val.csv").read_text()
     for name in ("train.csv", "val.csv"):
         (swag_dir / name).write_text(swag)
     matrix = tmp_path / "real.toml"

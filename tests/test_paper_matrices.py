@@ -10,9 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from bertabl.cli import app
-from tests.conftest import SHARED_DATA
+from tests.conftest import REPO, SHARED_DATA
 
-REPO = Path(__file__).resolve().parents[1]
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data is not present"),

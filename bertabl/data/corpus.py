@@ -54,13 +54,8 @@ def corpus_data(source: CorpusSource) -> DataRef:
         identity |= source.corpus_hub.model_dump(mode="json")
         location: dict[str, Any] = {}
     elif source.corpus == "synthetic":
-        syn = source.synthetic
-        identity = {
-            "corpus": "synthetic",
-            "seed": syn.seed,
-            "documents": syn.documents,
-            "sentences_per_document": syn.sentences_per_document,
-        }
+        sizes = {"seed", "documents", "sentences_per_document"}
+        identity = {"corpus": "synthetic", **source.synthetic.model_dump(include=sizes)}
         location = {}
     else:
         files = corpus_files(Path(source.corpus))

@@ -33,9 +33,9 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from bertabl.training import (
     IGNORE_INDEX,
     Precision,
+    adamw_with_schedule,
     apply_gradients,
     check_finite,
-    optimizer_with_schedule,
     restore_training_state,
     rng_state,
     set_rng_state,
@@ -116,7 +116,7 @@ class Tuning:
         self.model = model
         self.recipe = config.recipe
         groups = parameter_groups(model, self.recipe, config.learning_rate, config.weight_decay)
-        self.optimizer, self.scheduler = optimizer_with_schedule(
+        self.optimizer, self.scheduler = adamw_with_schedule(
             groups, config.learning_rate, total_steps, config.warmup_fraction, betas, eps
         )
         self.ema = None

@@ -28,9 +28,9 @@ _MODEL_KEYS = ("input_ids", "token_type_ids", "attention_mask")
 def _windows(
     examples: Sequence[Mapping],
     tokenizer: Any,
-    max_seq_len: int,
-    doc_stride: int,
-    max_query_len: int,
+    max_seq_len: int = 384,
+    doc_stride: int = 128,
+    max_query_len: int = 64,
 ) -> list[tuple[int, dict, list[tuple[int, int]], list[int | None]]]:
     """(example index, model inputs, offsets, sequence ids) per window, in example order."""
     if doc_stride < 1:
@@ -81,17 +81,12 @@ def _context_span(seq_ids: list[int | None]) -> tuple[int, int]:
 
 
 def prepare_train_features(
-    examples: Sequence[Mapping],
-    tokenizer: Any,
-    max_seq_len: int = 384,
-    doc_stride: int = 128,
-    max_query_len: int = 64,
+    examples: Sequence[Mapping], tokenizer: Any, **windows: int
 ) -> list[dict]:
-    """Unpadded windows with the answer's start/end token positions (0 = [CLS] = no answer)."""
+    """Unpadded windows with the answer's start/end token positions (0 = [CLS] = no answer).
+    `windows`: max_seq_len, doc_stride, max_query_len (BERT's defaults: 384, 128, 64)."""
     features = []
-    for i, inputs, offsets, seq_ids in _windows(
-        examples, tokenizer, max_seq_len, doc_stride, max_query_len
-    ):
+    for i, inputs, offsets, seq_ids in _windows(examples, tokenizer, **windows):
         ex = examples[i]
         start = end = 0  # BERT's target for unanswerable questions and for windows w/o answer
         if not ex.get("is_impossible") and ex["answers"]["text"]:
@@ -108,17 +103,12 @@ def prepare_train_features(
 
 
 def prepare_eval_features(
-    examples: Sequence[Mapping],
-    tokenizer: Any,
-    max_seq_len: int = 384,
-    doc_stride: int = 128,
-    max_query_len: int = 64,
+    examples: Sequence[Mapping], tokenizer: Any, **windows: int
 ) -> list[dict]:
-    """Unpadded windows with example_id, offset_mapping (None off-context), token_is_max_context."""
+    """Unpadded windows with example_id, offset_mapping (None off-context), token_is_max_context;
+    `windows` as prepare_train_features'."""
     features = []
-    for i, inputs, offsets, seq_ids in _windows(
-        examples, tokenizer, max_seq_len, doc_stride, max_query_len
-    ):
+    for i, inputs, offsets, seq_ids in _windows(examples, tokenizer, **windows):
         offsets = [tuple(o) if s == 1 else None for o, s in zip(offsets, seq_ids, strict=True)]
         features.append({**inputs, "example_id": examples[i]["id"], "offset_mapping": offsets})
     # A token seen in several windows is only allowed to start an answer in the window where it

@@ -13,7 +13,7 @@ Equivalence: each kept row gets the gradient, moments and update it would get in
 embedding (AdamW is element-wise; the global gradient norm for clipping sums the same nonzero
 terms), so training and evaluation compute the same numbers up to float summation order.
 The skipped rows' values are not needed by anything a fine-tuning trial outputs (its metrics);
-the trial writes no fine-tuned model. `tests/test_compact_vocab.py` checks the equivalence
+the trial writes no fine-tuned model. `tests/finetune/test_vocab.py` checks the equivalence
 against the full embedding.
 
 torch's sparse embedding gradients would avoid the dense gradient too, but the fused AdamW

@@ -15,12 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-try:  # Python >= 3.11
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
-
 from bertabl.errors import MatrixError
+from bertabl.io import tomllib
 from bertabl.matrix.presets import PRESETS, deep_merge
 from bertabl.matrix.schema import CROSS_REFERENCE, Matrix
 

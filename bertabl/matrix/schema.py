@@ -19,6 +19,7 @@ from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     Field,
     ValidationError,
@@ -39,6 +40,30 @@ from bertabl.trial.pretrain import PretrainConfig
 Scale = Literal["tiny", "budget", "paper"]
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_\-]*$"
 
+
+def _unique_names(names: list[str], what: str) -> None:
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"{what} names must be unique; repeated: {', '.join(dupes)}")
+
+
+def _named(what: str) -> AfterValidator:
+    """A list of named items whose names are unique (`what` names them in the error)."""
+
+    def check(items: list) -> list:
+        _unique_names([item.name for item in items], what)
+        return items
+
+    return AfterValidator(check)
+
+
+def _distinct(tasks: list[str]) -> list[str]:
+    if len(set(tasks)) != len(tasks):
+        raise ValueError(f"tasks repeat a name: {tasks}")
+    return tasks
+
+
+TaskNames = Annotated[list[str], AfterValidator(_distinct)]
 CROSS_REFERENCE = "cross_reference"  # the error type of first_problem's lines
 PositiveFloat = Annotated[float, Field(gt=0)]
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -104,7 +129,9 @@ class PretrainSection(PretrainConfig):
         default_factory=dict,
         description="key path -> values; the cartesian product becomes pre-training variants",
     )
-    variants: list[Variant] = Field(default_factory=list, description="named rows")
+    variants: Annotated[list[Variant], _named("variant")] = Field(
+        default_factory=list, description="named rows"
+    )
 
     @field_validator("axes")
     @classmethod
@@ -112,12 +139,6 @@ class PretrainSection(PretrainConfig):
         for key, values in axes.items():
             _check_axis(f"axis '{key}'", values)
         return axes
-
-    @field_validator("variants")
-    @classmethod
-    def _unique_variant_names(cls, variants: list[Variant]) -> list[Variant]:
-        _unique_names([v.name for v in variants], "variant")
-        return variants
 
     def base(self) -> dict[str, Any]:
         """The base config as plain data (without axes/variants)."""
@@ -145,7 +166,7 @@ class MultiTaskGroup(Strict):
 
     name: str = Field(pattern=NAME_PATTERN, description="id used in row names")
     label: str | None = Field(None, description="row label; default: multi-task (a + b)")
-    tasks: list[str] = Field(
+    tasks: TaskNames = Field(
         min_length=2, description="sentence(-pair) classification/regression tasks"
     )
     temperature: float = Field(
@@ -156,18 +177,11 @@ class MultiTaskGroup(Strict):
         "larger = closer to uniform",
     )
 
-    @field_validator("tasks")
-    @classmethod
-    def _distinct(cls, tasks: list[str]) -> list[str]:
-        if len(set(tasks)) != len(tasks):
-            raise ValueError(f"tasks repeat a name: {tasks}")
-        return tasks
-
 
 class FinetuneSection(Strict):
     """Downstream tasks and the procedure applied to every pre-trained variant."""
 
-    tasks: list[str] = Field(min_length=1, description="task names; see `bertabl tasks`")
+    tasks: TaskNames = Field(min_length=1, description="task names; see `bertabl tasks`")
     grid: Grid
     restarts: PositiveInt = Field(description="random restarts per grid point (seeds)")
     selection_metric: dict[str, str] = Field(
@@ -198,7 +212,7 @@ class FinetuneSection(Strict):
         default_factory=dict,
         description="task -> recipe keys changed for that task (recipe variants still win)",
     )
-    recipe_variants: list[RecipeVariant] = Field(
+    recipe_variants: Annotated[list[RecipeVariant], _named("recipe variant")] = Field(
         default_factory=list,
         description="named recipes; each becomes a report row for every pre-training row",
     )
@@ -207,7 +221,7 @@ class FinetuneSection(Strict):
         description="recipe key -> values; each combination of the product is a recipe row "
         "(crossed with recipe_variants when both are given)",
     )
-    multitask: list[MultiTaskGroup] = Field(
+    multitask: Annotated[list[MultiTaskGroup], _named("multitask group")] = Field(
         default_factory=list,
         description="groups of tasks fine-tuned together on one encoder; each group adds a "
         "report row per row (its other tasks' cells are single-task)",
@@ -223,19 +237,6 @@ class FinetuneSection(Strict):
         if steps != sorted(set(steps)):
             raise ValueError(f"list each step once, in increasing order (got {steps})")
         return steps
-
-    @field_validator("tasks")
-    @classmethod
-    def _unique_tasks(cls, tasks: list[str]) -> list[str]:
-        if len(set(tasks)) != len(tasks):
-            raise ValueError(f"tasks repeat a name: {tasks}")
-        return tasks
-
-    @field_validator("recipe_variants")
-    @classmethod
-    def _unique_recipe_names(cls, variants: list[RecipeVariant]) -> list[RecipeVariant]:
-        _unique_names([v.name for v in variants], "recipe variant")
-        return variants
 
     @field_validator("recipe_axes")
     @classmethod
@@ -258,8 +259,6 @@ class FinetuneSection(Strict):
     @model_validator(mode="after")
     def _multitask_groups(self) -> FinetuneSection:
         names = [g.name for g in self.multitask]
-        if len(set(names)) != len(names):
-            raise ValueError(f"multitask group names must be unique: {names}")
         clash = set(names) & {v.name for v in self.recipe_variants}
         if clash:
             raise ValueError(f"{sorted(clash)} names both a multitask group and a recipe variant")
@@ -449,12 +448,6 @@ class Matrix(Strict):
         if problem:  # the line names its own key path (matrix/load.py prints it as is)
             raise PydanticCustomError(CROSS_REFERENCE, "{line}", {"line": problem})
         return self
-
-
-def _unique_names(names: list[str], what: str) -> None:
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ValueError(f"{what} names must be unique; repeated: {', '.join(dupes)}")
 
 
 def _check_axis(what: str, values: list[Any]) -> None:

@@ -14,10 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-try:  # Python >= 3.11
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
+from bertabl.io import tomllib
 
 REFERENCE_FILE = Path(__file__).with_name("paper_reference.toml")
 CITATION = "Devlin et al. (2019), arXiv:1810.04805v2"

@@ -14,20 +14,22 @@ from transformers.models.bert.modeling_bert import BertPreTrainingHeads
 
 from bertabl.trial.pretrain import ModelConfig, Objective
 
+# BertConfig's name for each pretrain.model setting (dropout applies to both of BERT's kinds).
+_BERT_NAMES = {
+    "hidden_size": "hidden",
+    "num_hidden_layers": "layers",
+    "num_attention_heads": "heads",
+    "intermediate_size": "ffn",
+    "hidden_dropout_prob": "dropout",
+    "attention_probs_dropout_prob": "dropout",
+    "max_position_embeddings": "max_position",
+}
 
-def bert_config(m: ModelConfig, vocab_size: int, pad_token_id: int) -> BertConfig:
+
+def bert_config(model: ModelConfig, vocab_size: int, pad_token_id: int) -> BertConfig:
     """A `BertConfig` for the resolved `pretrain.model` settings."""
-    return BertConfig(
-        vocab_size=vocab_size,
-        hidden_size=m.hidden,
-        num_hidden_layers=m.layers,
-        num_attention_heads=m.heads,
-        intermediate_size=m.ffn,
-        hidden_dropout_prob=m.dropout,
-        attention_probs_dropout_prob=m.dropout,
-        max_position_embeddings=m.max_position,
-        pad_token_id=pad_token_id,
-    )
+    sizes = {hf: getattr(model, ours) for hf, ours in _BERT_NAMES.items()}
+    return BertConfig(vocab_size=vocab_size, pad_token_id=pad_token_id, **sizes)
 
 
 def build_model(

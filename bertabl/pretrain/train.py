@@ -40,6 +40,7 @@ from bertabl.training import (
     TrialRuntime,
     adamw_with_schedule,
     apply_gradients,
+    bert_parameter_groups,
     restore_training_state,
     rng_state,
     seed_everything,
@@ -127,9 +128,8 @@ def _train(
     model = build_model(pt.objective, pt.model, len(tokenizer), tokenizer.pad_token_id).to(device)
     model.train()
     optimizer, scheduler = adamw_with_schedule(
-        model,
+        bert_parameter_groups(model, pt.weight_decay),
         pt.learning_rate,
-        pt.weight_decay,
         pt.steps,
         pt.warmup_fraction,
         betas=(pt.adam_beta1, pt.adam_beta2),

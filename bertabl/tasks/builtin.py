@@ -23,6 +23,10 @@ def _glue(name: str, description: str, metrics: tuple[str, ...], hub: tuple, **e
     )
 
 
+def _squad(name: str, description: str) -> TaskSpec:
+    return TaskSpec(name, description, "span_qa", "squad", True, 0, ("f1", "exact_match"))
+
+
 _NER = "CoNLL-2003 NER"
 _ENTITY_METRICS = ("f1", "precision", "recall")
 _PAIR = ("sentence1", "sentence2")
@@ -93,24 +97,8 @@ BUILT_IN: dict[str, TaskSpec] = {
             metrics=_ENTITY_METRICS,
             fixed_head=("features", 0, "concat_last_four"),
         ),
-        TaskSpec(
-            "squad_v1",
-            "SQuAD v1.1: answer span in a paragraph; EM/F1 (official definitions)",
-            "span_qa",
-            "squad",
-            pair=True,
-            num_labels=0,
-            metrics=("f1", "exact_match"),
-        ),
-        TaskSpec(
-            "squad_v2",
-            "SQuAD v2.0: span or no answer; no-answer threshold tuned on dev",
-            "span_qa",
-            "squad",
-            pair=True,
-            num_labels=0,
-            metrics=("f1", "exact_match"),
-        ),
+        _squad("squad_v1", "SQuAD v1.1: answer span in a paragraph; EM/F1 (official definitions)"),
+        _squad("squad_v2", "SQuAD v2.0: span or no answer; no-answer threshold tuned on dev"),
         TaskSpec(
             "swag",
             "SWAG: pick the most plausible of 4 continuations (multiple choice)",

@@ -77,13 +77,8 @@ def task_data(spec: TaskSpec, settings: TaskSettings, data: DataFolders) -> Data
     """The task's data for its trials. Local files are checked and hashed now, so a missing
     file is reported when the plan is built, before anything runs."""
     if spec.source == "synthetic":
-        sizes = data.synthetic
-        identity = {
-            "source": "synthetic",
-            "seed": sizes.seed,
-            "train_examples": sizes.train_examples,
-            "dev_examples": sizes.dev_examples,
-        }
+        sizes = {"seed", "train_examples", "dev_examples"}
+        identity = {"source": "synthetic", **data.synthetic.model_dump(include=sizes)}
         return DataRef(identity=identity, location={})
     slices = {
         "max_train_examples": settings.max_train_examples,

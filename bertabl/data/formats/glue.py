@@ -38,98 +38,34 @@ class GlueTaskSpec:
 
 
 _NLI2 = ("entailment", "not_entailment")
+_BINARY = ("0", "1")
+_SCORE = "regression"  # STS-B: a similarity in [0, 5]
+_MNLI_FILES = {
+    "train": "train.tsv",
+    "dev_matched": "dev_matched.tsv",
+    "dev_mismatched": "dev_mismatched.tsv",
+}
 
+# name: (folder, files, header, text_a, text_b, label, labels, ...). MNLI's train.tsv has 12
+# columns (label1, gold_label), its dev files 16 (label1..label5, gold_label); reading columns by
+# header name covers both. CoLA's files have no header: `columns` names them.
 GLUE_TASKS: dict[str, GlueTaskSpec] = {
     "cola": GlueTaskSpec(
-        "CoLA",
-        _TRAIN_DEV,
-        header=False,
-        text_a="sentence",
-        text_b=None,
-        label="label",
-        labels=("0", "1"),
+        "CoLA", _TRAIN_DEV, False, "sentence", None, "label", _BINARY,
         columns=("source", "label", "mark", "sentence"),
     ),
-    "sst2": GlueTaskSpec(
-        "SST-2",
-        _TRAIN_DEV,
-        header=True,
-        text_a="sentence",
-        text_b=None,
-        label="label",
-        labels=("0", "1"),
-    ),
-    "mrpc": GlueTaskSpec(
-        "MRPC",
-        _TRAIN_DEV,
-        header=True,
-        text_a="#1 String",
-        text_b="#2 String",
-        label="Quality",
-        labels=("0", "1"),
-    ),
-    "stsb": GlueTaskSpec(
-        "STS-B",
-        _TRAIN_DEV,
-        header=True,
-        text_a="sentence1",
-        text_b="sentence2",
-        label="score",
-        labels="regression",
-    ),
-    "qqp": GlueTaskSpec(
-        "QQP",
-        _TRAIN_DEV,
-        header=True,
-        text_a="question1",
-        text_b="question2",
-        label="is_duplicate",
-        labels=("0", "1"),
-    ),
-    # train.tsv has 12 columns (label1, gold_label), the dev files 16 (label1..label5,
-    # gold_label); reading columns by header name covers both.
+    "sst2": GlueTaskSpec("SST-2", _TRAIN_DEV, True, "sentence", None, "label", _BINARY),
+    "mrpc": GlueTaskSpec("MRPC", _TRAIN_DEV, True, "#1 String", "#2 String", "Quality", _BINARY),
+    "stsb": GlueTaskSpec("STS-B", _TRAIN_DEV, True, "sentence1", "sentence2", "score", _SCORE),
+    "qqp": GlueTaskSpec("QQP", _TRAIN_DEV, True, "question1", "question2", "is_duplicate", _BINARY),
     "mnli": GlueTaskSpec(
-        "MNLI",
-        {
-            "train": "train.tsv",
-            "dev_matched": "dev_matched.tsv",
-            "dev_mismatched": "dev_mismatched.tsv",
-        },
-        header=True,
-        text_a="sentence1",
-        text_b="sentence2",
-        label="gold_label",
-        labels=("entailment", "neutral", "contradiction"),
-        aliases={"dev": "dev_matched"},
+        "MNLI", _MNLI_FILES, True, "sentence1", "sentence2", "gold_label",
+        ("entailment", "neutral", "contradiction"), aliases={"dev": "dev_matched"},
     ),
-    "qnli": GlueTaskSpec(
-        "QNLI",
-        _TRAIN_DEV,
-        header=True,
-        text_a="question",
-        text_b="sentence",
-        label="label",
-        labels=_NLI2,
-    ),
-    "rte": GlueTaskSpec(
-        "RTE",
-        _TRAIN_DEV,
-        header=True,
-        text_a="sentence1",
-        text_b="sentence2",
-        label="label",
-        labels=_NLI2,
-    ),
-    "wnli": GlueTaskSpec(
-        "WNLI",
-        _TRAIN_DEV,
-        header=True,
-        text_a="sentence1",
-        text_b="sentence2",
-        label="label",
-        labels=("0", "1"),
-    ),
-}
+    "qnli": GlueTaskSpec("QNLI", _TRAIN_DEV, True, "question", "sentence", "label", _NLI2),
+    "rte": GlueTaskSpec("RTE", _TRAIN_DEV, True, "sentence1", "sentence2", "label", _NLI2),
+    "wnli": GlueTaskSpec("WNLI", _TRAIN_DEV, True, "sentence1", "sentence2", "label", _BINARY),
+}  # fmt: skip
 
 
 def _task_key(task: str) -> str:

@@ -9,6 +9,7 @@ Where the examples come from is the task's data source (tasks/sources.py), not t
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +25,11 @@ TrainingConfig = FinetuneTrialConfig | MultitaskTrialConfig
 
 
 class FamilyData:
-    """One trial's task data for its family (subclasses encode in __init__).
+    """One trial's task data for its family: each split read and `encode`d.
 
     `train` holds the training items the loop batches, `lengths` their token counts (for
     length-grouped batches); `collate` turns a list of items into model inputs with labels.
+    By default a split is scored by comparing `predict(logits)` with each item's label.
     """
 
     def __init__(
@@ -42,29 +44,49 @@ class FamilyData:
         self.spec, self.config, self.tokenizer = spec, config, tokenizer
         self.pretrained_dir, self.device = pretrained_dir, device
         self.raw = {split: load_split(spec, split, data) for split in ("train", *self.splits)}
-        self.train: list = []
-        self.lengths: list[int] = []
+        self.encoded = {split: self.encode(rows) for split, rows in self.raw.items()}
+        self.train: list = self.encoded["train"]
+
+    @cached_property
+    def lengths(self) -> list[int]:
+        """Token counts of the training items (for length-grouped batches)."""
+        return [length_of(x) for x in self.train]
 
     @property
     def splits(self) -> tuple[str, ...]:
         """The splits scored after every epoch: dev, and any extra dev split (MNLI mismatched)."""
         return ("dev", *self.spec.extra_dev_splits)
 
-    def collate(self, items: list) -> dict[str, torch.Tensor]:
+    def encode(self, rows) -> list:
+        """A split's examples (a `datasets.Dataset`) as the items the collator takes."""
         raise NotImplementedError
 
-    def readable(self) -> list[list[dict]] | None:
-        """The encoded examples whose token ids the model reads (finetune/vocab.py trains only
-        those word-embedding rows); None when the trial trains no word embeddings."""
+    def collate(self, items: list) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
     def build_model(self) -> torch.nn.Module:
         """The pre-trained encoder with this trial's head (seeded by the caller)."""
         raise NotImplementedError
 
+    def readable(self) -> list[list[dict]] | None:
+        """The encoded examples whose token ids the model reads (finetune/vocab.py trains only
+        those word-embedding rows); None when the trial trains no word embeddings."""
+        return list(self.encoded.values())
+
+    def predict(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.argmax(-1)
+
     def evaluate(self, model: torch.nn.Module, split: str, precision: Precision) -> dict:
         """The task's metrics on `split` (no gradients, dropout off)."""
-        raise NotImplementedError
+        return evaluate_by_label(
+            model,
+            self.encoded[split],
+            self.collate,
+            self.config.eval_batch_size,
+            precision,
+            self.spec.metrics,
+            self.predict,
+        )
 
 
 def forward_batches(

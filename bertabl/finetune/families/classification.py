@@ -7,28 +7,17 @@ from __future__ import annotations
 import torch
 from transformers import AutoConfig, BertForSequenceClassification, DataCollatorWithPadding
 
-from bertabl.finetune.families.base import FamilyData, evaluate_by_label, length_of
+from bertabl.finetune.families.base import FamilyData
 from bertabl.finetune.heads import BiLSTMClassifier, LeftToRightClassifier
 from bertabl.finetune.pooling import PooledClassifier
-from bertabl.training import Precision
 
 
 class Classification(FamilyData):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.encoded = {
-            split: encode_texts(rows, self.tokenizer, self.config.max_seq_len)
-            for split, rows in self.raw.items()
-        }
-        self._pad = DataCollatorWithPadding(self.tokenizer)  # to the batch's longest
-        self.train = self.encoded["train"]
-        self.lengths = [length_of(x) for x in self.train]
+    def encode(self, rows) -> list[dict]:
+        return encode_texts(rows, self.tokenizer, self.config.max_seq_len)
 
     def collate(self, items: list) -> dict[str, torch.Tensor]:
-        return self._pad(items)
-
-    def readable(self) -> list[list[dict]]:
-        return list(self.encoded.values())
+        return DataCollatorWithPadding(self.tokenizer)(items)  # to the batch's longest
 
     def build_model(self) -> torch.nn.Module:
         config, directory, labels = self.config, self.pretrained_dir, self.spec.num_labels
@@ -39,20 +28,6 @@ class Classification(FamilyData):
         if AutoConfig.from_pretrained(directory).is_decoder:  # an `ltr` checkpoint
             return LeftToRightClassifier.from_pretrained(directory, num_labels=labels)
         return BertForSequenceClassification.from_pretrained(directory, num_labels=labels)
-
-    def predict(self, logits: torch.Tensor) -> torch.Tensor:
-        return logits.argmax(-1)
-
-    def evaluate(self, model: torch.nn.Module, split: str, precision: Precision) -> dict:
-        return evaluate_by_label(
-            model,
-            self.encoded[split],
-            self.collate,
-            self.config.eval_batch_size,
-            precision,
-            self.spec.metrics,
-            self.predict,
-        )
 
 
 def encode_texts(dataset, tokenizer, max_seq_len: int) -> list[dict]:

@@ -10,7 +10,7 @@ import torch
 from transformers import BertForQuestionAnswering, DataCollatorWithPadding
 
 from bertabl.finetune import squad
-from bertabl.finetune.families.base import FamilyData, forward_batches, length_of
+from bertabl.finetune.families.base import FamilyData, forward_batches
 from bertabl.finetune.heads import BiLSTMQuestionAnswering
 from bertabl.training import Precision
 
@@ -19,22 +19,22 @@ MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
 
 class SpanQA(FamilyData):
     def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.examples = {split: list(rows) for split, rows in self.raw.items()}
+        super().__init__(*args, **kwargs)  # `encoded`: the questions, as read
         # BERT's doc_stride (the distance between window starts) is 128 at length 384; shorter
         # windows use half their length so that consecutive windows still overlap.
         length = self.config.max_seq_len
         windows = {"max_seq_len": length, "doc_stride": min(128, length // 2)}
-        self.train = squad.prepare_train_features(self.examples["train"], self.tokenizer, **windows)
+        self.train = squad.prepare_train_features(self.encoded["train"], self.tokenizer, **windows)
         self.eval_features = squad.prepare_eval_features(
-            self.examples["dev"], self.tokenizer, **windows
+            self.encoded["dev"], self.tokenizer, **windows
         )
-        self._pad = DataCollatorWithPadding(self.tokenizer)
-        self.lengths = [length_of(x) for x in self.train]
         self.version = 2 if self.spec.name == "squad_v2" else 1
 
+    def encode(self, rows) -> list[dict]:
+        return list(rows)  # windows are cut once the tokenizer's settings are known (above)
+
     def collate(self, items: list) -> dict[str, torch.Tensor]:
-        return self._pad(items)
+        return DataCollatorWithPadding(self.tokenizer)(items)
 
     def readable(self) -> list[list[dict]]:
         return [self.train, self.eval_features]
@@ -49,14 +49,14 @@ class SpanQA(FamilyData):
         """Official SQuAD EM/F1 of the best span per question (v2: threshold tuned on these)."""
 
         def model_inputs(chunk):  # eval features also carry ids and offsets
-            return self._pad([{k: f[k] for k in MODEL_INPUTS} for f in chunk])
+            return self.collate([{k: f[k] for k in MODEL_INPUTS} for f in chunk])
 
         starts, ends = [], []
         features, size = self.eval_features, self.config.eval_batch_size
         for _, _, _, out in forward_batches(model, features, model_inputs, size, precision):
             starts += out.start_logits.float().cpu().tolist()
             ends += out.end_logits.float().cpu().tolist()
-        examples = self.examples[split]
+        examples = self.encoded[split]
         threshold = math.inf if self.version == 2 else 0.0  # v2: keep every span; evaluate tunes
         predictions, na_scores = squad.postprocess(
             examples, features, starts, ends, version=self.version, threshold=threshold

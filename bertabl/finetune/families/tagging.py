@@ -5,6 +5,8 @@ features of the encoder's layers (`FeatureTagging`, head = "features")."""
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import torch
 from transformers import AutoConfig, BertForTokenClassification
 
@@ -16,21 +18,11 @@ from bertabl.training import Precision
 
 
 class Tagging(FamilyData):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.encoded = {
-            split: ner.encode(list(rows), self.tokenizer, self.config.max_seq_len)
-            for split, rows in self.raw.items()
-        }
-        self.gold = {split: rows["tags"] for split, rows in self.raw.items()}
-        self.train = self.encoded["train"]
-        self.lengths = [length_of(x) for x in self.train]
+    def encode(self, rows) -> list[dict]:
+        return ner.encode(list(rows), self.tokenizer, self.config.max_seq_len)
 
     def collate(self, items: list) -> dict[str, torch.Tensor]:
         return ner.collate(items, self.tokenizer.pad_token_id)
-
-    def readable(self) -> list[list[dict]]:
-        return list(self.encoded.values())
 
     def build_model(self) -> torch.nn.Module:
         return BertForTokenClassification.from_pretrained(
@@ -47,21 +39,16 @@ class Tagging(FamilyData):
         for chunk, _, _, out in batches:
             ids = out.logits.argmax(-1).cpu()
             predicted += ner.decode_batch([row.tolist() for row in ids], chunk)
-        return ner.evaluate(predicted, self.gold[split])
+        return ner.evaluate(predicted, self.raw[split]["tags"])
 
 
-class FeatureTagging(FamilyData):
+class FeatureTagging(Tagging):
     """The encoder frozen: its hidden states are computed once per (checkpoint, data), shared by
     the six feature variants of one pre-trained model in its trial directory; the items the
     loop batches are sentence indices."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.sentences = {
-            split: ner.encode(list(rows), self.tokenizer, self.config.max_seq_len)
-            for split, rows in self.raw.items()
-        }
-        self.gold = {split: rows["tags"] for split, rows in self.raw.items()}
         self.states = {
             split: tag_features.cached_hidden_states(
                 self.pretrained_dir,
@@ -70,13 +57,16 @@ class FeatureTagging(FamilyData):
                 batch_size=self.config.eval_batch_size,
                 device=self.device,
             )
-            for split, encoded in self.sentences.items()
+            for split, encoded in self.encoded.items()
         }
-        self.train = list(range(len(self.sentences["train"])))
-        self.lengths = [length_of(x) for x in self.sentences["train"]]
+        self.train = list(range(len(self.encoded["train"])))
+
+    @cached_property
+    def lengths(self) -> list[int]:
+        return [length_of(x) for x in self.encoded["train"]]  # the items are indices
 
     def _collate_split(self, split: str, indices: list[int]) -> dict[str, torch.Tensor]:
-        sentences, states = self.sentences[split], self.states[split]
+        sentences, states = self.encoded[split], self.states[split]
         return tag_features.collate([sentences[i] for i in indices], [states[i] for i in indices])
 
     def collate(self, items: list) -> dict[str, torch.Tensor]:  # training items only
@@ -99,7 +89,7 @@ class FeatureTagging(FamilyData):
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, split: str, precision: Precision) -> dict:
         """Entity-level F1 of the feature-based tagger (frozen features, trained BiLSTM)."""
-        sentences = self.sentences[split]
+        sentences = self.encoded[split]
         predicted: list[list[str]] = []
         batches = forward_batches(
             model,
@@ -111,4 +101,4 @@ class FeatureTagging(FamilyData):
         for indices, _, batch, out in batches:
             chunk = [sentences[i] for i in indices]
             predicted += tag_features.predict_tags(out.logits.cpu(), batch["first"].cpu(), chunk)
-        return ner.evaluate(predicted, self.gold[split])
+        return ner.evaluate(predicted, self.raw[split]["tags"])

@@ -18,9 +18,10 @@ from bertabl.report.select import cell_trials
 from bertabl.tasks import sources
 from bertabl.tasks.catalogue import TaskCatalogue, spec_of
 from bertabl.training import TrialRuntime
+from tests.conftest import FIXTURES as TEST_FIXTURES
 from tests.conftest import TINY_MATRIX
 
-FIXTURES = Path(__file__).parent / "fixtures" / "custom"
+FIXTURES = TEST_FIXTURES / "custom"
 CPU = torch.device("cpu")
 
 

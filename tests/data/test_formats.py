@@ -18,9 +18,11 @@ from bertabl.data.formats import (
     read_swag,
 )
 from bertabl.errors import DataError
+from tests.conftest import FIXTURES as TEST_FIXTURES
+from tests.conftest import SHARED_DATA
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "formats"
+SHARED = SHARED_DATA
+FIXTURES = TEST_FIXTURES / "formats"
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from bertabl.pretrain.train import pretrain
 from bertabl.report.select import build_table, cell_trials
 from bertabl.training import TrialRuntime
 from bertabl.trial.identity import trial_id
-from tests.conftest import TINY_MATRIX, KillAfter, Killed, model_from
+from tests.conftest import FIXTURES, TINY_MATRIX, KillAfter, Killed, model_from
 
 CPU = torch.device("cpu")
 GROUP = {"name": "mt", "tasks": ["syn_agree", "syn_chain"]}
@@ -68,7 +68,7 @@ def test_tasks_outside_the_group_stay_single_task():
     assert [r.name for r in plan.rows] == ["bert_base", "no_nsp", "bert_base+only", "no_nsp+only"]
     raw = tomllib.loads(TINY_MATRIX)
     raw["finetune"]["tasks"] = ["syn_agree", "syn_chain", "reviews"]
-    folder = Path(__file__).parent / "fixtures" / "custom"
+    folder = FIXTURES / "custom"
     raw["data"]["custom_tasks"] = {
         "reviews": {
             "format": "csv",
@@ -248,7 +248,7 @@ def test_multitask_and_recipe_rows_through_ray_and_the_report(tmp_path: Path):
     from bertabl.cli import app
 
     matrix = tmp_path / "m.toml"
-    matrix.write_text(E2E_MATRIX.format(folder=Path(__file__).parent / "fixtures" / "custom"))
+    matrix.write_text(E2E_MATRIX.format(folder=FIXTURES / "custom"))
     run_dir = tmp_path / "run"
     result = CliRunner().invoke(app, ["run", str(matrix), "--run-dir", str(run_dir)])
     assert result.exit_code == 0, result.output

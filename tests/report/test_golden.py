@@ -4,7 +4,7 @@ The fixtures are real Plans of small matrices (tests/fixtures/report/*.toml) wit
 records (*.records.json), some cells finished, some pending, failed or diverged. After an
 intended change to the report, regenerate the golden files and review their diff:
 
-    BERTABL_REGEN_GOLDEN=1 PYTHONPATH=. python -m pytest tests/test_report_golden.py
+    BERTABL_REGEN_GOLDEN=1 PYTHONPATH=. python -m pytest tests/report/test_golden.py
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from bertabl.report.layouts import build_report, infer_layout
 from bertabl.report.provenance import collect_context
 from bertabl.report.render import render_latex, render_markdown
 from tests.conftest import REPO
-from tests.report_fixtures import (
+from tests.report.fixtures import (
     FIXTURES,
     GIT_COMMIT,
     LAYOUT_FIXTURES,

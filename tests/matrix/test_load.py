@@ -16,9 +16,8 @@ from bertabl.errors import DataError, MatrixError, UserError
 from bertabl.matrix import Matrix, build_plan, load_matrix, parse_override
 from bertabl.matrix.load import format_key_path, split_key_path, validate
 from bertabl.matrix.presets import PRESETS
-from tests.conftest import SHARED_DATA
+from tests.conftest import REPO, SHARED_DATA
 
-REPO = Path(__file__).resolve().parents[1]
 MATRICES = sorted((REPO / "matrices").glob("*.toml"))
 
 # A small valid matrix; every malformed case below breaks exactly one thing in it. Values are

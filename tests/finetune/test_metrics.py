@@ -15,14 +15,14 @@ import string
 import sys
 import warnings
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bertabl.finetune import metrics as M
+from tests.conftest import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = SHARED_DATA
 SQUAD_DEV = DATA / "squad" / "dev-v1.1.json"
 CONLL_TESTA = DATA / "conll2003" / "eng.testa"
 

@@ -159,7 +159,7 @@ def test_paper_layout_adds_columns_for_tasks_the_paper_lacks():
     # e.g. table5.toml at tiny scale fine-tunes RTE as a stand-in for the NLI tasks
     from bertabl.matrix.presets import deep_merge
     from bertabl.report.layouts import build_report
-    from tests.report_fixtures import FIXTURES
+    from tests.report.fixtures import FIXTURES
 
     common = tomllib.loads((FIXTURES / "common.toml").read_text())
     raw = deep_merge(common, tomllib.loads((FIXTURES / "table5.toml").read_text()))

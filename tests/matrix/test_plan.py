@@ -29,8 +29,8 @@ from bertabl.matrix.compute import (
 from bertabl.matrix.load import tomllib, validate
 from bertabl.report.select import cell_trials
 from bertabl.trial.identity import TRIAL_SCHEMA, trial_id
+from tests.conftest import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "matrices" / "demo.toml"
 
 PT_ID = re.compile(r"^pt-[0-9a-f]{8}$")

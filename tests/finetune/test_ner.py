@@ -14,9 +14,11 @@ from bertabl.data.formats.conll import CONLL_LABELS, read_conll2003
 from bertabl.finetune import features as feat
 from bertabl.finetune import ner
 from bertabl.finetune.metrics import iob1_to_iob2
+from tests.conftest import FIXTURES as TEST_FIXTURES
+from tests.conftest import SHARED_DATA
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "ner"
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+FIXTURES = TEST_FIXTURES / "ner"
+SHARED = SHARED_DATA
 ID = ner.LABEL_TO_ID
 
 # "Woodhouse" -> wood ##house and "Highbury" -> high ##bury, in the tiny vocab as in BERT's.

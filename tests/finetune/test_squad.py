@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,8 +12,9 @@ import pytest
 from bertabl.data.formats.squad import load_squad_json, read_squad
 from bertabl.finetune import squad as S
 from bertabl.finetune.metrics import normalize_answer
+from tests.conftest import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = SHARED_DATA
 VOCAB = DATA / "vocab" / "bert-base-uncased-vocab.txt"
 SQUAD_DEV = DATA / "squad" / "dev-v1.1.json"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import random
 
-from bertabl.pretrain.examples import IS_NEXT, NOT_NEXT, build_pair_examples
+from bertabl.pretrain.examples import IS_NEXT, NOT_NEXT, _truncate_pair, build_pair_examples
 
 CLS, SEP = 2, 3
 
@@ -65,3 +65,35 @@ def test_isnext_ratio_is_about_half():
     is_next = sum(ex["next_sentence_label"] == IS_NEXT for ex in examples)
     # Each label is a fair coin: within 4 binomial standard deviations of 1/2.
     assert abs(is_next / n - 0.5) < 4 * math.sqrt(0.25 / n)
+
+
+# The pair truncation's sliced form equals BERT's token-by-token loop, draw for draw.
+def _bert_truncate(a: list[int], b: list[int], max_tokens: int, rng: random.Random) -> None:
+    """`truncate_seq_pair` from BERT's create_pretraining_data.py."""
+    while len(a) + len(b) > max_tokens:
+        longer = a if len(a) > len(b) else b
+        if rng.random() < 0.5:
+            del longer[0]
+        else:
+            longer.pop()
+
+
+def test_truncation_matches_bert_and_leaves_the_rng_in_the_same_state():
+    cases = random.Random(0)
+    for _ in range(500):
+        a = list(range(cases.randint(0, 300)))
+        b = list(range(1000, 1000 + cases.randint(0, 300)))
+        max_tokens = cases.randint(1, 200)
+        seed = cases.random()
+        expected_a, expected_b, expected_rng = list(a), list(b), random.Random(seed)
+        _bert_truncate(expected_a, expected_b, max_tokens, expected_rng)
+        rng = random.Random(seed)
+        _truncate_pair(a, b, max_tokens, rng)
+        assert (a, b) == (expected_a, expected_b)
+        assert rng.random() == expected_rng.random()
+
+
+def test_short_pairs_are_untouched():
+    a, b, rng = [1, 2], [3], random.Random(0)
+    _truncate_pair(a, b, 5, rng)
+    assert (a, b) == ([1, 2], [3]) and rng.random() == random.Random(0).random()

@@ -4,7 +4,6 @@ common.toml) plus hand-written records (<name>.records.json) turned into run-sto
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from bertabl.matrix import build_plan
@@ -12,8 +11,9 @@ from bertabl.matrix.load import tomllib, validate
 from bertabl.matrix.plan import Plan
 from bertabl.matrix.presets import deep_merge
 from bertabl.report.select import cell_trials
+from tests.conftest import FIXTURES as TEST_FIXTURES
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "report"
+FIXTURES = TEST_FIXTURES / "report"
 LAYOUT_FIXTURES = ("generic", "table5", "table6", "table7", "table8", "fig5")
 # What provenance says about this machine, pinned so golden files match everywhere.
 VERSIONS = {"bertabl": "0.1.0", "python": "3.11.7", "torch": "2.13.0"}

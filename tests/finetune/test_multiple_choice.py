@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,9 +10,10 @@ from transformers import BertConfig, BertForMultipleChoice, BertTokenizerFast
 
 from bertabl.data.formats.swag import read_swag
 from bertabl.finetune import multiple_choice as mc
+from tests.conftest import REPO, SHARED_DATA
 
-TESTS = Path(__file__).resolve().parent
-SHARED = TESTS.parents[1] / "shared" / "data"
+TESTS = REPO / "tests"
+SHARED = SHARED_DATA
 
 EXAMPLE = {"context": "The man sits.", "start": "He",
            "endings": ["runs.", "sits.", "eats.", "visited the man."], "label": 2}

@@ -15,7 +15,7 @@ from bertabl.matrix.load import tomllib, validate
 from bertabl.pretrain.train import pretrain
 from bertabl.report.select import cell_trials
 from bertabl.training import TrialRuntime
-from tests.conftest import TINY_MATRIX, model_from
+from tests.conftest import FIXTURES, TINY_MATRIX, model_from
 
 TABLE5_ROWS = [
     {"name": "ltr", "pretrain": {"objective": "ltr"}},
@@ -96,7 +96,7 @@ def _finetune_on_fixture(tmp_path: Path, task: str, data_key: str, fixture: str,
     """Pre-train the tiny model, then fine-tune `task` on a fixture copied to `names`."""
     folder = tmp_path / data_key
     folder.mkdir()
-    text = (Path(__file__).parent / "fixtures" / "formats" / fixture).read_text()
+    text = (FIXTURES / "formats" / fixture).read_text()
     for name in names:
         (folder / name).write_text(text)
     raw = tomllib.loads(TINY_MATRIX)
