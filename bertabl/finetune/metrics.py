@@ -4,8 +4,8 @@ Why not ``evaluate.load("glue"/"squad"/"seqeval")``: it fetches the metric scrip
 Hugging Face hub at call time, so it fails on an offline machine, and the script version is not
 pinned by us. Why not sklearn/scipy/seqeval: they are not runtime dependencies (only numpy is),
 and each metric here is a handful of lines. Every definition is a transcription of the reference
-one; tests/finetune/test_metrics.py cross-checks against sklearn, scipy, seqeval and embedded copies of the
-official SQuAD scripts.
+one; tests/finetune/test_metrics.py cross-checks against sklearn, scipy, seqeval and embedded
+copies of the official SQuAD scripts.
 
 All scores are fractions in [0, 1] (the official scripts print percentages).
 """

@@ -1,0 +1,44 @@
+"""The live progress table: counts per stage as events arrive, running trials' latest metric."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from bertabl.matrix import build_plan
+from bertabl.matrix.load import tomllib, validate
+from bertabl.orchestrate.progress import LiveProgress
+from tests.conftest import TINY_MATRIX
+
+
+def _rows(text: str) -> dict[str, list[str]]:
+    return {line.split()[0]: line.split()[1:] for line in text.splitlines() if line.strip()}
+
+
+def test_counts_follow_the_events():
+    plan = build_plan(validate(tomllib.loads(TINY_MATRIX), "m.toml"))
+    console = Console(record=True, width=120, color_system=None)
+    progress = LiveProgress(plan, console)
+    first, second = plan.pretrain
+    progress.skipped([first.id])
+    progress.trial_started(second.id)
+    progress.trial_result(second.id, {"step": 5, "loss": 3.0})
+    ft = [t for t in plan.finetune if t.pretrain_id == second.id]
+    progress.blocked(plan.finetune[0].id, "pre-training failed")
+    progress.trial_started(ft[1].id)
+    progress.trial_failed(ft[1].id, "loss became nan")
+
+    console.print(progress)
+    text = console.export_text()
+    assert "pre-training failed" in text and "loss became nan" in text  # one line each
+    table = _rows(text)
+    # columns: total, skipped, pending, running, done, failed, blocked
+    assert table["pretrain"] == ["2", "1", "0", "1", "0", "0", "0"]
+    total = str(len(plan.finetune))
+    assert table["finetune"] == [total, "0", str(len(plan.finetune) - 2), "0", "0", "1", "1"]
+    assert table[second.id] == ["step", "5/10", "loss", "3.000"]  # the running trial's line
+
+    progress.trial_done(second.id)
+    console.print(progress)
+    text = console.export_text()
+    assert f"done {second.id} {plan.describe(second.id)}  step 5/10" in text
+    assert _rows(text)["pretrain"] == ["2", "1", "0", "0", "1", "0", "0"]

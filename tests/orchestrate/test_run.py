@@ -1,0 +1,106 @@
+"""Running a plan, without Ray where Ray is not the point: what is skipped, what is blocked and
+why, which resources fail before anything starts, and the one line an error becomes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bertabl.errors import UserError
+from bertabl.matrix import build_plan
+from bertabl.matrix.load import MatrixSource, tomllib, validate
+from bertabl.matrix.schema import Resources
+from bertabl.orchestrate import run
+from bertabl.orchestrate.observer import RunObserver
+from bertabl.orchestrate.store import DONE, FAILED, RunStore
+from tests.conftest import TINY_MATRIX
+
+SOURCE = MatrixSource(path="m.toml", sha256="0" * 64, scale="tiny")
+
+
+class Recorder(RunObserver):
+    def __init__(self):
+        self.events: list[tuple] = []
+
+    def skipped(self, trial_ids):
+        self.events.append(("skipped", len(trial_ids)))
+
+    def blocked(self, trial_id, reason):
+        self.events.append(("blocked", trial_id, reason))
+
+
+@pytest.fixture
+def plan():
+    return build_plan(validate(tomllib.loads(TINY_MATRIX), "m.toml"))
+
+
+def _done(store: RunStore, trials) -> None:
+    for trial in trials:
+        store.write_record(trial.id, trial.config.model_dump(mode="json"), DONE)
+
+
+def test_a_finished_plan_runs_nothing_and_starts_no_ray(plan, tmp_path: Path, monkeypatch):
+    store = RunStore(tmp_path)
+    _done(store, [*plan.pretrain, *plan.finetune])
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("Ray must not start when every trial is done")
+
+    monkeypatch.setattr(run, "ray_session", no_ray)
+    observer = Recorder()
+    summary = run.run_plan(plan, store, SOURCE, observer)
+    assert len(summary.skipped) == len(plan.pretrain) + len(plan.finetune)
+    assert summary.done == summary.failed == summary.blocked == []
+    assert observer.events == [("skipped", len(plan.pretrain)), ("skipped", len(plan.finetune))]
+    assert (tmp_path / "matrix.json").is_file()
+
+
+def test_a_fine_tune_is_blocked_with_its_pretrainings_error(plan, tmp_path: Path):
+    store = RunStore(tmp_path)
+    trial = plan.finetune[0]
+    assert run._blocked_reason(trial, store) == f"pre-training {trial.pretrain_id} did not finish"
+    assert "failed (its record has the error)" in run._blocked_reason(trial, store, failed=True)
+    pretraining = plan.trial(trial.pretrain_id)
+    config = pretraining.config.model_dump(mode="json")
+    store.write_record(pretraining.id, config, FAILED, error="loss became nan at step 3")
+    assert run._blocked_reason(trial, store) == (
+        f"pre-training {trial.pretrain_id} failed: loss became nan at step 3"
+    )
+    store.write_record(pretraining.id, config, DONE)
+    assert run._blocked_reason(trial, store) is None
+
+
+@pytest.mark.parametrize(
+    ("resources", "cluster", "message"),
+    [
+        ({"gpus_per_trial": 1.0}, {"CPU": 2.0}, "gpus_per_trial = 1 x workers_per_trial = 1"),
+        ({"cpus_per_trial": 4.0}, {"CPU": 2.0}, r"the Ray cluster has 2 CPU\(s\)"),
+        (
+            {"cpus_per_trial": 1.0, "workers_per_trial": 3},
+            {"CPU": 2.0},
+            "workers_per_trial = 3",
+        ),
+        ({"precision": "fp16"}, {"CPU": 2.0}, "'fp16' needs GPUs"),
+    ],
+)
+def test_resources_the_cluster_lacks_fail_before_any_trial(resources, cluster, message):
+    with pytest.raises(UserError, match=message):
+        run._check_resources(cluster, Resources(**resources))
+
+
+def test_resources_that_fit_pass():
+    run._check_resources({"CPU": 2.0, "GPU": 1.0}, Resources(gpus_per_trial=0.5))
+
+
+def test_an_error_is_its_innermost_cause_last_line():
+    class Wrapped(Exception):
+        def __init__(self, text: str, cause: Exception | None = None):
+            super().__init__(text)
+            self.cause = cause
+
+    inner = Wrapped("Traceback (most recent call last):\n  ...\nFloatingPointError: loss nan")
+    assert run.error_summary(Wrapped("RayTaskError: wrapped", inner)) == (
+        "FloatingPointError: loss nan"
+    )
+    assert run.error_summary(ValueError()) == "ValueError"
