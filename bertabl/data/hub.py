@@ -5,6 +5,21 @@ from __future__ import annotations
 from bertabl.errors import DataError
 
 
+def hub_model(name: str, revision: str | None) -> str:
+    """A local folder with the Hub model `name` at `revision` (downloaded once into the Hugging
+    Face cache; offline, the cached copy), or a DataError saying what to do."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(name, revision=revision)
+    except Exception as err:  # network, auth and missing-repo errors have many types
+        raise DataError(
+            f"could not load the model hub:{name}@{revision} from the Hugging Face Hub ({err}); "
+            "it needs the network once (or the Hugging Face cache); offline, give a folder "
+            "written by save_pretrained instead"
+        ) from None
+
+
 def load_hub(name: str, config: str | None, split: str):
     """`datasets.load_dataset(name, config, split=split)`, or a DataError saying what to do."""
     import datasets

@@ -99,7 +99,8 @@ def finetune_multitask(
     for task in tasks:
         spec = spec_of(task, config.task_data[task])
         family = family_of(spec, config.head)
-        data[task] = family(spec, config, config.task_data[task], tokenizer, pretrained_dir, device)
+        task_data = config.task_data[task]
+        data[task] = family(spec, config, task_data, tokenizer, pretrained_dir, runtime)
     sizes = [len(data[t].train) for t in tasks]
     torch.manual_seed(seed)  # the restart's seed alone decides the heads' initialisation
     model = MultiTaskModel({t: data[t].build_model() for t in tasks}).to(device)

@@ -42,7 +42,7 @@ def finetune(
     seed_everything(config.seed)
     tokenizer = AutoTokenizer.from_pretrained(pretrained_dir)
     family = family_of(spec, config.head)
-    data = family(spec, config, config.task_data, tokenizer, pretrained_dir, device)
+    data = family(spec, config, config.task_data, tokenizer, pretrained_dir, runtime)
     # Seeded right before loading, so the restart's seed alone decides the head's init.
     torch.manual_seed(config.seed)
     model = data.build_model().to(device)

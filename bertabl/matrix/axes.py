@@ -27,7 +27,10 @@ def pretrain_combinations(
     """
     base = section.base()
     axis_keys = list(section.axes)
-    for index, variant in list(enumerate(section.variants)) or [(None, None)]:
+    variants = [(i, v) for i, v in enumerate(section.variants) if v.from_ is None]
+    if section.variants and not variants:
+        return  # every row fine-tunes a checkpoint: nothing to pre-train
+    for index, variant in variants or [(None, None)]:
         overrides = list(flatten(variant.pretrain)) if variant else []
         variant_base = apply(base, overrides)
         if variant is not None:

@@ -5,6 +5,7 @@ work. Each fails `bertabl plan` (and `run`, before anything starts) naming the m
 from __future__ import annotations
 
 from bertabl.errors import MatrixError, UserError
+from bertabl.matrix.models import ModelSource
 from bertabl.matrix.schema import Matrix
 from bertabl.tasks.spec import EXTRA_HEADS, TaskSpec
 from bertabl.trial.finetune import Recipe
@@ -47,10 +48,21 @@ def check_head(head: str, spec: TaskSpec, origin: str) -> None:
     )
 
 
+def check_model(model: ModelSource, spec: TaskSpec, origin: str) -> None:
+    """A task that reads [CLS] cannot use a causal (left-to-right) model: its [CLS] has
+    attended only to itself."""
+    if model.causal and spec.family == "multiple_choice":
+        raise MatrixError(
+            f"{origin}: task {spec.name}: multiple choice scores each candidate from its [CLS], "
+            "which a left-to-right model's causal attention leaves blind to the input; drop the "
+            "ltr row or the task"
+        )
+
+
 def check_recipe(
     recipe: Recipe,
     head: str,
-    pretrain: PretrainConfig,
+    model: ModelSource,
     task: str,
     variant: str,
     smallest_batch: int,
@@ -58,8 +70,8 @@ def check_recipe(
 ) -> None:
     """Recipe keys that cannot apply to this model, head or grid fail at plan time."""
     where = f"{origin}: finetune.recipe" + (f" (recipe variant {variant})" if variant else "")
-    layers = pretrain.model.layers
-    if recipe.freeze_layers > layers:
+    layers = model.layers
+    if layers is not None and recipe.freeze_layers > layers:
         raise MatrixError(
             f"{where}: freeze_layers = {recipe.freeze_layers} but the model has {layers} "
             f"layers; use at most {layers}"
@@ -70,7 +82,7 @@ def check_recipe(
             f"{where}: pooling = '{pooling}' replaces the linear head's pooling; task {task} "
             f"uses head = '{head}'. Drop one of the two"
         )
-    if pooling == "cls" and pretrain.objective == "ltr":
+    if pooling == "cls" and model.causal:
         raise MatrixError(
             f"{where}: pooling = 'cls' on a left-to-right model: its [CLS] has attended only to "
             "itself; use mean, attention or cnn (cls_pooler reads the last token)"

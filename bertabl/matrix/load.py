@@ -99,10 +99,26 @@ def validate(
     for override in overrides:
         key, value = parse_override(override, origin=origin)
         _set_path(resolved, key, value, origin=f"{origin}: --set {override}")
+    _drop_preset_settings_of_other_tasks(resolved, PRESETS[scale])
     try:
         return Matrix.model_validate(resolved)
     except ValidationError as err:
         raise MatrixError(format_validation_error(err, origin)) from None
+
+
+def _drop_preset_settings_of_other_tasks(resolved: dict[str, Any], preset: dict[str, Any]):
+    """A preset gives the paper's protocol for many tasks (SQuAD, SWAG, ...); a matrix keeps
+    only those of the tasks it fine-tunes. (Settings the matrix itself gives for a task it does
+    not fine-tune stay, and fail validation: they are a mistake.)"""
+    finetune = resolved.get("finetune")
+    if not isinstance(finetune, dict) or not isinstance(finetune.get("task_settings"), dict):
+        return
+    tasks = finetune.get("tasks") or []
+    preset_settings = preset.get("finetune", {}).get("task_settings", {})
+    for task in list(finetune["task_settings"]):
+        same = finetune["task_settings"][task] == preset_settings.get(task)
+        if task not in tasks and same:
+            del finetune["task_settings"][task]
 
 
 def parse_override(text: str, origin: str = "matrix") -> tuple[list[str], Any]:

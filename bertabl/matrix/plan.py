@@ -8,14 +8,15 @@ trial's fully resolved config (bertabl/trial/identity.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from bertabl.data.corpus import corpus_data
 from bertabl.data.tokenizer import vocab_size
-from bertabl.errors import DataError
+from bertabl.errors import DataError, MatrixError
 from bertabl.matrix.axes import pretrain_combinations
 from bertabl.matrix.checks import check_batch_layout, check_vocab_size
 from bertabl.matrix.compute import bert_parameters
+from bertabl.matrix.models import CheckpointModel, resolve_checkpoint
 from bertabl.matrix.rows import (
     Row,
     pretrain_row,
@@ -43,6 +44,8 @@ class Plan:
     # Per-task results of multi-task trials: not run themselves (their shared trial writes
     # their records), but what report cells of multi-task rows select from.
     views: list[FinetuneTrial] = field(default_factory=list)
+    # Models rows fine-tune that no trial of this run pre-trains (variants' `from`).
+    checkpoints: list[CheckpointModel] = field(default_factory=list)
     _by_id: dict[str, PretrainTrial | FinetuneTrial] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -50,6 +53,13 @@ class Plan:
 
     def trial(self, trial_id: str) -> PretrainTrial | FinetuneTrial:
         return self._by_id[trial_id]
+
+    def model(self, model_id: str) -> PretrainTrial | CheckpointModel:
+        """What a row fine-tunes: its pre-training trial, or the checkpoint it names."""
+        for checkpoint in self.checkpoints:
+            if checkpoint.id == model_id:
+                return checkpoint
+        return self._by_id[model_id]
 
     def describe(self, trial_id: str) -> str:
         """A trial in words: its rows (pre-training) or task, grid point and restart."""
@@ -74,13 +84,35 @@ class Plan:
 
 def build_plan(matrix: Matrix, origin: str = "matrix") -> Plan:
     """Expand `matrix` into trials; invalid combinations raise MatrixError naming their key."""
-    try:
-        data = corpus_data(matrix.data)
-        vocab = vocab_size(matrix.data)
-    except DataError as err:
-        raise DataError(f"{origin}: data.corpus / data.tokenizer: {err}") from None
+    variants = matrix.pretrain.variants
+    if not variants or any(v.from_ is None for v in variants):  # something is pre-trained here
+        try:
+            data = corpus_data(matrix.data)
+            vocab = vocab_size(matrix.data)
+        except DataError as err:
+            raise DataError(f"{origin}: data.corpus / data.tokenizer: {err}") from None
     rows: list[Row] = []
     pretrain: dict[str, PretrainTrial] = {}
+    checkpoints: dict[str, CheckpointModel] = {}
+    for index, variant in enumerate(matrix.pretrain.variants):
+        if variant.from_ is None:
+            continue
+        where = f"{origin}: pretrain.variants[{index}].from"
+        if matrix.pretrain.axes:
+            raise MatrixError(
+                f"{where}: pretrain.axes vary pre-training, and row {variant.name} is not "
+                "pre-trained here; move the checkpoint rows to a matrix without axes"
+            )
+        if matrix.finetune.pretrain_steps:
+            raise MatrixError(
+                f"{where}: finetune.pretrain_steps picks models saved during this run's "
+                f"pre-training; row {variant.name} has none (use run:<dir>/<pt-id>@<step>)"
+            )
+        model = resolve_checkpoint(variant.from_, where)
+        checkpoints[model.id] = model
+        row = pretrain_row(variant, [], [], model.id, matrix)
+        rows.append(replace(row, settings=(("from", variant.from_), *row.settings)))
+    order = {v.name: i for i, v in enumerate(matrix.pretrain.variants)}
     for variant, overrides, settings, config in pretrain_combinations(matrix.pretrain, origin):
         model = config.model.model_copy(update={"intermediate": config.model.ffn})
         config = config.model_copy(update={"model": model})  # "4*hidden" and 3072: one trial
@@ -100,6 +132,8 @@ def build_plan(matrix: Matrix, origin: str = "matrix") -> Plan:
             )
             pretrain[pt_id] = PretrainTrial(pt_id, trial_config, params)
         rows.append(row)
+    # rows in matrix order, checkpoint rows among the others (a stable sort keeps axes' order)
+    rows.sort(key=lambda r: order.get(r.name.split("/")[0], 0))
     steps = {pt_id: t.config.pretrain.steps for pt_id, t in pretrain.items()}
     rows = rows_per_pretrain_step(rows, steps, matrix.finetune.pretrain_steps, origin)
     rows = rows_per_recipe(rows, matrix)
@@ -109,5 +143,8 @@ def build_plan(matrix: Matrix, origin: str = "matrix") -> Plan:
         for recipe in [None, *recipe_rows(matrix)]
         for task in matrix.finetune.tasks
     }
-    finetune, views = finetune_trials(matrix, rows, pretrain, recipes, origin)
-    return Plan(matrix, rows, list(pretrain.values()), finetune, recipes, views)
+    models = {**pretrain, **checkpoints}
+    finetune, views = finetune_trials(matrix, rows, models, recipes, origin)
+    return Plan(
+        matrix, rows, list(pretrain.values()), finetune, recipes, views, list(checkpoints.values())
+    )

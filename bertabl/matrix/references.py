@@ -44,12 +44,15 @@ def _task_names(matrix: Matrix) -> str | None:
 
 def _per_task_settings(matrix: Matrix) -> str | None:
     ft = matrix.finetune
-    for task in ft.task_recipe:
+    for task, settings in ft.task_settings.items():
+        where = f"finetune.task_settings.{task}"
         if task not in ft.tasks:
-            return (
-                f"finetune.task_recipe: task_recipe names task '{task}', which is not in tasks "
-                f"{ft.tasks}"
-            )
+            return f"{where}: task_settings names task '{task}', which is not in tasks {ft.tasks}"
+        family = matrix.catalogue[task].family
+        if settings.doc_stride is not None and family != "span_qa":
+            return f"{where}.doc_stride: only span QA tasks cut windows; {task} is {family}"
+        if settings.document_context is not None and family != "tagging":
+            return f"{where}.document_context: only tagging tasks take it; {task} is {family}"
     for task, metric in ft.selection_metric.items():
         if task not in ft.tasks:
             return (
@@ -81,8 +84,7 @@ def _multitask_groups(matrix: Matrix) -> str | None:
         missing = [t for t in group.tasks if t not in ft.tasks]
         if missing:
             return (
-                f"{where}: multitask group {group.name}: {missing} not in finetune.tasks "
-                f"{ft.tasks}"
+                f"{where}: multitask group {group.name}: {missing} not in finetune.tasks {ft.tasks}"
             )
     return None
 

@@ -4,9 +4,11 @@ A matrix has a *base* pre-training config plus two ways to vary it:
 - `pretrain.axes`: key path -> list of values; their cartesian product (for sweeps), and
 - `pretrain.variants`: named rows, each a set of overrides (for paper tables whose rows are not a
   product, e.g. Table 8's masking mixes).
-Both may be combined (variants x axes). Fine-tuning is a grid (batch x lr x epochs) x restarts,
-run for every task on every pre-trained variant, with a fine-tuning recipe (`finetune.recipe`,
-per task `finetune.task_recipe`, as rows `finetune.recipe_variants` / `finetune.recipe_axes`).
+Both may be combined (variants x axes); a variant may instead name a model to fine-tune
+(`from`). Fine-tuning is a grid (batch x lr x epochs) x restarts, run for every task on every
+row, with a fine-tuning recipe (`finetune.recipe`); each task may have its own protocol
+(`finetune.task_settings.<task>`: grid, restarts, lengths, recipe keys), and recipe rows come
+from `finetune.recipe_variants` / `finetune.recipe_axes`.
 
 Every model forbids unknown keys, so a typo is an error rather than a silently ignored setting.
 Keys a matrix leaves out come from its scale preset (see `presets.py`).
@@ -14,75 +16,45 @@ Keys a matrix leaves out come from its scale preset (see `presets.py`).
 
 from __future__ import annotations
 
-import json
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
-    BaseModel,
+    ConfigDict,
     Field,
-    ValidationError,
-    create_model,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
+from bertabl.matrix.fields import NAME_PATTERN, PositiveInt, check_axis, named
+from bertabl.matrix.finetune_section import FinetuneSection, HeadOverrides
 from bertabl.matrix.references import first_problem
 from bertabl.tasks.catalogue import TaskCatalogue
 from bertabl.tasks.custom import CustomTask
 from bertabl.tasks.spec import TaskSpec
 from bertabl.trial.base import Strict
-from bertabl.trial.finetune import FeatureMode, Head, Recipe
 from bertabl.trial.pretrain import PretrainConfig
 
 Scale = Literal["tiny", "budget", "paper"]
-NAME_PATTERN = r"^[a-z0-9][a-z0-9_\-]*$"
-
-
-def _unique_names(names: list[str], what: str) -> None:
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ValueError(f"{what} names must be unique; repeated: {', '.join(dupes)}")
-
-
-def _named(what: str) -> AfterValidator:
-    """A list of named items whose names are unique (`what` names them in the error)."""
-
-    def check(items: list) -> list:
-        _unique_names([item.name for item in items], what)
-        return items
-
-    return AfterValidator(check)
-
-
-def _distinct(tasks: list[str]) -> list[str]:
-    if len(set(tasks)) != len(tasks):
-        raise ValueError(f"tasks repeat a name: {tasks}")
-    return tasks
-
-
-TaskNames = Annotated[list[str], AfterValidator(_distinct)]
 CROSS_REFERENCE = "cross_reference"  # the error type of first_problem's lines
-PositiveFloat = Annotated[float, Field(gt=0)]
-PositiveInt = Annotated[int, Field(ge=1)]
-
-
-class HeadOverrides(Strict):
-    """Fine-tuning settings a variant (row) may change: the head on top of the encoder."""
-
-    head: Head | None = Field(
-        None, description="linear (paper), bilstm (Table 5's + BiLSTM), features (Table 7)"
-    )
-    bilstm_hidden: int | None = Field(None, ge=0, description="BiLSTM size; 0 = model hidden")
-    features: FeatureMode | None = Field(None, description="frozen features (head = features)")
 
 
 class Variant(Strict):
-    """A named row: overrides applied to the base pre-training config (and head)."""
+    """A named row: overrides applied to the base pre-training config (and head), or a model
+    to fine-tune that this run does not pre-train (`from`)."""
+
+    model_config = Strict.model_config | ConfigDict(populate_by_name=True)
 
     name: str = Field(pattern=NAME_PATTERN, description="id used in reports and --set")
+    from_: str | None = Field(
+        None,
+        alias="from",
+        description="fine-tune this model instead of pre-training one: 'hub:<name>[@revision]' "
+        "(needs the network or the Hugging Face cache), a folder written by save_pretrained "
+        "(model + tokenizer), or 'run:<run dir>/<pt-id>[@step]' (another run's pre-training "
+        "trial); any BERT-family encoder AutoModel loads",
+    )
     label: str | None = Field(None, description="row label in reports; defaults to name")
     pretrain: dict[str, Any] = Field(
         default_factory=dict, description="overrides of pretrain keys, e.g. objective = 'mlm'"
@@ -91,35 +63,14 @@ class Variant(Strict):
         HeadOverrides(), description="fine-tuning head for this row, e.g. head = 'bilstm'"
     )
 
-
-def _optional_fields(model: type[BaseModel]) -> dict[str, Any]:
-    """Every field of `model` as an optional override (None = inherit), keeping its checks."""
-    fields = {}
-    for name, info in model.model_fields.items():
-        annotation = info.annotation
-        if info.metadata:  # e.g. Field(ge=0) -> Annotated[int, Ge(0)]
-            annotation = Annotated[(annotation, *info.metadata)]
-        fields[name] = (annotation | None, Field(None, description=info.description))
-    return fields
-
-
-# Built from Recipe, so the two never drift apart; the whole recipe is re-validated once merged.
-RecipeOverrides = create_model(
-    "RecipeOverrides",
-    __base__=Strict,
-    __doc__="Recipe keys to change (the others are inherited); see Recipe.",
-    **_optional_fields(Recipe),
-)
-
-
-class RecipeVariant(HeadOverrides):
-    """A named fine-tuning recipe: one report row per pre-training row."""
-
-    name: str = Field(pattern=NAME_PATTERN, description="id used in row names")
-    label: str | None = Field(None, description="row label in reports; defaults to name")
-    recipe: RecipeOverrides = Field(  # type: ignore[valid-type]
-        RecipeOverrides(), description="recipe keys this row changes, e.g. layer_decay = 0.8"
-    )
+    @model_validator(mode="after")
+    def _checkpoint_rows_do_not_pretrain(self) -> Variant:
+        if self.from_ is not None and self.pretrain:
+            raise ValueError(
+                f"variant {self.name} fine-tunes `from` {self.from_!r}, so it has no pre-training "
+                "to override; drop its pretrain table"
+            )
+        return self
 
 
 class PretrainSection(PretrainConfig):
@@ -129,7 +80,7 @@ class PretrainSection(PretrainConfig):
         default_factory=dict,
         description="key path -> values; the cartesian product becomes pre-training variants",
     )
-    variants: Annotated[list[Variant], _named("variant")] = Field(
+    variants: Annotated[list[Variant], named("variant")] = Field(
         default_factory=list, description="named rows"
     )
 
@@ -137,132 +88,12 @@ class PretrainSection(PretrainConfig):
     @classmethod
     def _axes_not_empty(cls, axes: dict[str, list[Any]]) -> dict[str, list[Any]]:
         for key, values in axes.items():
-            _check_axis(f"axis '{key}'", values)
+            check_axis(f"axis '{key}'", values)
         return axes
 
     def base(self) -> dict[str, Any]:
         """The base config as plain data (without axes/variants)."""
         return self.model_dump(mode="json", exclude={"axes", "variants"})
-
-
-class Grid(Strict):
-    """Fine-tuning hyperparameter grid; every combination is run `restarts` times."""
-
-    batch_size: list[PositiveInt] = Field(min_length=1)
-    learning_rate: list[PositiveFloat] = Field(min_length=1)
-    epochs: list[PositiveInt] = Field(min_length=1)
-
-    @field_validator("batch_size", "learning_rate", "epochs")
-    @classmethod
-    def _no_repeats(cls, values: list) -> list:
-        if len(set(values)) != len(values):
-            raise ValueError(f"repeats a value: {values}; list each value once")
-        return values
-
-
-class MultiTaskGroup(Strict):
-    """Tasks fine-tuned together: one shared encoder, a head per task, one trial per grid point
-    and restart. Each task keeps its own dev metric and grid-point selection."""
-
-    name: str = Field(pattern=NAME_PATTERN, description="id used in row names")
-    label: str | None = Field(None, description="row label; default: multi-task (a + b)")
-    tasks: TaskNames = Field(
-        min_length=2, description="sentence(-pair) classification/regression tasks"
-    )
-    temperature: float = Field(
-        1.0,
-        ge=1,
-        description="batches come from task i with probability proportional to "
-        "n_i^(1/temperature) (n_i: its training examples): 1 = proportional to dataset size, "
-        "larger = closer to uniform",
-    )
-
-
-class FinetuneSection(Strict):
-    """Downstream tasks and the procedure applied to every pre-trained variant."""
-
-    tasks: TaskNames = Field(min_length=1, description="task names; see `bertabl tasks`")
-    grid: Grid
-    restarts: PositiveInt = Field(description="random restarts per grid point (seeds)")
-    selection_metric: dict[str, str] = Field(
-        default_factory=dict, description="task -> dev metric used to pick the grid point"
-    )
-    max_seq_len: int = Field(ge=8, le=4096)
-    head: Head = Field(
-        "linear",
-        description="linear: BERT's classifier on [CLS] (on the last token for ltr models); "
-        "bilstm: a randomly initialised BiLSTM over the token states, then a linear layer; "
-        "features (tagging tasks): the encoder frozen, `features` of its layers feed a 2-layer "
-        "BiLSTM tagger (the paper's feature-based NER)",
-    )
-    bilstm_hidden: int = Field(0, ge=0, description="BiLSTM size per direction; 0 = model hidden")
-    features: FeatureMode = Field(
-        "concat_last_four", description="which layers feed the feature-based tagger"
-    )
-    pretrain_steps: list[PositiveInt] = Field(
-        default_factory=list,
-        description="fine-tune from the models after these pre-training steps (Figure 5); "
-        "one report row per step; empty = the final model only",
-    )
-    group_by_length: bool = Field(
-        True, description="batch examples of similar length (less padding; order stays random)"
-    )
-    recipe: Recipe = Field(Recipe(), description="the fine-tuning recipe of every trial")
-    task_recipe: dict[str, RecipeOverrides] = Field(  # type: ignore[valid-type]
-        default_factory=dict,
-        description="task -> recipe keys changed for that task (recipe variants still win)",
-    )
-    recipe_variants: Annotated[list[RecipeVariant], _named("recipe variant")] = Field(
-        default_factory=list,
-        description="named recipes; each becomes a report row for every pre-training row",
-    )
-    recipe_axes: dict[str, list[Any]] = Field(
-        default_factory=dict,
-        description="recipe key -> values; each combination of the product is a recipe row "
-        "(crossed with recipe_variants when both are given)",
-    )
-    multitask: Annotated[list[MultiTaskGroup], _named("multitask group")] = Field(
-        default_factory=list,
-        description="groups of tasks fine-tuned together on one encoder; each group adds a "
-        "report row per row (its other tasks' cells are single-task)",
-    )
-    warmup_fraction: float = Field(0.1, ge=0, lt=1)
-    weight_decay: float = Field(0.01, ge=0)
-    eval_batch_size: PositiveInt = 128
-    seed: int = 0
-
-    @field_validator("pretrain_steps")
-    @classmethod
-    def _increasing_steps(cls, steps: list[int]) -> list[int]:
-        if steps != sorted(set(steps)):
-            raise ValueError(f"list each step once, in increasing order (got {steps})")
-        return steps
-
-    @field_validator("recipe_axes")
-    @classmethod
-    def _recipe_axes(cls, axes: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        for key, values in axes.items():
-            if key not in Recipe.model_fields:
-                raise ValueError(
-                    f"recipe_axes: unknown recipe key '{key}'; recipe keys: "
-                    f"{', '.join(Recipe.model_fields)}"
-                )
-            _check_axis(f"recipe_axes.{key}", values)
-            for index, value in enumerate(values):
-                try:
-                    RecipeOverrides.model_validate({key: value})
-                except ValidationError as err:
-                    message = err.errors()[0]["msg"]
-                    raise ValueError(f"recipe_axes.{key}[{index}] = {value!r}: {message}") from None
-        return axes
-
-    @model_validator(mode="after")
-    def _multitask_groups(self) -> FinetuneSection:
-        names = [g.name for g in self.multitask]
-        clash = set(names) & {v.name for v in self.recipe_variants}
-        if clash:
-            raise ValueError(f"{sorted(clash)} names both a multitask group and a recipe variant")
-        return self
 
 
 class SyntheticData(Strict):
@@ -448,11 +279,3 @@ class Matrix(Strict):
         if problem:  # the line names its own key path (matrix/load.py prints it as is)
             raise PydanticCustomError(CROSS_REFERENCE, "{line}", {"line": problem})
         return self
-
-
-def _check_axis(what: str, values: list[Any]) -> None:
-    """An axis lists at least one value, each once."""
-    if not values:
-        raise ValueError(f"{what} has no values; give at least one")
-    if len({json.dumps(v, sort_keys=True) for v in values}) != len(values):
-        raise ValueError(f"{what} repeats a value: {values}")

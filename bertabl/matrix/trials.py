@@ -12,10 +12,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from bertabl.errors import DataError, MatrixError
-from bertabl.matrix.checks import check_head, check_recipe
+from bertabl.matrix.checks import check_head, check_model, check_recipe
 from bertabl.matrix.compute import training_flops
+from bertabl.matrix.finetune_section import FinetuneSection, TaskProtocol
+from bertabl.matrix.models import ModelSource
 from bertabl.matrix.rows import RecipeRow, Row
-from bertabl.matrix.schema import FinetuneSection, Matrix, TaskData
+from bertabl.matrix.schema import Matrix, TaskData
 from bertabl.tasks import sources
 from bertabl.trial.data import DataRef
 from bertabl.trial.finetune import (
@@ -39,6 +41,18 @@ class PretrainTrial:
     @property
     def tokens(self) -> int:
         return self.config.pretrain.tokens
+
+    @property
+    def layers(self) -> int:
+        return self.config.pretrain.model.layers
+
+    @property
+    def causal(self) -> bool:
+        return self.config.pretrain.objective == "ltr"
+
+    @property
+    def checkpoint(self) -> None:
+        return None  # pre-trained here
 
     @property
     def flops(self) -> float:
@@ -97,69 +111,72 @@ class FinetuneTrial:
 def finetune_trials(
     matrix: Matrix,
     rows: list[Row],
-    pretrain: dict[str, PretrainTrial],
+    models: dict[str, ModelSource],
     recipes: dict[tuple[str, str], Recipe],
     origin: str,
 ) -> tuple[list[FinetuneTrial], list[FinetuneTrial]]:
-    """(the trials to run, the per-task views of multi-task trials), in matrix order."""
+    """(the trials to run, the per-task views of multi-task trials), in matrix order. `models`
+    are where rows' models come from: pre-training trials, or checkpoints (matrix/models.py)."""
     ft = matrix.finetune
     data = {task: task_data(matrix, task, origin) for task in ft.tasks}
-    smallest_batch = min(ft.grid.batch_size)
     trials: dict[str, FinetuneTrial] = {}
     views: list[FinetuneTrial] = []
 
     def add(config: FinetuneConfig, point: GridPoint, parameters: int, examples: int) -> bool:
         if config.id in trials:  # e.g. rows differing only in a head the task fixes
             return False
-        tokens = config.epochs * examples * ft.max_seq_len
+        tokens = config.epochs * examples * config.max_seq_len
         trials[config.id] = FinetuneTrial(config.id, config, point, parameters, tokens)
         return True
 
-    # Rows sharing a pre-training trial, step, head and recipe share their fine-tuning trials.
+    # Rows sharing a model, step, head and recipe share their fine-tuning trials.
     # (Multi-task rows add none: their other tasks' cells are the single-task trials.)
-    for pt_id, step, row_head, recipe_name in dict.fromkeys(
+    for model_id, step, row_head, recipe_name in dict.fromkeys(
         (r.pretrain_id, r.pretrain_step, r.head, r.recipe) for r in rows
     ):
-        pt = pretrain[pt_id]
+        model = models[model_id]
         for task in ft.tasks:
             spec = matrix.spec(task)
             head = spec.fixed_head or row_head
             recipe = recipes[(recipe_name, task)]
-            check_recipe(
-                recipe, head[0], pt.config.pretrain, task, recipe_name, smallest_batch, origin
-            )
+            protocol = ft.protocol(task)
+            smallest = min(protocol.grid.batch_size)
+            check_recipe(recipe, head[0], model, task, recipe_name, smallest, origin)
             check_head(head[0], spec, origin)
+            check_model(model, spec, origin)
             ref, examples = data[task]
-            for point, common in grid_settings(ft, pt_id, step, head, recipe):
+            for point, common in grid_settings(ft, protocol, model, step, head, recipe):
                 config = FinetuneTrialConfig(**common, task=task, task_data=ref)
-                add(config, point, pt.parameters, examples)
+                add(config, point, model.parameters, examples)
 
-    for pt_id, step, (head, bilstm_hidden, _), recipe_name, name in dict.fromkeys(
+    for model_id, step, (head, bilstm_hidden, _), recipe_name, name in dict.fromkeys(
         (r.pretrain_id, r.pretrain_step, r.head, r.recipe, r.multitask) for r in rows if r.multitask
     ):
-        pt = pretrain[pt_id]
+        model = models[model_id]
         group = multitask_key(matrix, name)
         tasks = group.tasks
-        recipe = recipes[(recipe_name, tasks[0])]
-        if any(recipes[(recipe_name, t)] != recipe for t in tasks):
-            raise MatrixError(
-                f"{origin}: finetune.multitask ({name}): its tasks {', '.join(tasks)} have "
-                "different recipes (finetune.task_recipe); a shared encoder trains with one"
-            )
-        check_recipe(
-            recipe, head, pt.config.pretrain, tasks[0], recipe_name, smallest_batch, origin
-        )
+        recipe, protocol = recipes[(recipe_name, tasks[0])], ft.protocol(tasks[0])
         for task in tasks:
+            if recipes[(recipe_name, task)] != recipe or ft.protocol(task) != protocol:
+                raise MatrixError(
+                    f"{origin}: finetune.multitask ({name}): its tasks {', '.join(tasks)} have "
+                    "different recipes or settings (finetune.task_settings); a shared encoder "
+                    "trains with one"
+                )
             check_head(head, matrix.spec(task), origin)
+            check_model(model, matrix.spec(task), origin)
+        smallest = min(protocol.grid.batch_size)
+        check_recipe(recipe, head, model, tasks[0], recipe_name, smallest, origin)
         examples = sum(data[t][1] for t in tasks)
-        for point, common in grid_settings(ft, pt_id, step, (head, bilstm_hidden, None), recipe):
+        key = (head, bilstm_hidden, None)
+        for point, common in grid_settings(ft, protocol, model, step, key, recipe):
             config = MultitaskTrialConfig(
                 **common,
                 task="+".join(tasks),
                 task_data={t: data[t][0] for t in tasks},
                 multitask=group,
             )
-            if add(config, point, pt.parameters, examples):
+            if add(config, point, model.parameters, examples):
                 for task in tasks:
                     view = config.view(task)
                     views.append(FinetuneTrial(view.id, view, point, 0, 0))
@@ -168,32 +185,36 @@ def finetune_trials(
 
 def grid_settings(
     ft: FinetuneSection,
-    pretrain_id: str,
+    protocol: TaskProtocol,
+    model: ModelSource,
     step: int | None,
     head: tuple[str, int, str | None],
     recipe: Recipe,
 ) -> Iterator[tuple[GridPoint, dict[str, Any]]]:
     """(grid point, the settings every fine-tuning config of it takes) for each grid point x
-    restart, in matrix order."""
-    grid = ft.grid
+    restart of the task's protocol, in matrix order."""
+    grid = protocol.grid
     for batch, lr, epochs in itertools.product(grid.batch_size, grid.learning_rate, grid.epochs):
         point = (("batch_size", batch), ("learning_rate", lr), ("epochs", epochs))
-        for restart in range(ft.restarts):
+        for restart in range(protocol.restarts):
             yield (
                 point,
                 {
-                    "pretrain_id": pretrain_id,
+                    "pretrain_id": model.id,
                     "pretrain_step": step,
+                    "checkpoint": model.checkpoint,
                     "batch_size": batch,
                     "learning_rate": lr,
                     "epochs": epochs,
                     "restart": restart,
                     "seed": ft.seed + restart,
-                    "max_seq_len": ft.max_seq_len,
+                    "max_seq_len": protocol.max_seq_len,
+                    "doc_stride": protocol.doc_stride,
+                    "document_context": protocol.document_context,
                     "group_by_length": ft.group_by_length,
                     "warmup_fraction": ft.warmup_fraction,
                     "weight_decay": ft.weight_decay,
-                    "eval_batch_size": ft.eval_batch_size,
+                    "eval_batch_size": protocol.eval_batch_size,
                     "head": head[0],
                     "bilstm_hidden": head[1],
                     "features": head[2],
@@ -212,13 +233,13 @@ def multitask_key(matrix: Matrix, name: str) -> MultitaskKey | None:
 
 def resolved_recipe(matrix: Matrix, recipe_row: RecipeRow | None, task: str, origin: str) -> Recipe:
     """The recipe of `task` in `recipe_row` (None = none): finetune.recipe, then
-    finetune.task_recipe.<task>, then the row's keys."""
+    finetune.task_settings.<task>.recipe, then the row's keys."""
     ft = matrix.finetune
     merged = ft.recipe.model_dump(mode="json")
     where = "finetune.recipe"
-    if task in ft.task_recipe:
-        merged |= ft.task_recipe[task].model_dump(mode="json", exclude_none=True)
-        where = f"finetune.task_recipe.{task}"
+    if task in ft.task_settings:
+        merged |= ft.task_settings[task].recipe.model_dump(mode="json", exclude_none=True)
+        where = f"finetune.task_settings.{task}.recipe"
     if recipe_row is not None:
         merged |= recipe_row.keys
         where = f"{recipe_row.where}, task {task}"

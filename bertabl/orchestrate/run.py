@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bertabl.errors import UserError
@@ -86,6 +87,12 @@ def _pending(trials, is_done, summary: RunSummary, observer: RunObserver) -> lis
 
 
 def _blocked_reason(trial: FinetuneTrial, store: RunStore, failed: bool = False) -> str | None:
+    checkpoint = trial.config.checkpoint
+    if checkpoint is not None:  # not pre-trained here: its folder must still be there
+        folder = checkpoint.location
+        if folder is None or Path(folder, "config.json").is_file():
+            return None
+        return f"the checkpoint folder {folder} is gone (it was there when the plan was made)"
     record = store.record(trial.pretrain_id)
     if record is not None and record["status"] == DONE:
         return None

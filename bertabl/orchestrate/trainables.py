@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from bertabl.orchestrate.store import DONE, RunStore
@@ -31,7 +32,7 @@ def finetune_trainable(params: dict[str, Any]) -> None:
     from bertabl.trial.finetune import MultitaskTrialConfig
 
     def body(config, store, out_dir, runtime):
-        pretrained = store.model_dir(config.pretrain_id, config.pretrain_step)
+        pretrained = _model_folder(config, store)
         if isinstance(config, MultitaskTrialConfig):  # one shared encoder, a record per task
             from bertabl.finetune.multitask import finetune_multitask
 
@@ -41,6 +42,17 @@ def finetune_trainable(params: dict[str, Any]) -> None:
         return finetune(config, pretrained, out_dir, runtime)
 
     _run(params, body)
+
+
+def _model_folder(config, store: RunStore) -> Path:
+    """The model a fine-tune starts from: its pre-training trial's, or its checkpoint's."""
+    if config.checkpoint is None:
+        return store.model_dir(config.pretrain_id, config.pretrain_step)
+    if config.checkpoint.location is not None:
+        return Path(config.checkpoint.location)
+    from bertabl.data.hub import hub_model
+
+    return Path(hub_model(config.checkpoint.source, config.checkpoint.revision))
 
 
 def write_views(store: RunStore, config, metrics: dict[str, Any], history: list) -> None:

@@ -202,7 +202,7 @@ class _Builder:
         if self.ci:
             interval = bootstrap_ci(cell.values)
             shown.ci = interval and (100 * interval[0], 100 * interval[1])
-        if len(cell.values) < self.expected_n:
+        if len(cell.values) < self.plan.matrix.finetune.protocol(column.task).restarts:
             shown.n = len(cell.values)
         shown.failed, shown.diverged = cell.failed, cell.diverged
         base = baseline and self.cell(baseline, column)

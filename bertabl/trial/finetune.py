@@ -33,7 +33,8 @@ class Recipe(Strict):
     """How a pre-trained encoder is fine-tuned, beyond the grid: each key is one recipe axis.
 
     The defaults are BERT's own recipe. `finetune.recipe` sets them for the matrix,
-    `finetune.task_recipe.<task>` per task, and `finetune.recipe_variants` names report rows.
+    `finetune.task_settings.<task>.recipe` per task, and `finetune.recipe_variants` names report
+    rows.
     """
 
     layer_decay: float = Field(
@@ -97,6 +98,26 @@ class Recipe(Strict):
 
 
 _BERT_RECIPE = Recipe().model_dump(mode="json")
+# Keys a fine-tuning config's dump leaves out while they are empty, None or False.
+OMITTED_AT_DEFAULT = ("recipe", "doc_stride", "document_context", "checkpoint")
+
+
+class CheckpointRef(Strict):
+    """A model a fine-tune starts from that no trial of its run pre-trains (a variant's `from`):
+    `identity` is what decides its weights (a folder's content hash; a Hub name and revision),
+    `location` where it lives on this machine (a folder; None for the Hub)."""
+
+    identity: dict[str, Any]
+    location: str | None
+
+    @property
+    def source(self) -> str:
+        """What `from_pretrained` loads: the folder, or the Hub name."""
+        return self.location or self.identity["name"]
+
+    @property
+    def revision(self) -> str | None:
+        return self.identity.get("revision")
 
 
 class MultitaskKey(Strict):
@@ -112,6 +133,8 @@ class _FinetuneCommon(Strict):
     stage: Literal["finetune"] = "finetune"
     pretrain_id: str
     pretrain_step: int | None  # fine-tune from the model after this step; None = the final one
+    # Set when the model is not pre-trained in this run; then `pretrain_id` is its "ck-" id.
+    checkpoint: CheckpointRef | None = None
     task: str
     batch_size: int
     learning_rate: float
@@ -127,11 +150,13 @@ class _FinetuneCommon(Strict):
         return recipe.changes()
 
     @model_serializer(mode="wrap")
-    def _without_bert_recipe(self, handler) -> dict[str, Any]:
-        # BERT's recipe adds no key, so the trial ids of plain fine-tunes predate recipes.
+    def _without_defaults(self, handler) -> dict[str, Any]:
+        # Settings added after the first trials ran add no key while they keep their default
+        # (BERT's recipe, no checkpoint, ...), so the ids of trials that predate them stand.
         data = handler(self)
-        if not data.get("recipe"):
-            data.pop("recipe", None)
+        for key in OMITTED_AT_DEFAULT:
+            if key in data and not data[key]:
+                del data[key]
         return data
 
     @property
@@ -153,6 +178,14 @@ class _TrainingSettings(_FinetuneCommon):
     warmup_fraction: float
     weight_decay: float
     eval_batch_size: int
+    doc_stride: int | None = None  # span QA; None = min(128, max_seq_len / 2)
+    document_context: bool = False  # tagging: sentences encoded within their document
+
+    @property
+    def window_stride(self) -> int:
+        """Span QA: tokens between window starts (BERT: 128 at length 384; shorter windows
+        default to half their length, so that consecutive windows still overlap)."""
+        return self.doc_stride or min(128, self.max_seq_len // 2)
 
 
 class FinetuneTrialConfig(_TrainingSettings):

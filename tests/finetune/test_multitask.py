@@ -104,7 +104,7 @@ def test_group_errors(groups, message):
 
 def test_a_shared_encoder_needs_one_recipe():
     with pytest.raises(MatrixError, match=r"multitask \(mt\): .* different recipes"):
-        _plan(task_recipe={"syn_chain": {"layer_decay": 0.5}})
+        _plan(task_settings={"syn_chain": {"recipe": {"layer_decay": 0.5}}})
 
 
 def test_sampling_weights_and_schedule():

@@ -84,10 +84,10 @@ def test_only_recipe_variants_name_rows_after_the_recipe():
     assert all(t.config.head == "bilstm" for t in cell_trials(plan, plan.rows[1], "syn_agree"))
 
 
-def test_task_recipe_overrides_the_matrix_and_variants_override_the_task():
+def test_a_tasks_recipe_overrides_the_matrix_and_variants_override_the_task():
     plan = _plan(
         recipe={"freeze_embeddings": True},
-        task_recipe={"syn_chain": {"layer_decay": 0.5, "ema_decay": 0.9}},
+        task_settings={"syn_chain": {"recipe": {"layer_decay": 0.5, "ema_decay": 0.9}}},
         recipe_variants=[{"name": "plain"}, {"name": "flat", "recipe": {"layer_decay": 1.0}}],
     )
     plain, flat = plan.rows[:2]
@@ -196,7 +196,10 @@ def test_int_and_float_spellings_give_one_recipe_id():
             {"head": "bilstm", "recipe": {"pooling": "mean"}},
             "pooling = 'mean' replaces the linear head's pooling",
         ),
-        ({"task_recipe": {"sst2": {"ema_decay": 0.9}}}, "task_recipe names task 'sst2'"),
+        (
+            {"task_settings": {"sst2": {"recipe": {"ema_decay": 0.9}}}},
+            "task_settings names task 'sst2'",
+        ),
         (
             {"recipe_variants": [{"name": "x"}, {"name": "x"}]},
             "recipe variant names must be unique",

@@ -599,3 +599,27 @@ def test_batch_that_cannot_split_over_workers_fails_at_plan_time() -> None:
         plan_of(raw)
     raw["resources"] = {"workers_per_trial": 2, "micro_batch_size": 1}
     assert plan_of(raw).pretrain
+
+
+def test_a_task_with_its_own_protocol_gets_its_own_grid_restarts_and_length():
+    raw = tomllib.loads(BASE)
+    plain = build_plan(validate(copy.deepcopy(raw), "m.toml"))
+    raw["finetune"]["task_settings"] = {
+        "syn_chain": {
+            "max_seq_len": 24,
+            "restarts": 3,
+            "eval_batch_size": 7,
+            "grid": {"learning_rate": [5e-4]},
+        }
+    }
+    plan = build_plan(validate(raw, "m.toml"))
+    agree = [t for t in plan.finetune if t.task == "syn_agree"]
+    chain = [t for t in plan.finetune if t.task == "syn_chain"]
+    # syn_agree keeps the section's protocol (and its trial ids); syn_chain: 1 lr x 3 restarts
+    assert [t.id for t in agree] == [t.id for t in plain.finetune if t.task == "syn_agree"]
+    assert len(chain) == 3
+    assert {(t.config.max_seq_len, t.config.eval_batch_size) for t in chain} == {(24, 7)}
+    assert {dict(t.grid_point)["learning_rate"] for t in chain} == {5e-4}
+    assert sorted(t.restart for t in chain) == [0, 1, 2]
+    # 1 epoch x 100 train examples x 24 tokens
+    assert chain[0].tokens == 100 * 24

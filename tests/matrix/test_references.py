@@ -49,7 +49,14 @@ def test_a_custom_task_is_known_only_to_the_matrix_that_defines_it():
 @pytest.mark.parametrize(
     ("finetune", "message"),
     [
-        ({"task_recipe": {"sst2": {"layer_decay": 0.9}}}, r"task_recipe names task 'sst2'"),
+        (
+            {"task_settings": {"sst2": {"recipe": {"layer_decay": 0.9}}}},
+            r"finetune\.task_settings\.sst2: task_settings names task 'sst2'",
+        ),
+        (
+            {"task_settings": {"syn_agree": {"doc_stride": 64}}},
+            r"task_settings\.syn_agree\.doc_stride: only span QA",
+        ),
         (
             {"selection_metric": {"syn_agree": "f1"}},
             r"finetune\.selection_metric\.syn_agree: .*allowed: accuracy",

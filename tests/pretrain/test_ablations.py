@@ -24,7 +24,7 @@ from bertabl.pretrain.masking import masking_collator
 from bertabl.pretrain.perplexity import heldout_metrics, perplexity, split_heldout
 from bertabl.trial.data import DataRef
 from bertabl.trial.pretrain import MaskingConfig, SeqLenPhase, seq_len_phases
-from tests.conftest import SHARED_DATA, TINY_MATRIX
+from tests.conftest import TINY_MATRIX
 
 TRAINED = DataRef(
     identity={"tokenizer": {"trained": "wordpiece", "lowercase": True}, "corpus": "x"},
@@ -393,41 +393,3 @@ def test_unknown_scale_sections_are_errors(tmp_path: Path):
     with pytest.raises(MatrixError, match="scales.huge: unknown scale"):
         load_matrix(path)
 
-
-@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared is not present")
-def test_paper_preset_is_the_papers_recipe():
-    import tomllib
-
-    reference = tomllib.loads((SHARED_DATA.parent / "paper_reference.toml").read_text())
-    pre, base = reference["pretraining"], reference["models"]["bert_base"]
-    pt = PAPER["pretrain"]
-    assert (pt["model"]["layers"], pt["model"]["hidden"], pt["model"]["heads"]) == (
-        base["layers"],
-        base["hidden"],
-        base["heads"],
-    )
-    assert pt["steps"] == pre["steps"] and pt["batch_size"] == pre["batch_sequences"]
-    assert pt["max_seq_len"] == pre["max_seq_len"]
-    assert [(p["seq_len"], p["fraction"]) for p in pt["seq_len_schedule"]] == [
-        (p["seq_len"], p["fraction_of_steps"]) for p in pre["seq_len_schedule"]
-    ]
-    assert pt["learning_rate"] == pre["learning_rate"]
-    assert pt["warmup_fraction"] * pt["steps"] == pre["warmup_steps"]
-    assert (pt["adam_beta1"], pt["adam_beta2"]) == (pre["adam_beta1"], pre["adam_beta2"])
-    assert pt["weight_decay"] == pre["weight_decay_l2"] and pt["model"]["dropout"] == pre["dropout"]
-    from bertabl.trial.pretrain import MaskingConfig
-
-    masking = MaskingConfig()  # the schema's defaults are the paper's
-    assert (masking.probability, masking.mask, masking.random, masking.same) == (
-        pre["mlm_select_prob"],
-        pre["mlm_mask_prob"],
-        pre["mlm_random_prob"],
-        pre["mlm_keep_prob"],
-    )
-    glue = reference["finetuning"]["glue"]
-    grid = PAPER["finetune"]["grid"]
-    assert grid == {
-        "batch_size": [glue["batch_size"]],
-        "learning_rate": glue["learning_rates"],
-        "epochs": [glue["epochs"]],
-    }

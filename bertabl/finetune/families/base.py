@@ -17,7 +17,7 @@ import torch
 
 from bertabl.tasks.sources import load_split
 from bertabl.tasks.spec import TaskSpec
-from bertabl.training import Precision
+from bertabl.training import Precision, TrialRuntime
 from bertabl.trial.data import DataRef
 from bertabl.trial.finetune import FinetuneTrialConfig, MultitaskTrialConfig
 
@@ -39,10 +39,14 @@ class FamilyData:
         data: DataRef,
         tokenizer: Any,
         pretrained_dir: Path,
-        device: torch.device,
+        runtime: TrialRuntime,
     ):
         self.spec, self.config, self.tokenizer = spec, config, tokenizer
-        self.pretrained_dir, self.device = pretrained_dir, device
+        self.pretrained_dir, self.device = pretrained_dir, runtime.device
+        # Shared by every trial of the run that reads the same model and data (feature-based
+        # NER's frozen hidden states); beside the model when no run holds the trial (tests).
+        cache = runtime.cache_dir or pretrained_dir.parent
+        self.cache_dir = Path(cache) / "feature-cache"
         self.raw = {split: load_split(spec, split, data) for split in ("train", *self.splits)}
         self.encoded = {split: self.encode(rows) for split, rows in self.raw.items()}
         self.train: list = self.encoded["train"]

@@ -20,10 +20,7 @@ MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
 class SpanQA(FamilyData):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)  # `encoded`: the questions, as read
-        # BERT's doc_stride (the distance between window starts) is 128 at length 384; shorter
-        # windows use half their length so that consecutive windows still overlap.
-        length = self.config.max_seq_len
-        windows = {"max_seq_len": length, "doc_stride": min(128, length // 2)}
+        windows = {"max_seq_len": self.config.max_seq_len, "doc_stride": self.config.window_stride}
         self.train = squad.prepare_train_features(self.encoded["train"], self.tokenizer, **windows)
         self.eval_features = squad.prepare_eval_features(
             self.encoded["dev"], self.tokenizer, **windows

@@ -53,7 +53,7 @@ class FeatureTagging(Tagging):
             split: tag_features.cached_hidden_states(
                 self.pretrained_dir,
                 encoded,
-                self.pretrained_dir.parent / "feature-cache",
+                self.cache_dir,
                 batch_size=self.config.eval_batch_size,
                 device=self.device,
             )
