@@ -172,6 +172,13 @@ def plan(
             f"{t.flops:.2e}",
         )
     console.print("[bold]Stage 1: pre-training[/]", pt)
+    if the_plan.checkpoints:
+        ck = _table("model", "rows", "from", "type", "params")
+        for c in the_plan.checkpoints:
+            rows = ", ".join(r.name for r in the_plan.rows if r.pretrain_id == c.id)
+            params = _si(c.parameters) if c.parameters else "?"  # a Hub model offline: unknown
+            ck.add_row(c.id, rows, c.spec, c.model_type or "?", params)
+        console.print("[bold]Checkpoints[/] (fine-tuned as given, not pre-trained here)", ck)
 
     recipes = any(t.recipe for t in the_plan.finetune)
     columns = ["trial", "depends on", "task", "batch", "lr", "epochs", "restart", "FLOPs ≤"]

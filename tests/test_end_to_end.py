@@ -207,3 +207,72 @@ epochs = [1]
     assert "Data: synthetic" not in report
     assert "sst2: real data" in report and "64 train examples (seeded subset)" in report
     assert "Pre-training: corpus" in report and "paragraphs format" in report
+
+
+def test_a_released_checkpoint_row_beside_a_row_pretrained_here(shared_data: Path, tmp_path):
+    """One row pre-trained in the run, one fine-tuning a model folder (save_pretrained, with its
+    tokenizer) that no trial pre-trains, on an SST-2 slice, side by side in one report."""
+    import torch
+    from transformers import BertConfig, BertForPreTraining, BertTokenizerFast
+
+    released = tmp_path / "released"
+    vocab = shared_data / "vocab" / "bert-base-uncased-vocab.txt"
+    tokenizer = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+    torch.manual_seed(1)
+    config = BertConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=64,
+    )  # fmt: skip
+    BertForPreTraining(config).save_pretrained(released)
+    tokenizer.save_pretrained(released)
+    matrix = tmp_path / "rows.toml"
+    matrix.write_text(f"""
+name = "rows"
+[data]
+corpus = "{shared_data}/corpus/gutenberg"
+corpus_format = "paragraphs"
+tokenizer = "{vocab}"
+glue_dir = "{shared_data}/glue"
+[data.tasks.sst2]
+max_train_examples = 64
+max_dev_examples = 32
+[pretrain]
+steps = 3
+batch_size = 8
+max_seq_len = 32
+[pretrain.model]
+layers = 1
+hidden = 32
+heads = 2
+max_position = 64
+[[pretrain.variants]]
+name = "here"
+label = "Pre-trained here"
+[[pretrain.variants]]
+name = "released"
+label = "Released checkpoint"
+from = "{released}"
+[finetune]
+tasks = ["sst2"]
+restarts = 1
+max_seq_len = 32
+[finetune.grid]
+batch_size = [16]
+learning_rate = [1e-3]
+epochs = [1]
+""")
+    plan = runner.invoke(app, ["plan", str(matrix)])
+    assert plan.exit_code == 0, plan.output
+    assert "Checkpoints" in plan.output and "ck-" in plan.output
+    run_dir = tmp_path / "run"
+    result = runner.invoke(app, ["run", str(matrix), "--run-dir", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    records = _records(run_dir)
+    assert sorted(r["stage"] for r in records.values()) == ["finetune", "finetune", "pretrain"]
+    from_folder = [r for r in records.values() if r["config"].get("checkpoint")]
+    assert len(from_folder) == 1 and from_folder[0]["status"] == "done"
+    assert from_folder[0]["config"]["checkpoint"]["location"] == str(released)
+    report = (run_dir / "rows.md").read_text()
+    for label in ("Pre-trained here", "Released checkpoint"):
+        line = next(line for line in report.splitlines() if line.startswith(f"| {label} |"))
+        assert "—" not in line  # a score in each row's cell

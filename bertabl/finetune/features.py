@@ -11,6 +11,7 @@ The weighted sums are an ELMo-style scalar mix (softmax weights times a learned 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -19,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
-from transformers import BertModel
+from transformers import AutoConfig, AutoModel, BertModel
 
 from bertabl.finetune.ner import IGNORE, LABELS
 from bertabl.trial.finetune import FEATURE_MODES as MODES
@@ -186,11 +187,12 @@ def _extract_flat(
         offsets.append(offsets[-1] + n)
     flat: torch.Tensor | None = None
     order = sorted(range(len(encoded)), key=lambda i: lengths[i])
+    keys = [k for k in ("input_ids", "token_type_ids", "attention_mask") if _takes(model, k)]
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         longest = max(lengths[i] for i in idx)
         batch = {}
-        for key in ("input_ids", "token_type_ids", "attention_mask"):
+        for key in keys:
             rows = [list(encoded[i][key]) + [0] * (longest - lengths[i]) for i in idx]
             batch[key] = torch.tensor(rows, dtype=torch.long, device=device)
         result = model(**batch, output_hidden_states=True)
@@ -202,6 +204,12 @@ def _extract_flat(
     if flat is None:
         raise ValueError("extract_hidden_states: no sentences")
     return flat, lengths
+
+
+def _takes(model: nn.Module, argument: str) -> bool:
+    """Whether the model's forward takes `argument` (DistilBERT's takes no token_type_ids)."""
+    parameters = inspect.signature(model.forward).parameters
+    return argument in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
 
 
 def extract_hidden_states(
@@ -252,6 +260,9 @@ def _data_hash(encoded: Sequence[dict]) -> str:
 def _load_encoder(model_dir: Path) -> nn.Module:
     # BertModel.from_pretrained also reads BertForPreTraining / BertForMaskedLM checkpoints (the
     # "bert." prefix is stripped); no pooler: features never use it and MLM-only ones lack it.
+    # Other BERT-family encoders (RoBERTa, ELECTRA, DistilBERT) load as their AutoModel.
+    if AutoConfig.from_pretrained(model_dir).model_type != "bert":
+        return AutoModel.from_pretrained(model_dir)
     return BertModel.from_pretrained(model_dir, add_pooling_layer=False)
 
 

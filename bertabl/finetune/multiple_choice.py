@@ -54,7 +54,13 @@ def encode(examples: Sequence[dict], tokenizer: Any, max_seq_len: int) -> list[d
         seconds = [
             " ".join(p for p in (e["start"], ending) if p) for e in chunk for ending in e["endings"]
         ]
-        enc = tokenizer(firsts, seconds, truncation="longest_first", max_length=max_seq_len)
+        enc = tokenizer(
+            firsts,
+            seconds,
+            truncation="longest_first",
+            max_length=max_seq_len,
+            return_token_type_ids=True,  # zeros from tokenizers without segments (RoBERTa's)
+        )
         truncated += sum(bool(e.overflowing) for e in enc.encodings)
         for i, example in enumerate(chunk):
             rows = slice(i * NUM_CHOICES, (i + 1) * NUM_CHOICES)

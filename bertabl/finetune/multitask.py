@@ -37,8 +37,9 @@ class MultiTaskModel(nn.Module):
     def __init__(self, heads: dict[str, nn.Module]):
         super().__init__()
         first, *others = heads.values()
+        prefix = first.base_model_prefix  # "bert", "roberta", ...: the encoder's module name
         for head in others:
-            head.bert = first.bert
+            setattr(head, prefix, getattr(first, prefix))
         self.heads = nn.ModuleDict(heads)
         self.config = first.config  # the encoder's (layer count for layer-wise decay)
 

@@ -74,7 +74,8 @@ def encode(sentences: Sequence[dict], tokenizer: Any, max_seq_len: int) -> list[
         features.append(
             {
                 "input_ids": list(enc["input_ids"]),
-                "token_type_ids": list(enc["token_type_ids"]),
+                # tokenizers without segment ids (RoBERTa's, DistilBERT's): one segment
+                "token_type_ids": list(enc.get("token_type_ids") or [0] * len(enc["input_ids"])),
                 "attention_mask": list(enc["attention_mask"]),
                 "labels": labels,
                 "word_ids": word_ids,

@@ -43,15 +43,22 @@ from bertabl.training import (
 )
 from bertabl.trial.finetune import FinetuneTrialConfig, MultitaskTrialConfig, Recipe
 
-_ENCODER = re.compile(r"(?:^|\.)bert\.")
+# The encoder's module name in transformers' task models of the BERT family (base_model_prefix).
+_ENCODER = re.compile(r"(?:^|\.)(?:bert|roberta|electra|distilbert|albert|deberta)\.")
 _LAYER = re.compile(r"^encoder\.layer\.(\d+)\.")
 
 
 def encoder_name(name: str) -> str | None:
     """`name` inside the pre-trained encoder ("encoder.layer.0.output.dense.weight"), or None
-    for a parameter of a new head."""
+    for a parameter of a new head. DistilBERT's `transformer.layer.i` is read as BERT's
+    `encoder.layer.i`, so layer-wise settings mean the same on every encoder."""
     match = _ENCODER.search(name)
-    return name[match.end() :] if match else None
+    if not match:
+        return None
+    inner = name[match.end() :]
+    if inner.startswith("transformer."):
+        return "encoder." + inner.removeprefix("transformer.")
+    return inner
 
 
 def depth(name: str, layers: int) -> int | None:

@@ -59,6 +59,20 @@ def check_model(model: ModelSource, spec: TaskSpec, origin: str) -> None:
         )
 
 
+def check_encoder(model: ModelSource, head: str, recipe: Recipe, origin: str) -> None:
+    """bertabl's own heads (BiLSTM, pooling) sit on a BERT encoder; other encoders (RoBERTa,
+    ELECTRA, DistilBERT, ...) fine-tune with transformers' heads (head = "linear")."""
+    model_type = getattr(model, "model_type", None)
+    if model_type in (None, "bert"):
+        return
+    if head == "bilstm" or recipe.pooling != "cls_pooler":
+        what = "head = 'bilstm'" if head == "bilstm" else f"pooling = '{recipe.pooling}'"
+        raise MatrixError(
+            f"{origin}: {what} needs a BERT encoder; {getattr(model, 'spec', model.id)} is a "
+            f"{model_type} model: use head = 'linear' and the default pooling"
+        )
+
+
 def check_recipe(
     recipe: Recipe,
     head: str,

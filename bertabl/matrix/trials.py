@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from bertabl.errors import DataError, MatrixError
-from bertabl.matrix.checks import check_head, check_model, check_recipe
+from bertabl.matrix.checks import check_encoder, check_head, check_model, check_recipe
 from bertabl.matrix.compute import training_flops
 from bertabl.matrix.finetune_section import FinetuneSection, TaskProtocol
 from bertabl.matrix.models import ModelSource
@@ -144,6 +144,7 @@ def finetune_trials(
             check_recipe(recipe, head[0], model, task, recipe_name, smallest, origin)
             check_head(head[0], spec, origin)
             check_model(model, spec, origin)
+            check_encoder(model, head[0], recipe, origin)
             ref, examples = data[task]
             for point, common in grid_settings(ft, protocol, model, step, head, recipe):
                 config = FinetuneTrialConfig(**common, task=task, task_data=ref)
@@ -167,6 +168,7 @@ def finetune_trials(
             check_model(model, matrix.spec(task), origin)
         smallest = min(protocol.grid.batch_size)
         check_recipe(recipe, head, model, tasks[0], recipe_name, smallest, origin)
+        check_encoder(model, head, recipe, origin)
         examples = sum(data[t][1] for t in tasks)
         key = (head, bilstm_hidden, None)
         for point, common in grid_settings(ft, protocol, model, step, key, recipe):

@@ -34,6 +34,7 @@ MISSING = {
     "no_ppl": "no held-out perplexity in the pre-training record (recorded by newer bertabl "
     "versions; re-run the pre-training trial to get it)",
     "ppl_pending": "pending: the pre-training trial has not finished",
+    "checkpoint": "a released or saved checkpoint (the row's `from`), not pre-trained here",
 }
 
 
@@ -274,8 +275,9 @@ class _Builder:
         mapped = self.plan.matrix.report.paper_rows.get(row.name, row.name)
         if mapped in rows:
             return mapped
-        if self.layout == "table6":
-            model = self._pretrain_config(row).model
+        config = self._pretrain_config(row)
+        if self.layout == "table6" and config is not None:
+            model = config.model
             size_id = paper.table6_id(model.layers, model.hidden, model.heads)
             return size_id if size_id in rows else None
         return None
@@ -327,11 +329,16 @@ class _Builder:
                 table.lines.append(Line(f"{prow.label} (paper)", "paper", cells))
         self.tables.append(table)
 
-    def _pretrain_config(self, row: Row) -> PretrainConfig:
-        return self.plan.trial(row.pretrain_id).config.pretrain
+    def _pretrain_config(self, row: Row) -> PretrainConfig | None:
+        """The row's pre-training settings; None for a row that fine-tunes a checkpoint."""
+        source = self.plan.model(row.pretrain_id)
+        return source.config.pretrain if hasattr(source, "config") else None
 
     def _lead_ours(self, row: Row) -> list[Shown]:
         config = self._pretrain_config(row)
+        if config is None:  # a checkpoint row: not pre-trained here, no settings to show
+            note = self.notes.add(MISSING["checkpoint"])
+            return [Shown(notes=[note]) for _ in LEAD_HEADINGS.get(self.layout, [])]
         if self.layout == "table6":
             model = config.model
             sizes = [Shown(text=str(getattr(model, k))) for k in ("layers", "hidden", "heads")]
@@ -368,7 +375,8 @@ class _Builder:
         variants: dict[str, dict[int, Row]] = {}
         for row in self.plan.rows:
             base, _, step = row.name.partition("@")
-            step_n = int(step) if step else self._pretrain_config(row).steps
+            config = self._pretrain_config(row)
+            step_n = int(step) if step else (config.steps if config else 0)
             variants.setdefault(base, {})[step_n] = row
         steps = sorted({s for by_step in variants.values() for s in by_step})
         table = Table(

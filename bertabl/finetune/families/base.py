@@ -8,6 +8,7 @@ Where the examples come from is the task's data source (tasks/sources.py), not t
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
 from functools import cached_property
 from pathlib import Path
@@ -50,6 +51,7 @@ class FamilyData:
         self.raw = {split: load_split(spec, split, data) for split in ("train", *self.splits)}
         self.encoded = {split: self.encode(rows) for split, rows in self.raw.items()}
         self.train: list = self.encoded["train"]
+        self._takes: set[str] | None = None  # the model's forward arguments, once it is built
 
     @cached_property
     def lengths(self) -> list[int]:
@@ -66,10 +68,25 @@ class FamilyData:
         raise NotImplementedError
 
     def collate(self, items: list) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+        """A batch of `items` as the model takes it (once built: without inputs its forward
+        does not take, e.g. DistilBERT's missing token_type_ids)."""
+        batch = self._collate(items)
+        if self._takes is not None:
+            batch = {k: v for k, v in batch.items() if k in self._takes}
+        return batch
 
     def build_model(self) -> torch.nn.Module:
         """The pre-trained encoder with this trial's head (seeded by the caller)."""
+        model = self._build()
+        parameters = inspect.signature(model.forward).parameters
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+            self._takes = set(parameters)
+        return model
+
+    def _collate(self, items: list) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def _build(self) -> torch.nn.Module:
         raise NotImplementedError
 
     def readable(self) -> list[list[dict]] | None:

@@ -5,7 +5,7 @@ last token of a left-to-right model); cross-entropy; argmax predictions."""
 from __future__ import annotations
 
 import torch
-from transformers import AutoConfig, BertForSequenceClassification, DataCollatorWithPadding
+from transformers import AutoConfig, AutoModelForSequenceClassification, DataCollatorWithPadding
 
 from bertabl.finetune.families.base import FamilyData
 from bertabl.finetune.heads import BiLSTMClassifier, LeftToRightClassifier
@@ -16,18 +16,19 @@ class Classification(FamilyData):
     def encode(self, rows) -> list[dict]:
         return encode_texts(rows, self.tokenizer, self.config.max_seq_len)
 
-    def collate(self, items: list) -> dict[str, torch.Tensor]:
+    def _collate(self, items: list) -> dict[str, torch.Tensor]:
         return DataCollatorWithPadding(self.tokenizer)(items)  # to the batch's longest
 
-    def build_model(self) -> torch.nn.Module:
+    def _build(self) -> torch.nn.Module:
         config, directory, labels = self.config, self.pretrained_dir, self.spec.num_labels
         if config.head == "bilstm":
             return BiLSTMClassifier.build(directory, labels, config.bilstm_hidden)
         if config.recipe.pooling != "cls_pooler":  # the recipe's pooling head (pooling.py)
             return PooledClassifier.build(directory, labels, config.recipe.pooling)
-        if AutoConfig.from_pretrained(directory).is_decoder:  # an `ltr` checkpoint
+        if getattr(AutoConfig.from_pretrained(directory), "is_decoder", False):  # an `ltr` model
             return LeftToRightClassifier.from_pretrained(directory, num_labels=labels)
-        return BertForSequenceClassification.from_pretrained(directory, num_labels=labels)
+        # any BERT-family encoder, with transformers' own head (BERT: BertForSequenceClassification)
+        return AutoModelForSequenceClassification.from_pretrained(directory, num_labels=labels)
 
 
 def encode_texts(dataset, tokenizer, max_seq_len: int) -> list[dict]:

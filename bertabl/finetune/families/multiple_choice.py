@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import torch
-from transformers import BertForMultipleChoice
+from transformers import AutoModelForMultipleChoice
 
 from bertabl.finetune import multiple_choice
 from bertabl.finetune.families.base import FamilyData
@@ -14,8 +14,8 @@ class MultipleChoice(FamilyData):
     def encode(self, rows) -> list[dict]:
         return multiple_choice.encode(list(rows), self.tokenizer, self.config.max_seq_len)
 
-    def collate(self, items: list) -> dict[str, torch.Tensor]:
+    def _collate(self, items: list) -> dict[str, torch.Tensor]:
         return multiple_choice.collate(items, self.tokenizer)
 
-    def build_model(self) -> torch.nn.Module:
-        return BertForMultipleChoice.from_pretrained(self.pretrained_dir)
+    def _build(self) -> torch.nn.Module:
+        return AutoModelForMultipleChoice.from_pretrained(self.pretrained_dir)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 import torch
-from transformers import BertForQuestionAnswering, DataCollatorWithPadding
+from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding
 
 from bertabl.finetune import squad
 from bertabl.finetune.families.base import FamilyData, forward_batches
@@ -30,16 +30,16 @@ class SpanQA(FamilyData):
     def encode(self, rows) -> list[dict]:
         return list(rows)  # windows are cut once the tokenizer's settings are known (above)
 
-    def collate(self, items: list) -> dict[str, torch.Tensor]:
+    def _collate(self, items: list) -> dict[str, torch.Tensor]:
         return DataCollatorWithPadding(self.tokenizer)(items)
 
     def readable(self) -> list[list[dict]]:
         return [self.train, self.eval_features]
 
-    def build_model(self) -> torch.nn.Module:
+    def _build(self) -> torch.nn.Module:
         if self.config.head == "bilstm":
             return BiLSTMQuestionAnswering.build(self.pretrained_dir, self.config.bilstm_hidden)
-        return BertForQuestionAnswering.from_pretrained(self.pretrained_dir)
+        return AutoModelForQuestionAnswering.from_pretrained(self.pretrained_dir)
 
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, split: str, precision: Precision) -> dict:

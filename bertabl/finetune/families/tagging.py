@@ -8,7 +8,7 @@ from __future__ import annotations
 from functools import cached_property
 
 import torch
-from transformers import AutoConfig, BertForTokenClassification
+from transformers import AutoConfig, AutoModelForTokenClassification
 
 from bertabl.finetune import features as tag_features
 from bertabl.finetune import ner
@@ -21,11 +21,11 @@ class Tagging(FamilyData):
     def encode(self, rows) -> list[dict]:
         return ner.encode(list(rows), self.tokenizer, self.config.max_seq_len)
 
-    def collate(self, items: list) -> dict[str, torch.Tensor]:
+    def _collate(self, items: list) -> dict[str, torch.Tensor]:
         return ner.collate(items, self.tokenizer.pad_token_id)
 
-    def build_model(self) -> torch.nn.Module:
-        return BertForTokenClassification.from_pretrained(
+    def _build(self) -> torch.nn.Module:
+        return AutoModelForTokenClassification.from_pretrained(
             self.pretrained_dir, num_labels=self.spec.num_labels
         )
 
@@ -69,13 +69,13 @@ class FeatureTagging(Tagging):
         sentences, states = self.encoded[split], self.states[split]
         return tag_features.collate([sentences[i] for i in indices], [states[i] for i in indices])
 
-    def collate(self, items: list) -> dict[str, torch.Tensor]:  # training items only
+    def _collate(self, items: list) -> dict[str, torch.Tensor]:  # training items only
         return self._collate_split("train", items)
 
     def readable(self) -> None:
         return None  # no word embeddings: the frozen encoder ran in the feature cache
 
-    def build_model(self) -> torch.nn.Module:
+    def _build(self) -> torch.nn.Module:
         encoder = AutoConfig.from_pretrained(self.pretrained_dir)
         tagger = tag_features.FeatureTagger(
             self.config.features,
