@@ -109,11 +109,11 @@ def main_options(
     """bertabl: which parts of a pre-trained Transformer matter."""
 
 
-def _load(matrix: Path, overrides: list[str] | None, scale: Scale | None):
+def _load(matrix: Path, overrides: list[str] | None, scale: Scale | None, dry_run=False):
     from bertabl.matrix import build_plan, load_matrix
 
     loaded, source = load_matrix(matrix, overrides or [], scale.value if scale else None)
-    return build_plan(loaded, source.path), source
+    return build_plan(loaded, source.path, dry_run=dry_run), source
 
 
 @app.command()
@@ -146,15 +146,40 @@ def plan(
     matrix: Annotated[Path, typer.Argument(help="Matrix TOML file.")],
     set_: SetOption = None,
     scale: ScaleOption = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print every resolved trial config as JSON.")
+    ] = False,
+    mfu: Annotated[
+        float, typer.Option("--mfu", min=0.01, max=1.0, help="Model FLOPs utilisation assumed.")
+    ] = 0.4,
+    peak_tflops: Annotated[
+        float,
+        typer.Option("--peak-tflops", min=1.0, help="GPU peak assumed (H100/H200 bf16: 989)."),
+    ] = 989.0,
 ) -> None:
-    """Validate a matrix and show the trials it expands to and their compute, running nothing."""
-    from bertabl.matrix.compute import PAPER_BASE_FLOPS
+    """Validate a matrix and show the trials it expands to and their compute, running nothing.
 
-    the_plan, source = _load(matrix, set_, scale)
+    A dry run: it also works before the data is downloaded (missing data is a warning, and the
+    trials that read it have provisional ids), while `run` refuses to start without it."""
+    from bertabl.matrix.compute import PAPER_BASE_FLOPS, gpu_hours
+    from bertabl.matrix.summary import plan_summary
+
+    the_plan, source = _load(matrix, set_, scale, dry_run=True)
+    if as_json:
+        print(json.dumps(plan_summary(the_plan, mfu, peak_tflops), indent=2))
+        return
     m = the_plan.matrix
     console.print(
         f"[bold]{m.name}[/] ({source.path}, scale {m.scale}): {m.description}", soft_wrap=True
     )
+    for warning in the_plan.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True, highlight=False)
+    if the_plan.warnings:
+        console.print(
+            "[yellow]warning:[/] trials on missing data have provisional ids and estimated "
+            "sizes; `bertabl run` needs the data",
+            soft_wrap=True,
+        )
 
     pt = _table("trial", "rows", "objective", "L/H/A", "steps", "params", "tokens", "FLOPs")
     for t in the_plan.pretrain:
@@ -181,7 +206,7 @@ def plan(
         console.print("[bold]Checkpoints[/] (fine-tuned as given, not pre-trained here)", ck)
 
     recipes = any(t.recipe for t in the_plan.finetune)
-    columns = ["trial", "depends on", "task", "batch", "lr", "epochs", "restart", "FLOPs ≤"]
+    columns = ["trial", "depends on", "task", "len", "batch", "lr", "epochs", "restart", "FLOPs ≤"]
     ft = _table(*columns, *(["recipe"] if recipes else []))
     for t in the_plan.finetune:
         point = dict(t.grid_point)
@@ -192,6 +217,7 @@ def plan(
             t.id,
             t.pretrain_id,
             task,
+            str(t.config.max_seq_len),
             str(point["batch_size"]),
             f"{point['learning_rate']:g}",
             str(point["epochs"]),
@@ -216,7 +242,9 @@ def plan(
         f"({len(the_plan.rows)} rows x {len(m.finetune.tasks)} tasks); "
         f"estimated compute {pt_flops:.2e} + {ft_flops:.2e} = {the_plan.total_flops:.2e} FLOPs "
         f"(6 x params x tokens) = {the_plan.total_flops / PAPER_BASE_FLOPS:.2e} x the paper's "
-        f"BERT-Base pre-training ({PAPER_BASE_FLOPS:.2e})",
+        f"BERT-Base pre-training ({PAPER_BASE_FLOPS:.2e}); about "
+        f"{gpu_hours(the_plan.total_flops, mfu, peak_tflops):,.3g} GPU-hours at {mfu:.0%} MFU of "
+        f"{peak_tflops:g} TFLOPS (--mfu, --peak-tflops)",
         soft_wrap=True,
     )
 

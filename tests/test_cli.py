@@ -84,3 +84,40 @@ def test_gpu_asked_but_absent_fails_before_any_trial(tmp_path: Path):
     )
     assert_user_error(result, "resources.gpus_per_trial = 1", "no GPU")
     assert not (run_dir / "trials").exists()  # nothing ran, nothing written
+
+
+def test_plan_json_has_every_resolved_trial_and_the_papers_squad_protocol():
+    result = bertabl("plan", "matrices/table5.toml", "--json")
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    squad = [t for t in plan["finetune"] if t["task"] == "squad_v1"]
+    assert squad and {
+        (t["config"]["max_seq_len"], t["config"]["doc_stride"], t["grid_point"]["learning_rate"])
+        for t in squad
+    } == {(384, 128, 5e-5)}
+    glue = {t["grid_point"]["learning_rate"] for t in plan["finetune"] if t["task"] == "mrpc"}
+    assert glue == {5e-5, 4e-5, 3e-5, 2e-5}
+    # Hub-sourced tasks: the standard split's size, not 0 (SQuAD v1.1 train: 87,599 questions)
+    assert squad[0]["tokens"] == 3 * 87_599 * 384 and squad[0]["flops"] > 0
+    assert plan["totals"]["gpu_hours"] > 0 and plan["totals"]["assumed"]["mfu"] == 0.4
+
+
+def test_plan_is_a_dry_run_before_the_data_exists_and_run_refuses(tmp_path: Path):
+    matrix = tmp_path / "m.toml"
+    text = (REPO / "matrices/demo.toml").read_text()
+    matrix.write_text(text.replace('tasks = ["syn_agree", "syn_chain"]', 'tasks = ["rte"]'))
+    planned = bertabl("plan", str(matrix), "--set", f"data.glue_dir={tmp_path / 'absent'}")
+    assert planned.returncode == 0, planned.stderr
+    assert "warning:" in planned.stdout and "data.glue_dir (task rte)" in planned.stdout
+    assert "provisional ids" in planned.stdout
+    run_dir = tmp_path / "run"
+    ran = bertabl(
+        "run",
+        str(matrix),
+        "--set",
+        f"data.glue_dir={tmp_path / 'absent'}",
+        "--run-dir",
+        str(run_dir),
+    )
+    assert_user_error(ran, "data.glue_dir (task rte)", "file not found")
+    assert not run_dir.exists()  # refused before writing anything

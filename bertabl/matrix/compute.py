@@ -31,3 +31,14 @@ PAPER_BASE_FLOPS = 6 * bert_parameters(30522, 12, 768, 3072, 512) * PAPER_BASE_T
 def training_flops(parameters: int, tokens: float) -> float:
     """The usual dense-Transformer estimate: forward + backward ~ 6 FLOPs per parameter-token."""
     return 6.0 * parameters * tokens
+
+
+# What `bertabl plan` assumes for wall-time estimates unless told otherwise: an H100/H200-class
+# GPU's dense bf16 peak, at the MFU a well-tuned BERT pre-training reaches (published: ~40-48%).
+PEAK_TFLOPS = 989.0
+MFU = 0.40
+
+
+def gpu_hours(flops: float, mfu: float = MFU, peak_tflops: float = PEAK_TFLOPS) -> float:
+    """Hours on one GPU that runs at `mfu` of `peak_tflops`."""
+    return flops / (mfu * peak_tflops * 1e12) / 3600

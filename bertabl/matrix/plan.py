@@ -27,6 +27,7 @@ from bertabl.matrix.rows import (
 )
 from bertabl.matrix.schema import Matrix
 from bertabl.matrix.trials import FinetuneTrial, PretrainTrial, finetune_trials, resolved_recipe
+from bertabl.trial.data import DataRef
 from bertabl.trial.finetune import Recipe
 from bertabl.trial.pretrain import PretrainTrialConfig
 
@@ -46,6 +47,8 @@ class Plan:
     views: list[FinetuneTrial] = field(default_factory=list)
     # Models rows fine-tune that no trial of this run pre-trains (variants' `from`).
     checkpoints: list[CheckpointModel] = field(default_factory=list)
+    # A dry run's missing data, one line each (their trials' ids are provisional).
+    warnings: list[str] = field(default_factory=list)
     _by_id: dict[str, PretrainTrial | FinetuneTrial] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -82,15 +85,15 @@ class Plan:
         return sum(t.flops for t in [*self.pretrain, *self.finetune])
 
 
-def build_plan(matrix: Matrix, origin: str = "matrix") -> Plan:
-    """Expand `matrix` into trials; invalid combinations raise MatrixError naming their key."""
+def build_plan(matrix: Matrix, origin: str = "matrix", dry_run: bool = False) -> Plan:
+    """Expand `matrix` into trials; invalid combinations raise MatrixError naming their key.
+
+    A `dry_run` (`bertabl plan`) also works before the data is downloaded: missing data becomes
+    a warning in `Plan.warnings`, and the trials that read it get provisional ids."""
+    warnings: list[str] | None = [] if dry_run else None
     variants = matrix.pretrain.variants
     if not variants or any(v.from_ is None for v in variants):  # something is pre-trained here
-        try:
-            data = corpus_data(matrix.data)
-            vocab = vocab_size(matrix.data)
-        except DataError as err:
-            raise DataError(f"{origin}: data.corpus / data.tokenizer: {err}") from None
+        data, vocab = _corpus(matrix, origin, warnings)
     rows: list[Row] = []
     pretrain: dict[str, PretrainTrial] = {}
     checkpoints: dict[str, CheckpointModel] = {}
@@ -144,7 +147,23 @@ def build_plan(matrix: Matrix, origin: str = "matrix") -> Plan:
         for task in matrix.finetune.tasks
     }
     models = {**pretrain, **checkpoints}
-    finetune, views = finetune_trials(matrix, rows, models, recipes, origin)
-    return Plan(
+    finetune, views = finetune_trials(matrix, rows, models, recipes, origin, warnings)
+    plan = Plan(
         matrix, rows, list(pretrain.values()), finetune, recipes, views, list(checkpoints.values())
     )
+    plan.warnings = warnings or []
+    return plan
+
+
+def _corpus(matrix: Matrix, origin: str, warnings: list[str] | None) -> tuple[DataRef, int]:
+    """(the corpus and tokenizer, the vocabulary size); missing ones are a warning in a dry run
+    (a stand-in identity; BERT's vocabulary size for the estimates)."""
+    try:
+        return corpus_data(matrix.data), vocab_size(matrix.data)
+    except DataError as err:
+        message = f"{origin}: data.corpus / data.tokenizer: {err}"
+        if warnings is None:
+            raise DataError(message) from None
+        warnings.append(message + " (estimates assume BERT's 30,522-token vocabulary)")
+        stand_in = {"corpus": "missing", "tokenizer": matrix.data.tokenizer}
+        return DataRef(identity=stand_in, location={"tokenizer": None}), 30_522

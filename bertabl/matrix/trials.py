@@ -114,11 +114,12 @@ def finetune_trials(
     models: dict[str, ModelSource],
     recipes: dict[tuple[str, str], Recipe],
     origin: str,
+    warnings: list[str] | None = None,
 ) -> tuple[list[FinetuneTrial], list[FinetuneTrial]]:
     """(the trials to run, the per-task views of multi-task trials), in matrix order. `models`
     are where rows' models come from: pre-training trials, or checkpoints (matrix/models.py)."""
     ft = matrix.finetune
-    data = {task: task_data(matrix, task, origin) for task in ft.tasks}
+    data = {task: task_data(matrix, task, origin, warnings) for task in ft.tasks}
     trials: dict[str, FinetuneTrial] = {}
     views: list[FinetuneTrial] = []
 
@@ -255,9 +256,13 @@ def resolved_recipe(matrix: Matrix, recipe_row: RecipeRow | None, task: str, ori
     return recipe
 
 
-def task_data(matrix: Matrix, task: str, origin: str) -> tuple[DataRef, int]:
+def task_data(
+    matrix: Matrix, task: str, origin: str, warnings: list[str] | None = None
+) -> tuple[DataRef, int]:
     """(the task's data for its trials, its number of training examples); data errors name the
-    matrix key to fix."""
+    matrix key to fix. With `warnings` (a dry run), missing data is a warning there instead, and
+    the task's trials get a stand-in identity (their ids are provisional) and the standard
+    split's size."""
     spec = matrix.spec(task)
     settings = matrix.data.tasks.get(task, TaskData())
     try:
@@ -270,4 +275,11 @@ def task_data(matrix: Matrix, task: str, origin: str) -> tuple[DataRef, int]:
             key = f"data.tasks.{task}.path"
         else:
             key = f"data.{sources.FOLDER_KEY[spec.source]}"
-        raise DataError(f"{origin}: {key} (task {task}): {err}") from None
+        message = f"{origin}: {key} (task {task}): {err}"
+        if warnings is None:
+            raise DataError(message) from None
+        warnings.append(message)
+        slice_size = settings.max_train_examples
+        stand_in = {"source": "missing", "task": task, "max_train_examples": slice_size}
+        examples = min(slice_size, spec.train_examples) if slice_size else spec.train_examples
+        return DataRef(identity=stand_in, location={}), examples

@@ -5,6 +5,24 @@ from __future__ import annotations
 from bertabl.data.formats.glue import GLUE_TASKS
 from bertabl.tasks.spec import TaskSpec
 
+# Examples in each standard train split (GLUE's, SQuAD's, SWAG's; CoNLL-2003: sentences), for
+# compute estimates of data that is not on this machine.
+TRAIN_EXAMPLES = {
+    "cola": 8_551,
+    "sst2": 67_349,
+    "mrpc": 3_668,
+    "stsb": 5_749,
+    "qqp": 363_846,
+    "mnli": 392_702,
+    "qnli": 104_743,
+    "rte": 2_490,
+    "wnli": 635,
+    "conll2003": 14_041,
+    "squad_v1": 87_599,
+    "squad_v2": 130_319,
+    "swag": 73_546,
+}
+
 
 def _glue(name: str, description: str, metrics: tuple[str, ...], hub: tuple, **extra) -> TaskSpec:
     """A GLUE task: its input shape and labels come from the GLUE reader's own table."""
@@ -19,12 +37,18 @@ def _glue(name: str, description: str, metrics: tuple[str, ...], hub: tuple, **e
         num_labels=1 if regression else len(files.labels),
         metrics=metrics,
         hub_columns=hub,
+        train_examples=TRAIN_EXAMPLES[name],
         **extra,
     )
 
 
 def _squad(name: str, description: str) -> TaskSpec:
-    return TaskSpec(name, description, "span_qa", "squad", True, 0, ("f1", "exact_match"))
+    metrics = ("f1", "exact_match")
+    return TaskSpec(name, description, "span_qa", "squad", True, 0, metrics, **_size(name))
+
+
+def _size(name: str) -> dict[str, int]:
+    return {"train_examples": TRAIN_EXAMPLES[name]}
 
 
 _NER = "CoNLL-2003 NER"
@@ -85,6 +109,7 @@ BUILT_IN: dict[str, TaskSpec] = {
             pair=False,
             num_labels=9,
             metrics=_ENTITY_METRICS,
+            **_size("conll2003"),
         ),
         TaskSpec(
             "conll2003_features",
@@ -96,6 +121,7 @@ BUILT_IN: dict[str, TaskSpec] = {
             num_labels=9,
             metrics=_ENTITY_METRICS,
             fixed_head=("features", 0, "concat_last_four"),
+            **_size("conll2003"),
         ),
         _squad("squad_v1", "SQuAD v1.1: answer span in a paragraph; EM/F1 (official definitions)"),
         _squad("squad_v2", "SQuAD v2.0: span or no answer; no-answer threshold tuned on dev"),
@@ -107,6 +133,7 @@ BUILT_IN: dict[str, TaskSpec] = {
             pair=True,
             num_labels=4,
             metrics=("accuracy",),
+            **_size("swag"),
         ),
     ]
 }

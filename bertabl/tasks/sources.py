@@ -129,7 +129,7 @@ def train_examples(spec: TaskSpec, data: DataRef) -> int:
         return len(custom.read_split("train", data))
     if identity["source"] == "local":
         return len(_read_local(spec, "train", data))
-    return 0  # unknown without downloading; estimates then leave fine-tuning out
+    return spec.train_examples  # the Hub's or absent data: the standard split's size (0: unknown)
 
 
 def load_split(spec: TaskSpec, split: str, data: DataRef) -> datasets.Dataset:
