@@ -107,16 +107,23 @@ def build_tokenizer(
     return _wordpiece(location, identity["lowercase"])
 
 
-def vocab_size(source: TokenizerSource) -> int:
+def vocab_size(source: TokenizerSource) -> int | None:
     """Vocabulary size of the tokenizer a matrix's data section names (for size estimates; a
-    trained vocabulary's size is each trial's pretrain.vocab_size, so 0 here)."""
+    trained vocabulary's size is each trial's pretrain.vocab_size, so 0 here). A Hub tokenizer
+    is only looked up in the Hugging Face cache (planning never waits on the network): None
+    when it is not there."""
     name = source.tokenizer
     if name == "synthetic":
         return len(synthetic.lexicon().vocab())
     if name == TRAIN:
         return 0
     if name.startswith(HUB):
-        return len(_from_pretrained(name.removeprefix(HUB)))
+        from transformers import AutoTokenizer
+
+        try:
+            return len(AutoTokenizer.from_pretrained(name.removeprefix(HUB), local_files_only=True))
+        except (OSError, ValueError):
+            return None
     path = Path(name)
     if path.is_dir():
         return len(_from_pretrained(str(path)))

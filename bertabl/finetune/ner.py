@@ -29,8 +29,18 @@ LABELS: tuple[str, ...] = tuple(CONLL_LABELS)
 LABEL_TO_ID: dict[str, int] = {label: i for i, label in enumerate(LABELS)}
 
 
-def encode(sentences: Sequence[dict], tokenizer: Any, max_seq_len: int) -> list[dict]:
+def encode(
+    sentences: Sequence[dict],
+    tokenizer: Any,
+    max_seq_len: int,
+    context: Sequence[tuple[list[int], list[int]]] | None = None,
+) -> list[dict]:
     """Tokenize pre-split sentences (`read_conll2003` dicts) into first-sub-token-labelled features.
+
+    With `context` (per sentence: the token ids of its document before and after it, see
+    `document_context`), each sentence is encoded inside as much of that context as fits in
+    max_seq_len, split evenly between the sides (the paper's "maximal document context"); only
+    the sentence's own tokens carry labels and word ids.
 
     Each feature: input_ids, token_type_ids, attention_mask, labels (IOB2 ids at first sub-tokens,
     -100 elsewhere), word_ids (word index per position, None for [CLS]/[SEP]), num_words, and
@@ -53,7 +63,12 @@ def encode(sentences: Sequence[dict], tokenizer: Any, max_seq_len: int) -> list[
             if tag not in LABEL_TO_ID:
                 raise ValueError(f"ner.encode: sentence {n}: unknown tag {tag!r}; known: {LABELS}")
             tag_ids.append(LABEL_TO_ID[tag])
-        enc = tokenizer(words, is_split_into_words=True, truncation=True, max_length=max_seq_len)
+        if context is None:
+            enc = tokenizer(
+                words, is_split_into_words=True, truncation=True, max_length=max_seq_len
+            )
+        else:
+            enc = _in_context(words, tokenizer, max_seq_len, *context[n])
         word_ids = enc.word_ids()
         labels, seen = [], set()
         for w in word_ids:
@@ -65,7 +80,10 @@ def encode(sentences: Sequence[dict], tokenizer: Any, max_seq_len: int) -> list[
         # Truncation cuts sub-tokens, so a word whose first piece survived still counts as kept;
         # a missing word after the last kept one was cut, one before it tokenized to nothing.
         last = max(seen, default=-1)
-        cut = len(words) - 1 - last if len(enc["input_ids"]) >= max_seq_len else 0
+        full = len(enc["input_ids"]) >= max_seq_len
+        if context is not None:  # only the sentence's own tokens can push words out
+            full = len([w for w in word_ids if w is not None]) >= max_seq_len - 2
+        cut = len(words) - 1 - last if full else 0
         empty = len(words) - len(seen) - cut
         truncated += cut
         truncated_sentences += int(cut > 0)
@@ -97,6 +115,56 @@ def encode(sentences: Sequence[dict], tokenizer: Any, max_seq_len: int) -> list[
             dropped - truncated,
         )
     return features
+
+
+class _Encoded(dict):
+    """A tokenizer's encoding assembled by hand (sentence inside its context): word_ids too."""
+
+    def __init__(self, ids: list[int], word_ids: list[int | None]):
+        ones = [1] * len(ids)
+        super().__init__(input_ids=ids, token_type_ids=[0] * len(ids), attention_mask=ones)
+        self._word_ids = word_ids
+
+    def word_ids(self) -> list[int | None]:
+        return self._word_ids
+
+
+def _in_context(words, tokenizer, max_seq_len: int, left: list[int], right: list[int]):
+    own = tokenizer(
+        words,
+        is_split_into_words=True,
+        add_special_tokens=False,
+        truncation=True,
+        max_length=max_seq_len - 2,
+    )
+    ids, word_ids = list(own["input_ids"]), own.word_ids()
+    room = max_seq_len - 2 - len(ids)
+    before = min(len(left), room // 2)
+    after = min(len(right), room - before)
+    before = min(len(left), room - after)  # what the right side left unused
+    context_left, context_right = left[len(left) - before :], right[:after]
+    tokens = [tokenizer.cls_token_id, *context_left, *ids, *context_right, tokenizer.sep_token_id]
+    positions = [None] * (1 + before) + word_ids + [None] * (after + 1)
+    return _Encoded(tokens, positions)
+
+
+def document_context(
+    sentences: Sequence[dict], document: Sequence[dict], tokenizer: Any
+) -> list[tuple[list[int], list[int]]]:
+    """Per sentence of `sentences` (rows with "document" and "index"), the token ids of the
+    other sentences of its document in `document` (the whole split, in file order) before and
+    after it."""
+    by_document: dict[int, list[tuple[int, list[int]]]] = {}
+    for row in document:
+        pieces = tokenizer(list(row["tokens"]), is_split_into_words=True, add_special_tokens=False)
+        by_document.setdefault(row["document"], []).append((row["index"], pieces["input_ids"]))
+    out = []
+    for sentence in sentences:
+        others = by_document[sentence["document"]]
+        left = [t for i, ids in others if i < sentence["index"] for t in ids]
+        right = [t for i, ids in others if i > sentence["index"] for t in ids]
+        out.append((left, right))
+    return out
 
 
 def truncated_words(features: Sequence[dict]) -> int:

@@ -159,7 +159,7 @@ def _corpus(matrix: Matrix, origin: str, warnings: list[str] | None) -> tuple[Da
     """(the corpus and tokenizer, the vocabulary size); missing ones are a warning in a dry run
     (a stand-in identity; BERT's vocabulary size for the estimates)."""
     try:
-        return corpus_data(matrix.data), vocab_size(matrix.data)
+        data, vocab = corpus_data(matrix.data), vocab_size(matrix.data)
     except DataError as err:
         message = f"{origin}: data.corpus / data.tokenizer: {err}"
         if warnings is None:
@@ -167,3 +167,11 @@ def _corpus(matrix: Matrix, origin: str, warnings: list[str] | None) -> tuple[Da
         warnings.append(message + " (estimates assume BERT's 30,522-token vocabulary)")
         stand_in = {"corpus": "missing", "tokenizer": matrix.data.tokenizer}
         return DataRef(identity=stand_in, location={"tokenizer": None}), 30_522
+    if vocab is None:  # a Hub tokenizer not in the local cache: only the estimates need it
+        if warnings is not None:
+            warnings.append(
+                f"{origin}: data.tokenizer: {matrix.data.tokenizer} is not in the Hugging Face "
+                "cache, so its vocabulary size is unknown here; estimates assume BERT's 30,522"
+            )
+        vocab = 30_522
+    return data, vocab

@@ -141,6 +141,24 @@ def load_split(spec: TaskSpec, split: str, data: DataRef) -> datasets.Dataset:
         n = identity["dev_examples" if split.startswith("dev") else "train_examples"]
         seed = synthetic.split_seed(identity["seed"], spec.name, split)
         return datasets.Dataset.from_dict(_GENERATORS[spec.name](seed, n))
+    rows = _slice(_rows(spec, split, data), spec.name, split, identity)
+    if spec.family == "tagging":
+        columns = ("tokens", "tags", "document", "index")
+        return datasets.Dataset.from_dict({c: [r[c] for r in rows] for c in columns})
+    if spec.family in ("span_qa", "multiple_choice"):
+        return datasets.Dataset.from_list(rows)
+    columns = ["text_a", "text_b", "label"] if spec.pair else ["text_a", "label"]
+    return datasets.Dataset.from_dict({c: [r[c] for r in rows] for c in columns})
+
+
+def documents(spec: TaskSpec, split: str, data: DataRef) -> list[dict[str, Any]]:
+    """Every sentence of a tagging split in file order, whatever the slice: the documents a
+    sliced sentence's context comes from (rows with "tokens", "document", "index")."""
+    return _rows(spec, split, data)
+
+
+def _rows(spec: TaskSpec, split: str, data: DataRef) -> list[dict[str, Any]]:
+    identity = data.identity
     if spec.source == "custom":
         rows = custom.read_split(split, data)
     elif identity["source"] == "local":
@@ -149,15 +167,9 @@ def load_split(spec: TaskSpec, split: str, data: DataRef) -> datasets.Dataset:
         rows = _read_hub_squad(split, identity)
     else:
         rows = _read_hub_glue(spec, split, identity)
-    rows = _slice(rows, spec.name, split, identity)
-    if spec.family == "tagging":
-        return datasets.Dataset.from_dict(
-            {"tokens": [r["tokens"] for r in rows], "tags": [r["tags"] for r in rows]}
-        )
-    if spec.family in ("span_qa", "multiple_choice"):
-        return datasets.Dataset.from_list(rows)
-    columns = ["text_a", "text_b", "label"] if spec.pair else ["text_a", "label"]
-    return datasets.Dataset.from_dict({c: [r[c] for r in rows] for c in columns})
+    if spec.family == "tagging":  # where each sentence stands in its file, for its context
+        rows = [row | {"index": i} for i, row in enumerate(rows)]
+    return rows
 
 
 def _hash(path: Path) -> str:

@@ -22,8 +22,11 @@ SHARED = SHARED_DATA
 ID = ner.LABEL_TO_ID
 
 # "Woodhouse" -> wood ##house and "Highbury" -> high ##bury, in the tiny vocab as in BERT's.
-EMMA = {"tokens": ["Emma", "Woodhouse", "lived", "in", "Highbury", "."],
-        "tags": ["I-PER", "I-PER", "O", "O", "I-LOC", "O"], "document": 0}
+EMMA = {
+    "tokens": ["Emma", "Woodhouse", "lived", "in", "Highbury", "."],
+    "tags": ["I-PER", "I-PER", "O", "O", "I-LOC", "O"],
+    "document": 0,
+}
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +54,18 @@ def test_first_sub_token_carries_the_label(which: str, tok, request) -> None:
     tokenizer = tok if which == "tiny" else request.getfixturevalue("bert_tok")
     [f] = ner.encode([EMMA], tokenizer, 32)
     pieces = tokenizer.convert_ids_to_tokens(f["input_ids"])
-    assert pieces == ["[CLS]", "emma", "wood", "##house", "lived", "in", "high", "##bury", ".",
-                      "[SEP]"]
+    assert pieces == [
+        "[CLS]",
+        "emma",
+        "wood",
+        "##house",
+        "lived",
+        "in",
+        "high",
+        "##bury",
+        ".",
+        "[SEP]",
+    ]
     # IOB1 "I-PER I-PER" opens with I-; trained as IOB2 B-PER I-PER. Only `wood` is labelled.
     x = ner.IGNORE
     assert f["labels"] == [x, ID["B-PER"], ID["I-PER"], x, 0, 0, ID["B-LOC"], x, 0, x]
@@ -63,8 +76,10 @@ def test_first_sub_token_carries_the_label(which: str, tok, request) -> None:
 
 def test_iob1_to_iob2_inside_encode(tok) -> None:
     # B- in IOB1 only separates touching same-type entities; I-X after another type opens one.
-    s = {"tokens": ["emma", "wood", "london", "paris", "he"],
-         "tags": ["I-PER", "B-PER", "I-LOC", "I-ORG", "O"]}
+    s = {
+        "tokens": ["emma", "wood", "london", "paris", "he"],
+        "tags": ["I-PER", "B-PER", "I-LOC", "I-ORG", "O"],
+    }
     [f] = ner.encode([s], tok, 32)
     firsts = [lab for lab in f["labels"] if lab != ner.IGNORE]
     assert [ner.LABELS[i] for i in firsts] == ["B-PER", "B-PER", "B-LOC", "B-ORG", "O"]
@@ -78,11 +93,19 @@ def test_truncation_counts_and_decodes_cut_words_as_o(tok, caplog) -> None:
     assert (f["truncated_words"], f["dropped_words"]) == (3, 3)
     assert "3 cut by max_seq_len=6" in caplog.text
     assert ner.decode(f["labels"], f["word_ids"], f["num_words"]) == [
-        "B-PER", "I-PER", "O", "O", "O", "O"]
+        "B-PER",
+        "I-PER",
+        "O",
+        "O",
+        "O",
+        "O",
+    ]
     # 4 positions cut Woodhouse after `wood`: its first piece survives, so it keeps its label.
     [f] = ner.encode([EMMA], tok, 4)
     assert f["truncated_words"] == 4 and ner.decode(f["labels"], f["word_ids"], 6)[:2] == [
-        "B-PER", "I-PER"]
+        "B-PER",
+        "I-PER",
+    ]
     # Without num_words the tail beyond the last kept word cannot be known.
     assert len(ner.decode(f["labels"], f["word_ids"])) == 2
 
@@ -146,19 +169,35 @@ HIDDEN, LAYERS = 32, 4
 
 def _tiny_bert() -> BertModel:
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=25, hidden_size=HIDDEN, num_hidden_layers=LAYERS,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=25,
+        hidden_size=HIDDEN,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     return BertModel(config, add_pooling_layer=False)
 
 
-SENTENCES = [EMMA, {"tokens": ["he", "visited", "Paris"], "tags": ["O", "O", "I-LOC"]},
-             {"tokens": ["the", "man", "sits", "at", "London"], "tags": ["O"] * 4 + ["I-LOC"]}]
+SENTENCES = [
+    EMMA,
+    {"tokens": ["he", "visited", "Paris"], "tags": ["O", "O", "I-LOC"]},
+    {"tokens": ["the", "man", "sits", "at", "London"], "tags": ["O"] * 4 + ["I-LOC"]},
+]
 
 
-@pytest.mark.parametrize("mode,width", [("embeddings", HIDDEN), ("second_to_last_hidden", HIDDEN),
-                                        ("last_hidden", HIDDEN), ("weighted_sum_last_four", HIDDEN),
-                                        ("concat_last_four", 4 * HIDDEN),
-                                        ("weighted_sum_all", HIDDEN)])
+@pytest.mark.parametrize(
+    "mode,width",
+    [
+        ("embeddings", HIDDEN),
+        ("second_to_last_hidden", HIDDEN),
+        ("last_hidden", HIDDEN),
+        ("weighted_sum_last_four", HIDDEN),
+        ("concat_last_four", 4 * HIDDEN),
+        ("weighted_sum_all", HIDDEN),
+    ],
+)
 def test_feature_modes(mode: str, width: int) -> None:
     stack = torch.randn(2, LAYERS + 1, 7, HIDDEN)
     tagger = feat.FeatureTagger(mode, LAYERS, HIDDEN, lstm_hidden=8, num_labels=9)
@@ -166,8 +205,10 @@ def test_feature_modes(mode: str, width: int) -> None:
     assert x.shape == (2, 7, width) == (2, 7, feat.feature_width(mode, HIDDEN))
     # At init (equal weights, gamma 1) each mode is its closed form.
     expected = {
-        "embeddings": stack[:, 0], "second_to_last_hidden": stack[:, -2],
-        "last_hidden": stack[:, -1], "weighted_sum_last_four": stack[:, -4:].mean(1),
+        "embeddings": stack[:, 0],
+        "second_to_last_hidden": stack[:, -2],
+        "last_hidden": stack[:, -1],
+        "weighted_sum_last_four": stack[:, -4:].mean(1),
         "concat_last_four": torch.cat([stack[:, i] for i in (-4, -3, -2, -1)], dim=-1),
         "weighted_sum_all": stack[:, 1:].mean(1),  # 12 Transformer layers, not the embeddings
     }[mode]
@@ -191,8 +232,7 @@ def test_encoder_frozen_and_padding_free_states(tok) -> None:
     before = copy.deepcopy(model.state_dict())
     encoded = ner.encode(SENTENCES, tok, 32)
     states = feat.extract_hidden_states(model, encoded, batch_size=2)
-    assert [s.shape for s in states] == [(LAYERS + 1, len(f["input_ids"]), HIDDEN)
-                                         for f in encoded]
+    assert [s.shape for s in states] == [(LAYERS + 1, len(f["input_ids"]), HIDDEN) for f in encoded]
     assert not any(s.requires_grad for s in states)
     # Batched, padded states equal each sentence run alone.
     alone = feat.extract_hidden_states(model, encoded[1:2], batch_size=1)[0]
@@ -203,8 +243,9 @@ def test_encoder_frozen_and_padding_free_states(tok) -> None:
     batch = feat.collate(encoded, states)
     for _ in range(3):
         optimizer.zero_grad()
-        feat.FeatureTagger.loss(tagger(batch["hidden_states"], batch["mask"], batch["first"]),
-                                batch["labels"]).backward()
+        feat.FeatureTagger.loss(
+            tagger(batch["hidden_states"], batch["mask"], batch["first"]), batch["labels"]
+        ).backward()
         optimizer.step()
     assert tagger.mix.weights.grad is not None
     after = model.state_dict()
@@ -281,3 +322,51 @@ def test_tagger_learns_a_synthetic_problem() -> None:
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+# ---------------------------------------------------------------- document context
+
+
+def _doc(tokens_per_sentence: list[list[str]], document: int, start: int) -> list[dict]:
+    return [
+        {"tokens": t, "tags": ["O"] * len(t), "document": document, "index": start + i}
+        for i, t in enumerate(tokens_per_sentence)
+    ]
+
+
+def test_a_sentence_is_encoded_inside_its_document_and_only_its_words_are_labelled(tok):
+    emma = EMMA | {"index": 1}
+    before, after = ["emma", "lived", "."], ["in", "highbury", "."]
+    document = [*_doc([before], 0, 0), emma, *_doc([after], 0, 2), *_doc([["x"]], 1, 3)]
+    context = ner.document_context([emma], document, tok)
+    ids = lambda words: tok(words, is_split_into_words=True, add_special_tokens=False)["input_ids"]  # noqa: E731
+    assert context == [(ids(before), ids(after))]  # the other document is not context
+
+    alone = ner.encode([emma], tok, 32)[0]
+    inside = ner.encode([emma], tok, 32, context)[0]
+    own = alone["input_ids"][1:-1]
+    left, right = ids(before), ids(after)
+    assert inside["input_ids"] == [tok.cls_token_id, *left, *own, *right, tok.sep_token_id]
+    # labels and word ids exactly where the sentence's own tokens are, shifted by the context
+    shift = len(left)
+    assert inside["labels"] == [-100] * shift + alone["labels"][:-1] + [-100] * (len(right) + 1)
+    assert [w for w in inside["word_ids"] if w is not None] == [
+        w for w in alone["word_ids"] if w is not None
+    ]
+    # the gold labels read back through the word ids give the sentence's own tags
+    tags = ner.decode(inside["labels"], inside["word_ids"], inside["num_words"])
+    assert tags == iob1_to_iob2(EMMA["tags"])
+
+
+def test_context_is_split_evenly_and_never_crowds_out_the_sentence(tok):
+    emma = EMMA | {"index": 1}
+    long = ["emma"] * 40
+    document = [*_doc([long], 0, 0), emma, *_doc([long], 0, 2)]
+    context = ner.document_context([emma], document, tok)
+    feature = ner.encode([emma], tok, 16, context)[0]
+    own = len(ner.encode([emma], tok, 64)[0]["input_ids"]) - 2
+    assert len(feature["input_ids"]) == 16
+    positions = [i for i, w in enumerate(feature["word_ids"]) if w is not None]
+    left = positions[0] - 1
+    right = 16 - 2 - own - left
+    assert abs(left - right) <= 1 and feature["num_words"] == len(EMMA["tokens"])

@@ -153,7 +153,8 @@ def test_hub_source_offline_says_what_to_do(monkeypatch):
 def test_conll2003_task_from_the_original_files(shared_data: Path):
     data = task_data("conll2003", {"conll_dir": str(shared_data / "conll2003"), "tasks": {}})
     dev = load_split("conll2003", "dev", data)
-    assert len(dev) == 3250 and dev.column_names == ["tokens", "tags"]  # MANIFEST.md
+    assert len(dev) == 3250 and dev.column_names == ["tokens", "tags", "document", "index"]
+    assert dev[0]["document"] == 0 and dev[3249]["index"] == 3249  # MANIFEST.md: 3,250
     assert TASKS["conll2003"].family == "tagging" and TASKS["conll2003"].num_labels == 9
     sliced = task_data(
         "conll2003",

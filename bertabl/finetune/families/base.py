@@ -48,8 +48,9 @@ class FamilyData:
         # NER's frozen hidden states); beside the model when no run holds the trial (tests).
         cache = runtime.cache_dir or pretrained_dir.parent
         self.cache_dir = Path(cache) / "feature-cache"
+        self.data = data
         self.raw = {split: load_split(spec, split, data) for split in ("train", *self.splits)}
-        self.encoded = {split: self.encode(rows) for split, rows in self.raw.items()}
+        self.encoded = {split: self.encode(rows, split) for split, rows in self.raw.items()}
         self.train: list = self.encoded["train"]
         self._takes: set[str] | None = None  # the model's forward arguments, once it is built
 
@@ -63,8 +64,8 @@ class FamilyData:
         """The splits scored after every epoch: dev, and any extra dev split (MNLI mismatched)."""
         return ("dev", *self.spec.extra_dev_splits)
 
-    def encode(self, rows) -> list:
-        """A split's examples (a `datasets.Dataset`) as the items the collator takes."""
+    def encode(self, rows, split: str) -> list:
+        """Split `split`'s examples (a `datasets.Dataset`) as the items the collator takes."""
         raise NotImplementedError
 
     def collate(self, items: list) -> dict[str, torch.Tensor]:

@@ -13,7 +13,7 @@ from bertabl.finetune.pooling import PooledClassifier
 
 
 class Classification(FamilyData):
-    def encode(self, rows) -> list[dict]:
+    def encode(self, rows, split: str) -> list[dict]:
         return encode_texts(rows, self.tokenizer, self.config.max_seq_len)
 
     def _collate(self, items: list) -> dict[str, torch.Tensor]:

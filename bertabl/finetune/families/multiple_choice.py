@@ -11,7 +11,7 @@ from bertabl.finetune.families.base import FamilyData
 
 
 class MultipleChoice(FamilyData):
-    def encode(self, rows) -> list[dict]:
+    def encode(self, rows, split: str) -> list[dict]:
         return multiple_choice.encode(list(rows), self.tokenizer, self.config.max_seq_len)
 
     def _collate(self, items: list) -> dict[str, torch.Tensor]:

@@ -27,7 +27,7 @@ class SpanQA(FamilyData):
         )
         self.version = 2 if self.spec.name == "squad_v2" else 1
 
-    def encode(self, rows) -> list[dict]:
+    def encode(self, rows, split: str) -> list[dict]:
         return list(rows)  # windows are cut once the tokenizer's settings are known (above)
 
     def _collate(self, items: list) -> dict[str, torch.Tensor]:

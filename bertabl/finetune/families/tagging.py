@@ -14,12 +14,18 @@ from bertabl.finetune import features as tag_features
 from bertabl.finetune import ner
 from bertabl.finetune.families.base import FamilyData, forward_batches, length_of
 from bertabl.finetune.heads import FeatureTaggingHead
+from bertabl.tasks import sources
 from bertabl.training import Precision
 
 
 class Tagging(FamilyData):
-    def encode(self, rows) -> list[dict]:
-        return ner.encode(list(rows), self.tokenizer, self.config.max_seq_len)
+    def encode(self, rows, split: str) -> list[dict]:
+        sentences = list(rows)
+        context = None
+        if self.config.document_context:  # the whole file's documents, whatever the slice
+            document = sources.documents(self.spec, split, self.data)
+            context = ner.document_context(sentences, document, self.tokenizer)
+        return ner.encode(sentences, self.tokenizer, self.config.max_seq_len, context)
 
     def _collate(self, items: list) -> dict[str, torch.Tensor]:
         return ner.collate(items, self.tokenizer.pad_token_id)
