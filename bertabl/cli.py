@@ -372,7 +372,12 @@ def _execute(the_plan, store, source, out, latex, address, only=None, storage=No
 @app.command()
 @user_errors
 def report(
-    target: Annotated[Path, typer.Argument(help="Run directory, or the matrix TOML that ran.")],
+    target: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Run directory, or the matrix TOML that ran [default: the newest run]."
+        ),
+    ] = None,
     set_: SetOption = None,
     scale: ScaleOption = None,
     run_dir: RunDirOption = None,
@@ -385,6 +390,13 @@ def report(
     ci: Annotated[
         bool, typer.Option("--ci", help="Add a bootstrap 95% interval over restarts to each cell.")
     ] = False,
+    glue_submission: Annotated[
+        bool,
+        typer.Option(
+            "--glue-submission",
+            help="Also write the GLUE server's submission TSVs (<out>/<name>.glue/<row>/).",
+        ),
+    ] = False,
     layout: Annotated[
         Layout | None,
         typer.Option("--layout", help="[default: the matrix's report.layout, else inferred]"),
@@ -393,10 +405,15 @@ def report(
     """Render a run's results as Markdown (LaTeX, CSV, JSON) tables laid out like the paper's."""
     from rich.markdown import Markdown
 
-    from bertabl.orchestrate.lookup import plan_of_run
+    from bertabl.orchestrate.lookup import newest_run, plan_of_run
     from bertabl.orchestrate.store import RunStore
     from bertabl.report.build import write_report
 
+    if target is None:  # the newest run under ./runs, and which others there are
+        target, others = newest_run(Path("runs"))
+        if others:
+            names = ", ".join(str(p) for p in others)
+            console.print(f"newest of {len(others) + 1} runs: {target} (others: {names})")
     if target.is_dir():
         store = RunStore(target)
         the_plan = plan_of_run(store)
@@ -413,6 +430,37 @@ def report(
         console.print(Markdown(written.summary))
     for path in written.paths:
         console.print(f"report: {path}")
+    if glue_submission:
+        from bertabl.report.glue_submission import write_glue_submission
+
+        folder = (out or store.root) / f"{the_plan.matrix.name}.glue"
+        files = write_glue_submission(the_plan, store, folder)
+        if not files:
+            raise UserError(
+                "--glue-submission: no GLUE test-set predictions in this run; put GLUE's "
+                "test.tsv files beside train/dev (data.glue_dir) and run the matrix again"
+            )
+        console.print(f"GLUE submission: {len(files)} file(s) in {folder}")
+
+
+@app.command()
+@user_errors
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write the model to (replaced).")],
+    row: Annotated[str, typer.Option("--row", help="The report row (its name).")],
+    task: Annotated[str, typer.Option("--task", help="The task.")],
+) -> None:
+    """Write a cell's selected fine-tuned model (its best restart on dev) as a save_pretrained
+    folder with its tokenizer, loadable by transformers' AutoModelFor... classes."""
+    from bertabl.orchestrate.export import export_model
+
+    about = export_model(run_dir, row, task, out_dir)
+    console.print(
+        f"{about['class']} of trial {about['trial']} (restart {about['restart']}, "
+        f"{', '.join(f'{k} {v:g}' for k, v in about['grid_point'].items())}) -> {out_dir}",
+        soft_wrap=True,
+    )
 
 
 def _table(*columns: str) -> Table:

@@ -121,3 +121,25 @@ def test_plan_is_a_dry_run_before_the_data_exists_and_run_refuses(tmp_path: Path
     )
     assert_user_error(ran, "data.glue_dir (task rte)", "file not found")
     assert not run_dir.exists()  # refused before writing anything
+
+
+def test_report_without_a_target_reports_the_newest_run(tmp_path: Path):
+    import os
+    import time
+
+    from bertabl.matrix import build_plan, load_matrix
+    from bertabl.orchestrate.store import RunStore
+
+    matrix, source = load_matrix(REPO / "matrices/demo.toml")
+    for name in ("older", "newer"):
+        RunStore(tmp_path / "runs" / name).write_manifest(
+            build_plan(matrix).matrix.model_dump(mode="json"), source.to_dict()
+        )
+        time.sleep(0.05)
+    os.utime(tmp_path / "runs" / "older" / "matrix.json")  # touched last: the newest
+    result = bertabl("report", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "newest of 2 runs: runs/older (others: runs/newer)" in result.stdout
+    assert (tmp_path / "runs" / "older" / "demo.md").is_file()
+    assert not (tmp_path / "runs" / "newer" / "demo.md").exists()
+    assert_user_error(bertabl("report", cwd=tmp_path / "runs"), "no runs here")

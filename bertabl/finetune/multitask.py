@@ -24,10 +24,12 @@ from torch import nn
 from transformers import AutoTokenizer
 
 from bertabl.finetune.families import family_of
-from bertabl.finetune.train import length_grouped, train_epochs
+from bertabl.finetune.families.base import Scored
+from bertabl.finetune.train import length_grouped, train_epochs, write_predictions
 from bertabl.finetune.vocab import compact_word_embeddings, readable_ids
 from bertabl.tasks.catalogue import spec_of
 from bertabl.training import Precision, TrialRuntime, seed_everything
+from bertabl.trial.files import PREDICTIONS
 from bertabl.trial.finetune import MultitaskTrialConfig
 
 
@@ -132,18 +134,24 @@ def finetune_multitask(
 
         return step
 
+    scored: dict[str, dict[str, Scored]] = {t: {} for t in tasks}
+
     def evaluate(precision: Precision) -> dict[str, Any]:
         scores = {}
         for t in tasks:
             for split in data[t].splits:
-                result = data[t].evaluate(model.heads[t], split, precision)
-                scores |= {f"{t}/{split}_{k}": v for k, v in result.items()}
+                scored[t][split] = result = data[t].evaluate(model.heads[t], split, precision)
+                scores |= {f"{t}/{split}_{k}": v for k, v in result.metrics.items()}
         return scores
+
+    def keep() -> None:  # each task's predictions, for its view (orchestrate/trainables.py)
+        for t in tasks:
+            write_predictions(out_dir / PREDICTIONS / t, scored[t])
 
     steps_per_epoch = math.ceil(sum(sizes) / size)
     collate_for = lambda task: data[task].collate  # noqa: E731 - one collator per task
     return train_epochs(
-        config, model, runtime, steps_per_epoch, epoch_steps, collate_for, evaluate, tasks
+        config, model, runtime, steps_per_epoch, epoch_steps, collate_for, evaluate, tasks, keep
     )
 
 

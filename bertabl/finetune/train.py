@@ -8,6 +8,7 @@ of a random restart.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
@@ -18,10 +19,14 @@ import torch
 from transformers import AutoTokenizer
 
 from bertabl.finetune.families import family_of
+from bertabl.finetune.families.base import FamilyData, Scored
+from bertabl.finetune.kept import save_final
 from bertabl.finetune.recipe import Tuning
 from bertabl.finetune.vocab import compact_word_embeddings, readable_ids
+from bertabl.io import atomic_write
 from bertabl.tasks.catalogue import spec_of
 from bertabl.training import Precision, TrialRuntime, seed_everything
+from bertabl.trial.files import PREDICTIONS
 from bertabl.trial.finetune import FinetuneTrialConfig, MultitaskTrialConfig
 
 # One step of an epoch: (its task, "" for a single-task trial; the batch's items; the module
@@ -37,17 +42,7 @@ def finetune(
     Checkpoints at every epoch end (and every `runtime.checkpoint_every` steps) and resumes from
     the latest one, with the same result as an uninterrupted run.
     """
-    spec = spec_of(config.task, config.task_data)
-    device = runtime.device
-    seed_everything(config.seed)
-    tokenizer = AutoTokenizer.from_pretrained(pretrained_dir)
-    family = family_of(spec, config.head)
-    data = family(spec, config, config.task_data, tokenizer, pretrained_dir, runtime)
-    # Seeded right before loading, so the restart's seed alone decides the head's init.
-    torch.manual_seed(config.seed)
-    model = data.build_model().to(device)
-    if (read := data.readable()) is not None:
-        compact_word_embeddings(model, readable_ids(read, tokenizer))  # same numbers, less work
+    data, model = prepare(config, pretrained_dir, runtime)
     size = len(data.train)
 
     def epoch_steps(epoch: int) -> Callable[[int], Step]:
@@ -59,16 +54,53 @@ def finetune(
         batch = config.batch_size
         return lambda i: ("", [data.train[j] for j in order[i * batch : (i + 1) * batch]], None)
 
+    scored: dict[str, Scored] = {}
+
     def evaluate(precision: Precision) -> dict[str, Any]:
         scores = {}
         for split in data.splits:
-            scores |= {f"{split}_{k}": v for k, v in data.evaluate(model, split, precision).items()}
+            scored[split] = data.evaluate(model, split, precision)
+            scores |= {f"{split}_{k}": v for k, v in scored[split].metrics.items()}
         return scores
+
+    def keep() -> None:  # after the last evaluation, with the weights it evaluated
+        write_predictions(out_dir / PREDICTIONS, scored)
+        save_final(model, out_dir)
 
     steps_per_epoch = math.ceil(size / config.batch_size)
     return train_epochs(
-        config, model, runtime, steps_per_epoch, epoch_steps, lambda _: data.collate, evaluate
-    )
+        config, model, runtime, steps_per_epoch, epoch_steps, lambda _: data.collate, evaluate,
+        finish=keep,
+    )  # fmt: skip
+
+
+def prepare(
+    config: FinetuneTrialConfig,
+    pretrained_dir: Path,
+    runtime: TrialRuntime,
+    splits: tuple[str, ...] | None = None,
+) -> tuple[FamilyData, torch.nn.Module]:
+    """The trial's task data (`splits`; default: train and the dev splits) and its model: the
+    pre-trained encoder with the trial's head, seeded by the restart, on the device."""
+    spec = spec_of(config.task, config.task_data)
+    seed_everything(config.seed)
+    tokenizer = AutoTokenizer.from_pretrained(pretrained_dir)
+    family = family_of(spec, config.head)
+    data = family(spec, config, config.task_data, tokenizer, pretrained_dir, runtime, splits)
+    # Seeded right before loading, so the restart's seed alone decides the head's init.
+    torch.manual_seed(config.seed)
+    model = data.build_model().to(runtime.device)
+    if splits is None and (read := data.readable()) is not None:
+        compact_word_embeddings(model, readable_ids(read, tokenizer))  # same numbers, less work
+    return data, model
+
+
+def write_predictions(folder: Path, scored: dict[str, Scored]) -> None:
+    """`folder/<split>.jsonl` (a trial's `predictions/`): one JSON line an example, in file
+    order, that the official scripts (conlleval, SQuAD's evaluate) can re-score."""
+    for split, result in scored.items():
+        lines = "".join(json.dumps(line, allow_nan=False) + "\n" for line in result.predictions)
+        atomic_write(Path(folder) / f"{split}.jsonl", lines.encode())
 
 
 def train_epochs(
@@ -80,12 +112,15 @@ def train_epochs(
     collate_for: Callable[[str], Callable[[list], dict[str, torch.Tensor]]],
     evaluate: Callable[[Precision], dict[str, Any]],
     tasks: list[str] | None = None,
+    finish: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """The epoch loop of single- and multi-task fine-tuning: steps, checkpoints, evaluation.
 
     `epoch_steps(epoch)(i)` is step i of that epoch; `collate_for(task)` turns a step's items
     into a batch; `evaluate` scores the model after each epoch. With `tasks` (a multi-task
     trial), losses are kept per task and reported as "<task>/train_loss" beside the mean.
+    `finish()` runs after the last epoch's evaluation, with the weights it evaluated (the EMA's
+    when the recipe averages): what the trial keeps.
     """
     precision = Precision.for_device(runtime.device, runtime.precision)
     # The recipe (finetune/recipe.py): parameter groups, freezing, accumulation, EMA.
@@ -123,6 +158,8 @@ def train_epochs(
                 if losses[task]:
                     metrics[f"{task}/train_loss"] = sum(losses[task]) / len(losses[task])
             metrics |= evaluate(precision)
+            if finish is not None and epoch == config.epochs:
+                finish()
         history.append(metrics)
         runtime.report(metrics | {"seconds": time.perf_counter() - started})
         epoch, first_batch, losses = epoch + 1, 0, empty()

@@ -26,7 +26,13 @@ from bertabl.matrix.rows import (
     rows_per_recipe,
 )
 from bertabl.matrix.schema import Matrix
-from bertabl.matrix.trials import FinetuneTrial, PretrainTrial, finetune_trials, resolved_recipe
+from bertabl.matrix.trials import (
+    FinetuneTrial,
+    PretrainTrial,
+    TestTrial,
+    finetune_trials,
+    resolved_recipe,
+)
 from bertabl.trial.data import DataRef
 from bertabl.trial.finetune import Recipe
 from bertabl.trial.pretrain import PretrainTrialConfig
@@ -49,12 +55,17 @@ class Plan:
     checkpoints: list[CheckpointModel] = field(default_factory=list)
     # A dry run's missing data, one line each (their trials' ids are provisional).
     warnings: list[str] = field(default_factory=list)
+    # The test-split scorings that run once their cells' fine-tunes have settled.
+    tests: list[TestTrial] = field(default_factory=list)
+    # Every single-task cell's fine-tuning trials, as (task, trial ids): what selection picks
+    # among (the run keeps only the selected grid point's models).
+    cells: list[tuple[str, list[str]]] = field(default_factory=list)
     _by_id: dict[str, PretrainTrial | FinetuneTrial] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        self._by_id = {t.id: t for t in [*self.pretrain, *self.finetune, *self.views]}
+        self._by_id = {t.id: t for t in [*self.pretrain, *self.finetune, *self.views, *self.tests]}
 
-    def trial(self, trial_id: str) -> PretrainTrial | FinetuneTrial:
+    def trial(self, trial_id: str) -> PretrainTrial | FinetuneTrial | TestTrial:
         return self._by_id[trial_id]
 
     def model(self, model_id: str) -> PretrainTrial | CheckpointModel:
@@ -67,6 +78,8 @@ class Plan:
     def describe(self, trial_id: str) -> str:
         """A trial in words: its rows (pre-training) or task, grid point and restart."""
         trial = self.trial(trial_id)
+        if isinstance(trial, TestTrial):
+            return f"{trial.config.task} {' + '.join(trial.config.splits)} of the selected models"
         if isinstance(trial, FinetuneTrial):
             point = " ".join(f"{k}={v:g}" for k, v in trial.grid_point)
             return f"{trial.task} {point} restart={trial.restart}"
@@ -147,9 +160,18 @@ def build_plan(matrix: Matrix, origin: str = "matrix", dry_run: bool = False) ->
         for task in matrix.finetune.tasks
     }
     models = {**pretrain, **checkpoints}
-    finetune, views = finetune_trials(matrix, rows, models, recipes, origin, warnings)
+    built = finetune_trials(matrix, rows, models, recipes, origin, warnings)
+    finetune, views, tests, cells = built
     plan = Plan(
-        matrix, rows, list(pretrain.values()), finetune, recipes, views, list(checkpoints.values())
+        matrix,
+        rows,
+        list(pretrain.values()),
+        finetune,
+        recipes,
+        views,
+        list(checkpoints.values()),
+        tests=tests,
+        cells=cells,
     )
     plan.warnings = warnings or []
     return plan

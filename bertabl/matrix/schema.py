@@ -236,6 +236,13 @@ class ReportSection(Strict):
         "generic",
     )
     title: str | None = Field(None, description="report heading; default: the matrix name")
+    restarts: Literal["mean", "best"] = Field(
+        "mean",
+        description="what a cell headlines of its selected grid point's restarts: mean (± std; "
+        "what the paper's Tables 5-8 report) or best (the best restart on dev, how the paper "
+        "picked its GLUE test submissions); a test score is always that of the same restarts "
+        "(best: the best-on-dev restart's); Cells in detail shows both",
+    )
     paper_rows: dict[str, str] = Field(
         default_factory=dict,
         description="variant (row) name -> the paper row id it stands beside, where the names "

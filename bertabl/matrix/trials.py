@@ -26,6 +26,7 @@ from bertabl.trial.finetune import (
     MultitaskKey,
     MultitaskTrialConfig,
     Recipe,
+    TestTrialConfig,
 )
 from bertabl.trial.pretrain import PretrainTrialConfig
 
@@ -57,6 +58,18 @@ class PretrainTrial:
     @property
     def flops(self) -> float:
         return training_flops(self.parameters, self.tokens)
+
+
+@dataclass(frozen=True)
+class TestTrial:
+    """A cell's test-split scoring (see TestTrialConfig): runs after the cell's fine-tunes."""
+
+    id: str
+    config: TestTrialConfig
+
+    @property
+    def depends_on(self) -> list[str]:
+        return self.config.trials
 
 
 @dataclass(frozen=True)
@@ -115,13 +128,17 @@ def finetune_trials(
     recipes: dict[tuple[str, str], Recipe],
     origin: str,
     warnings: list[str] | None = None,
-) -> tuple[list[FinetuneTrial], list[FinetuneTrial]]:
-    """(the trials to run, the per-task views of multi-task trials), in matrix order. `models`
-    are where rows' models come from: pre-training trials, or checkpoints (matrix/models.py)."""
+) -> tuple[list[FinetuneTrial], list[FinetuneTrial], list[TestTrial], list[tuple[str, list[str]]]]:
+    """(the trials to run, the per-task views of multi-task trials, the test-split scorings of
+    the cells whose task has test splits, every single-task cell as (task, its trials)), in
+    matrix order. `models` are where rows' models
+    come from: pre-training trials, or checkpoints (matrix/models.py)."""
     ft = matrix.finetune
     data = {task: task_data(matrix, task, origin, warnings) for task in ft.tasks}
     trials: dict[str, FinetuneTrial] = {}
     views: list[FinetuneTrial] = []
+    tests: dict[str, TestTrial] = {}
+    cells: dict[tuple[str, tuple[str, ...]], None] = {}  # (task, its trials), in matrix order
 
     def add(config: FinetuneConfig, point: GridPoint, parameters: int, examples: int) -> bool:
         if config.id in trials:  # e.g. rows differing only in a head the task fixes
@@ -147,9 +164,21 @@ def finetune_trials(
             check_model(model, spec, origin)
             check_encoder(model, head[0], recipe, origin)
             ref, examples = data[task]
+            cell = []
             for point, common in grid_settings(ft, protocol, model, step, head, recipe):
                 config = FinetuneTrialConfig(**common, task=task, task_data=ref)
                 add(config, point, model.parameters, examples)
+                cell.append(config.id)
+            cells.setdefault((task, tuple(cell)), None)
+            if splits := sources.test_splits(ref):
+                test = TestTrialConfig(
+                    task=task,
+                    task_data=ref,
+                    metric=matrix.metric_for(task),
+                    trials=cell,
+                    splits=list(splits),
+                )
+                tests.setdefault(test.id, TestTrial(test.id, test))
 
     for model_id, step, (head, bilstm_hidden, _), recipe_name, name in dict.fromkeys(
         (r.pretrain_id, r.pretrain_step, r.head, r.recipe, r.multitask) for r in rows if r.multitask
@@ -183,7 +212,7 @@ def finetune_trials(
                 for task in tasks:
                     view = config.view(task)
                     views.append(FinetuneTrial(view.id, view, point, 0, 0))
-    return list(trials.values()), views
+    return list(trials.values()), views, list(tests.values()), [(t, list(c)) for t, c in cells]
 
 
 def grid_settings(

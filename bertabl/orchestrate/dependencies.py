@@ -1,12 +1,14 @@
-"""Both stages in one Ray Tune run: a Searcher that hands Tune each trial once it may start.
+"""All stages in one Ray Tune run: a Searcher that hands Tune each trial once it may start.
 
-Tune's grid search knows nothing of "this fine-tune needs that pre-training". Running the two
-stages as two Tune runs respects it, but waits for the slowest pre-training before any
-fine-tune starts and pays a second Tune start (and a second worker process importing torch
-and transformers: ~6 s here, a third of a small run's orchestration time). This Searcher gives
-Tune the pre-training trials first, then each fine-tuning trial as soon as its pre-training
-has settled: done (it runs) or failed (it is blocked, never run). With `reuse_actors` one
-warm worker runs trial after trial, across stages.
+Tune's grid search knows nothing of "this fine-tune needs that pre-training". Running stages
+as separate Tune runs respects it, but waits for the slowest trial of a stage before any of
+the next starts and pays another Tune start (and another worker process importing torch and
+transformers: ~6 s here, a third of a small run's orchestration time). This Searcher gives
+Tune each trial as soon as the trials it depends on have settled: pre-training trials depend
+on nothing, a fine-tune on its pre-training, a test-split scoring on its cell's fine-tunes.
+Settled means done (it may run) or failed or blocked (`release` decides: it records why a
+trial is blocked, never running it). With `reuse_actors` one warm worker runs trial after
+trial, across stages.
 """
 
 from __future__ import annotations
@@ -16,29 +18,27 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
-from bertabl.matrix.plan import FinetuneTrial, PretrainTrial
+Waiting = tuple[str, Any, set[str]]  # (stage, trial, ids of the trials it depends on)
 
 
 class DependencySearcher(Searcher):
-    """Suggests `pretrain` in order, then each of `finetune` once its `pretrain_id` is not
-    among the pre-training trials still to finish in this run.
+    """Suggests `trials` in order, each once none of its dependencies is still to settle in
+    this run (a dependency that is not a trial of this run has settled before it).
 
-    `suggestion(stage, trial)` is the Tune config of a trial; `release(trial, failed)` decides
-    whether a fine-tune whose pre-training has settled runs (True) or is blocked (False, and it
-    records why); `failed` says whether that pre-training ended in an error in this run.
+    `suggestion(stage, trial)` is the Tune config of a trial; `release(stage, trial, failed)`
+    decides whether a trial whose dependencies have settled runs (True) or is blocked (False,
+    and it records why); `failed` holds its dependencies that ended in an error in this run.
     """
 
     def __init__(
         self,
-        pretrain: list[PretrainTrial],
-        finetune: list[FinetuneTrial],
+        trials: list[Waiting],
         suggestion: Callable[[str, Any], dict[str, Any]],
-        release: Callable[[FinetuneTrial, bool], bool],
+        release: Callable[[str, Any, set[str]], bool],
     ):
         super().__init__()
-        self.pretrain = list(pretrain)
-        self.waiting = list(finetune)
-        self.unsettled = {t.id for t in pretrain}  # pre-training trials not finished yet
+        self.waiting = list(trials)
+        self.unsettled = {trial.id for _, trial, _ in trials}
         self.failed: set[str] = set()
         self.suggestion = suggestion
         self.release = release
@@ -51,20 +51,19 @@ class DependencySearcher(Searcher):
         return {k: v for k, v in self.__dict__.items() if k not in ("suggestion", "release")}
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-        if self.pretrain:
-            trial = self.pretrain.pop(0)
-            self.ours[trial_id] = trial.id
-            return self.suggestion("pretrain", trial)
         index = 0
         while index < len(self.waiting):
-            trial = self.waiting[index]
-            if trial.pretrain_id in self.unsettled:
+            stage, trial, needs = self.waiting[index]
+            if needs & self.unsettled:
                 index += 1
                 continue
             del self.waiting[index]
-            if self.release(trial, trial.pretrain_id in self.failed):
+            if self.release(stage, trial, needs & self.failed):
                 self.ours[trial_id] = trial.id
-                return self.suggestion("finetune", trial)
+                return self.suggestion(stage, trial)
+            self.unsettled.discard(trial.id)  # blocked: settled, and what waits on it may go
+            self.failed.add(trial.id)
+            index = 0  # trials waiting on it may be released now
         # None: nothing can start now (Tune asks again); FINISHED: nothing is left to suggest.
         return None if self.waiting else Searcher.FINISHED
 

@@ -22,6 +22,17 @@ def run_dirs(folder: Path) -> list[Path]:
     return sorted(p.parent for p in folder.glob("*/matrix.json"))
 
 
+def newest_run(folder: Path) -> tuple[Path, list[Path]]:
+    """(the run directory under `folder` written last, the others newest first)."""
+    runs = sorted(run_dirs(folder), key=lambda p: (p / "matrix.json").stat().st_mtime)
+    if not runs:
+        raise UserError(
+            f"{folder}: no runs here; run a matrix first (bertabl run matrices/demo.toml), or "
+            "name a run directory or matrix"
+        )
+    return runs[-1], runs[-2::-1]
+
+
 def plan_of_run(store: RunStore) -> Plan:
     """The plan of the matrix a run directory was made from (as resolved then)."""
     return build_plan(Matrix.model_validate(store.manifest()["matrix"]), str(store.root))

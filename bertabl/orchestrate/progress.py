@@ -12,7 +12,8 @@ from bertabl.matrix.plan import Plan
 from bertabl.orchestrate.observer import RunObserver
 from bertabl.orchestrate.status import metric_line
 
-STAGES = ("pretrain", "finetune")
+STAGES = ("pretrain", "finetune", "test")
+_PREFIX = {"pt": "pretrain", "ft": "finetune", "te": "test"}
 
 
 class LiveProgress(RunObserver):
@@ -21,14 +22,18 @@ class LiveProgress(RunObserver):
     def __init__(self, plan: Plan, console: Console):
         self.plan = plan
         self.console = console
-        self.total = {"pretrain": len(plan.pretrain), "finetune": len(plan.finetune)}
+        self.total = {
+            "pretrain": len(plan.pretrain),
+            "finetune": len(plan.finetune),
+            "test": len(plan.tests),
+        }
         self.counts = {
             s: dict.fromkeys(("skipped", "done", "failed", "blocked"), 0) for s in STAGES
         }
         self.running: dict[str, str] = {}
 
     def _stage(self, trial_id: str) -> str:
-        return "pretrain" if trial_id.startswith("pt-") else "finetune"
+        return _PREFIX[trial_id[:2]]
 
     def _describe(self, trial_id: str) -> str:
         return f"{trial_id} {self.plan.describe(trial_id)}"
@@ -38,7 +43,7 @@ class LiveProgress(RunObserver):
             self.counts[self._stage(trial_id)]["skipped"] += 1
 
     def blocked(self, trial_id: str, reason: str) -> None:
-        self.counts["finetune"]["blocked"] += 1
+        self.counts[self._stage(trial_id)]["blocked"] += 1
         self.console.print(f"[yellow]blocked[/] {self._describe(trial_id)}: {reason}")
 
     def stage_started(self, stage: str, trial_ids: list[str]) -> None:
@@ -65,7 +70,7 @@ class LiveProgress(RunObserver):
         for column in ("stage", "total", "skipped", "pending", "running", "done", "failed"):
             table.add_column(column, justify="left" if column == "stage" else "right")
         table.add_column("blocked", justify="right")
-        for stage in STAGES:
+        for stage in (s for s in STAGES if self.total[s]):
             c = self.counts[stage]
             running = sum(1 for t in self.running if self._stage(t) == stage)
             finished = c["skipped"] + c["done"] + c["failed"] + c["blocked"]

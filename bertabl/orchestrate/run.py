@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,9 +21,12 @@ from bertabl.errors import UserError
 from bertabl.matrix.load import MatrixSource
 from bertabl.matrix.plan import FinetuneTrial, Plan, PretrainTrial
 from bertabl.matrix.schema import Resources
+from bertabl.matrix.trials import TestTrial
 from bertabl.orchestrate.observer import RunObserver
 from bertabl.orchestrate.store import BLOCKED, DONE, FAILED, RunStore
 from bertabl.orchestrate.trainables import run_trial
+from bertabl.selection import best_point
+from bertabl.trial.files import FINAL_WEIGHTS
 
 
 @dataclass
@@ -66,9 +70,11 @@ def run_plan(
 
         pretrain = _pending(_select(plan.pretrain, only), complete, summary, observer)
         finetune = _pending(_select(plan.finetune, only), store.is_done, summary, observer)
-        if pretrain or finetune:
+        tests = _pending(_select(plan.tests, only), store.is_done, summary, observer)
+        if pretrain or finetune or tests:
             with ray_session(address, plan.matrix.resources):
-                _run_trials(plan, pretrain, finetune, store, observer, summary, storage)
+                _run_trials(plan, pretrain, finetune, tests, store, observer, summary, storage)
+        prune_unselected(plan, store)
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -84,6 +90,25 @@ def _pending(trials, is_done, summary: RunSummary, observer: RunObserver) -> lis
         observer.skipped(done)
     finished = set(done)
     return [t for t in trials if t.id not in finished]
+
+
+def prune_unselected(plan: Plan, store: RunStore) -> list[str]:
+    """Delete the kept final weights of fine-tunes that selection did not pick, in every cell
+    whose trials have all settled (the selected grid point's stay: for test splits and
+    `bertabl export`); returns the trials pruned. A cell still running keeps everything."""
+    records = store.records()
+    pruned = []
+    for task, trial_ids in plan.cells:
+        runs = [(plan.trial(i).grid_point, records.get(i)) for i in trial_ids]
+        if any(record is None for _, record in runs):
+            continue
+        chosen = best_point(runs, plan.matrix.metric_for(task))
+        for trial_id, (point, _) in zip(trial_ids, runs, strict=True):
+            folder = store.trial_dir(trial_id) / FINAL_WEIGHTS
+            if point != chosen and folder.is_dir():
+                shutil.rmtree(folder)
+                pruned.append(trial_id)
+    return pruned
 
 
 def _blocked_reason(trial: FinetuneTrial, store: RunStore, failed: bool = False) -> str | None:
@@ -103,23 +128,32 @@ def _blocked_reason(trial: FinetuneTrial, store: RunStore, failed: bool = False)
     return f"pre-training {trial.pretrain_id} did not finish"
 
 
+def _test_blocked_reason(trial: TestTrial, store: RunStore) -> str | None:
+    if any(store.is_done(i) for i in trial.depends_on):
+        return None
+    return "none of the cell's fine-tuning trials finished: there is no selected model to score"
+
+
 def _run_trials(
     plan: Plan,
     pretrain: list[PretrainTrial],
     finetune: list[FinetuneTrial],
+    tests: list[TestTrial],
     store: RunStore,
     observer: RunObserver,
     summary: RunSummary,
     storage: str | None = None,
 ) -> None:
-    """One Tune run for both stages (orchestrate/dependencies.py): a fine-tune starts when its
-    pre-training is done, and is blocked, never run, when that pre-training failed."""
+    """One Tune run for every stage (orchestrate/dependencies.py): a fine-tune starts when its
+    pre-training is done, a test-split scoring when its cell's fine-tunes have settled; either
+    is blocked, never run, when what it needs failed."""
     from ray import tune
 
     from bertabl.orchestrate.dependencies import DependencySearcher
     from bertabl.orchestrate.tune_events import TuneEvents
 
-    for stage, trials in (("pretrain", pretrain), ("finetune", finetune)):
+    stages = (("pretrain", pretrain), ("finetune", finetune), ("test", tests))
+    for stage, trials in stages:
         if trials:
             observer.stage_started(stage, [t.id for t in trials])
     resources, checkpointing = plan.matrix.resources, plan.matrix.checkpointing
@@ -130,8 +164,13 @@ def _run_trials(
         trial_params = {"id": trial.id, "stage": stage, "config": trial.config}
         return {"trial": trial_params, "workers": workers}
 
-    def release(trial: FinetuneTrial, failed: bool) -> bool:
-        reason = _blocked_reason(trial, store, failed)
+    def release(stage: str, trial, failed: set[str]) -> bool:
+        if stage == "pretrain":
+            return True
+        if stage == "test":
+            reason = _test_blocked_reason(trial, store)
+        else:
+            reason = _blocked_reason(trial, store, bool(failed))
         if reason is not None:
             store.write_record(trial.id, _dump(trial), BLOCKED, error=reason)
             summary.blocked.append(trial.id)
@@ -158,8 +197,8 @@ def _run_trials(
         tune.with_resources(run_trial, trial_resources),
         param_space=param_space,
         tune_config=tune.TuneConfig(
-            search_alg=DependencySearcher(pretrain, finetune, suggestion, release),
-            num_samples=len(pretrain) + len(finetune),
+            search_alg=DependencySearcher(_waiting(pretrain, finetune, tests), suggestion, release),
+            num_samples=len(pretrain) + len(finetune) + len(tests),
             max_concurrent_trials=resources.max_concurrent_trials or None,
             trial_name_creator=_trial_name,
             trial_dirname_creator=_trial_name,  # short, stable: restore finds it again
@@ -176,7 +215,7 @@ def _run_trials(
         ),
     )
     results = tuner.fit()
-    by_id = {t.id: t for t in (*pretrain, *finetune)}
+    by_id = {t.id: t for t in (*pretrain, *finetune, *tests)}
     for result in results:
         trial_id = result.config["trial"]["id"]
         if result.error is None and store.is_done(trial_id):
@@ -188,7 +227,16 @@ def _run_trials(
         summary.failed.append(trial_id)
 
 
-def _dump(trial: PretrainTrial | FinetuneTrial) -> dict[str, Any]:
+def _waiting(pretrain, finetune, tests) -> list[tuple[str, Any, set[str]]]:
+    """Every trial to run as (stage, trial, what it waits for), in the order to start them."""
+    return [
+        *(("pretrain", t, set()) for t in pretrain),
+        *(("finetune", t, {t.pretrain_id}) for t in finetune),
+        *(("test", t, set(t.depends_on)) for t in tests),
+    ]
+
+
+def _dump(trial: PretrainTrial | FinetuneTrial | TestTrial) -> dict[str, Any]:
     return trial.config.model_dump(mode="json")
 
 

@@ -9,10 +9,10 @@ from typing import Any
 from bertabl.matrix.plan import Plan
 from bertabl.orchestrate.checkpoint import Checkpointer
 from bertabl.orchestrate.store import RunStore
-from bertabl.trial.finetune import FinetuneConfig
+from bertabl.trial.finetune import FinetuneConfig, TestTrialConfig
 from bertabl.trial.pretrain import PretrainTrialConfig
 
-TrialConfig = PretrainTrialConfig | FinetuneConfig
+TrialConfig = PretrainTrialConfig | FinetuneConfig | TestTrialConfig
 
 
 @dataclass
@@ -32,7 +32,7 @@ def trial_statuses(plan: Plan, store: RunStore) -> list[TrialStatus]:
     active = store.is_locked()
     now = time.time()
     statuses = []
-    for trial in [*plan.pretrain, *plan.finetune]:
+    for trial in [*plan.pretrain, *plan.finetune, *plan.tests]:
         record = store.record(trial.id)
         progress = store.progress(trial.id)
         checkpoints = Checkpointer(store.trial_dir(trial.id) / "checkpoints").paths()
@@ -60,6 +60,9 @@ def trial_statuses(plan: Plan, store: RunStore) -> list[TrialStatus]:
 
 def metric_line(config: TrialConfig, metrics: dict[str, Any]) -> str:
     """A trial's position and latest metric in one line: `step 100/500  loss 2.345 ...`."""
+    if isinstance(config, TestTrialConfig):
+        scored = metrics.get("trials", {})
+        return f"{len(scored)} selected model(s) scored on {', '.join(config.splits)}"
     if isinstance(config, PretrainTrialConfig):
         line = f"step {metrics.get('step', 0)}/{config.pretrain.steps}"
         line += f"  loss {metrics.get('loss', float('nan')):.3f}"

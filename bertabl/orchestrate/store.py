@@ -91,6 +91,14 @@ class RunStore:
         atomic_write_json(self.trial_dir(trial_id) / "record.json", record)
         return record
 
+    def update_metrics(self, trial_id: str, metrics: dict[str, Any]) -> None:
+        """Add `metrics` to a finished trial's record (test-split scores, after selection)."""
+        record = self.record(trial_id)
+        if record is None:
+            raise KeyError(f"{trial_id} has no record")
+        record["metrics"] = record["metrics"] | metrics
+        atomic_write_json(self.trial_dir(trial_id) / "record.json", record)
+
     def count_attempt(self, trial_id: str) -> int:
         """Record that the trial starts (again); returns which attempt this is, from 1."""
         path = self.trial_dir(trial_id) / "attempts"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ def finetune_trainable(params: dict[str, Any]) -> None:
     from bertabl.trial.finetune import MultitaskTrialConfig
 
     def body(config, store, out_dir, runtime):
-        pretrained = _model_folder(config, store)
+        pretrained = model_folder(config, store)
         if isinstance(config, MultitaskTrialConfig):  # one shared encoder, a record per task
             from bertabl.finetune.multitask import finetune_multitask
 
@@ -44,7 +45,7 @@ def finetune_trainable(params: dict[str, Any]) -> None:
     _run(params, body)
 
 
-def _model_folder(config, store: RunStore) -> Path:
+def model_folder(config, store: RunStore) -> Path:
     """The model a fine-tune starts from: its pre-training trial's, or its checkpoint's."""
     if config.checkpoint is None:
         return store.model_dir(config.pretrain_id, config.pretrain_step)
@@ -60,9 +61,17 @@ def write_views(store: RunStore, config, metrics: dict[str, Any], history: list)
     MultitaskTrialConfig.view), before the trial's own record: a done trial always has its
     views."""
     from bertabl.finetune.multitask import task_metrics
+    from bertabl.trial.files import PREDICTIONS
 
     for task in config.tasks:
         view = config.view(task)
+        shared = store.trial_dir(config.id) / PREDICTIONS / task
+        if shared.is_dir():  # each task's predictions live with its view's record
+            target = store.trial_dir(view.id) / PREDICTIONS
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.exists():
+                shutil.rmtree(target)
+            shared.rename(target)
         store.write_record(
             view.id,
             view.model_dump(mode="json"),
@@ -72,7 +81,48 @@ def write_views(store: RunStore, config, metrics: dict[str, Any], history: list)
         )
 
 
-TRAINABLES = {"pretrain": pretrain_trainable, "finetune": finetune_trainable}
+def test_trainable(params: dict[str, Any]) -> None:
+    """Tune entry point of a cell's test-split scoring (its fine-tunes have all settled)."""
+    from bertabl.finetune.test_splits import score_kept
+    from bertabl.selection import best_point
+    from bertabl.trial.finetune import FinetuneTrialConfig
+
+    def body(config, store, out_dir, runtime):
+        records = {i: store.record(i) for i in config.trials}
+        configs = {
+            i: FinetuneTrialConfig.model_validate(r["config"]) for i, r in records.items() if r
+        }
+        points = {i: tuple(_grid_point(c)) for i, c in configs.items()}
+        runs = [(points[i], records[i]) for i in config.trials if i in points]
+        chosen = best_point(runs, config.metric)
+        scores: dict[str, Any] = {"grid_point": dict(chosen or ()), "trials": {}}
+        for trial_id in config.trials:
+            done = records[trial_id] and records[trial_id]["status"] == "done"
+            if not done or points[trial_id] != chosen:
+                continue
+            trial = configs[trial_id]
+            trial_dir = store.trial_dir(trial_id)
+            scored = score_kept(
+                trial, model_folder(trial, store), trial_dir, config.splits, runtime
+            )
+            extra = {f"{s}_{k}": v for s, r in scored.items() for k, v in r.metrics.items()}
+            store.update_metrics(trial_id, extra)  # test_<metric> beside dev_<metric>
+            scores["trials"][trial_id] = extra
+        return scores
+
+    _run(params, body)
+
+
+def _grid_point(config) -> list[tuple[str, Any]]:
+    """A fine-tuning config's grid point, as the plan names it."""
+    return [(k, getattr(config, k)) for k in ("batch_size", "learning_rate", "epochs")]
+
+
+TRAINABLES = {
+    "pretrain": pretrain_trainable,
+    "finetune": finetune_trainable,
+    "test": test_trainable,
+}
 
 
 def run_trial(params: dict[str, Any]) -> None:

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bertabl.matrix.cells import cell_trials
 from bertabl.matrix.plan import FinetuneTrial, Plan
 from bertabl.orchestrate.store import RunStore
 from bertabl.report.layouts import build_report
 from bertabl.report.plot import plot_figure5
 from bertabl.report.provenance import collect_context
 from bertabl.report.render import RENDERERS, render_markdown, render_summary, render_trials_csv
-from bertabl.report.select import cell_trials
+from bertabl.trial.files import PREDICTIONS
 
 FORMATS = tuple(RENDERERS)
 
@@ -37,7 +39,7 @@ def write_report(
     with `<name>.png` and `<name>.pdf`.
     """
     records = store.records()
-    report = build_report(plan, records, layout, ci)
+    report = build_report(plan, records, layout, ci, predictions_of(store))
     ctx = collect_context(plan, records, store.manifest()["source"])
     out_dir.mkdir(parents=True, exist_ok=True)
     name = plan.matrix.name
@@ -55,6 +57,18 @@ def write_report(
     if report.figure is not None:
         written += plot_figure5(report.figure, out_dir / name)
     return Written(written, render_summary(report))
+
+
+def predictions_of(store: RunStore):
+    """A loader of a trial's predictions on a split (None when the trial kept none)."""
+
+    def load(trial_id: str, split: str) -> list[dict[str, Any]] | None:
+        path = store.trial_dir(trial_id) / PREDICTIONS / f"{split}.jsonl"
+        if not path.is_file():
+            return None
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+    return load
 
 
 def trial_rows(plan: Plan, records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:

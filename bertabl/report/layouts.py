@@ -7,120 +7,23 @@ format a Report; every number and note is decided here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from bertabl.errors import MatrixError
+from bertabl.matrix.cells import cell_trials
 from bertabl.matrix.plan import Plan, Row
 from bertabl.paper import reference as paper
 from bertabl.paper import tables
 from bertabl.paper.tables import LAYOUTS, PAPER_BASELINE, PAPER_COLUMNS, Column
-from bertabl.report.select import Cell, cell_trials, select_cell
+from bertabl.report.model import MISSING, Detail, Line, Notes, Report, Shown, Table
+from bertabl.report.select import Cell, select_cell
+from bertabl.report.significance import RESAMPLES, paired_bootstrap_p
 from bertabl.report.stats import ALPHA, bootstrap_ci, paired_sign_flip_p
 from bertabl.trial.pretrain import PretrainConfig
 
 __all__ = ["LAYOUTS", "build_report", "infer_layout"]
 SIGNIFICANT = "*"
-
-MISSING = {
-    "pending": "pending: not run yet",
-    "partial": "pending: not run yet",
-    "failed": "failed: every trial of the cell failed (see its trials' record.json)",
-    "blocked": "blocked: its pre-training did not finish",
-    "no_split": "no test-split result: only the dev split is available offline (CoNLL-2003 "
-    "eng.testa); the paper's test F1 is on eng.testb",
-    "not_planned": "not planned: the matrix does not fine-tune this task",
-    "not_in_paper": "the paper prints no value here",
-    "no_ppl": "no held-out perplexity in the pre-training record (recorded by newer bertabl "
-    "versions; re-run the pre-training trial to get it)",
-    "ppl_pending": "pending: the pre-training trial has not finished",
-    "checkpoint": "a released or saved checkpoint (the row's `from`), not pre-trained here",
-}
-
-
-@dataclass
-class Shown:
-    """One table cell as shown: a score (percent) with its extras, or literal text, or missing."""
-
-    value: float | None = None
-    std: float | None = None
-    ci: tuple[float, float] | None = None
-    delta: float | None = None
-    mark: str = ""
-    n: int | None = None  # restarts, shown only when fewer than the matrix's `restarts`
-    failed: int = 0  # failed restarts of the selected grid point
-    diverged: int = 0  # its restarts with a non-finite score
-    digits: int = 1
-    text: str | None = None
-    notes: list[int] = field(default_factory=list)
-
-
-@dataclass
-class Line:
-    label: str
-    source: str  # "ours" | "paper"
-    cells: list[Shown]
-
-
-@dataclass
-class Table:
-    caption: str
-    header: list[str]
-    lines: list[Line]
-    header_notes: dict[int, list[int]] = field(default_factory=dict)  # column index -> notes
-
-
-@dataclass
-class Detail:
-    """One of our cells in full (the Markdown's detail table, the CSV and the JSON)."""
-
-    row: str
-    row_label: str
-    column: str
-    task: str
-    metric: str
-    split: str
-    status: str
-    n: int
-    mean: float | None
-    std: float | None
-    median: float | None
-    ci: tuple[float, float] | None
-    failed: int
-    diverged: int
-    p_vs_baseline: float | None
-    grid_point: dict[str, Any] | None
-    hours: float
-    tokens: int
-    flops: float
-    trial_ids: list[str]
-
-
-@dataclass
-class Report:
-    name: str
-    title: str
-    description: str
-    layout: str
-    tables: list[Table]
-    notes: list[str]  # footnote i+1
-    rules: list[str]  # how cells were computed, one paragraph each
-    details: list[Detail]
-    synthetic: bool
-    figure: dict[str, Any] | None = None  # Figure 5's series, for plot.py
-
-
-class Notes:
-    """Numbered footnotes; the same text gets the same number."""
-
-    def __init__(self) -> None:
-        self.texts: list[str] = []
-
-    def add(self, text: str) -> int:
-        if text not in self.texts:
-            self.texts.append(text)
-        return self.texts.index(text) + 1
-
 
 LEAD_HEADINGS = {"table6": ["#L", "#H", "#A", "LM (ppl)"], "table8": ["MASK", "SAME", "RND"]}
 
@@ -132,13 +35,23 @@ def infer_layout(plan: Plan) -> str:
     return tables.infer_layout(matrix.report.layout, matrix.name, variants, matrix.finetune.tasks)
 
 
+# A trial's predictions on a split (the lines of trials/<id>/predictions/<split>.jsonl), or None
+Predictions = Callable[[str, str], list[dict[str, Any]] | None]
+
+
 def build_report(
-    plan: Plan, records: dict[str, dict[str, Any]], layout: str | None = None, ci: bool = False
+    plan: Plan,
+    records: dict[str, dict[str, Any]],
+    layout: str | None = None,
+    ci: bool = False,
+    predictions: Predictions | None = None,
 ) -> Report:
-    """Everything the renderers show, for `layout` (default: the matrix's, or inferred)."""
+    """Everything the renderers show, for `layout` (default: the matrix's, or inferred). With
+    `predictions`, cells are compared with the baseline per example (report/significance.py);
+    without (or where a trial has none), over restarts."""
     layout = layout or infer_layout(plan)
     _check_paper_rows(plan, layout)
-    builder = _Builder(plan, records, layout, ci)
+    builder = _Builder(plan, records, layout, ci, predictions or (lambda trial, split: None))
     if layout == "fig5":
         builder.figure5()
     else:
@@ -168,8 +81,18 @@ def _check_paper_rows(plan: Plan, layout: str) -> None:
 
 
 class _Builder:
-    def __init__(self, plan: Plan, records: dict[str, dict[str, Any]], layout: str, ci: bool):
+    def __init__(
+        self,
+        plan: Plan,
+        records: dict[str, dict[str, Any]],
+        layout: str,
+        ci: bool,
+        predictions: Predictions,
+    ):
         self.plan, self.records, self.layout, self.ci = plan, records, layout, ci
+        self.predictions = predictions
+        self.restarts = plan.matrix.report.restarts
+        self.tests_used: set[str] = set()  # which paired tests some cell's p-value came from
         self.notes = Notes()
         self.tables: list[Table] = []
         self.details: list[Detail] = []
@@ -193,13 +116,16 @@ class _Builder:
 
     def ours(self, row: Row, column: Column, baseline: Row | None, delta: bool) -> Shown:
         cell = self.cell(row, column)
-        p = self._p_value(cell, baseline and self.cell(baseline, column), row is baseline)
+        base_cell = baseline and self.cell(baseline, column)
+        p = self._p_value(cell, base_cell, row is baseline, column.split)
         self._detail(row, column, cell, p)
         if cell is None:
             return Shown(notes=[self.notes.add(MISSING["not_planned"])])
         if cell.mean is None:
             return Shown(notes=[self.notes.add(MISSING[cell.status])])
-        shown = Shown(value=100 * cell.mean, std=None if cell.std is None else 100 * cell.std)
+        value = cell.headline(self.restarts)
+        std = None if cell.std is None or self.restarts == "best" else 100 * cell.std
+        shown = Shown(value=100 * value, std=std)
         if self.ci:
             interval = bootstrap_ci(cell.values)
             shown.ci = interval and (100 * interval[0], 100 * interval[1])
@@ -208,18 +134,37 @@ class _Builder:
         shown.failed, shown.diverged = cell.failed, cell.diverged
         base = baseline and self.cell(baseline, column)
         if delta and row is not baseline and base is not None and base.mean is not None:
-            shown.delta = 100 * (cell.mean - base.mean)
+            shown.delta = 100 * (value - base.headline(self.restarts))
         if p is not None and p < ALPHA:
             shown.mark = SIGNIFICANT
         return shown
 
-    def _p_value(self, cell: Cell | None, base: Cell | None, is_baseline: bool) -> float | None:
-        """Paired over restarts: restart i of both rows was fine-tuned with the same seed."""
+    def _p_value(
+        self, cell: Cell | None, base: Cell | None, is_baseline: bool, split: str = "dev"
+    ) -> float | None:
+        """Paired: restart i of both rows was fine-tuned with the same seed. Per example when
+        both rows' predictions on the split are kept, else over restart scores."""
         if is_baseline or cell is None or base is None:
             return None
-        ours, theirs = cell.by_restart(), base.by_restart()
+        ours, theirs = (
+            dict(zip(cell.restarts, cell.trial_of, strict=True)),
+            dict(zip(base.restarts, base.trial_of, strict=True)),
+        )
         shared = sorted(set(ours) & set(theirs))
-        return paired_sign_flip_p([ours[i] for i in shared], [theirs[i] for i in shared])
+        lines = [
+            (self.predictions(ours[i], split), self.predictions(theirs[i], split)) for i in shared
+        ]
+        if shared and all(a is not None and b is not None for a, b in lines):
+            spec = self.plan.matrix.spec(cell.task)
+            self.tests_used.add("bootstrap")
+            return paired_bootstrap_p(
+                spec, cell.metric, [a for a, _ in lines], [b for _, b in lines]
+            )
+        values, base_values = cell.by_restart(), base.by_restart()
+        p = paired_sign_flip_p([values[i] for i in shared], [base_values[i] for i in shared])
+        if p is not None:
+            self.tests_used.add("sign_flip")
+        return p
 
     def _detail(self, row: Row, column: Column, cell: Cell | None, p: float | None) -> None:
         if cell is None:
@@ -239,6 +184,7 @@ class _Builder:
                 status=cell.status,
                 n=len(cell.values),
                 mean=cell.mean,
+                best=cell.best,
                 std=cell.std,
                 median=cell.median,
                 ci=interval,
@@ -254,10 +200,20 @@ class _Builder:
         )
 
     # -- tables --------------------------------------------------------------------------------
+    @property
+    def columns_used(self) -> list[Column]:
+        return [] if self.layout == "fig5" else self.columns()
+
     def columns(self) -> list[Column]:
         ft, metric_for = self.plan.matrix.finetune, self.plan.matrix.metric_for
         if self.layout == "generic":
-            return [Column(t, f"{t} ({metric_for(t)})", t) for t in ft.tasks]
+            tested = {t.config.task for t in self.plan.tests if "test" in t.config.splits}
+            columns = []
+            for t in ft.tasks:
+                columns.append(Column(t, f"{t} ({metric_for(t)})", t))
+                if t in tested:  # scored on its labeled test split after selection
+                    columns.append(Column(f"{t}/test", f"{t} test ({metric_for(t)})", t, "test"))
+            return columns
         # Tasks the paper's table has no column for (e.g. a stand-in at tiny scale) come after
         # its columns, so nothing that ran is left out of the report.
         known = {c.task for c in PAPER_COLUMNS[self.layout]}
@@ -431,18 +387,28 @@ class _Builder:
     # -- the rule --------------------------------------------------------------------------------
     def rules(self) -> list[str]:
         n = self.expected_n
+        if self.restarts == "best":
+            shown = (
+                "as the score of its restart that is best on dev (the paper's GLUE protocol; "
+                f"the matrix asks for {n} restarts, fewer are shown as n=k; means are under "
+                "Cells in detail)"
+            )
+        else:
+            shown = (
+                f"as mean ± sample std over its finished restarts (the matrix asks for {n}; "
+                "fewer are shown as n=k)"
+            )
         rules = [
             "Cells: the dev score (%) of the grid point with the best mean dev score over its "
-            "restarts (ties: the earlier grid point in matrix order), as mean ± sample std over "
-            f"its finished restarts (the matrix asks for {n}; fewer are shown as n=k). "
+            f"restarts (ties: the earlier grid point in matrix order), {shown}. "
             "Failed and diverged (non-finite score) restarts are counted beside the cell, not "
             "averaged; medians are under Cells in detail. A missing cell is — with a "
             "note, never zero."
         ]
-        if self.layout == "table7":
+        if self.layout == "table7" or any(c.split == "test" for c in self.columns_used):
             rules.append(
-                "Test F1: the test score of the grid point selected on dev, when a test split "
-                "was evaluated."
+                "Test scores: the grid point selected on dev, scored on the test split after "
+                "selection (never used to select), over the same restarts as the dev cell."
             )
         if self.baseline_label and self.layout != "fig5":
             if self.layout != "generic":
@@ -450,13 +416,23 @@ class _Builder:
                     f"(±x.x): difference to the baseline row as the paper reads it: ours to "
                     f"{self.baseline_label}, the paper's to its {self.paper_baseline_label} row."
                 )
-            rules.append(
-                f"{SIGNIFICANT}: differs from {self.baseline_label} at p < {ALPHA} in a two-sided "
-                "exact paired sign-flip (permutation) test over restarts (restart i of both rows "
-                "fine-tunes with the same seed, so restarts pair up). It assumes nothing about "
-                "the score distribution but is weak with few restarts: the smallest attainable "
-                "p is 2/2^n, so with 5 or fewer restarts nothing can be marked."
-            )
+            if "bootstrap" in self.tests_used:
+                rules.append(
+                    f"{SIGNIFICANT}: differs from {self.baseline_label} at p < {ALPHA} in a "
+                    "two-sided paired bootstrap over the dev examples (both rows' predictions on "
+                    f"the same examples, {RESAMPLES:,} seeded resamples, the metric's difference "
+                    "averaged over paired restarts: restart i of both rows fine-tunes with the "
+                    "same seed)."
+                )
+            if "sign_flip" in self.tests_used or not self.tests_used:
+                rules.append(
+                    f"{SIGNIFICANT}: differs from {self.baseline_label} at p < {ALPHA} in a "
+                    "two-sided exact paired sign-flip (permutation) test over restarts (restart "
+                    "i of both rows fine-tunes with the same seed, so restarts pair up), where "
+                    "no predictions were kept. It assumes nothing about the score distribution "
+                    "but is weak with few restarts: the smallest attainable p is 2/2^n, so with "
+                    "5 or fewer restarts nothing can be marked."
+                )
         if self.ci:
             rules.append(
                 "[lo, hi]: seeded percentile bootstrap 95% interval of the mean over restarts "

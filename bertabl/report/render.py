@@ -12,7 +12,7 @@ import re
 from dataclasses import asdict
 from typing import Any
 
-from bertabl.report.layouts import Detail, Line, Report, Shown, Table
+from bertabl.report.model import Detail, Line, Report, Shown, Table
 from bertabl.report.provenance import ReportContext, provenance_lines
 
 SYNTHETIC_WARNING = (
@@ -103,7 +103,7 @@ def _md_table(table: Table) -> list[str]:
 
 def _md_details(details: list[Detail], trials_csv: str | None) -> list[str]:
     ci = any(d.ci is not None for d in details)
-    head = ["Row", "Column", "Metric", "n", "Mean", "Std", "Median"]
+    head = ["Row", "Column", "Metric", "n", "Mean", "Std", "Median", "Best on dev"]
     head += ["95% CI"] if ci else []
     head += ["Failed", "Diverged", "p vs baseline", "Selected grid point", "Trial-hours"]
     head += ["Tokens (planned)", "Trials"]
@@ -119,6 +119,7 @@ def _md_details(details: list[Detail], trials_csv: str | None) -> list[str]:
             _pct(d.mean),
             _pct(d.std),
             _pct(d.median),
+            _pct(d.best),
         ]
         if ci:
             cells.append(f"[{100 * d.ci[0]:.1f}, {100 * d.ci[1]:.1f}]" if d.ci else "—")

@@ -15,8 +15,10 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+from bertabl.matrix.cells import cell_trials
 from bertabl.matrix.plan import FinetuneTrial, Plan, Row
-from bertabl.matrix.trials import multitask_key
+from bertabl.selection import best_point
+from bertabl.selection import score as _score
 
 
 @dataclass
@@ -26,6 +28,8 @@ class Cell:
     status: str  # "done" | "partial" (some restarts missing) | "pending" | "failed" | "blocked"
     values: list[float] = field(default_factory=list)  # selected point's restarts, 0-1 scale
     restarts: list[int] = field(default_factory=list)  # restart index of each value (pairing)
+    dev: list[float] = field(default_factory=list)  # each value's restart's dev score
+    trial_of: list[str] = field(default_factory=list)  # each value's trial id
     grid_point: dict[str, Any] | None = None
     trial_ids: list[str] = field(default_factory=list)  # every trial behind the cell
     counts: dict[str, int] = field(default_factory=dict)  # by record status, "pending" too
@@ -47,7 +51,21 @@ class Cell:
 
     @property
     def best(self) -> float | None:
-        return max(self.values) if self.values else None
+        """The value of the restart best on dev (on dev itself: the best restart)."""
+        if not self.values:
+            return None
+        return self.values[max(range(len(self.dev)), key=lambda i: (self.dev[i], -i))]
+
+    @property
+    def best_trial(self) -> str | None:
+        """The trial of the restart best on dev (ties: the earlier restart)."""
+        if not self.values:
+            return None
+        return self.trial_of[max(range(len(self.dev)), key=lambda i: (self.dev[i], -i))]
+
+    def headline(self, restarts: str) -> float | None:
+        """What the cell shows: the mean over restarts, or the best-on-dev restart's value."""
+        return self.best if restarts == "best" else self.mean
 
     def by_restart(self) -> dict[int, float]:
         return dict(zip(self.restarts, self.values, strict=True))
@@ -62,25 +80,6 @@ class ResultTable:
 
     def cell(self, row: Row, task: str) -> Cell:
         return self.cells[(row.name, task)]
-
-
-def cell_trials(plan: Plan, row: Row, task: str) -> list[FinetuneTrial]:
-    """The fine-tuning trials behind one report cell (all grid points and restarts): those of
-    the row's model, step, head and recipe on `task` (for a multi-task row's grouped tasks,
-    the views of its shared trials)."""
-    head = plan.matrix.spec(task).fixed_head or row.head
-    recipe = plan.recipes[(row.recipe, task)]
-    group = multitask_key(plan.matrix, row.multitask)
-    if group is not None and task in group.tasks:
-        candidates = plan.views
-    else:
-        candidates, group = plan.finetune, None
-    return [
-        t
-        for t in candidates
-        if (t.pretrain_id, t.head, t.pretrain_step, t.task, t.config.recipe, t.multitask)
-        == (row.pretrain_id, head, row.pretrain_step, task, recipe, group)
-    ]
 
 
 def build_table(plan: Plan, records: dict[str, dict[str, Any]], split: str = "dev") -> ResultTable:
@@ -119,19 +118,14 @@ def select_cell(
         by_point.setdefault(trial.grid_point, []).append((trial, record))
     cell = Cell(task, metric, "pending", trial_ids=[t.id for t in trials], counts=counts)
     cell.seconds = seconds
-    best_point, best_mean = None, float("-inf")
-    for point, runs in by_point.items():  # dict order = grid order: strict > keeps the first
-        scores = [_score(rec, f"dev_{metric}") for _, rec in runs]
-        finite = [s for s in scores if s is not None and math.isfinite(s)]
-        if finite and statistics.fmean(finite) > best_mean:
-            best_point, best_mean = point, statistics.fmean(finite)
-    if best_point is None:
+    point = best_point([(t.grid_point, records.get(t.id)) for t in trials], metric)
+    if point is None:
         for status in ("blocked", "failed"):
             if counts.get(status):
                 cell.status = status
         return cell
-    cell.grid_point = dict(best_point)
-    for trial, record in by_point[best_point]:
+    cell.grid_point = dict(point)
+    for trial, record in by_point[point]:
         status = record["status"] if record else "pending"
         if status in ("failed", "blocked"):
             cell.failed += 1
@@ -145,15 +139,10 @@ def select_cell(
         if value is not None and math.isfinite(value):
             cell.values.append(value)
             cell.restarts.append(trial.restart)
+            cell.dev.append(_score(record, f"dev_{metric}"))
+            cell.trial_of.append(trial.id)
     if not cell.values:
         cell.status = "no_split"  # finished, but nothing was evaluated on `split`
         return cell
     cell.status = "done" if counts.get("done") == len(trials) else "partial"
     return cell
-
-
-def _score(record: dict[str, Any] | None, key: str) -> float | None:
-    if not record or record["status"] != "done":
-        return None
-    value = record.get("metrics", {}).get(key)
-    return float(value) if value is not None else None

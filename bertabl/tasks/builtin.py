@@ -38,6 +38,7 @@ def _glue(name: str, description: str, metrics: tuple[str, ...], hub: tuple, **e
         metrics=metrics,
         hub_columns=hub,
         train_examples=TRAIN_EXAMPLES[name],
+        labels=() if regression else tuple(files.labels),
         **extra,
     )
 
@@ -66,6 +67,7 @@ BUILT_IN: dict[str, TaskSpec] = {
             pair=False,
             num_labels=2,
             metrics=("accuracy",),
+            labels=("0", "1"),
         ),
         TaskSpec(
             "syn_chain",
@@ -75,6 +77,7 @@ BUILT_IN: dict[str, TaskSpec] = {
             pair=True,
             num_labels=2,
             metrics=("accuracy",),
+            labels=("0", "1"),
         ),
         # GLUE, with its official metrics; the first is the one the paper's tables report
         # (MRPC and QQP: F1 as in Table 1; Table 5 reports MRPC accuracy, also computed).

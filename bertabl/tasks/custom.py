@@ -47,6 +47,11 @@ class CustomTask(Strict):
         "split name, e.g. 'train'"
     )
     dev: str = Field(description="files: the evaluation file; hub: the split, e.g. 'validation'")
+    test: str | None = Field(
+        None,
+        description="optional labeled test file (hub: split), scored only for the grid point "
+        "selected on dev, never used to select",
+    )
     hub_dataset: str | None = Field(None, description="hub: the dataset, e.g. yelp_review_full")
     hub_config: str | None = Field(None, description="hub: the dataset's configuration, if any")
     text: str = Field(description="column (or JSON key) of the text")
@@ -111,6 +116,7 @@ def custom_spec(name: str, definition: dict[str, Any]) -> TaskSpec:
         pair=definition["text_pair"] is not None,
         num_labels=1 if regression else len(definition["labels"]),
         metrics=tuple(definition["metrics"]),
+        labels=tuple(definition["labels"]),
         custom=definition,
     )
 
@@ -138,18 +144,19 @@ def task_data(definition: dict[str, Any], slices: dict[str, int]) -> DataRef:
         "definition": {k: definition[k] for k in _IDENTITY_KEYS},
         **slices,
     }
+    splits = [*SPLITS, *(["test"] if definition.get("test") else [])]
     if definition["format"] == "hub":
-        identity["splits"] = {s: definition[s] for s in SPLITS}
+        identity["splits"] = {s: definition[s] for s in splits}
         return DataRef(identity=identity, location={})
-    paths = {s: str(Path(definition[s]).resolve()) for s in SPLITS}
+    paths = {s: str(Path(definition[s]).resolve()) for s in splits}
     identity["sha256"] = {}
-    for split in SPLITS:
+    for split in splits:
         path = Path(paths[split])
         if not path.is_file():
             raise DataError(f"{path}: file not found (the {split} file); check the path")
         identity["sha256"][split] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     data = DataRef(identity=identity, location=paths)
-    for split in SPLITS:
+    for split in splits:
         read_split(split, data)
     return data
 

@@ -63,6 +63,8 @@ FILES = {
     "squad_v1": {"train": "train-v1.1.json", "dev": "dev-v1.1.json"},
     "squad_v2": {"train": "train-v2.0.json", "dev": "dev-v2.0.json"},
 }
+# Labeled test files of single-layout sources, optional (CoNLL-2003's eng.testb).
+TEST_FILES = {"conll": "eng.testb"}
 FOLDER_KEY = {"glue": "glue_dir", "conll": "conll_dir", "squad": "squad_dir", "swag": "swag_dir"}
 SQUAD_HUB = {"squad_v1": "rajpurkar/squad", "squad_v2": "rajpurkar/squad_v2"}
 GLUE_HUB = "nyu-mll/glue"
@@ -93,7 +95,8 @@ def task_data(spec: TaskSpec, settings: TaskSettings, data: DataFolders) -> Data
         identity = {"source": "hub", "dataset": name, "config": config, **slices}
         return DataRef(identity=identity, location={})
     folder = Path(settings.path or getattr(data, FOLDER_KEY[spec.source])).resolve()
-    files = {split: _hash(path) for split, path in local_files(spec, folder).items()}
+    found = local_files(spec, folder) | test_files(spec, folder)
+    files = {split: _hash(path) for split, path in found.items()}
     identity: dict[str, Any] = {"source": "local"}
     identity["format"] = _LOCAL_FORMAT.get(spec.source, "glue-tsv")
     identity |= {"sha256": files, **slices}
@@ -116,6 +119,28 @@ def local_files(spec: TaskSpec, folder: Path) -> dict[str, Path]:
                 f"{', '.join(layout.values())} in {folder}"
             )
     return paths
+
+
+def test_files(spec: TaskSpec, folder: Path) -> dict[str, Path]:
+    """The task's test files found beside its train/dev files, by split: "test" (labeled:
+    scored) and GLUE's unlabeled "glue_test" ("glue_test_mismatched" for MNLI: predicted only,
+    for the GLUE server). A task may have none."""
+    if spec.source == "glue":
+        from bertabl.data.formats import glue_test
+
+        found = glue_test.unlabeled_test_files(spec.name, folder)
+        labeled = glue_test.labeled_test_file(spec.name, folder)
+        return found | ({"test": labeled} if labeled else {})
+    name = TEST_FILES.get(spec.source)
+    return {"test": folder / name} if name and (folder / name).is_file() else {}
+
+
+def test_splits(data: DataRef) -> tuple[str, ...]:
+    """The test splits a task's data has: "test" (labeled: scored) and "glue_test*" (GLUE's
+    unlabeled test sets: predicted only). Hub data has none here."""
+    identity = data.identity
+    named = {*identity.get("sha256", {}), *identity.get("splits", {})}
+    return tuple(sorted(s for s in named if s == "test" or s.startswith("glue_test")))
 
 
 def train_examples(spec: TaskSpec, data: DataRef) -> int:
@@ -141,7 +166,7 @@ def load_split(spec: TaskSpec, split: str, data: DataRef) -> datasets.Dataset:
         n = identity["dev_examples" if split.startswith("dev") else "train_examples"]
         seed = synthetic.split_seed(identity["seed"], spec.name, split)
         return datasets.Dataset.from_dict(_GENERATORS[spec.name](seed, n))
-    rows = _slice(_rows(spec, split, data), spec.name, split, identity)
+    rows = _slice(read_rows(spec, split, data), spec.name, split, identity)
     if spec.family == "tagging":
         columns = ("tokens", "tags", "document", "index")
         return datasets.Dataset.from_dict({c: [r[c] for r in rows] for c in columns})
@@ -154,10 +179,12 @@ def load_split(spec: TaskSpec, split: str, data: DataRef) -> datasets.Dataset:
 def documents(spec: TaskSpec, split: str, data: DataRef) -> list[dict[str, Any]]:
     """Every sentence of a tagging split in file order, whatever the slice: the documents a
     sliced sentence's context comes from (rows with "tokens", "document", "index")."""
-    return _rows(spec, split, data)
+    return read_rows(spec, split, data)
 
 
-def _rows(spec: TaskSpec, split: str, data: DataRef) -> list[dict[str, Any]]:
+def read_rows(spec: TaskSpec, split: str, data: DataRef) -> list[dict[str, Any]]:
+    """Every example of a split, unsliced, as its reader returns it (tagging rows: with their
+    position in the file)."""
     identity = data.identity
     if spec.source == "custom":
         rows = custom.read_split(split, data)
@@ -177,7 +204,10 @@ def _hash(path: Path) -> str:
 
 
 def _slice(rows: list, task: str, split: str, identity: dict[str, Any]) -> list:
-    """A seeded subset of `rows` (original order kept) when the task's settings ask for one."""
+    """A seeded subset of `rows` (original order kept) when the task's settings ask for one.
+    Test splits are never sliced: their scores stand beside the paper's."""
+    if split == "test" or split.startswith("glue_test"):
+        return rows
     limit = identity["max_train_examples" if split == "train" else "max_dev_examples"]
     if limit and limit < len(rows):
         keep = sorted(random.Random(f"{SLICE_SEED}/{task}/{split}").sample(range(len(rows)), limit))
@@ -188,10 +218,18 @@ def _slice(rows: list, task: str, split: str, identity: dict[str, Any]) -> list:
 def _read_local(spec: TaskSpec, split: str, data: DataRef) -> list[dict[str, Any]]:
     folder = Path(data.location["path"])
     if spec.source == "glue":
+        from bertabl.data.formats import glue_test
         from bertabl.data.formats.glue import read_glue
 
+        if split == "test":
+            return glue_test.read_labeled_test(spec.name, test_files(spec, folder)["test"])
+        if split.startswith("glue_test"):
+            return glue_test.read_unlabeled_test(spec.name, test_files(spec, folder)[split])
         return read_glue(spec.name, folder, split)
-    path = folder / FILES[spec.name if spec.source == "squad" else spec.source][split]
+    if split == "test":
+        path = folder / TEST_FILES[spec.source]
+    else:
+        path = folder / FILES[spec.name if spec.source == "squad" else spec.source][split]
     if spec.source == "conll":
         from bertabl.data.formats.conll import read_conll2003
 

@@ -38,6 +38,8 @@ class TaskSpec:
     hub_columns: tuple[str, str | None] = ("sentence", None)  # GLUE's text columns on the Hub
     # Examples in the standard train split (compute estimates of data not on this machine)
     train_examples: int = 0
+    # Class names in label-id order, as predictions files write them (empty: numbers)
+    labels: tuple[str, ...] = ()
     hub_dev_split: dict[str, str] = field(default_factory=lambda: {"dev": "validation"})
     # A task defined in a matrix (data.custom_tasks): its definition, as tasks/custom.py reads it
     custom: dict[str, Any] | None = field(default=None, compare=False)

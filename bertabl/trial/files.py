@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+FINAL_WEIGHTS = "final"  # a fine-tuning trial's kept final weights (finetune/kept.py)
+PREDICTIONS = "predictions"  # a fine-tuning trial's predictions: <split>.jsonl
+
 
 def model_dir_name(step: int | None = None) -> str:
     """Folder of the pre-trained model: the final one (None), or the one saved after `step`

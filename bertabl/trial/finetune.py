@@ -217,4 +217,21 @@ class TaskViewConfig(_FinetuneCommon):
     multitask: MultitaskKey
 
 
+class TestTrialConfig(Strict):
+    """Once a cell's fine-tunes have all settled: its dev-selected grid point's restarts scored
+    on the task's test splits ("test", labeled) and predicted on GLUE's unlabeled test sets;
+    never used to select. Its trials' kept final weights are what it evaluates."""
+
+    stage: Literal["test"] = "test"
+    task: str
+    task_data: DataRef
+    metric: str  # the dev metric that selects the grid point
+    trials: list[str]  # the cell's fine-tuning trials (every grid point and restart)
+    splits: list[str]
+
+    @property
+    def id(self) -> str:
+        return trial_id("te", self.model_dump(mode="json"))
+
+
 FinetuneConfig = FinetuneTrialConfig | MultitaskTrialConfig | TaskViewConfig

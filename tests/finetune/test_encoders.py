@@ -22,8 +22,8 @@ from bertabl.data import synthetic
 from bertabl.finetune.recipe import encoder_name
 from bertabl.finetune.train import finetune
 from bertabl.matrix import build_plan
+from bertabl.matrix.cells import cell_trials
 from bertabl.matrix.load import tomllib, validate
-from bertabl.report.select import cell_trials
 from bertabl.training import TrialRuntime
 from tests.conftest import TINY_MATRIX
 

@@ -11,9 +11,9 @@ from bertabl.errors import MatrixError
 from bertabl.finetune.heads import BiLSTMClassifier
 from bertabl.finetune.train import finetune
 from bertabl.matrix import build_plan
+from bertabl.matrix.cells import cell_trials
 from bertabl.matrix.load import tomllib, validate
 from bertabl.pretrain.train import pretrain
-from bertabl.report.select import cell_trials
 from bertabl.training import TrialRuntime
 from tests.conftest import FIXTURES, TINY_MATRIX, model_from
 

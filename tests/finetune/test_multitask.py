@@ -16,12 +16,13 @@ from bertabl.finetune.multitask import (
     task_stream,
 )
 from bertabl.matrix import build_plan
+from bertabl.matrix.cells import cell_trials
 from bertabl.matrix.load import tomllib, validate
 from bertabl.orchestrate.checkpoint import Checkpointer
 from bertabl.orchestrate.store import RunStore
 from bertabl.orchestrate.trainables import write_views
 from bertabl.pretrain.train import pretrain
-from bertabl.report.select import build_table, cell_trials
+from bertabl.report.select import build_table
 from bertabl.training import TrialRuntime
 from bertabl.trial.identity import trial_id
 from tests.conftest import FIXTURES, TINY_MATRIX, KillAfter, Killed, model_from

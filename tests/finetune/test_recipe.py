@@ -15,10 +15,10 @@ from bertabl.finetune.pooling import PooledClassifier
 from bertabl.finetune.recipe import Tuning, accumulate_gradients, frozen_prefixes
 from bertabl.finetune.train import finetune
 from bertabl.matrix import build_plan
+from bertabl.matrix.cells import cell_trials
 from bertabl.matrix.load import tomllib, validate
 from bertabl.orchestrate.checkpoint import Checkpointer
 from bertabl.pretrain.train import pretrain
-from bertabl.report.select import cell_trials
 from bertabl.training import Precision, TrialRuntime
 from bertabl.trial.finetune import Recipe
 from tests.conftest import TINY_MATRIX, KillAfter, Killed, model_from

@@ -13,9 +13,9 @@ from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast
 from bertabl.data import synthetic
 from bertabl.errors import MatrixError
 from bertabl.matrix import build_plan
+from bertabl.matrix.cells import cell_trials
 from bertabl.matrix.load import tomllib, validate
 from bertabl.matrix.models import resolve_checkpoint
-from bertabl.report.select import cell_trials
 from tests.conftest import TINY_MATRIX
 
 

@@ -20,6 +20,7 @@ import pytest
 from bertabl.data.tokenizer import vocab_size
 from bertabl.errors import MatrixError
 from bertabl.matrix import Plan, build_plan, load_matrix
+from bertabl.matrix.cells import cell_trials
 from bertabl.matrix.compute import (
     PAPER_BASE_FLOPS,
     PAPER_BASE_TOKENS,
@@ -27,7 +28,6 @@ from bertabl.matrix.compute import (
     training_flops,
 )
 from bertabl.matrix.load import tomllib, validate
-from bertabl.report.select import cell_trials
 from bertabl.trial.identity import TRIAL_SCHEMA, trial_id
 from tests.conftest import REPO
 

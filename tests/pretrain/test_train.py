@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 from bertabl.cli import app
 from bertabl.errors import MatrixError
 from bertabl.matrix import build_plan
+from bertabl.matrix.cells import cell_trials
 from bertabl.matrix.load import tomllib, validate
 from bertabl.pretrain.train import pretrain
-from bertabl.report.select import cell_trials
 from bertabl.training import TrialRuntime
 from bertabl.trial.files import model_dir_name as intermediate_model_name
 from tests.conftest import TINY_MATRIX

@@ -7,10 +7,10 @@ import json
 from typing import Any
 
 from bertabl.matrix import build_plan
+from bertabl.matrix.cells import cell_trials
 from bertabl.matrix.load import tomllib, validate
 from bertabl.matrix.plan import Plan
 from bertabl.matrix.presets import deep_merge
-from bertabl.report.select import cell_trials
 from tests.conftest import FIXTURES as TEST_FIXTURES
 
 FIXTURES = TEST_FIXTURES / "report"

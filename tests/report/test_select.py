@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from bertabl.matrix import build_plan
+from bertabl.matrix.cells import cell_trials
 from bertabl.matrix.load import tomllib, validate
 from bertabl.report.render import latex_escape
-from bertabl.report.select import cell_trials, select_cell
+from bertabl.report.select import select_cell
 from tests.conftest import TINY_MATRIX
 
 
@@ -172,3 +173,34 @@ def test_paper_layout_adds_columns_for_tasks_the_paper_lacks():
     paper_line = next(line for line in report.tables[0].lines if line.source == "paper")
     last = paper_line.cells[-1]
     assert last.value is None and any("prints no value" in report.notes[n - 1] for n in last.notes)
+
+
+def test_a_test_score_is_the_best_on_dev_restarts_not_the_best_test():
+    plan = _plan()
+    records = _records(plan, {("syn_agree", 1e-3, 0): 0.70, ("syn_agree", 1e-3, 1): 0.90})
+    trials = {t.restart: t for t in cell_trials(plan, plan.rows[0], "syn_agree")
+              if dict(t.grid_point)["learning_rate"] == 1e-3}  # fmt: skip
+    records[trials[0].id]["metrics"]["test_accuracy"] = 0.88  # the better test score...
+    records[trials[1].id]["metrics"]["test_accuracy"] = 0.60  # ...is not the best on dev
+    cell = select_cell(
+        cell_trials(plan, plan.rows[0], "syn_agree"), records, "syn_agree", "accuracy", "test"
+    )
+    assert cell.best == pytest.approx(0.60) and cell.best_trial == trials[1].id
+    assert cell.headline("best") == pytest.approx(0.60)
+    assert cell.headline("mean") == pytest.approx(0.74)  # (0.88 + 0.60) / 2
+
+
+def test_report_restarts_best_headlines_the_best_restart_on_dev():
+    from bertabl.report.layouts import build_report
+
+    raw = tomllib.loads(TINY_MATRIX)
+    raw["finetune"]["grid"]["learning_rate"] = [1e-3, 3e-3]
+    raw["report"] = {"restarts": "best"}
+    plan = build_plan(validate(raw, "tiny.toml"))
+    records = _records(plan, {("syn_agree", 1e-3, 0): 0.70, ("syn_agree", 1e-3, 1): 0.90})
+    report = build_report(plan, records)
+    row = report.tables[0].lines[0]
+    assert row.cells[0].value == pytest.approx(90.0) and row.cells[0].std is None
+    assert "best on dev" in report.rules[0]
+    detail = report.details[0]
+    assert (detail.mean, detail.best) == (pytest.approx(0.80), pytest.approx(0.90))

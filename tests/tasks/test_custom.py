@@ -12,9 +12,9 @@ from bertabl.errors import DataError, MatrixError
 from bertabl.finetune import metrics
 from bertabl.finetune.train import finetune
 from bertabl.matrix import build_plan
+from bertabl.matrix.cells import cell_trials
 from bertabl.matrix.load import tomllib, validate
 from bertabl.pretrain.train import pretrain
-from bertabl.report.select import cell_trials
 from bertabl.tasks import sources
 from bertabl.tasks.catalogue import TaskCatalogue, spec_of
 from bertabl.training import TrialRuntime

@@ -109,8 +109,11 @@ def _describe(columns: list[str] | tuple[str, ...]) -> str:
 
 def read_glue(task: str, folder: Path, split: str) -> list[dict]:
     """Examples `{"text_a", "text_b", "label"}` of one split; labels as ids (float for STS-B)."""
-    spec = GLUE_TASKS[_task_key(task)]
-    path = glue_file(task, folder, split)
+    return parse_glue(GLUE_TASKS[_task_key(task)], glue_file(task, folder, split))
+
+
+def parse_glue(spec: GlueTaskSpec, path: Path) -> list[dict]:
+    """The examples of one labeled file in `spec`'s layout (GLUE's, or MRPC's MSR original)."""
     lines = read_lines(path, _layout(spec))
     if spec.header:
         if not lines:

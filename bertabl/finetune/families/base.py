@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
+from bertabl.finetune.metrics import METRICS
 from bertabl.tasks.sources import load_split
 from bertabl.tasks.spec import TaskSpec
 from bertabl.training import Precision, TrialRuntime
@@ -41,6 +44,7 @@ class FamilyData:
         tokenizer: Any,
         pretrained_dir: Path,
         runtime: TrialRuntime,
+        splits: tuple[str, ...] | None = None,
     ):
         self.spec, self.config, self.tokenizer = spec, config, tokenizer
         self.pretrained_dir, self.device = pretrained_dir, runtime.device
@@ -49,9 +53,10 @@ class FamilyData:
         cache = runtime.cache_dir or pretrained_dir.parent
         self.cache_dir = Path(cache) / "feature-cache"
         self.data = data
-        self.raw = {split: load_split(spec, split, data) for split in ("train", *self.splits)}
+        read = splits or ("train", *self.splits)  # a kept model's scoring reads only its splits
+        self.raw = {split: load_split(spec, split, data) for split in read}
         self.encoded = {split: self.encode(rows, split) for split, rows in self.raw.items()}
-        self.train: list = self.encoded["train"]
+        self.train: list = self.encoded.get("train", [])
         self._takes: set[str] | None = None  # the model's forward arguments, once it is built
 
     @cached_property
@@ -98,17 +103,51 @@ class FamilyData:
     def predict(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.argmax(-1)
 
-    def evaluate(self, model: torch.nn.Module, split: str, precision: Precision) -> dict:
-        """The task's metrics on `split` (no gradients, dropout off)."""
-        return evaluate_by_label(
-            model,
-            self.encoded[split],
-            self.collate,
-            self.config.eval_batch_size,
-            precision,
-            self.spec.metrics,
+    def label_of(self, value: Any) -> Any:
+        """A prediction or label as the predictions file writes it: the class name (a number
+        for regression, an index for multiple choice)."""
+        return self.spec.labels[int(value)] if self.spec.labels else int(value)
+
+    def evaluate(self, model: torch.nn.Module, split: str, precision: Precision) -> Scored:
+        """The task's metrics on `split` and every example's prediction (no gradients, dropout
+        off); an unlabeled split (GLUE's test sets) gets predictions only."""
+        preds, refs = predict_by_label(
+            model, self.encoded[split], self.collate, self.config.eval_batch_size, precision,
             self.predict,
+        )  # fmt: skip
+        labeled = is_labeled(split)
+        metrics = (
+            {m: METRICS[m](preds.sorted, refs.sorted) for m in self.spec.metrics} if labeled else {}
         )
+        lines = []
+        for index, (p, r) in enumerate(zip(preds.in_order, refs.in_order, strict=True)):
+            line = {"index": index, "prediction": self.label_of(p)}
+            if labeled:
+                line["label"] = self.label_of(r)
+            lines.append(line)
+        return Scored(metrics, lines)
+
+
+def is_labeled(split: str) -> bool:
+    """GLUE's own test sets ("glue_test", "glue_test_mismatched") have no labels."""
+    return not split.startswith("glue_test")
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A split's metrics ({} when unlabeled) and its predictions file: one line an example in
+    file order, with "index" and the family's prediction fields (and the gold where known)."""
+
+    metrics: dict[str, float]
+    predictions: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class _Both:
+    """Values in the order they were computed (length-sorted) and in the examples' order."""
+
+    sorted: Any
+    in_order: Any
 
 
 def forward_batches(
@@ -132,31 +171,33 @@ def forward_batches(
 
 
 @torch.no_grad()
-def evaluate_by_label(
+def predict_by_label(
     model: torch.nn.Module,
     dataset: list,
     collate,
     batch_size: int,
     precision: Precision,
-    metrics: tuple[str, ...],
     predict: Callable[[torch.Tensor], torch.Tensor],
-) -> dict[str, float]:
-    """`metrics` of `predict(logits)` against the labels, over `dataset` (one label an item).
+) -> tuple[_Both, _Both]:
+    """(predictions, labels) of `predict(logits)` over `dataset` (one label an item), each in
+    the order computed and in the dataset's order.
 
     Batches are cut from the examples sorted by length, so dynamic padding adds almost nothing
     (on SST-2 dev, batches of 128 in file order are about half padding). The metrics are
-    invariant to the order of (prediction, reference) pairs, and an example's logits do not
-    depend on its batch's padding (masked keys) beyond float rounding."""
-    from bertabl.finetune.metrics import METRICS
-
-    by_length = sorted(dataset, key=length_of)
+    invariant to the order of (prediction, reference) pairs up to float summation order (so
+    they are computed in the sorted order, as always), and an example's logits do not depend on
+    its batch's padding (masked keys) beyond float rounding."""
+    order = sorted(range(len(dataset)), key=lambda i: length_of(dataset[i]))
+    by_length = [dataset[i] for i in order]
     predictions, references = [], []
     for _, labels, _, out in forward_batches(model, by_length, collate, batch_size, precision):
         predictions.append(predict(out.logits).cpu())
         references.append(labels)
     preds = torch.cat(predictions).numpy()
     refs = torch.cat(references).numpy()
-    return {name: METRICS[name](preds, refs) for name in metrics}
+    back = np.empty(len(order), dtype=np.int64)
+    back[order] = np.arange(len(order))
+    return _Both(preds, preds[back]), _Both(refs, refs[back])
 
 
 def length_of(item: dict) -> int:

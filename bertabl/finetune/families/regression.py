@@ -11,3 +11,6 @@ from bertabl.finetune.families.classification import Classification
 class Regression(Classification):
     def predict(self, logits: torch.Tensor) -> torch.Tensor:
         return logits[:, 0].float()
+
+    def label_of(self, value) -> float:
+        return float(value)

@@ -10,7 +10,7 @@ import torch
 from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding
 
 from bertabl.finetune import squad
-from bertabl.finetune.families.base import FamilyData, forward_batches
+from bertabl.finetune.families.base import FamilyData, Scored, forward_batches
 from bertabl.finetune.heads import BiLSTMQuestionAnswering
 from bertabl.training import Precision
 
@@ -21,7 +21,10 @@ class SpanQA(FamilyData):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)  # `encoded`: the questions, as read
         windows = {"max_seq_len": self.config.max_seq_len, "doc_stride": self.config.window_stride}
-        self.train = squad.prepare_train_features(self.encoded["train"], self.tokenizer, **windows)
+        if "train" in self.encoded:
+            self.train = squad.prepare_train_features(
+                self.encoded["train"], self.tokenizer, **windows
+            )
         self.eval_features = squad.prepare_eval_features(
             self.encoded["dev"], self.tokenizer, **windows
         )
@@ -42,7 +45,7 @@ class SpanQA(FamilyData):
         return AutoModelForQuestionAnswering.from_pretrained(self.pretrained_dir)
 
     @torch.no_grad()
-    def evaluate(self, model: torch.nn.Module, split: str, precision: Precision) -> dict:
+    def evaluate(self, model: torch.nn.Module, split: str, precision: Precision) -> Scored:
         """Official SQuAD EM/F1 of the best span per question (v2: threshold tuned on these)."""
 
         def model_inputs(chunk):  # eval features also carry ids and offsets
@@ -59,7 +62,17 @@ class SpanQA(FamilyData):
             examples, features, starts, ends, version=self.version, threshold=threshold
         )
         scores = squad.evaluate(as_squad_json(examples), predictions, na_scores, self.version)
-        return {"f1": scores["f1"], "exact_match": scores["exact_match"]}
+        threshold = scores.get("na_threshold", math.inf)  # v2: blank what the tuned one does
+        lines = []
+        for index, ex in enumerate(examples):
+            answer = predictions[ex["id"]]
+            line = {"index": index, "id": ex["id"], "answer": answer}
+            if self.version == 2:
+                na = na_scores[ex["id"]]  # +inf when no span was valid: written as null
+                line |= {"answer": "" if na > threshold else answer}
+                line["na_score"] = na if math.isfinite(na) else None
+            lines.append(line | {"gold": list(ex["answers"]["text"])})
+        return Scored({"f1": scores["f1"], "exact_match": scores["exact_match"]}, lines)
 
 
 def as_squad_json(examples: list[dict]) -> list[dict]:

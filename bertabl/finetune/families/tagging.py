@@ -12,7 +12,7 @@ from transformers import AutoConfig, AutoModelForTokenClassification
 
 from bertabl.finetune import features as tag_features
 from bertabl.finetune import ner
-from bertabl.finetune.families.base import FamilyData, forward_batches, length_of
+from bertabl.finetune.families.base import FamilyData, Scored, forward_batches, length_of
 from bertabl.finetune.heads import FeatureTaggingHead
 from bertabl.tasks import sources
 from bertabl.training import Precision
@@ -36,7 +36,7 @@ class Tagging(FamilyData):
         )
 
     @torch.no_grad()
-    def evaluate(self, model: torch.nn.Module, split: str, precision: Precision) -> dict:
+    def evaluate(self, model: torch.nn.Module, split: str, precision: Precision) -> Scored:
         """Entity-level scores of each word's first-sub-token prediction."""
         predicted: list[list[str]] = []
         batches = forward_batches(
@@ -45,7 +45,16 @@ class Tagging(FamilyData):
         for chunk, _, _, out in batches:
             ids = out.logits.argmax(-1).cpu()
             predicted += ner.decode_batch([row.tolist() for row in ids], chunk)
-        return ner.evaluate(predicted, self.raw[split]["tags"])
+        return self._scored(predicted, split)
+
+    def _scored(self, predicted: list[list[str]], split: str) -> Scored:
+        """Entity-level scores and the word-level tags of each sentence, in file order."""
+        gold = self.raw[split]["tags"]
+        lines = [
+            {"index": i, "tags": tags, "gold": list(g)}
+            for i, (tags, g) in enumerate(zip(predicted, gold, strict=True))
+        ]
+        return Scored(ner.evaluate(predicted, gold), lines)
 
 
 class FeatureTagging(Tagging):
@@ -93,7 +102,7 @@ class FeatureTagging(Tagging):
         return FeatureTaggingHead(tagger)
 
     @torch.no_grad()
-    def evaluate(self, model: torch.nn.Module, split: str, precision: Precision) -> dict:
+    def evaluate(self, model: torch.nn.Module, split: str, precision: Precision) -> Scored:
         """Entity-level F1 of the feature-based tagger (frozen features, trained BiLSTM)."""
         sentences = self.encoded[split]
         predicted: list[list[str]] = []
@@ -107,4 +116,4 @@ class FeatureTagging(Tagging):
         for indices, _, batch, out in batches:
             chunk = [sentences[i] for i in indices]
             predicted += tag_features.predict_tags(out.logits.cpu(), batch["first"].cpu(), chunk)
-        return ner.evaluate(predicted, self.raw[split]["tags"])
+        return self._scored(predicted, split)

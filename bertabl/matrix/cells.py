@@ -1,0 +1,26 @@
+"""Which fine-tuning trials stand behind a report row's cell: what the report selects among,
+and what `bertabl export` picks its model from."""
+
+from __future__ import annotations
+
+from bertabl.matrix.plan import FinetuneTrial, Plan, Row
+from bertabl.matrix.trials import multitask_key
+
+
+def cell_trials(plan: Plan, row: Row, task: str) -> list[FinetuneTrial]:
+    """The fine-tuning trials behind one report cell (all grid points and restarts): those of
+    the row's model, step, head and recipe on `task` (for a multi-task row's grouped tasks,
+    the views of its shared trials)."""
+    head = plan.matrix.spec(task).fixed_head or row.head
+    recipe = plan.recipes[(row.recipe, task)]
+    group = multitask_key(plan.matrix, row.multitask)
+    if group is not None and task in group.tasks:
+        candidates = plan.views
+    else:
+        candidates, group = plan.finetune, None
+    return [
+        t
+        for t in candidates
+        if (t.pretrain_id, t.head, t.pretrain_step, t.task, t.config.recipe, t.multitask)
+        == (row.pretrain_id, head, row.pretrain_step, task, recipe, group)
+    ]

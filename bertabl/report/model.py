@@ -1,0 +1,108 @@
+"""What a report is, whatever it is rendered as: tables of shown cells, numbered notes, the
+rules by which cells were computed, and every cell in detail. Layouts (layouts.py) build one;
+renderers (render.py) format it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+MISSING = {
+    "pending": "pending: not run yet",
+    "partial": "pending: not run yet",
+    "failed": "failed: every trial of the cell failed (see its trials' record.json)",
+    "blocked": "blocked: its pre-training did not finish",
+    "no_split": "no test-split result: only the dev split is available offline (CoNLL-2003 "
+    "eng.testa); the paper's test F1 is on eng.testb",
+    "not_planned": "not planned: the matrix does not fine-tune this task",
+    "not_in_paper": "the paper prints no value here",
+    "no_ppl": "no held-out perplexity in the pre-training record (recorded by newer bertabl "
+    "versions; re-run the pre-training trial to get it)",
+    "ppl_pending": "pending: the pre-training trial has not finished",
+    "checkpoint": "a released or saved checkpoint (the row's `from`), not pre-trained here",
+}
+
+
+@dataclass
+class Shown:
+    """One table cell as shown: a score (percent) with its extras, or literal text, or missing."""
+
+    value: float | None = None
+    std: float | None = None
+    ci: tuple[float, float] | None = None
+    delta: float | None = None
+    mark: str = ""
+    n: int | None = None  # restarts, shown only when fewer than the matrix's `restarts`
+    failed: int = 0  # failed restarts of the selected grid point
+    diverged: int = 0  # its restarts with a non-finite score
+    digits: int = 1
+    text: str | None = None
+    notes: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Line:
+    label: str
+    source: str  # "ours" | "paper"
+    cells: list[Shown]
+
+
+@dataclass
+class Table:
+    caption: str
+    header: list[str]
+    lines: list[Line]
+    header_notes: dict[int, list[int]] = field(default_factory=dict)  # column index -> notes
+
+
+@dataclass
+class Detail:
+    """One of our cells in full (the Markdown's detail table, the CSV and the JSON)."""
+
+    row: str
+    row_label: str
+    column: str
+    task: str
+    metric: str
+    split: str
+    status: str
+    n: int
+    mean: float | None
+    best: float | None  # the restart best on dev (its score on this split)
+    std: float | None
+    median: float | None
+    ci: tuple[float, float] | None
+    failed: int
+    diverged: int
+    p_vs_baseline: float | None
+    grid_point: dict[str, Any] | None
+    hours: float
+    tokens: int
+    flops: float
+    trial_ids: list[str]
+
+
+@dataclass
+class Report:
+    name: str
+    title: str
+    description: str
+    layout: str
+    tables: list[Table]
+    notes: list[str]  # footnote i+1
+    rules: list[str]  # how cells were computed, one paragraph each
+    details: list[Detail]
+    synthetic: bool
+    figure: dict[str, Any] | None = None  # Figure 5's series, for plot.py
+
+
+class Notes:
+    """Numbered footnotes; the same text gets the same number."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def add(self, text: str) -> int:
+        if text not in self.texts:
+            self.texts.append(text)
+        return self.texts.index(text) + 1
