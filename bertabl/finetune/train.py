@@ -19,7 +19,7 @@ from transformers import AutoTokenizer
 
 from bertabl.finetune.families import family_of
 from bertabl.finetune.recipe import Tuning
-from bertabl.finetune.vocab import compact_word_embeddings, readable_ids
+from bertabl.finetune.vocab import checked_collate, compact_word_embeddings, readable_ids
 from bertabl.tasks.catalogue import spec_of
 from bertabl.training import Precision, TrialRuntime, seed_everything
 from bertabl.trial.finetune import FinetuneTrialConfig, MultitaskTrialConfig
@@ -48,6 +48,9 @@ def finetune(
     model = data.build_model().to(device)
     if (read := data.readable()) is not None:
         compact_word_embeddings(model, readable_ids(read, tokenizer))  # same numbers, less work
+        # Every batch of the trial (training and evaluation: the family's methods call
+        # self.collate) checked on the host before it reaches the device.
+        data.collate = checked_collate(data.collate, model)
     size = len(data.train)
 
     def epoch_steps(epoch: int) -> Callable[[int], Step]:
