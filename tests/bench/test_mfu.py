@@ -72,3 +72,16 @@ def test_counted_matmul_flops_equal_torchs_flop_counter(sparse: bool):
 )
 def test_detected_peaks(name: str, precision: str, peak):
     assert detected_peak(name, precision) == peak
+
+
+def test_utilisation_line():
+    from types import SimpleNamespace
+
+    from bench.pretrain import _utilisation
+
+    shapes = Shapes(sequences=1, positions=3, attention=9, decoded=1)
+    counter = SimpleNamespace(shapes=shapes, vocab=10)  # 3 x 424 FLOPs with layers=1, hidden=2
+    assert _utilisation(counter, 1, 2, 1272e-12 / 2, peak=4.0) == (
+        "MFU 50.0% (2.0 of 4 TFLOPS, FLOPs of what ran)"
+    )
+    assert "no known peak" in _utilisation(counter, 1, 2, 1.0, peak=None)
