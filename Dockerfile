@@ -21,18 +21,22 @@ WORKDIR /workspace
 COPY pyproject.toml constraints.txt README.md ./
 COPY bertabl/ bertabl/
 
-# Install bertabl with the pinned dependencies, except torch: constraints.txt pins torch==2.13.0,
-# which pip could satisfy with a CPU or other CUDA wheel. Its torch line is replaced by the exact
-# version already in the image, so pip keeps the base's torch (and fails rather than swap it).
+# Install bertabl with the pinned dependencies, except torch, and its `bench` extra (accelerate,
+# which the benches' HF Trainer baselines need): constraints.txt pins torch==2.13.0, which pip
+# could satisfy with a CPU or other CUDA wheel. Its torch line is replaced by the exact version
+# already in the image, so pip keeps the base's torch (and fails rather than swap it).
 RUN set -eu; \
     torch_version="$(python -c 'import importlib.metadata as m; print(m.version("torch"))')"; \
     grep -viE '^[[:space:]]*torch([^a-z0-9_.-]|$)' constraints.txt > constraints-image.txt; \
     echo "torch==${torch_version}" >> constraints-image.txt; \
-    python -m pip install -c constraints-image.txt .; \
+    python -m pip install -c constraints-image.txt ".[bench]"; \
     test "$(python -c 'import importlib.metadata as m; print(m.version("torch"))')" = "${torch_version}"; \
     rm -rf constraints-image.txt build bertabl.egg-info
 
 COPY matrices/ matrices/
+# The benchmarks (bench/README.md), after the install step so that editing them keeps its layer:
+#   docker run --rm --gpus all --entrypoint python bertabl -m bench.pretrain --device cuda
+COPY bench/ bench/
 
 # Run directories (runs/<matrix name>), reports (--out reports) and local datasets.
 VOLUME ["/workspace/runs", "/workspace/reports", "/data"]

@@ -24,8 +24,9 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision",
         default="auto",
-        choices=["auto", "fp32", "bf16"],
-        help="auto = bf16 on GPU, fp32 on CPU (bertabl's rule; the baseline gets the same)",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        help="auto = bf16 on GPUs with native bf16, else fp16; fp32 on CPU (bertabl's rule; "
+        "the baseline gets the same)",
     )
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     parser.add_argument(
@@ -40,18 +41,45 @@ def setup(args: argparse.Namespace) -> torch.device:
     """Quiet libraries, set threads, print the environment; returns the device."""
     from bertabl.orchestrate.trainables import quiet_libraries
 
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        device = one_visible_gpu(device)
     quiet_libraries()
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
     print_environment(device)
     return device
+
+
+def one_visible_gpu(device: torch.device) -> torch.device:
+    """Make `device` the only GPU this process sees (before CUDA starts), as cuda:0. HF `Trainer`
+    wraps its model in `DataParallel` over every visible GPU; bertabl's trial body uses one: the
+    comparison must be one GPU against one."""
+    if torch.cuda.is_initialized():  # a second bench in this process: the first chose
+        if torch.cuda.device_count() != 1:
+            raise RuntimeError(
+                "bench: CUDA started with several GPUs visible; set one with CUDA_VISIBLE_DEVICES"
+            )
+        return torch.device("cuda", 0)
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = [d.strip() for d in visible.split(",") if d.strip()] if visible else None
+    index = device.index or 0
+    os.environ["CUDA_VISIBLE_DEVICES"] = ids[index] if ids else str(index)
+    return torch.device("cuda", 0)
+
+
+def cuda_sync(device: torch.device) -> None:
+    """Wait for the GPU's queued work, so a clock read after it times what ran."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def resolved_precision(args: argparse.Namespace, device: torch.device) -> str:
     if args.precision != "auto":
         return args.precision
-    return "bf16" if device.type == "cuda" else "fp32"
+    if device.type != "cuda":
+        return "fp32"
+    return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
 
 
 def print_environment(device: torch.device) -> None:

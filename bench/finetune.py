@@ -197,6 +197,7 @@ def _hf(config, pretrained: Path, tmp: Path, device, precision: str, dynamic: bo
         seed=config.seed,
         use_cpu=device.type == "cpu",
         bf16=precision == "bf16",
+        fp16=precision == "fp16",
         dataloader_pin_memory=device.type == "cuda",
     )
 

@@ -9,10 +9,13 @@ corpus, tokenizer, batch size (sequences), sequence length and optimizer setting
            create_pretraining_data does, the vocabulary decoded only at masked positions
   hf       `BertForPreTraining` + `DataCollatorForLanguageModeling` + `Trainer`, on pairs of
            consecutive segments (half with a random B) padded to max_seq_len: a common HF setup
-Throughput = non-padding tokens / seconds of training (tokenising is outside the timed part for
-both). Tokens are counted as the encoder sees them (the attention mask), on the device, so the
-count adds no host sync. With `--model base` on a GPU it also prints MFU = 6 x parameters x
-tokens/s / the device's peak (`--peak-tflops`). The last line is bertabl's tokens/s over hf's.
+Throughput = non-padding tokens / seconds of training (tokenising and saving the model are
+outside the timed part for both). Tokens are counted as the encoder sees them (the attention
+mask), on the device, so the count adds no host sync. On a GPU each side first runs
+`--warmup-steps` untimed steps (CUDA context, kernels, allocator), and it prints the TFLOPS
+achieved and MFU: FLOPs counted for the shapes that ran (bench/mfu.py: attention at each
+batch's length, the vocabulary projection at the positions each side decodes) over the detected
+GPU's dense bf16 peak (`--peak-tflops` overrides). The last line is bertabl's tokens/s over hf's.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import torch
 from bench.common import (
     add_common_args,
     build,
+    cuda_sync,
     data_section,
     model_section,
     ratio_line,
@@ -35,6 +39,7 @@ from bench.common import (
     setup,
     use_shared,
 )
+from bench.mfu import Shapes, detected_peak, training_flops
 
 MODELS = {"tiny": (2, 128), "base": (12, 768)}
 LOSS = {"bertabl": "mean of the last logged window", "hf": "mean over the run"}
@@ -50,13 +55,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", choices=list(MODELS), default="tiny")
     parser.add_argument("--repeats", type=int, default=1, help="round-robin repeats; best")
     parser.add_argument(
-        "--peak-tflops", type=float, default=989.0, help="device peak (H100 SXM bf16 dense: 989)"
+        "--peak-tflops",
+        type=float,
+        default=None,
+        help="device peak for MFU (default: the detected GPU's dense bf16 peak, bench/mfu.py)",
+    )
+    parser.add_argument(
+        "--warmup-steps", type=int, default=None, help="untimed steps per side first (GPU: 10)"
     )
     parser.add_argument("--only", nargs="*", default=["bertabl", "hf"], help="runs to do")
     args = parser.parse_args(argv)
     device = setup(args)
     precision = resolved_precision(args, device)
     layers, hidden = MODELS[args.model]
+    warmup = args.warmup_steps if args.warmup_steps is not None else 10 * (device.type == "cuda")
     raw = {
         "name": "bench-pretrain",
         "data": data_section(use_shared(args)),
@@ -75,6 +87,7 @@ def main(argv: list[str] | None = None) -> None:
         "finetune": {"tasks": ["sst2" if use_shared(args) else "syn_agree"]},  # unused
     }
     config = build(raw).pretrain[0].config
+    warm = build(raw | {"pretrain": raw["pretrain"] | {"steps": max(1, warmup)}}).pretrain[0]
     corpus = "gutenberg" if use_shared(args) else "synthetic"
     print(
         f"MLM+NSP on {corpus}: {args.steps} steps x {args.batch_size} sequences of <= "
@@ -83,15 +96,22 @@ def main(argv: list[str] | None = None) -> None:
     )
     counter = TokenCounter()
     runs: dict[str, list[float]] = {name: [] for name in args.only}
+    peak = args.peak_tflops
+    if device.type == "cuda" and peak is None:
+        peak = detected_peak(torch.cuda.get_device_name(device), precision)
     with tempfile.TemporaryDirectory() as tmp:
         bodies = {
-            "bertabl": lambda: _bertabl(config, Path(tmp), device, precision),
-            "hf": lambda: _hf(config, Path(tmp), device, precision),
+            "bertabl": lambda c: _bertabl(c, Path(tmp), device, precision),
+            "hf": lambda c: _hf(c, Path(tmp), device, precision),
         }
+        if warmup:
+            print(f"warm-up: {warmup} untimed steps per side")
+            for name in args.only:
+                bodies[name](warm.config)
         for repeat in range(args.repeats):
             for name in args.only:
                 counter.reset(device)
-                seconds, loss, params = bodies[name]()
+                seconds, loss = bodies[name](config)
                 tokens = counter.total()
                 runs[name].append(tokens / seconds)
                 fill = tokens / (args.steps * args.batch_size * args.max_seq_len)
@@ -101,8 +121,7 @@ def main(argv: list[str] | None = None) -> None:
                     f"loss {loss:.4f} ({LOSS[name]})"
                 )
                 if device.type == "cuda":
-                    mfu = 6 * params * tokens / seconds / (args.peak_tflops * 1e12)
-                    print(f"{name:8s} MFU {mfu:.1%} (6 x {params / 1e6:.1f}M params x tokens/s)")
+                    print(f"{name:8s} {_utilisation(counter, layers, hidden, seconds, peak)}")
     counter.remove()
     best = {name: max(values) for name, values in runs.items()}
     for name, value in best.items():
@@ -111,16 +130,28 @@ def main(argv: list[str] | None = None) -> None:
         print(ratio_line("bertabl / hf (non-padding tokens/s)", best["bertabl"], best["hf"]))
 
 
+def _utilisation(counter: TokenCounter, layers: int, hidden: int, seconds: float, peak) -> str:
+    flops = training_flops(counter.shapes, layers, hidden, 4 * hidden, counter.vocab)
+    achieved = flops / seconds / 1e12
+    if peak is None:
+        return f"{achieved:.1f} TFLOPS (no known peak for this GPU and precision: --peak-tflops)"
+    return f"MFU {achieved / peak:.1%} ({achieved:.1f} of {peak:g} TFLOPS, FLOPs of what ran)"
+
+
 class TokenCounter:
     """Sums the attention mask of every training-mode `BertModel` forward, on the device (no
-    host sync). It wraps `BertModel.forward` for the bench's lifetime, so it sees both runs'
-    models without touching their code."""
+    host sync), and the shapes those passes computed (bench/mfu.py's FLOPs; shapes are host
+    numbers). It wraps `BertModel.forward` and the MLM head's forward for the bench's lifetime,
+    so it sees both runs' models without touching their code."""
 
     def __init__(self) -> None:
         from transformers import BertModel
+        from transformers.models.bert.modeling_bert import BertLMPredictionHead
 
         self.count = torch.zeros((), dtype=torch.long)
+        self.shapes, self.vocab = Shapes(), 0
         self.original = original = BertModel.forward
+        self.original_head = original_head = BertLMPredictionHead.forward
         counter = self
 
         def forward(module, input_ids=None, attention_mask=None, *args, **kwargs):
@@ -128,38 +159,59 @@ class TokenCounter:
                 counter.count += (
                     attention_mask.sum() if attention_mask is not None else input_ids.numel()
                 )
+                batch, length = input_ids.shape
+                counter.shapes.sequences += batch
+                counter.shapes.positions += batch * length
+                counter.shapes.attention += batch * length * length
             return original(module, input_ids, attention_mask, *args, **kwargs)
 
+        def head(module, hidden_states):
+            if module.training:
+                counter.shapes.decoded += hidden_states.shape[:-1].numel()
+                counter.vocab = module.decoder.out_features
+            return original_head(module, hidden_states)
+
         BertModel.forward = forward
+        BertLMPredictionHead.forward = head
 
     def reset(self, device: torch.device) -> None:
         self.count = torch.zeros((), dtype=torch.long, device=device)
+        self.shapes = Shapes()
 
     def total(self) -> int:
         return int(self.count)
 
     def remove(self) -> None:
         from transformers import BertModel
+        from transformers.models.bert.modeling_bert import BertLMPredictionHead
 
         BertModel.forward = self.original
+        BertLMPredictionHead.forward = self.original_head
 
 
 def _bertabl(config, tmp: Path, device, precision: str):
-    from bertabl.pretrain.train import pretrain
+    import bertabl.pretrain.train as body
     from bertabl.training import TrialRuntime
 
     reports: list[dict] = []
+    saving: list[float] = []
+    save_model = body._save_model
+
+    def timed_save(*args):  # the GPU's queued steps finish first: they count as training
+        cuda_sync(device)
+        started = time.perf_counter()
+        save_model(*args)
+        saving.append(time.perf_counter() - started)
+
     runtime = TrialRuntime(device, report=lambda m: reports.append(m), precision=precision)
-    metrics = pretrain(config, tmp / "bertabl", runtime)
-    params = sum(p.numel() for p in _load(tmp / "bertabl" / "model").parameters())
-    # The body's "seconds" run from the first step to after saving the final model.
-    return reports[-1]["seconds"], metrics["loss"], params
-
-
-def _load(directory: Path):
-    from transformers import BertForPreTraining
-
-    return BertForPreTraining.from_pretrained(directory)
+    body._save_model = timed_save
+    try:
+        metrics = body.pretrain(config, tmp / "bertabl", runtime)
+    finally:
+        body._save_model = save_model
+    # The body's "seconds" run from the first step to after saving the final model; the bench
+    # times training, so the save is taken out (the baseline saves nothing).
+    return reports[-1]["seconds"] - sum(saving), metrics["loss"]
 
 
 def _hf(config, tmp: Path, device, precision: str):
@@ -214,15 +266,17 @@ def _hf(config, tmp: Path, device, precision: str):
         seed=pt.seed,
         use_cpu=device.type == "cpu",
         bf16=precision == "bf16",
+        fp16=precision == "fp16",
         dataloader_pin_memory=device.type == "cuda",
     )
     trainer = Trainer(model=model, args=args, train_dataset=train, data_collator=collator)
     trainer.remove_callback(PrinterCallback)
     started = time.perf_counter()
     trainer.train()
+    cuda_sync(device)
     seconds = time.perf_counter() - started
     loss = [e["loss"] for e in trainer.state.log_history if "loss" in e][-1]
-    return seconds, loss, sum(p.numel() for p in model.parameters())
+    return seconds, loss
 
 
 def _padded_pair(a: list[int], b: list[int], label: int, tokenizer, max_len: int) -> dict:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
+import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,6 +44,11 @@ class TrialRuntime:
     save_steps: tuple[int, ...] = ()  # pre-training: also save the model after these steps
     workers: int = 1  # data-parallel processes (pre-training)
     micro_batch_size: int = 0  # sequences per process per forward pass; 0 = batch / workers
+    deterministic: bool = False  # see use_deterministic_algorithms
+    # Pre-training that finished before and runs again only to save intermediate models it did
+    # not keep (`save_steps` are then the missing ones): it stops after the last of them and
+    # leaves the final model, which other trials read, as it is.
+    intermediate_only: bool = False
     resumed_from: int | None = None  # the step a resumed run continued from
     # Where data shared by a run's trials is cached (tokenised corpus, trained vocabulary);
     # None = no cache (tests, benchmarks).
@@ -73,19 +80,98 @@ def seed_everything(seed: int) -> None:
 
 
 def pick_device(gpus: float) -> torch.device:
-    """The GPU Ray assigned to this trial when it asked for one, else the CPU."""
-    if gpus > 0 and torch.cuda.is_available():
-        return torch.device("cuda")  # Ray sets CUDA_VISIBLE_DEVICES to the trial's GPU(s)
-    return torch.device("cpu")
+    """The GPU Ray assigned to this trial when it asked for one, else the CPU.
+
+    A trial that holds a GPU but whose torch cannot use CUDA fails here, with the reason,
+    instead of training on the CPU for hours unnoticed.
+    """
+    if gpus <= 0:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        build = torch.version.cuda
+        why = (
+            f"this torch ({torch.__version__}) is a CPU-only build"
+            if build is None
+            else f"this torch ({torch.__version__}, CUDA {build}) finds no usable GPU: no "
+            "NVIDIA driver, one older than CUDA " + build + " needs, or no GPU visible to the "
+            "trial (CUDA_VISIBLE_DEVICES)"
+        )
+        raise UserError(
+            f"resources.gpus_per_trial = {gpus:g} but {why}; install a CUDA build of torch "
+            "that matches the driver, or set resources.gpus_per_trial = 0 to train on CPU"
+        )
+    return torch.device("cuda")  # Ray sets CUDA_VISIBLE_DEVICES to the trial's GPU(s)
+
+
+# pack_padded_sequence needs sequence lengths on the host: batch entries under these keys stay
+# there (copied to the GPU and back, they would cost a device->host sync every forward pass).
+HOST_KEYS = frozenset({"lengths"})
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """A batch on `device`, except its HOST_KEYS. To a GPU the tensors go through pinned (page-
+    locked) memory, the one case in which `non_blocking` copies overlap with compute; a copy
+    from pageable memory would block anyway."""
+    if device.type != "cuda":
+        return {k: v.to(device) for k, v in batch.items()}
+    return {
+        k: v if k in HOST_KEYS else v.pin_memory().to(device, non_blocking=True)
+        for k, v in batch.items()
+    }
+
+
+# cuBLAS needs a fixed workspace to be deterministic; the value torch's error message names.
+CUBLAS_DETERMINISTIC = (":4096:8", ":16:8")
+
+
+def use_deterministic_algorithms(deterministic: bool) -> None:
+    """`resources.deterministic`: deterministic kernels only (torch raises where an op has none),
+    a fixed cuBLAS workspace, cuDNN without autotuning, and NCCL's ring algorithm for
+    all-reduce, so that a run (and its resume) repeats to the bit on the same GPU model,
+    software and worker count. Other GPU models or worker counts still give other numbers.
+
+    Called by the trial bodies before they touch the GPU, in every data-parallel process (the
+    environment variables are read when cuBLAS and NCCL start, and are inherited by the ranks a
+    trial spawns). Off by default: the default algorithms are faster, and CPU runs are bit-exact
+    either way.
+    """
+    torch.use_deterministic_algorithms(deterministic)
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = False  # autotuning may pick another kernel each run
+    if deterministic:
+        if os.environ.get("CUBLAS_WORKSPACE_CONFIG") not in CUBLAS_DETERMINISTIC:
+            os.environ["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_DETERMINISTIC[0]
+        # NCCL picks ring or tree per message size and topology; the order of a sum decides its
+        # last bits, so it is pinned to one algorithm.
+        os.environ.setdefault("NCCL_ALGO", "Ring")
+
+
+def share_gpu(device: torch.device, gpus: float) -> None:
+    """Trials holding a fraction of a GPU each get that fraction of its memory at most, so one
+    trial's growth cannot take the memory of the trials it shares the GPU with."""
+    if device.type == "cuda" and 0 < gpus < 1:
+        torch.cuda.set_per_process_memory_fraction(gpus, device)
+
+
+def release_gpu_memory(device: torch.device) -> None:
+    """Hand the memory a finished trial's tensors cached back to the driver: one worker process
+    runs trial after trial (Tune reuses actors), and its cache would otherwise stay reserved
+    away from the other processes on the GPU."""
+    if device.type == "cuda":
+        gc.collect()  # the trial's model and optimizer, if a reference cycle still holds them
+        torch.cuda.empty_cache()
 
 
 @dataclass
 class Precision:
     """Mixed precision for one trial: autocast dtype and, for fp16, a gradient scaler.
 
-    "auto" = bf16 autocast on GPUs that support it, fp16 autocast with a loss scaler on older
-    GPUs, fp32 on CPU (CPU autocast is slower than fp32 for these models). The scaler's state is
-    part of every checkpoint, so a resumed fp16 run continues with the same loss scale.
+    "auto" = bf16 autocast on GPUs that support it natively (Ampere and later), fp16 autocast
+    with a loss scaler on older GPUs, fp32 on CPU (CPU autocast is slower than fp32 for these
+    models). The scaler's state is part of every checkpoint, so a resumed fp16 run continues
+    with the same loss scale. On a GPU, fp32 matmuls (all of them in "fp32", those outside
+    autocast otherwise) run on TF32 tensor cores: a 10-bit mantissa for the products, fp32
+    accumulation, as in most mixed-precision training.
     """
 
     device: torch.device
@@ -94,11 +180,18 @@ class Precision:
 
     @classmethod
     def for_device(cls, device: torch.device, mode: str = "auto") -> Precision:
+        if device.type == "cuda":
+            # The legacy flag: it leaves CPU (mkldnn) matmuls alone, unlike
+            # torch.set_float32_matmul_precision.
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
         if mode == "auto":
             if device.type != "cuda":
                 mode = "fp32"
             else:
-                mode = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+                # Emulated bf16 (pre-Ampere GPUs) is slower than fp16 with a scaler.
+                native = torch.cuda.is_bf16_supported(including_emulation=False)
+                mode = "bf16" if native else "fp16"
         if mode == "fp32":
             return cls(device)
         if mode == "bf16":
@@ -223,22 +316,25 @@ def restore_training_state(
     precision.load_state_dict(state.get("scaler", {}))
 
 
-def rng_state() -> dict[str, Any]:
-    """Every RNG a training step draws from: python, numpy, torch CPU and all CUDA devices."""
+def rng_state(device: torch.device | None = None) -> dict[str, Any]:
+    """Every RNG a training step draws from: python, numpy, torch CPU and, when `device` is a
+    GPU, that GPU's. Only the process's own device: a state per visible GPU could not be put
+    back on a host (or in a trial) that sees fewer."""
     state = {
         "python": random.getstate(),
         "numpy": np.random.get_state(),
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device is not None and device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what `rng_state` captured."""
+def set_rng_state(state: dict[str, Any], device: torch.device | None = None) -> None:
+    """Restore what `rng_state` captured; its GPU state goes to `device`, whichever GPU index
+    that is now (a CPU checkpoint resumed on a GPU keeps the GPU generator as seeded)."""
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if "cuda" in state and device is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)

@@ -33,8 +33,9 @@ IMAGE = "bertabl"
 BASE_TAG = re.compile(
     r"pytorch/pytorch:(?P<torch>\d+\.\d+\.\d+)-cuda(?P<cuda>\d+\.\d+)-cudnn(?P<cudnn>\d+)-runtime"
 )
-# What the image needs from the build context, and nothing else.
-NEEDED = {"pyproject.toml", "constraints.txt", "README.md", "bertabl", "matrices"}
+# What the image needs from the build context, and nothing else (bench/: the benchmarks run on a
+# GPU host from the image).
+NEEDED = {"pyproject.toml", "constraints.txt", "README.md", "bertabl", "matrices", "bench"}
 
 
 # --- Dockerfile parsing ----------------------------------------------------------------------
@@ -368,6 +369,7 @@ def test_install_step_keeps_the_base_images_torch(tmp_path, base_torch):
     assert result.returncode == 0, result.stdout + result.stderr
     installs = [call for call in calls if "install" in call["args"]]
     assert installs, "no pip install ran"
+    assert [call["args"][-1] for call in installs] == [".[bench]"], "bertabl + the bench extra"
     expected = [
         line
         for line in (REPO / "constraints.txt").read_text().splitlines()
@@ -391,6 +393,28 @@ def test_install_step_fails_if_pip_replaced_torch(tmp_path):
 
 
 # --- entrypoint, layout ----------------------------------------------------------------------
+
+
+def test_the_image_runs_the_benches_with_their_extra():
+    """bench/ is copied, its baselines' dependency (the `bench` extra: accelerate) installed and
+    pinned, and the benches import only what the image has (bertabl, its dependencies)."""
+    destinations = {
+        posixpath.normpath(posixpath.join(workdir(), d))
+        for _, _, sources, d in copies()
+        if "bench" in {posixpath.normpath(s) for s in sources}
+    }
+    assert destinations == {"/workspace/bench"}, "python -m bench.X runs from /workspace"
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    for requirement in extras["bench"]:
+        assert requirement_name(requirement) in pinned(), f"{requirement}: not in constraints.txt"
+    allowed = {"bench", "bertabl", "torch", "transformers", "datasets", "numpy", "accelerate"}
+    for path in (REPO / "bench").glob("*.py"):
+        for line in path.read_text().splitlines():
+            found = re.match(r"\s*(?:from|import) (\w+)", line)
+            if found and found.group(1) not in sys.stdlib_module_names:
+                assert found.group(1) in allowed, f"{path.name}: {line.strip()}"
 
 
 def test_entrypoint_is_bertabl_and_cmd_is_help():

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -134,3 +137,163 @@ def test_fused_adamw_matches_the_for_loop_form():
     start = _model().parameters()
     moved = [not torch.equal(a, b) for a, b in zip(fused_model.parameters(), start, strict=True)]
     assert all(moved)  # the comparison is over real updates
+
+
+# --- a GPU host, simulated: what the trial code asks torch.cuda and does with the answers ------
+
+
+def test_a_trial_holding_a_gpu_fails_when_torch_cannot_use_cuda(monkeypatch):
+    from bertabl.training import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pick_device(0) == CPU
+    monkeypatch.setattr(torch.version, "cuda", None)
+    with pytest.raises(UserError, match=r"gpus_per_trial = 0.5 but this torch .* CPU-only build"):
+        pick_device(0.5)
+    monkeypatch.setattr(torch.version, "cuda", "12.6")
+    with pytest.raises(UserError, match=r"finds no usable GPU: no NVIDIA driver, one older than"):
+        pick_device(1)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert pick_device(1) == torch.device("cuda")
+
+
+@pytest.fixture
+def tf32_flags():
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+@pytest.mark.parametrize("native, expected", [(True, torch.bfloat16), (False, torch.float16)])
+def test_auto_precision_on_a_gpu_wants_native_bf16(monkeypatch, tf32_flags, native, expected):
+    asked = []
+
+    def is_bf16_supported(including_emulation=True):
+        asked.append(including_emulation)
+        return native
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    with warnings.catch_warnings():  # without CUDA, GradScaler("cuda") warns and disables itself
+        warnings.simplefilter("ignore")
+        precision = Precision.for_device(torch.device("cuda"), "auto")
+    assert asked == [False]  # emulated bf16 (pre-Ampere) is slower than fp16 with a scaler
+    assert precision.dtype == expected and (precision.scaler is not None) == (not native)
+    assert torch.backends.cuda.matmul.allow_tf32  # fp32 matmuls on the GPU use TF32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    Precision.for_device(CPU, "fp32")
+    assert not torch.backends.cuda.matmul.allow_tf32  # a CPU trial leaves the flags alone
+
+
+class FakeCuda:
+    """torch.cuda's RNG functions on a host with `count` GPUs; like torch, an index past the
+    count is an error."""
+
+    def __init__(self, monkeypatch, count: int, current: int = 0):
+        self.count, self.current, self.states = count, current, {}
+        for name in ("get_rng_state", "set_rng_state", "get_rng_state_all", "set_rng_state_all"):
+            monkeypatch.setattr(torch.cuda, name, getattr(self, name))
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: self.count)
+
+    def _index(self, device) -> int:
+        device = torch.device(device)
+        index = self.current if device.index is None else device.index
+        if index >= self.count:
+            raise RuntimeError(f"CUDA error: invalid device ordinal {index} of {self.count}")
+        return index
+
+    def get_rng_state(self, device="cuda"):
+        return self.states.get(self._index(device), torch.tensor([self._index(device)]))
+
+    def set_rng_state(self, state, device="cuda"):
+        self.states[self._index(device)] = state
+
+    def get_rng_state_all(self):
+        raise AssertionError("a checkpoint must not hold every visible GPU's state")
+
+    set_rng_state_all = get_rng_state_all
+
+
+def test_rng_state_is_the_own_gpus_and_resumes_on_a_host_with_fewer(monkeypatch):
+    from bertabl.training import rng_state, set_rng_state
+
+    assert "cuda" not in rng_state(CPU) and "cuda" not in rng_state()
+    FakeCuda(monkeypatch, count=4)
+    saved = rng_state(torch.device("cuda", 3))  # rank 3 of a 4-GPU trial
+    assert saved["cuda"].tolist() == [3]
+    resumed = FakeCuda(monkeypatch, count=1)  # the same rank resumed where one GPU is visible
+    set_rng_state(saved, torch.device("cuda"))
+    assert resumed.states == {0: saved["cuda"]}
+    set_rng_state(saved, CPU)  # a GPU checkpoint resumed on CPU: the CPU generators only
+    assert resumed.states == {0: saved["cuda"]}
+
+
+def test_pretraining_ranks_restore_their_own_gpu_state(monkeypatch):
+    from bertabl.pretrain.train import _restore_rank_rng
+    from bertabl.training import rng_state
+
+    host = FakeCuda(monkeypatch, count=2)
+    rank_states = [rng_state(torch.device("cuda", r)) for r in range(2)]
+    state = {"rng": rank_states[0], "worker_rng": rank_states[1:], "step": 4}
+    host.count = 1  # resumed with one GPU visible per process
+    main = SimpleNamespace(is_main=True, rank=0, world=2, device=torch.device("cuda", 0))
+    _restore_rank_rng(state, main, seed=0)
+    assert host.states[0].tolist() == [0]
+    other = SimpleNamespace(is_main=False, rank=1, world=2, device=torch.device("cuda", 0))
+    _restore_rank_rng(state, other, seed=0)
+    assert host.states[0].tolist() == [1]  # rank 1's state, on the one GPU it now sees
+
+
+def test_batches_go_to_a_gpu_through_pinned_memory_and_lengths_stay(monkeypatch):
+    from bertabl.training import HOST_KEYS, to_device
+
+    batch = {"input_ids": torch.ones(2, 3, dtype=torch.long), "lengths": torch.tensor([3, 2])}
+    assert to_device(batch, CPU) == batch and "lengths" in HOST_KEYS
+    calls = []
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda t: calls.append("pin") or t)
+    monkeypatch.setattr(
+        torch.Tensor, "to", lambda t, device, non_blocking=False: calls.append(non_blocking) or t
+    )
+    moved = to_device(batch, torch.device("cuda"))
+    assert calls == ["pin", True]  # input_ids: pinned, then an asynchronous copy
+    assert moved["lengths"] is batch["lengths"]  # never copied: packing reads them on the host
+
+
+@pytest.fixture
+def restore_determinism(monkeypatch):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    monkeypatch.delenv("NCCL_ALGO", raising=False)
+    yield
+    from bertabl.training import use_deterministic_algorithms
+
+    use_deterministic_algorithms(False)
+
+
+def test_deterministic_mode_sets_torch_cublas_cudnn_and_nccl(restore_determinism):
+    import os
+
+    from bertabl.training import use_deterministic_algorithms
+
+    use_deterministic_algorithms(True)
+    assert torch.are_deterministic_algorithms_enabled()
+    assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    assert os.environ["NCCL_ALGO"] == "Ring"
+    use_deterministic_algorithms(False)
+    assert not torch.are_deterministic_algorithms_enabled()
+    assert not torch.backends.cudnn.deterministic
+
+
+def test_trials_sharing_a_gpu_are_capped_and_leave_no_cache(monkeypatch):
+    from bertabl.training import release_gpu_memory, share_gpu
+
+    calls = []
+    monkeypatch.setattr(
+        torch.cuda, "set_per_process_memory_fraction", lambda f, d: calls.append(("cap", f))
+    )
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: calls.append("empty"))
+    gpu = torch.device("cuda")
+    share_gpu(gpu, 0.25), share_gpu(gpu, 1.0), share_gpu(CPU, 0.5)
+    release_gpu_memory(gpu), release_gpu_memory(CPU)
+    assert calls == [("cap", 0.25), "empty"]

@@ -96,13 +96,14 @@ class FeatureTagger(nn.Module):
         )  # between the two LSTM layers
         self.classifier = nn.Linear(2 * lstm_hidden, num_labels)
 
-    def features(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """[batch, num_layers + 1, seq, hidden] -> [batch, seq, feature_width]."""
-        if hidden_states.shape[1] != self.num_layers + 1:
+    def features(self, chosen: torch.Tensor) -> torch.Tensor:
+        """[batch, len(self.layers), seq, hidden], the stack's layers this mode reads in
+        `self.layers` order (what `collate` gives for them) -> [batch, seq, feature_width]."""
+        if chosen.shape[1] != len(self.layers):
             raise ValueError(
-                f"expected {self.num_layers + 1} hidden-state layers, got {hidden_states.shape[1]}"
+                f"{self.mode} reads hidden-state layers {self.layers}: expected "
+                f"{len(self.layers)} of them, got {chosen.shape[1]}"
             )
-        chosen = hidden_states[:, self.layers]
         if self.mix is not None:
             return self.mix(chosen)
         if self.mode == "concat_last_four":
@@ -110,15 +111,23 @@ class FeatureTagger(nn.Module):
         return chosen[:, 0]
 
     def forward(
-        self, hidden_states: torch.Tensor, mask: torch.Tensor, first: torch.Tensor
+        self,
+        hidden_states: torch.Tensor,
+        mask: torch.Tensor,
+        first: torch.Tensor,
+        lengths: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Logits [batch, words, labels]; mask [batch, seq] (1 = real token, a prefix);
-        first [batch, words]: each word's first sub-token position, -1 for none (padding or
-        truncated words; their logits are 0)."""
-        x = self.dropout(self.features(hidden_states.float()))
-        lengths = mask.sum(dim=1).cpu()
-        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-        out, _ = self.lstm(packed)
+        """Logits [batch, words, labels]; hidden_states: the chosen layers (see `features`);
+        mask [batch, seq] (1 = real token, a prefix); first [batch, words]: each word's first
+        sub-token position, -1 for none (padding or truncated words; their logits are 0);
+        lengths: mask's row sums on the host (None: computed, a device->host copy on a GPU).
+        The BiLSTM runs in fp32 with autocast off, as heads._run_bilstm says why."""
+        if lengths is None:
+            lengths = mask.sum(dim=1).cpu()
+        with torch.autocast(hidden_states.device.type, enabled=False):
+            x = self.dropout(self.features(hidden_states.float()))
+            packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+            out, _ = self.lstm(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
         at = first.clamp(min=0).unsqueeze(-1).expand(-1, -1, out.shape[-1])
         logits = self.classifier(self.dropout(out.gather(1, at)))
@@ -142,21 +151,32 @@ def word_positions(feature: dict) -> tuple[list[int], list[int]]:
     return first, labels
 
 
-def collate(features: Sequence[dict], states: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Batch `ner.encode` features with their hidden-state stacks for `FeatureTagger`."""
+def collate(
+    features: Sequence[dict], states: Sequence[torch.Tensor], layers: Sequence[int]
+) -> dict[str, torch.Tensor]:
+    """Batch `ner.encode` features with the `layers` (a FeatureTagger's `layers`) of their
+    hidden-state stacks: only what the tagger reads is copied, and moved to the device (one
+    layer of a BERT-Base stack's 13 for most modes)."""
     longest = max(s.shape[1] for s in states)
     most_words = max(max(f["num_words"] for f in features), 1)
-    hidden = states[0].new_zeros((len(states), states[0].shape[0], longest, states[0].shape[2]))
+    hidden = states[0].new_zeros((len(states), len(layers), longest, states[0].shape[2]))
     mask = torch.zeros(len(states), longest, dtype=torch.long)
     first = torch.full((len(states), most_words), -1, dtype=torch.long)
     labels = torch.full((len(states), most_words), IGNORE, dtype=torch.long)
     for i, (f, s) in enumerate(zip(features, states, strict=True)):
-        hidden[i, :, : s.shape[1]] = s
+        hidden[i, :, : s.shape[1]] = s[list(layers)]
         mask[i, : s.shape[1]] = 1
         f_first, f_labels = word_positions(f)
         first[i, : len(f_first)] = torch.tensor(f_first, dtype=torch.long)
         labels[i, : len(f_labels)] = torch.tensor(f_labels, dtype=torch.long)
-    return {"hidden_states": hidden, "mask": mask, "first": first, "labels": labels}
+    lengths = torch.tensor([s.shape[1] for s in states], dtype=torch.long)  # stays on the host
+    return {
+        "hidden_states": hidden,
+        "mask": mask,
+        "first": first,
+        "labels": labels,
+        "lengths": lengths,
+    }
 
 
 def predict_tags(

@@ -28,7 +28,9 @@ from transformers.modeling_outputs import (
 class _PooledClassifier(BertPreTrainedModel):
     """BERT encoder -> `self.pool` (one vector per sequence) -> dropout -> linear; MSE/CE loss.
 
-    Subclasses set `bert`, `dropout`, `classifier` and define `pool(hidden, attention_mask)`.
+    Subclasses set `bert`, `dropout`, `classifier` and define `pool(hidden, attention_mask,
+    lengths)`; `lengths` (real tokens per sequence, on the host; see `_run_bilstm`) is given by
+    the collator of a BiLSTM head and is None otherwise.
     """
 
     def forward(
@@ -37,11 +39,12 @@ class _PooledClassifier(BertPreTrainedModel):
         attention_mask: torch.Tensor,
         token_type_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        lengths: torch.Tensor | None = None,
     ) -> SequenceClassifierOutput:
         hidden = self.bert(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
         ).last_hidden_state
-        logits = self.classifier(self.dropout(self.pool(hidden, attention_mask)))
+        logits = self.classifier(self.dropout(self.pool(hidden, attention_mask, lengths)))
         return SequenceClassifierOutput(loss=_loss(logits, labels, self.num_labels), logits=logits)
 
 
@@ -56,7 +59,9 @@ class LeftToRightClassifier(_PooledClassifier):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
-    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def pool(
+        self, hidden: torch.Tensor, attention_mask: torch.Tensor, lengths=None
+    ) -> torch.Tensor:
         last = attention_mask.sum(-1) - 1  # right-padded: the last real token
         return hidden[torch.arange(hidden.size(0), device=hidden.device), last]
 
@@ -79,8 +84,10 @@ class BiLSTMClassifier(_PooledClassifier):
         self.classifier = nn.Linear(2 * size, config.num_labels)
         self.post_init()
 
-    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        _, final = _run_bilstm(self.lstm, hidden, attention_mask)
+    def pool(
+        self, hidden: torch.Tensor, attention_mask: torch.Tensor, lengths=None
+    ) -> torch.Tensor:
+        _, final = _run_bilstm(self.lstm, hidden, attention_mask, lengths)
         return torch.cat([final[0], final[1]], dim=-1)  # forward end, backward end
 
 
@@ -106,17 +113,12 @@ class BiLSTMQuestionAnswering(BertPreTrainedModel):
         token_type_ids: torch.Tensor | None = None,
         start_positions: torch.Tensor | None = None,
         end_positions: torch.Tensor | None = None,
+        lengths: torch.Tensor | None = None,
     ) -> QuestionAnsweringModelOutput:
         hidden = self.bert(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
         ).last_hidden_state
-        packed = nn.utils.rnn.pack_padded_sequence(
-            hidden.float(), attention_mask.sum(-1).cpu(), batch_first=True, enforce_sorted=False
-        )
-        out, _ = self.lstm(packed)
-        out, _ = nn.utils.rnn.pad_packed_sequence(
-            out, batch_first=True, total_length=hidden.size(1)
-        )
+        out, _ = _run_bilstm(self.lstm, hidden, attention_mask, lengths)
         start_logits, end_logits = self.qa_outputs(out).unbind(dim=-1)
         loss = None
         if start_positions is not None and end_positions is not None:  # as BertForQuestionAnswering
@@ -140,8 +142,10 @@ class FeatureTaggingHead(nn.Module):
         super().__init__()
         self.tagger = tagger
 
-    def forward(self, hidden_states, mask, first, labels=None) -> TokenClassifierOutput:
-        logits = self.tagger(hidden_states, mask, first)
+    def forward(
+        self, hidden_states, mask, first, labels=None, lengths=None
+    ) -> TokenClassifierOutput:
+        logits = self.tagger(hidden_states, mask, first, lengths)
         loss = self.tagger.loss(logits, labels) if labels is not None else None
         return TokenClassifierOutput(loss=loss, logits=logits)
 
@@ -154,14 +158,28 @@ def _with_bilstm(cls, pretrained_dir, bilstm_hidden: int, **config_kwargs):
     return cls.from_pretrained(pretrained_dir, config=config)
 
 
-def _run_bilstm(lstm: nn.LSTM, hidden: torch.Tensor, attention_mask: torch.Tensor):
+def _run_bilstm(
+    lstm: nn.LSTM,
+    hidden: torch.Tensor,
+    attention_mask: torch.Tensor,
+    lengths: torch.Tensor | None = None,
+):
     """(per-token outputs [batch, seq, 2*size], final states [2, batch, size]) of `lstm` over
     the real tokens only: padding never enters, so the backward direction starts at the last
-    real token."""
-    packed = nn.utils.rnn.pack_padded_sequence(
-        hidden.float(), attention_mask.sum(-1).cpu(), batch_first=True, enforce_sorted=False
-    )
-    out, (final, _) = lstm(packed)
+    real token. `lengths` are the real tokens per sequence on the host, where packing needs
+    them (None: counted from the mask, a device->host copy on a GPU).
+
+    The LSTM runs in fp32 with autocast off: autocast would run cuDNN's LSTM in fp16 or bf16,
+    whose recurrence compounds the rounding over every time step (and an fp16 LSTM's state can
+    overflow where fp32's does not). It is a small part of the model's compute.
+    """
+    if lengths is None:
+        lengths = attention_mask.sum(-1).cpu()
+    with torch.autocast(hidden.device.type, enabled=False):
+        packed = nn.utils.rnn.pack_padded_sequence(
+            hidden.float(), lengths, batch_first=True, enforce_sorted=False
+        )
+        out, (final, _) = lstm(packed)
     out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=hidden.size(1))
     return out, final
 

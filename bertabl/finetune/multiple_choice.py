@@ -80,11 +80,16 @@ def encode(examples: Sequence[dict], tokenizer: Any, max_seq_len: int) -> list[d
     return features
 
 
-def collate(features: Sequence[dict], tokenizer: Any) -> dict[str, torch.Tensor]:
-    """Pad to [batch, 4, longest sequence in the batch]; labels [batch]."""
+def collate(
+    features: Sequence[dict], tokenizer: Any, multiple: int | None = None
+) -> dict[str, torch.Tensor]:
+    """Pad to [batch, 4, longest sequence in the batch (rounded up to a multiple of
+    `multiple`)]; labels [batch]."""
     if not features:
         raise ValueError("multiple_choice.collate: empty batch")
     longest = max(len(ids) for f in features for ids in f["input_ids"])
+    if multiple:
+        longest = -(-longest // multiple) * multiple
     pads = {"input_ids": tokenizer.pad_token_id, "token_type_ids": 0, "attention_mask": 0}
     out = {
         key: torch.tensor(

@@ -26,7 +26,7 @@ from transformers import AutoTokenizer
 from bertabl.finetune.families import family_of
 from bertabl.finetune.families.base import Scored
 from bertabl.finetune.train import length_grouped, train_epochs, write_predictions
-from bertabl.finetune.vocab import compact_word_embeddings, readable_ids
+from bertabl.finetune.vocab import checked_collate, compact_word_embeddings, readable_ids
 from bertabl.tasks.catalogue import spec_of
 from bertabl.training import Precision, TrialRuntime, seed_everything
 from bertabl.trial.files import PREDICTIONS
@@ -109,6 +109,8 @@ def finetune_multitask(
     model = MultiTaskModel({t: data[t].build_model() for t in tasks}).to(device)
     read = [items for t in tasks for items in data[t].readable()]
     compact_word_embeddings(model, readable_ids(read, tokenizer))
+    for t in tasks:  # as in finetune(): ids checked on the host (the heads share one encoder)
+        data[t].collate = checked_collate(data[t].collate, model.heads[t])
     size = config.batch_size
 
     def epoch_steps(epoch: int):

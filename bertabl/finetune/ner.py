@@ -222,9 +222,14 @@ def evaluate(
     return conll_f1(pred_tag_sequences, gold_tag_sequences)
 
 
-def collate(features: Sequence[dict], pad_token_id: int = 0) -> dict[str, torch.Tensor]:
-    """Pad a batch to its longest sequence: model inputs + labels (padding labelled -100)."""
+def collate(
+    features: Sequence[dict], pad_token_id: int = 0, multiple: int | None = None
+) -> dict[str, torch.Tensor]:
+    """Pad a batch to its longest sequence (rounded up to a multiple of `multiple`): model
+    inputs + labels (padding labelled -100)."""
     longest = max(len(f["input_ids"]) for f in features)
+    if multiple:
+        longest = -(-longest // multiple) * multiple
     out: dict[str, torch.Tensor] = {}
     for key, pad in (
         ("input_ids", pad_token_id),

@@ -53,7 +53,9 @@ class PooledClassifier(_PooledClassifier):
         self.classifier = nn.Linear(size, config.num_labels)
         self.post_init()
 
-    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def pool(
+        self, hidden: torch.Tensor, attention_mask: torch.Tensor, lengths=None
+    ) -> torch.Tensor:
         real = attention_mask.bool().unsqueeze(-1)  # [batch, seq, 1]
         if self.pooling == "cls":
             return hidden[:, 0]
@@ -61,8 +63,11 @@ class PooledClassifier(_PooledClassifier):
             summed = hidden.masked_fill(~real, 0).sum(1)
             return summed / real.sum(1).clamp(min=1).to(hidden.dtype)
         if self.pooling == "attention":
-            scores = self.score(hidden).masked_fill(~real, torch.finfo(hidden.dtype).min)
-            weights = scores.softmax(dim=1)
+            # Scores in fp32 whatever autocast made them (bf16/fp16 from the linear layer): the
+            # softmax over a long sequence needs the precision, and the mask's fill value must
+            # be one the scores' dtype holds (fp32's minimum overflows fp16).
+            scores = self.score(hidden).float()
+            weights = scores.masked_fill(~real, torch.finfo(scores.dtype).min).softmax(dim=1)
             return (weights * hidden).sum(1)
         features = self.conv(hidden.masked_fill(~real, 0).transpose(1, 2)).transpose(1, 2)
         features = features.relu().masked_fill(~real, torch.finfo(features.dtype).min)

@@ -39,6 +39,7 @@ from bertabl.training import (
     restore_training_state,
     rng_state,
     set_rng_state,
+    to_device,
     training_state,
 )
 from bertabl.trial.finetune import FinetuneTrialConfig, MultitaskTrialConfig, Recipe
@@ -193,7 +194,7 @@ class Tuning:
             return 1, 0, 0, losses
         restore_training_state(state, self.model, self.optimizer, self.scheduler, precision)
         self.load_state_dict(state.get("tuning", {}))
-        set_rng_state(state["rng"])
+        set_rng_state(state["rng"], precision.device)
         runtime.history.extend(state["history"])
         return state["epoch"], state["batch"], state["step"], state["losses"]
 
@@ -206,7 +207,7 @@ class Tuning:
             {
                 **training_state(self.model, self.optimizer, self.scheduler, precision),
                 "tuning": self.state_dict(),
-                "rng": rng_state(),
+                "rng": rng_state(precision.device),
                 "epoch": epoch,
                 "batch": batch,
                 "step": step,
@@ -234,23 +235,26 @@ def accumulate_gradients(
 ) -> float:
     """Backward over `items` in `micro_batches` parts; the gradients (and the returned loss)
     are the whole batch's: each part's mean loss is weighted by its share of what the loss
-    averages over (examples, or labelled tokens for tagging)."""
-    parts = [p for p in _split(items, micro_batches) if p]
-    batches = []
-    for part in parts:
-        batch = collate(part)
-        batches.append({k: v.to(precision.device, non_blocking=True) for k, v in batch.items()})
-    counts = [_loss_terms(b) for b in batches]
+    averages over (examples, or labelled tokens for tagging).
+
+    The step's one device->host sync reads the parts' losses after the last backward, so the
+    GPU is never left waiting for the host between forward and backward; the weights come from
+    the batches on the host, before they are copied."""
+    batches = [collate(part) for part in _split(items, micro_batches) if part]
+    counts = [_loss_terms(b) for b in batches]  # host tensors: no sync
     total_count = sum(counts)
-    total = 0.0
+    losses = []
     for batch, count in zip(batches, counts, strict=True):
         with precision.autocast():
-            loss = model(**batch).loss
-        value = loss.item()  # the one host sync of this micro-batch
-        check_finite(value, where)
+            loss = model(**to_device(batch, precision.device)).loss
         weight = count / total_count if len(batches) > 1 else 1.0  # one part: BERT's step
         precision.backward(loss * weight if len(batches) > 1 else loss)
-        total += value * weight
+        losses.append(loss.detach())
+    values = torch.stack(losses).tolist()
+    total = 0.0
+    for value, count in zip(values, counts, strict=True):
+        check_finite(value, where)
+        total += value * (count / total_count if len(batches) > 1 else 1.0)
     return total
 
 

@@ -22,7 +22,7 @@ from bertabl.finetune.families import family_of
 from bertabl.finetune.families.base import FamilyData, Scored
 from bertabl.finetune.kept import save_final
 from bertabl.finetune.recipe import Tuning
-from bertabl.finetune.vocab import compact_word_embeddings, readable_ids
+from bertabl.finetune.vocab import checked_collate, compact_word_embeddings, readable_ids
 from bertabl.io import atomic_write
 from bertabl.tasks.catalogue import spec_of
 from bertabl.training import Precision, TrialRuntime, seed_everything
@@ -92,6 +92,9 @@ def prepare(
     model = data.build_model().to(runtime.device)
     if splits is None and (read := data.readable()) is not None:
         compact_word_embeddings(model, readable_ids(read, tokenizer))  # same numbers, less work
+    # Every batch of the trial (training and evaluation: the family's methods call
+    # self.collate) checked on the host before it reaches the device.
+    data.collate = checked_collate(data.collate, model)
     return data, model
 
 

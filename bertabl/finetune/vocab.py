@@ -22,7 +22,7 @@ does not take sparse gradients, and weight decay would still touch every row.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -88,3 +88,40 @@ def compact_word_embeddings(model: nn.Module, ids: set[int]) -> int:
             parent.word_embeddings = CompactEmbedding(module, keep)
             return len(keep)
     return 0
+
+
+Collate = Callable[[list], dict[str, torch.Tensor]]
+
+
+def checked_collate(collate: Collate, model: nn.Module) -> Collate:
+    """`collate`, then a check on the host that every `input_ids` entry is a row the model's
+    word embeddings can look up (a kept row of a compact embedding, or an id below the
+    vocabulary size). An id outside would be a bug, but on a GPU the lookup would fail as a
+    device-side assert, which leaves the CUDA context unusable for the rest of the worker
+    process, and so for every later trial Tune runs in it; here it is one clear error."""
+    embedding = next(
+        (m for n, m in model.named_modules() if n.endswith("embeddings.word_embeddings")), None
+    )
+    if embedding is None:
+        return collate
+    if isinstance(embedding, CompactEmbedding):
+        readable = embedding.lookup.cpu() >= 0
+    else:
+        readable = torch.ones(embedding.num_embeddings, dtype=torch.bool)
+
+    def collate_checked(items: list) -> dict[str, torch.Tensor]:
+        batch = collate(items)
+        ids = batch["input_ids"].flatten()
+        inside = (ids >= 0) & (ids < len(readable))
+        ok = inside.clone()
+        ok[inside] = readable[ids[inside]]
+        if not bool(ok.all()):
+            bad = int(ids[~ok][0])
+            raise RuntimeError(
+                f"token id {bad} in a batch is not a row of the model's word embeddings "
+                f"({int(readable.sum())} readable rows of {len(readable)}; finetune/vocab.py): "
+                "the collator produced an id that is not in the encoded data"
+            )
+        return batch
+
+    return collate_checked

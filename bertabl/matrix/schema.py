@@ -205,6 +205,13 @@ class Resources(Strict):
         description="auto: bf16 on GPUs that support it, else fp16 with loss scaling; fp32 on "
         "CPU. Not part of trial ids.",
     )
+    deterministic: bool = Field(
+        False,
+        description="GPU: deterministic kernels only, fixed cuBLAS workspace, no cuDNN "
+        "autotuning, NCCL ring all-reduce, so a run and its resume repeat to the bit on the same "
+        "GPU model, software and worker count (slower). CPU runs are bit-exact either way. Not "
+        "part of trial ids.",
+    )
     workers_per_trial: PositiveInt = Field(
         1,
         description="data-parallel processes per pre-training trial (one per GPU on GPU hosts); "

@@ -63,7 +63,9 @@ def run_plan(
 
         def complete(trial_id: str) -> bool:
             # A pre-training trial that ran before `finetune.pretrain_steps` asked for one of its
-            # intermediate models runs again (deterministically: same final model) to save it.
+            # intermediate models runs again, up to the last missing step, to save it in its own
+            # folder; its final model and record stay (trainables._run). The same model as the
+            # first run passed through on CPU, and on one GPU model with resources.deterministic.
             return store.is_done(trial_id) and all(
                 store.model_dir(trial_id, step).is_dir() for step in needed.get(trial_id, ())
             )
@@ -189,6 +191,7 @@ def _run_trials(
         "checkpoint_every": checkpointing.every_steps,
         "checkpoint_keep": checkpointing.keep,
         "precision": resources.precision,
+        "deterministic": resources.deterministic,
         "micro_batch_size": resources.micro_batch_size,
         # the intermediate models each pre-training trial must keep (not part of its id)
         "save_steps": plan.intermediate_steps(),

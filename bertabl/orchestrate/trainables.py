@@ -136,7 +136,7 @@ def _run(params: dict[str, Any], body) -> None:
     from ray import tune
 
     from bertabl.orchestrate.checkpoint import Checkpointer
-    from bertabl.training import TrialRuntime, pick_device
+    from bertabl.training import TrialRuntime, pick_device, release_gpu_memory, share_gpu
 
     quiet_libraries()
     torch.set_num_threads(max(1, int(params["cpus"])))
@@ -144,6 +144,13 @@ def _run(params: dict[str, Any], body) -> None:
     store = RunStore(params["run_dir"])
     trial_dir = store.trial_dir(trial_id)
     attempt = store.count_attempt(trial_id)
+    save_steps = tuple(params["save_steps"].get(trial_id, ()))
+    # A finished pre-training runs again only for intermediate models it did not keep (a later
+    # matrix asked for them): it saves the missing ones and nothing else, since the final model
+    # and record are what finished fine-tunes read.
+    intermediate_only = params["trial"]["stage"] == "pretrain" and store.is_done(trial_id)
+    if intermediate_only:
+        save_steps = tuple(s for s in save_steps if not store.model_dir(trial_id, s).is_dir())
 
     def report(metrics: dict[str, Any]) -> None:
         # No Tune checkpoint: Tune would copy the directory into its storage (the saved model:
@@ -153,20 +160,30 @@ def _run(params: dict[str, Any], body) -> None:
         tune.report(metrics)
 
     checkpoints = Checkpointer(trial_dir / "checkpoints", keep=params["checkpoint_keep"])
+    device = pick_device(params["gpus"])
     runtime = TrialRuntime(
-        device=pick_device(params["gpus"]),
+        device=device,
         report=report,
         checkpoints=checkpoints,
         checkpoint_every=params["checkpoint_every"],
         precision=params["precision"],
+        deterministic=params.get("deterministic", False),
         workers=params["workers"],
         micro_batch_size=params["micro_batch_size"],
-        save_steps=tuple(params["save_steps"].get(trial_id, ())),
+        save_steps=save_steps,
+        intermediate_only=intermediate_only,
         cache_dir=store.cache_dir,
     )
+    share_gpu(device, params["gpus"])
     started = time.time()
-    metrics = body(config, store, trial_dir, runtime)
+    try:
+        metrics = body(config, store, trial_dir, runtime)
+    finally:
+        release_gpu_memory(device)  # the next trial this worker runs starts with none cached
     finished = time.time()
+    if intermediate_only:
+        checkpoints.clear()
+        return
     store.write_record(
         trial_id,
         config.model_dump(mode="json"),

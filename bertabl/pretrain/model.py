@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torch.utils.checkpoint import checkpoint
 from transformers import (
     BertConfig,
     BertForMaskedLM,
@@ -12,7 +13,14 @@ from transformers import (
 )
 from transformers.models.bert.modeling_bert import BertPreTrainingHeads
 
+from bertabl.training import IGNORE_INDEX
 from bertabl.trial.pretrain import ModelConfig, Objective
+
+# Elements of the [positions, vocabulary] logits one LTR micro-batch may hold at once: 2^28 is
+# 1 GiB in fp32. Below it the logits are dense (every preset run on a CPU stays there); above
+# it the loss is computed in chunks of this size (ChunkedLeftToRightLM). At the paper's scale
+# (256 x 512 positions x 30,522) the dense logits alone would be 16 GB in fp32.
+DENSE_LOGITS_LIMIT = 2**28
 
 # BertConfig's name for each pretrain.model setting (dropout applies to both of BERT's kinds).
 _BERT_NAMES = {
@@ -79,3 +87,62 @@ class MaskedPositionsLM(torch.nn.Module):
         if isinstance(heads, BertPreTrainingHeads):  # MLM + NSP
             return heads.predictions(hidden), heads.seq_relationship(out.pooler_output)
         return heads.predictions(hidden), None
+
+
+class ChunkedLeftToRightLM(torch.nn.Module):
+    """A left-to-right LM (BertLMHeadModel) whose loss never holds all the logits at once.
+
+    The encoder runs over the whole micro-batch; then the LM head and the cross-entropy run on
+    chunks of the predicted positions (the labelled ones: no padding, no last token), each
+    under activation checkpointing, so a chunk's logits are freed once its loss is summed and
+    recomputed in backward. Peak memory is one chunk's logits, at the price of running the
+    vocabulary projection twice. The sum equals the dense loss up to float summation order.
+    Like MaskedPositionsLM it holds the HF model (what is saved) and is what DDP wraps.
+    """
+
+    def __init__(self, model: PreTrainedModel, chunk_rows: int):
+        super().__init__()
+        self.model = model
+        self.chunk_rows = chunk_rows
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor,
+        masked_positions: torch.Tensor,
+        labels: torch.Tensor,
+    ) -> torch.Tensor:
+        """The cross-entropy summed over `masked_positions` (flat positions with a label)."""
+        out = self.model.bert(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        )
+        hidden = out.last_hidden_state.flatten(0, 1).index_select(0, masked_positions)
+        targets = labels.flatten().index_select(0, masked_positions)
+        total = hidden.new_zeros((), dtype=torch.float32)
+        for start in range(0, len(targets), self.chunk_rows):
+            end = start + self.chunk_rows
+            # the head draws no random numbers: no RNG state to save for the recomputation
+            total = total + checkpoint(
+                self._loss, hidden[start:end], targets[start:end],
+                use_reentrant=False, preserve_rng_state=False,
+            )  # fmt: skip
+        return total
+
+    def _loss(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        logits = self.model.cls.predictions(hidden)
+        return torch.nn.functional.cross_entropy(
+            logits.float(), targets, ignore_index=IGNORE_INDEX, reduction="sum"
+        )
+
+
+def lm_module(model: PreTrainedModel, objective: Objective, positions: int) -> torch.nn.Module:
+    """What the pre-training loop runs forward for `objective`, given the positions of one
+    micro-batch: MLM decodes the masked positions only (MaskedPositionsLM); LTR predicts every
+    position, densely unless its logits would exceed DENSE_LOGITS_LIMIT elements."""
+    if objective != "ltr":
+        return MaskedPositionsLM(model)
+    vocab = model.config.vocab_size
+    if positions * vocab <= DENSE_LOGITS_LIMIT:
+        return model
+    return ChunkedLeftToRightLM(model, max(1, DENSE_LOGITS_LIMIT // vocab))

@@ -31,7 +31,7 @@ from bertabl.data.tokenizer import build_tokenizer
 from bertabl.errors import DataError
 from bertabl.pretrain.examples import build_pair_examples
 from bertabl.pretrain.masking import masking_collator
-from bertabl.pretrain.model import MaskedPositionsLM, build_model
+from bertabl.pretrain.model import ChunkedLeftToRightLM, MaskedPositionsLM, build_model, lm_module
 from bertabl.pretrain.parallel import Group, launch
 from bertabl.pretrain.perplexity import heldout_metrics, split_heldout
 from bertabl.training import IGNORE_INDEX as IGNORE  # the tokens MLM does not predict
@@ -45,7 +45,9 @@ from bertabl.training import (
     rng_state,
     seed_everything,
     set_rng_state,
+    to_device,
     training_state,
+    use_deterministic_algorithms,
 )
 from bertabl.trial.files import model_dir_name
 from bertabl.trial.layout import BatchLayout, batch_layout
@@ -67,6 +69,7 @@ def pretrain(config: PretrainTrialConfig, out_dir: Path, runtime: TrialRuntime) 
     This process is rank 0 when `runtime.workers > 1`: it alone reports, checkpoints and saves.
     """
     layout = batch_layout(config.pretrain.batch_size, runtime.workers, runtime.micro_batch_size)
+    use_deterministic_algorithms(runtime.deterministic)  # before the ranks start: they inherit it
     tokenizer = build_tokenizer(
         config.data,
         out_dir / "vocab",
@@ -81,6 +84,7 @@ def pretrain(config: PretrainTrialConfig, out_dir: Path, runtime: TrialRuntime) 
         runtime.cache_dir,
         runtime.checkpoint_every,
         runtime.precision,
+        runtime.deterministic,
         transformers.logging.get_verbosity(),
     )
     with launch(runtime.workers, runtime.device, _worker, worker_args) as group:
@@ -95,6 +99,7 @@ def _worker(
     cache_dir: Path | None,
     checkpoint_every: int,
     precision: str,
+    deterministic: bool,
     verbosity: int,
 ) -> None:
     """Ranks 1..k-1: the same loop as rank 0, without reports, checkpoint files or saved model."""
@@ -103,6 +108,7 @@ def _worker(
         group.device,
         checkpoint_every=checkpoint_every,  # checkpoint steps gather every rank's RNG state
         precision=precision,
+        deterministic=deterministic,
         workers=group.world,
         micro_batch_size=layout.micro_batch_size,
         cache_dir=cache_dir,
@@ -121,6 +127,7 @@ def _train(
     """The training loop of one rank (the only one when `group.world` is 1)."""
     pt = config.pretrain
     device = group.device
+    use_deterministic_algorithms(runtime.deterministic)  # this process's torch flags
     seed_everything(pt.seed)
     documents = tokenized_corpus(config.data, tokenizer, runtime.cache_dir)
     documents, heldout = split_heldout(documents, pt.heldout_fraction, pt.seed)
@@ -155,13 +162,16 @@ def _train(
         step, position = state["step"], tuple(state["position"])
         window = state["window"]
         history.extend(state["history"])
-    # MLM decodes the vocabulary only at masked positions; LTR predicts every one (dense).
-    net = group.wrap(model if pt.objective == "ltr" else MaskedPositionsLM(model))
+    # MLM decodes the vocabulary only at masked positions; LTR predicts every one (dense, or in
+    # chunks when one micro-batch's logits would be too large).
+    net = group.wrap(lm_module(model, pt.objective, layout.micro_batch_size * pt.max_seq_len))
     batches = None
+    # A finished trial run again for intermediate models it did not keep stops after the last.
+    last = max(runtime.save_steps, default=0) if runtime.intermediate_only else pt.steps
 
     started = time.perf_counter()
     metrics: dict[str, Any] = history[-1] if history else {}
-    while step < pt.steps:
+    while step < last:
         step += 1
         phase = next(i for i, (end, _) in enumerate(phases) if step <= end)
         if phase != position[0]:  # a new sequence length: its own data stream from the start
@@ -196,7 +206,7 @@ def _train(
         if step in runtime.save_steps and step < pt.steps and group.is_main:
             _save_model(model, tokenizer, out_dir / model_dir_name(step))
         if runtime.due(step) and step < pt.steps:
-            rngs = group.gather(rng_state())  # every rank takes part; rank 0 writes
+            rngs = group.gather(rng_state(device))  # every rank takes part; rank 0 writes
             if group.is_main:
                 runtime.save(
                     step,
@@ -212,6 +222,8 @@ def _train(
                     },
                 )
 
+    if runtime.intermediate_only:
+        return metrics  # the final model (which fine-tunes read) and the record stay as they were
     if group.is_main:
         if heldout:
             metrics = {
@@ -295,26 +307,32 @@ def _accumulate_gradients(
     masked_tokens = max(1, int((batch["labels"] != IGNORE).sum()))
     micro_batches = layout.micro_batches(batch, group.rank)
     sparse = isinstance(_unwrapped(net), MaskedPositionsLM)
+    chunked = isinstance(_unwrapped(net), ChunkedLeftToRightLM)
     totals = torch.zeros(3, device=device)  # mlm_loss, nsp_loss, nsp_acc of the global batch
     for index, micro in enumerate(micro_batches):
-        if sparse:  # found on the CPU, before the copy: no device->host sync for the indices
+        if sparse or chunked:  # found on the CPU, before the copy: no device->host sync
             flat = micro["labels"].flatten()
             micro = micro | {"masked_positions": (flat != IGNORE).nonzero().squeeze(1)}
-        micro = {k: v.to(device, non_blocking=True) for k, v in micro.items()}
+        micro = to_device(micro, device)
         inputs = {k: v for k, v in micro.items() if k not in LABEL_KEYS}
+        if chunked:  # it computes the loss itself, chunk by chunk
+            inputs["labels"] = micro["labels"]
         with group.accumulating(net, skip_sync=index < len(micro_batches) - 1):
             with precision.autocast():
                 out = net(**inputs)
-            if sparse:
-                mlm_logits, nsp_logits = out
-                targets = micro["labels"].flatten().index_select(0, micro["masked_positions"])
+            if chunked:
+                mlm = out  # the loss summed over the predicted positions (no NSP with LTR)
             else:
-                mlm_logits = (out.prediction_logits if with_nsp else out.logits).flatten(0, 1)
-                nsp_logits = out.seq_relationship_logits if with_nsp else None
-                targets = micro["labels"].flatten()
-            mlm = torch.nn.functional.cross_entropy(
-                mlm_logits.float(), targets, ignore_index=IGNORE, reduction="sum"
-            )
+                if sparse:
+                    mlm_logits, nsp_logits = out
+                    targets = micro["labels"].flatten().index_select(0, micro["masked_positions"])
+                else:
+                    mlm_logits = (out.prediction_logits if with_nsp else out.logits).flatten(0, 1)
+                    nsp_logits = out.seq_relationship_logits if with_nsp else None
+                    targets = micro["labels"].flatten()
+                mlm = torch.nn.functional.cross_entropy(
+                    mlm_logits.float(), targets, ignore_index=IGNORE, reduction="sum"
+                )
             parts = [mlm / masked_tokens]
             if with_nsp:
                 nsp_logits = nsp_logits.float()
@@ -345,11 +363,11 @@ def _restore_rank_rng(state: dict[str, Any], group: Group, seed: int) -> None:
     """This rank's RNG state from the checkpoint. A run resumed with another worker count is
     not exact anyway; its new ranks get seeds derived from (seed, rank, step)."""
     if group.is_main:
-        set_rng_state(state["rng"])
+        set_rng_state(state["rng"], group.device)
         return
     saved = state.get("worker_rng", [])
     if len(saved) == group.world - 1:
-        set_rng_state(saved[group.rank - 1])
+        set_rng_state(saved[group.rank - 1], group.device)
     else:
         seed_everything(_rank_seed(seed, group.rank, state["step"]))
 

@@ -17,6 +17,7 @@ from bertabl.pretrain.train import pretrain
 from bertabl.training import TrialRuntime
 from tests.conftest import FIXTURES, TINY_MATRIX, model_from
 
+TINY_MODEL = {"intermediate": 32, "dropout": 0.0, "max_position": 32}
 TABLE5_ROWS = [
     {"name": "ltr", "pretrain": {"objective": "ltr"}},
     {"name": "ltr_bilstm", "pretrain": {"objective": "ltr"}, "finetune": {"head": "bilstm"}},
@@ -80,6 +81,37 @@ def test_bilstm_classifier_over_a_causal_encoder(tmp_path: Path):
     out = model(input_ids=ids, attention_mask=mask, labels=torch.tensor([0, 2]))
     out.loss.backward()
     assert model.lstm.weight_ih_l0.grad is not None
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_bilstm_heads_run_their_lstm_in_fp32_under_autocast(tmp_path: Path, dtype):
+    """Autocast would run the LSTM in the low precision; it stays fp32, and lengths counted on
+    the host (what the collator gives) match the ones counted from the mask."""
+    from bertabl.finetune.heads import BiLSTMQuestionAnswering
+
+    torch.manual_seed(0)
+    model_from(
+        {"objective": "mlm_nsp", "model": {"layers": 1, "hidden": 16, "heads": 2} | TINY_MODEL},
+        vocab_size=40,
+        pad_token_id=0,
+    ).save_pretrained(tmp_path)
+    classifier = BiLSTMClassifier.build(tmp_path, num_labels=3, bilstm_hidden=8).eval()
+    qa = BiLSTMQuestionAnswering.build(tmp_path, bilstm_hidden=8).eval()
+    lstm_dtypes = set()
+    for model in (classifier, qa):
+        model.lstm.register_forward_hook(lambda m, a, out: lstm_dtypes.add(out[0].data.dtype))
+    ids = torch.randint(5, 40, (2, 10))
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0
+    exact = classifier(input_ids=ids, attention_mask=mask).logits
+    with torch.autocast("cpu", dtype=dtype):
+        counted = classifier(input_ids=ids, attention_mask=mask).logits
+        given = classifier(input_ids=ids, attention_mask=mask, lengths=mask.sum(-1)).logits
+        start = qa(input_ids=ids, attention_mask=mask, lengths=mask.sum(-1)).start_logits
+    assert lstm_dtypes == {torch.float32}
+    assert counted.dtype == dtype and torch.isfinite(start).all()
+    torch.testing.assert_close(given, counted)
+    torch.testing.assert_close(counted.float(), exact, rtol=0, atol=2e-2)
 
 
 def test_bilstm_row_fine_tunes(tmp_path: Path):

@@ -201,7 +201,7 @@ SENTENCES = [
 def test_feature_modes(mode: str, width: int) -> None:
     stack = torch.randn(2, LAYERS + 1, 7, HIDDEN)
     tagger = feat.FeatureTagger(mode, LAYERS, HIDDEN, lstm_hidden=8, num_labels=9)
-    x = tagger.features(stack)
+    x = tagger.features(stack[:, tagger.layers])  # what collate batches for this mode
     assert x.shape == (2, 7, width) == (2, 7, feat.feature_width(mode, HIDDEN))
     # At init (equal weights, gamma 1) each mode is its closed form.
     expected = {
@@ -240,7 +240,8 @@ def test_encoder_frozen_and_padding_free_states(tok) -> None:
 
     tagger = feat.FeatureTagger("weighted_sum_all", LAYERS, HIDDEN, 8, len(ner.LABELS))
     optimizer = torch.optim.Adam(tagger.parameters(), lr=1e-2)
-    batch = feat.collate(encoded, states)
+    batch = feat.collate(encoded, states, tagger.layers)
+    assert batch["hidden_states"].shape[1] == LAYERS  # the 4 layers the mode reads, of 5
     for _ in range(3):
         optimizer.zero_grad()
         feat.FeatureTagger.loss(
@@ -256,13 +257,22 @@ def test_encoder_frozen_and_padding_free_states(tok) -> None:
 def test_collate_word_positions(tok) -> None:
     encoded = ner.encode(SENTENCES, tok, 6)  # truncates Emma's sentence after "lived"
     states = [torch.zeros(LAYERS + 1, len(f["input_ids"]), HIDDEN) for f in encoded]
-    batch = feat.collate(encoded, states)
+    states = [s + torch.arange(LAYERS + 1.0).view(-1, 1, 1) for s in states]  # layer i holds i
+    batch = feat.collate(encoded, states, [LAYERS, 1])
+    assert batch["hidden_states"].shape == (3, 2, 6, HIDDEN)
+    assert batch["hidden_states"][:, :, 0, 0].tolist() == [[LAYERS, 1.0]] * 3  # in that order
+    assert batch["lengths"].tolist() == [6, 5, 6] and batch["lengths"].device.type == "cpu"
     assert batch["first"][0].tolist() == [1, 2, 4, -1, -1, -1]
     assert batch["labels"][0].tolist() == [ID["B-PER"], ID["I-PER"], 0] + [ner.IGNORE] * 3
     assert batch["first"][1].tolist() == [1, 2, 3, -1, -1, -1]  # padding words
     assert batch["mask"].sum(1).tolist() == [6, 5, 6]
     tagger = feat.FeatureTagger("last_hidden", LAYERS, HIDDEN, 8, len(ner.LABELS))
-    logits = tagger(batch["hidden_states"], batch["mask"], batch["first"])
+    with pytest.raises(ValueError, match=r"reads hidden-state layers \[4\]: expected 1"):
+        tagger(batch["hidden_states"], batch["mask"], batch["first"])
+    batch = feat.collate(encoded, states, tagger.layers)
+    logits = tagger(batch["hidden_states"], batch["mask"], batch["first"], batch["lengths"])
+    counted = tagger(batch["hidden_states"], batch["mask"], batch["first"])  # lengths from the mask
+    torch.testing.assert_close(logits, counted)
     assert logits.shape == (3, 6, len(ner.LABELS)) and not logits[0, 3:].any()
     tags = feat.predict_tags(logits, batch["first"], encoded)
     assert [len(t) for t in tags] == [6, 3, 5] and tags[0][3:] == ["O"] * 3
@@ -317,7 +327,7 @@ def test_tagger_learns_a_synthetic_problem() -> None:
     losses = []
     for _ in range(40):
         optimizer.zero_grad()
-        loss = feat.FeatureTagger.loss(tagger(stack, mask, first), labels)
+        loss = feat.FeatureTagger.loss(tagger(stack[:, tagger.layers], mask, first), labels)
         loss.backward()
         optimizer.step()
         losses.append(loss.item())

@@ -439,6 +439,43 @@ def test_pooling_heads_ignore_padding(encoder_dir: Path, pooling: str):
     torch.testing.assert_close(b[:1], a, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize("pooling", ["cls", "mean", "attention", "cnn"])
+def test_pooling_heads_under_autocast(encoder_dir: Path, pooling: str, dtype: torch.dtype):
+    """Each pooling under CPU autocast (the dtypes a GPU run uses): finite, padding still
+    ignored, and near the fp32 logits. Attention pooling used to fill fp32's minimum into the
+    autocast scores, which overflows bf16 and fp16."""
+    torch.manual_seed(0)
+    model = PooledClassifier.build(encoder_dir, 3, pooling).eval()
+    short = _collate(_items(3)[:1])
+    padded = _collate([_items(3)[0], _items(3)[2]])
+    exact = model(input_ids=short["input_ids"], attention_mask=short["attention_mask"]).logits
+    with torch.autocast("cpu", dtype=dtype):
+        a = model(input_ids=short["input_ids"], attention_mask=short["attention_mask"]).logits
+        b = model(input_ids=padded["input_ids"], attention_mask=padded["attention_mask"]).logits
+    assert a.dtype == dtype and torch.isfinite(b).all()
+    torch.testing.assert_close(b[:1].float(), a.float(), rtol=0, atol=2e-2)
+    torch.testing.assert_close(a.float(), exact, rtol=0, atol=2e-2)
+
+
+def test_attention_pooling_weights_are_fp32_and_skip_padding(encoder_dir: Path):
+    torch.manual_seed(0)
+    model = PooledClassifier.build(encoder_dir, 2, "attention").eval()
+    batch = _collate(_items(2))
+    mask = batch["attention_mask"]
+    hidden = model.bert(input_ids=batch["input_ids"], attention_mask=mask).last_hidden_state
+    seen = {}
+    model.score.register_forward_hook(lambda m, args, out: seen.update(scores=out.dtype))
+    with torch.autocast("cpu", dtype=torch.float16):
+        pooled = model.pool(hidden.half(), mask)
+    assert seen["scores"] == torch.float16  # autocast's linear, then the softmax in fp32
+    assert pooled.dtype == torch.float32 and torch.isfinite(pooled).all()
+    n = int(mask[0].sum())  # the shorter example: its padding gets no weight
+    scores = hidden[0, :n].half().float() @ model.score.weight[0] + model.score.bias
+    expected = scores.softmax(0) @ hidden[0, :n].half().float()
+    torch.testing.assert_close(pooled[0], expected, rtol=0, atol=2e-2)
+
+
 def test_pooling_by_hand(encoder_dir: Path):
     """cls, mean and attention pooling against their definitions on the encoder's states."""
     batch = _collate(_items(2))

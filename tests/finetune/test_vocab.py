@@ -13,7 +13,12 @@ from transformers import BertConfig, BertForSequenceClassification, BertTokenize
 from bertabl.data import synthetic
 from bertabl.finetune import train as finetune_train
 from bertabl.finetune.recipe import Tuning
-from bertabl.finetune.vocab import CompactEmbedding, compact_word_embeddings, token_ids
+from bertabl.finetune.vocab import (
+    CompactEmbedding,
+    checked_collate,
+    compact_word_embeddings,
+    token_ids,
+)
 from bertabl.matrix import build_plan
 from bertabl.matrix.load import tomllib, validate
 from bertabl.orchestrate.checkpoint import Checkpointer
@@ -110,6 +115,25 @@ def test_nothing_is_compacted_when_the_data_reads_the_whole_vocabulary():
     assert isinstance(model.bert.embeddings.word_embeddings, torch.nn.Embedding)
 
 
+@pytest.mark.parametrize("compacted", [True, False])
+def test_ids_the_embedding_cannot_read_fail_on_the_host(compacted: bool):
+    """On a GPU an unreadable id is a device-side assert that leaves the CUDA context (and the
+    reused Tune worker) unusable; the collator's check fails first, naming the id."""
+    model = _model()
+    if compacted:
+        compact_word_embeddings(model, {5, 7})
+    batch = {"input_ids": torch.tensor([[5, 7, 0]]), "attention_mask": torch.ones(1, 3)}
+    collate = checked_collate(lambda items: dict(batch), model)
+    assert collate([]) == batch  # readable ids pass unchanged
+    bad = 11 if compacted else VOCAB  # not kept / past the vocabulary
+    batch["input_ids"] = torch.tensor([[5, bad, 0]])
+    with pytest.raises(RuntimeError, match=f"token id {bad} in a batch is not a row"):
+        collate([])
+    batch["input_ids"] = torch.tensor([[-1, 5]])
+    with pytest.raises(RuntimeError, match="token id -1"):
+        collate([])
+
+
 def test_token_ids_read_flat_and_per_candidate_examples():
     items = [{"input_ids": [1, 2, 3]}, {"input_ids": [[4, 5], [5, 6]]}, {"input_ids": []}]
     assert token_ids(items) == {1, 2, 3, 4, 5, 6}
@@ -198,3 +222,19 @@ def test_a_checkpoint_of_the_full_embedding_starts_the_trial_over(
     with pytest.warns(RuntimeWarning, match=r"word_embeddings.weight: \(200, 16\) saved vs"):
         assert finetune_train.finetune(config, pretrained, tmp_path, runtime) == straight
     assert runtime.resumed_from is None
+
+
+def test_a_fine_tuning_trial_checks_its_batches_on_the_host(encoder_with_spare_vocab, monkeypatch):
+    from bertabl.finetune.families.classification import Classification
+
+    pretrained, config = encoder_with_spare_vocab
+    collate = Classification.collate
+
+    def corrupt(self, items):  # a collator bug: an id no example holds ("unusedword...")
+        batch = collate(self, items)
+        batch["input_ids"][0, 1] = VOCAB_SPARE - 1
+        return batch
+
+    monkeypatch.setattr(Classification, "collate", corrupt)
+    with pytest.raises(RuntimeError, match=f"token id {VOCAB_SPARE - 1} in a batch is not a row"):
+        _run(config, pretrained)

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bertabl.pretrain.model import MaskedPositionsLM
+from bertabl.pretrain.model import (
+    DENSE_LOGITS_LIMIT,
+    ChunkedLeftToRightLM,
+    MaskedPositionsLM,
+    lm_module,
+)
 from bertabl.pretrain.parallel import Group
 from bertabl.pretrain.train import IGNORE, _accumulate_gradients
 from bertabl.training import Precision
@@ -13,7 +18,6 @@ from bertabl.trial.layout import batch_layout
 from tests.conftest import model_from
 
 VOCAB, PAD = 50, 0
-
 
 
 def _pretrain(objective: str) -> dict:
@@ -83,3 +87,51 @@ def test_sparse_logits_are_the_dense_logits_at_masked_positions():
     torch.testing.assert_close(mlm, out.prediction_logits.flatten(0, 1)[positions])
     torch.testing.assert_close(nsp, out.seq_relationship_logits)
     assert mlm.shape == (int((batch["labels"] != IGNORE).sum()), VOCAB)
+
+
+# --- LTR at scale: the loss in checkpointed chunks ----------------------------------------------
+
+
+def _ltr_batch() -> dict[str, torch.Tensor]:
+    from bertabl.pretrain.train import next_token_labels
+
+    batch = {k: v for k, v in _batch().items() if k != "next_sentence_label"}
+    labels = torch.where(batch["attention_mask"].bool(), batch["input_ids"], IGNORE)
+    return batch | {"labels": next_token_labels(labels)}
+
+
+@pytest.mark.parametrize("micro", [0, 2])
+def test_chunked_ltr_loss_and_gradients_equal_the_dense_model(micro: int):
+    """5-position chunks (of 28 predicted positions): same loss and gradients as the dense
+    logits over every position, with and without micro-batches."""
+    torch.manual_seed(0)
+    model = model_from(_pretrain("ltr"), VOCAB, PAD)
+    batch = _ltr_batch()
+    cpu, layout = torch.device("cpu"), batch_layout(len(batch["input_ids"]), 1, micro)
+    group = Group(0, 1, cpu)
+    dense, _, _ = _accumulate_gradients(model, batch, layout, group, False, Precision(cpu))
+    expected = _grads(model)
+    model.zero_grad(set_to_none=True)
+    chunked_lm = ChunkedLeftToRightLM(model, chunk_rows=5)
+    chunked, _, _ = _accumulate_gradients(chunked_lm, batch, layout, group, False, Precision(cpu))
+    assert chunked == pytest.approx(dense, abs=1e-6)
+    got = _grads(model)
+    assert got.keys() == expected.keys()
+    for name, grad in expected.items():
+        torch.testing.assert_close(got[name], grad, atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_ltr_logits_are_chunked_only_past_the_limit(monkeypatch):
+    import bertabl.pretrain.model as model_module
+
+    torch.manual_seed(0)
+    ltr = model_from(_pretrain("ltr"), VOCAB, PAD)
+    assert isinstance(
+        lm_module(model_from(_pretrain("mlm"), VOCAB, PAD), "mlm", 10**9), MaskedPositionsLM
+    )
+    assert lm_module(ltr, "ltr", DENSE_LOGITS_LIMIT // VOCAB) is ltr  # dense: as before
+    monkeypatch.setattr(model_module, "DENSE_LOGITS_LIMIT", 10 * VOCAB)
+    chunked = lm_module(ltr, "ltr", 11)
+    assert isinstance(chunked, ChunkedLeftToRightLM) and chunked.chunk_rows == 10
+    # paper scale: 256 sequences x 512 positions x BERT's 30,522 words would be 16 GB in fp32
+    assert 256 * 512 * 30522 > DENSE_LOGITS_LIMIT >= 32 * 128 * 30522  # budget vs CPU presets

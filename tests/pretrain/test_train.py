@@ -81,10 +81,64 @@ def test_figure5_style_run_through_ray(tiny_matrix: Path, tmp_path: Path):
     for label in ("MLM + NSP (5 steps)", "MLM + NSP (10 steps)", "MLM only (5 steps)"):
         assert f"| {label} |" in report
 
-    # Asking for a step the finished pre-training did not save re-runs it to save that model.
+    # Asking for a step the finished pre-training did not save re-runs it to save that model,
+    # in its own folder: the final model the finished fine-tunes read stays as it was.
+    final = {p: p.read_bytes() for p in run_dir.glob("trials/pt-*/model/*")}
     again = tiny_matrix.read_text().replace("pretrain_steps = [5, 10]", "pretrain_steps = [3, 10]")
     tiny_matrix.write_text(again)
     result = CliRunner().invoke(app, ["run", str(tiny_matrix), "--run-dir", str(run_dir)])
     assert result.exit_code == 0, result.output
     for pt in run_dir.glob("trials/pt-*"):
         assert (pt / intermediate_model_name(3)).is_dir()
+    assert final and {p: p.read_bytes() for p in run_dir.glob("trials/pt-*/model/*")} == final
+
+
+def test_deterministic_pretraining_is_on_in_the_body_and_repeats_to_the_bit(
+    tmp_path: Path, monkeypatch
+):
+    """resources.deterministic reaches the body (every op ran with deterministic algorithms:
+    none raised on CPU); the run repeats bit for bit, as CPU runs do anyway."""
+    import bertabl.pretrain.train as train_module
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    seen = []
+    step = train_module.apply_gradients
+
+    def spy(*args, **kwargs):
+        seen.append(torch.are_deterministic_algorithms_enabled())
+        return step(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "apply_gradients", spy)
+    config = _plan([]).pretrain[0].config
+    try:
+        runs = [
+            pretrain(
+                config, tmp_path / str(i), TrialRuntime(torch.device("cpu"), deterministic=True)
+            )
+            for i in range(2)
+        ]
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert seen == [True] * 2 * config.pretrain.steps
+    assert runs[0] == runs[1]
+    weights = [load_file(tmp_path / str(i) / "model" / "model.safetensors") for i in range(2)]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_ltr_pretraining_with_its_loss_in_chunks_matches_the_dense_run(tmp_path: Path, monkeypatch):
+    """The loop's chunked-LTR branch end to end: the same losses as dense logits, to float
+    rounding (the summation order differs)."""
+    import bertabl.pretrain.model as model_module
+
+    raw = tomllib.loads(TINY_MATRIX)
+    raw["pretrain"]["variants"] = [{"name": "ltr", "pretrain": {"objective": "ltr"}}]
+    config = build_plan(validate(raw, "m.toml"), "m.toml").pretrain[0].config
+    dense = pretrain(config, tmp_path / "dense", TrialRuntime(torch.device("cpu")))
+    vocab = len(
+        load_file(tmp_path / "dense" / "model" / "model.safetensors")["cls.predictions.bias"]
+    )
+    monkeypatch.setattr(model_module, "DENSE_LOGITS_LIMIT", 50 * vocab)  # chunks of 50 positions
+    chunked = pretrain(config, tmp_path / "chunked", TrialRuntime(torch.device("cpu")))
+    assert chunked.keys() == dense.keys()
+    for key in ("loss", "ltr_loss", "heldout_loss"):  # held-out: the same final model
+        assert chunked[key] == pytest.approx(dense[key], rel=1e-4), key

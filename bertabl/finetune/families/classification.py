@@ -17,7 +17,10 @@ class Classification(FamilyData):
         return encode_texts(rows, self.tokenizer, self.config.max_seq_len)
 
     def _collate(self, items: list) -> dict[str, torch.Tensor]:
-        return DataCollatorWithPadding(self.tokenizer)(items)  # to the batch's longest
+        batch = DataCollatorWithPadding(self.tokenizer, pad_to_multiple_of=self.pad_multiple)(
+            items
+        )  # to the batch's longest (on a GPU, rounded up to a multiple of 8)
+        return with_lengths(batch) if self.config.head == "bilstm" else batch
 
     def _build(self) -> torch.nn.Module:
         config, directory, labels = self.config, self.pretrained_dir, self.spec.num_labels
@@ -46,3 +49,9 @@ def encode_texts(dataset, tokenizer, max_seq_len: int) -> list[dict]:
     columns = encoded.to_dict()
     columns["labels"] = columns.pop("label")
     return [{c: values[i] for c, values in columns.items()} for i in range(len(encoded))]
+
+
+def with_lengths(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`batch` + "lengths": real tokens per sequence, counted on the host, for a BiLSTM head's
+    packing (training.HOST_KEYS keeps them there)."""
+    return batch | {"lengths": batch["attention_mask"].sum(-1)}

@@ -15,7 +15,7 @@ class MultipleChoice(FamilyData):
         return multiple_choice.encode(list(rows), self.tokenizer, self.config.max_seq_len)
 
     def _collate(self, items: list) -> dict[str, torch.Tensor]:
-        return multiple_choice.collate(items, self.tokenizer)
+        return multiple_choice.collate(items, self.tokenizer, self.pad_multiple)
 
     def _build(self) -> torch.nn.Module:
         return AutoModelForMultipleChoice.from_pretrained(self.pretrained_dir)

@@ -11,6 +11,7 @@ from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding
 
 from bertabl.finetune import squad
 from bertabl.finetune.families.base import FamilyData, Scored, forward_batches
+from bertabl.finetune.families.classification import with_lengths
 from bertabl.finetune.heads import BiLSTMQuestionAnswering
 from bertabl.training import Precision
 
@@ -34,7 +35,8 @@ class SpanQA(FamilyData):
         return list(rows)  # windows are cut once the tokenizer's settings are known (above)
 
     def _collate(self, items: list) -> dict[str, torch.Tensor]:
-        return DataCollatorWithPadding(self.tokenizer)(items)
+        batch = DataCollatorWithPadding(self.tokenizer, pad_to_multiple_of=self.pad_multiple)(items)
+        return with_lengths(batch) if self.config.head == "bilstm" else batch
 
     def readable(self) -> list[list[dict]]:
         return [self.train, self.eval_features]

@@ -28,7 +28,7 @@ class Tagging(FamilyData):
         return ner.encode(sentences, self.tokenizer, self.config.max_seq_len, context)
 
     def _collate(self, items: list) -> dict[str, torch.Tensor]:
-        return ner.collate(items, self.tokenizer.pad_token_id)
+        return ner.collate(items, self.tokenizer.pad_token_id, self.pad_multiple)
 
     def _build(self) -> torch.nn.Module:
         return AutoModelForTokenClassification.from_pretrained(
@@ -80,9 +80,17 @@ class FeatureTagging(Tagging):
     def lengths(self) -> list[int]:
         return [length_of(x) for x in self.encoded["train"]]  # the items are indices
 
+    @cached_property
+    def layers(self) -> list[int]:
+        """The hidden-state layers the trial's feature mode reads (the only ones batched)."""
+        layers = AutoConfig.from_pretrained(self.pretrained_dir).num_hidden_layers
+        return tag_features.layer_indices(self.config.features, layers)
+
     def _collate_split(self, split: str, indices: list[int]) -> dict[str, torch.Tensor]:
         sentences, states = self.encoded[split], self.states[split]
-        return tag_features.collate([sentences[i] for i in indices], [states[i] for i in indices])
+        return tag_features.collate(
+            [sentences[i] for i in indices], [states[i] for i in indices], self.layers
+        )
 
     def _collate(self, items: list) -> dict[str, torch.Tensor]:  # training items only
         return self._collate_split("train", items)

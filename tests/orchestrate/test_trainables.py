@@ -1,0 +1,88 @@
+"""The Tune trainables, called in-process (tune.report only warns outside a Tune session)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import bertabl.pretrain.train as train_module
+from bertabl.matrix import build_plan
+from bertabl.matrix.load import tomllib, validate
+from bertabl.orchestrate.store import RunStore
+from bertabl.orchestrate.trainables import run_trial
+from bertabl.trial.files import model_dir_name
+from tests.conftest import TINY_MATRIX
+
+pytestmark = pytest.mark.filterwarnings("ignore:`report` is meant to only be called")
+
+
+def _params(run_dir: Path, trial, save_steps: list[int]) -> dict:
+    return {
+        "trial": {"id": trial.id, "stage": "pretrain", "config": trial.config},
+        "run_dir": str(run_dir),
+        "cpus": 1,
+        "gpus": 0,
+        "checkpoint_every": 4,
+        "checkpoint_keep": 2,
+        "precision": "auto",
+        "deterministic": False,
+        "micro_batch_size": 0,
+        "workers": 1,
+        "save_steps": {trial.id: save_steps},
+    }
+
+
+def _files(folder: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file's bytes and modification time: what 'untouched' means."""
+    return {
+        p.relative_to(folder).as_posix(): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _untouchable(folder: Path) -> dict:
+    """What finished fine-tunes read: the final model, model-step-5 and the record."""
+    files = {name: _files(folder / name) for name in ("model", model_dir_name(5))}
+    record = folder / "record.json"
+    return files | {"record": (record.read_text(), record.stat().st_mtime_ns)}
+
+
+def test_a_finished_pretraining_rerun_saves_only_the_missing_intermediate_model(
+    tmp_path: Path, monkeypatch
+):
+    """A later matrix asks a finished pre-training for the model after step 3: the re-run trains
+    3 steps, saves model-step-3 in its own folder and touches nothing that finished fine-tunes
+    read (the final model, model-step-5, the record)."""
+    raw = tomllib.loads(TINY_MATRIX)
+    trial = build_plan(validate(raw, "m.toml"), "m.toml").pretrain[0]
+    store = RunStore(tmp_path / "run")
+    run_trial(_params(store.root, trial, [5]))
+    folder = store.trial_dir(trial.id)
+    assert store.is_done(trial.id) and (folder / model_dir_name(5)).is_dir()
+    before = _untouchable(folder)
+
+    steps = []
+    apply = train_module.apply_gradients
+    monkeypatch.setattr(
+        train_module, "apply_gradients", lambda *a, **k: steps.append(1) or apply(*a, **k)
+    )
+    run_trial(_params(store.root, trial, [3, 5]))
+    assert len(steps) == 3  # up to the last missing step, not the trial's 10
+    assert _untouchable(folder) == before
+    assert not (folder / "checkpoints").exists() or not any((folder / "checkpoints").iterdir())
+
+    # On CPU the saved model is the one the first run passed through at step 3.
+    reference = tmp_path / "reference"
+    monkeypatch.setattr(train_module, "apply_gradients", apply)
+    from bertabl.pretrain.train import pretrain
+    from bertabl.training import TrialRuntime
+
+    pretrain(trial.config, reference, TrialRuntime(torch.device("cpu"), save_steps=(3,)))
+    saved = load_file(folder / model_dir_name(3) / "model.safetensors")
+    expected = load_file(reference / model_dir_name(3) / "model.safetensors")
+    assert saved.keys() == expected.keys()
+    assert all(torch.equal(saved[k], expected[k]) for k in saved)
