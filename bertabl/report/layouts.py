@@ -18,7 +18,7 @@ from bertabl.paper import tables
 from bertabl.paper.tables import LAYOUTS, PAPER_BASELINE, PAPER_COLUMNS, Column
 from bertabl.report.model import MISSING, Detail, Line, Notes, Report, Shown, Table
 from bertabl.report.select import Cell, select_cell
-from bertabl.report.significance import RESAMPLES, paired_bootstrap_p
+from bertabl.report.significance import RESAMPLES, paired_bootstrap_p, stalled
 from bertabl.report.stats import ALPHA, bootstrap_ci, paired_sign_flip_p
 from bertabl.trial.pretrain import PretrainConfig
 
@@ -101,6 +101,7 @@ class _Builder:
         self.baseline_label: str | None = None
         self.paper_baseline_label: str | None = None
         self._cells: dict[tuple[str, Column], Cell] = {}
+        self._stalled: dict[tuple[str, ...], int | None] = {}
 
     # -- cells ---------------------------------------------------------------------------------
     def cell(self, row: Row, column: Column) -> Cell | None:
@@ -132,12 +133,27 @@ class _Builder:
         if len(cell.values) < self.plan.matrix.finetune.protocol(column.task).restarts:
             shown.n = len(cell.values)
         shown.failed, shown.diverged = cell.failed, cell.diverged
+        shown.stalled = self.stalled(cell) or 0
         base = baseline and self.cell(baseline, column)
         if delta and row is not baseline and base is not None and base.mean is not None:
             shown.delta = 100 * (value - base.headline(self.restarts))
         if p is not None and p < ALPHA:
             shown.mark = SIGNIFICANT
         return shown
+
+    def stalled(self, cell: Cell) -> int | None:
+        """How many of the cell's restarts stalled: their dev predictions do no better than a
+        constant predictor (report/significance.py). Always judged on dev, whatever split the
+        cell shows: stalling is a property of the fine-tuning run. None: no predictions kept."""
+        key = tuple(cell.trial_of)
+        if key not in self._stalled:
+            lines = [self.predictions(trial, "dev") for trial in cell.trial_of]
+            if not lines or any(x is None for x in lines):
+                self._stalled[key] = None
+            else:
+                spec = self.plan.matrix.spec(cell.task)
+                self._stalled[key] = sum(stalled(spec, cell.metric, x) for x in lines)
+        return self._stalled[key]
 
     def _p_value(
         self, cell: Cell | None, base: Cell | None, is_baseline: bool, split: str = "dev"
@@ -190,6 +206,7 @@ class _Builder:
                 ci=interval,
                 failed=cell.failed,
                 diverged=cell.diverged,
+                stalled=self.stalled(cell),
                 p_vs_baseline=p,
                 grid_point=cell.grid_point,
                 hours=cell.seconds / 3600,
@@ -402,8 +419,11 @@ class _Builder:
             "Cells: the dev score (%) of the grid point with the best mean dev score over its "
             f"restarts (ties: the earlier grid point in matrix order), {shown}. "
             "Failed and diverged (non-finite score) restarts are counted beside the cell, not "
-            "averaged; medians are under Cells in detail. A missing cell is — with a "
-            "note, never zero."
+            "averaged; stalled restarts (dev predictions no better than a constant predictor "
+            "— the majority label, no entity, an empty answer — at p < 0.05 in a one-sided "
+            "paired bootstrap) are counted beside it and kept in the mean, since leaving them "
+            "out would flatter unstable rows. Medians are under Cells in detail. A missing "
+            "cell is — with a note, never zero."
         ]
         if self.layout == "table7" or any(c.split == "test" for c in self.columns_used):
             rules.append(

@@ -35,6 +35,7 @@ class Shown:
     n: int | None = None  # restarts, shown only when fewer than the matrix's `restarts`
     failed: int = 0  # failed restarts of the selected grid point
     diverged: int = 0  # its restarts with a non-finite score
+    stalled: int = 0  # its restarts no better than a constant predictor (in the mean)
     digits: int = 1
     text: str | None = None
     notes: list[int] = field(default_factory=list)
@@ -74,6 +75,7 @@ class Detail:
     ci: tuple[float, float] | None
     failed: int
     diverged: int
+    stalled: int | None  # None: no predictions kept to tell
     p_vs_baseline: float | None
     grid_point: dict[str, Any] | None
     hours: float

@@ -33,7 +33,13 @@ def shown_md(cell: Shown) -> str:
 def _extras(cell: Shown) -> str:
     parts = [] if cell.n is None else [f"n={cell.n}"]
     parts += [
-        f"{k} {label}" for k, label in ((cell.failed, "failed"), (cell.diverged, "diverged")) if k
+        f"{k} {label}"
+        for k, label in (
+            (cell.failed, "failed"),
+            (cell.diverged, "diverged"),
+            (cell.stalled, "stalled"),
+        )
+        if k
     ]
     return ", ".join(parts)
 
@@ -105,7 +111,7 @@ def _md_details(details: list[Detail], trials_csv: str | None) -> list[str]:
     ci = any(d.ci is not None for d in details)
     head = ["Row", "Column", "Metric", "n", "Mean", "Std", "Median", "Best on dev"]
     head += ["95% CI"] if ci else []
-    head += ["Failed", "Diverged", "p vs baseline", "Selected grid point", "Trial-hours"]
+    head += ["Failed", "Diverged", "Stalled", "p vs baseline", "Selected grid point", "Trial-hours"]
     head += ["Tokens (planned)", "Trials"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for d in details:
@@ -126,6 +132,7 @@ def _md_details(details: list[Detail], trials_csv: str | None) -> list[str]:
         cells += [
             str(d.failed),
             str(d.diverged),
+            "—" if d.stalled is None else str(d.stalled),
             "—" if d.p_vs_baseline is None else f"{d.p_vs_baseline:.3g}",
             point,
             f"{d.hours:.3f}",

@@ -49,6 +49,43 @@ def paired_bootstrap_p(
     return min(1.0, 2 * min(below, above))
 
 
+def stalled(
+    spec: TaskSpec, metric: str, lines: Sequence[dict[str, Any]], resamples: int = RESAMPLES
+) -> bool:
+    """Whether one restart's predictions do no better than a constant predictor on the same
+    examples: not above it at p < 0.05 in a one-sided paired bootstrap (as above, one restart).
+
+    The constant predictor is what a model that learned nothing from the inputs can output:
+    the split's majority label (classification, multiple choice), no entity (tagging), an
+    empty answer (span QA), and zero correlation (regression). A restart stuck on the loss
+    plateau predicts one label or guesses, and cannot beat it; 1-2 lucky points above chance on
+    a few hundred examples do not either (Mosbach et al., 2021 call a run that ends at or below
+    the majority baseline "failed"; the bootstrap makes "at" mean "within noise of")."""
+    if not lines:
+        return False
+    n = len(lines)
+    draws = np.random.default_rng(SEED).integers(0, n, size=(resamples, n))
+    ours = _scores(spec, metric, lines, draws)
+    if spec.family == "regression":
+        constant = np.zeros(resamples)  # a constant has no correlation with anything
+    else:
+        constant = _scores(spec, metric, constant_predictions(spec, lines), draws)
+    return float(np.mean(ours - constant <= 0)) >= 0.05
+
+
+def constant_predictions(spec: TaskSpec, lines: Sequence[dict[str, Any]]) -> list[dict]:
+    """`lines` with every prediction replaced by the constant predictor's (see `stalled`)."""
+    family = spec.family
+    if family == "tagging":
+        return [line | {"tags": ["O"] * len(line["gold"])} for line in lines]
+    if family == "span_qa":
+        return [line | {"answer": ""} for line in lines]
+    labels = [line["label"] for line in lines]
+    order = list(spec.labels) or sorted(set(labels))  # ties: the first label
+    majority = max(order, key=labels.count)
+    return [line | {"prediction": majority} for line in lines]
+
+
 def _scores(spec: TaskSpec, metric: str, lines: Sequence[dict], draws: np.ndarray) -> np.ndarray:
     """`metric` on each resample (a row of `draws`: example indices) of one restart's lines."""
     family = spec.family

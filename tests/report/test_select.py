@@ -204,3 +204,27 @@ def test_report_restarts_best_headlines_the_best_restart_on_dev():
     assert "best on dev" in report.rules[0]
     detail = report.details[0]
     assert (detail.mean, detail.best) == (pytest.approx(0.80), pytest.approx(0.90))
+
+
+def test_a_stalled_restart_is_counted_beside_its_cell_and_kept_in_the_mean():
+    from bertabl.report.layouts import build_report
+    from bertabl.report.render import shown_md
+
+    plan = _plan()
+    records = _records(plan, {("syn_agree", 1e-3, 0): 0.5, ("syn_agree", 1e-3, 1): 1.0})
+    trials = {t.restart: t.id for t in cell_trials(plan, plan.rows[0], "syn_agree")
+              if dict(t.grid_point)["learning_rate"] == 1e-3}  # fmt: skip
+    gold = ["0", "1"] * 100
+    answers = {trials[0]: ["1"] * 200, trials[1]: gold}  # one label everywhere; all right
+
+    def predictions(trial: str, split: str):
+        assert split == "dev"  # stalling is judged on dev
+        return [{"index": i, "prediction": p, "label": g}
+                for i, (p, g) in enumerate(zip(answers[trial], gold, strict=True))]  # fmt: skip
+
+    report = build_report(plan, records, predictions=predictions)
+    cell = report.tables[0].lines[0].cells[0]
+    assert cell.stalled == 1 and cell.value == pytest.approx(75.0)  # (50 + 100) / 2
+    assert "1 stalled" in shown_md(cell)
+    assert report.details[0].stalled == 1
+    assert build_report(plan, records).details[0].stalled is None  # no predictions: unknown

@@ -7,14 +7,22 @@ import numpy as np
 import pytest
 
 from bertabl.finetune import metrics as M
-from bertabl.report.significance import _scores, paired_bootstrap_p
+from bertabl.report.significance import (
+    _scores,
+    constant_predictions,
+    paired_bootstrap_p,
+    stalled,
+)
 from bertabl.tasks.builtin import BUILT_IN
 
 IDENTITY = np.arange(6)[None, :]  # one "resample": every example once
 
 
 def _classification(pred, gold):
-    return [{"index": i, "prediction": p, "label": g} for i, (p, g) in enumerate(zip(pred, gold))]
+    return [
+        {"index": i, "prediction": p, "label": g}
+        for i, (p, g) in enumerate(zip(pred, gold, strict=True))
+    ]
 
 
 @pytest.mark.parametrize("metric", ["accuracy", "f1"])
@@ -73,3 +81,61 @@ def test_the_same_predictions_are_never_significant_and_a_clean_sweep_is():
     nearly = _classification(["1", *gold[1:]], gold)
     assert paired_bootstrap_p(spec, "accuracy", [right], [nearly]) > 0.05
     assert paired_bootstrap_p(spec, "accuracy", [], []) is None
+
+
+# -- stalled restarts ------------------------------------------------------------------------
+def _balanced(n=500, seed=0):
+    rng = np.random.default_rng(seed)
+    return [str(x) for x in rng.permutation([0, 1] * (n // 2))]
+
+
+def _with_accuracy(gold, accuracy, seed=1):
+    """Predictions right on exactly round(accuracy * n) examples, the rest flipped."""
+    rng = np.random.default_rng(seed)
+    wrong = set(rng.choice(len(gold), size=round((1 - accuracy) * len(gold)), replace=False))
+    return [str(1 - int(g)) if i in wrong else g for i, g in enumerate(gold)]
+
+
+def test_a_restart_predicting_one_label_or_guessing_stalled():
+    gold, sst2 = _balanced(), BUILT_IN["sst2"]
+    assert stalled(sst2, "accuracy", _classification(["1"] * 500, gold))
+    # 0.52 on 500 balanced examples: 1 standard error above chance (sqrt(.25/500) = 0.022)
+    assert stalled(sst2, "accuracy", _classification(_with_accuracy(gold, 0.52), gold))
+
+
+def test_a_restart_that_learned_something_did_not_stall():
+    gold, sst2 = _balanced(), BUILT_IN["sst2"]
+    assert not stalled(sst2, "accuracy", _classification(gold, gold))
+    # 0.60: 4.5 standard errors above chance
+    assert not stalled(sst2, "accuracy", _classification(_with_accuracy(gold, 0.60), gold))
+
+
+def test_the_constant_predictor_is_the_majority_label_whatever_the_metric():
+    # MRPC-like: 68% positive; predicting "1" everywhere scores F1 = 2*.68/(1+.68) = 0.81 but
+    # is exactly what the constant predictor scores
+    gold = ["1"] * 340 + ["0"] * 160
+    lines = _classification(["1"] * 500, gold)
+    assert M.METRICS["f1"]([1] * 500, [int(g) for g in gold]) == pytest.approx(0.8095, abs=1e-4)
+    assert stalled(BUILT_IN["mrpc"], "f1", lines)
+    assert [x["prediction"] for x in constant_predictions(BUILT_IN["mrpc"], lines)] == ["1"] * 500
+    assert not stalled(BUILT_IN["mrpc"], "f1", _classification(gold, gold))
+
+
+def test_tagging_spans_and_regression_stall_at_their_own_constant():
+    no_entity = [{"tags": ["O", "O"], "gold": ["B-PER", "O"]}] * 50
+    found = [{"tags": ["B-PER", "O"], "gold": ["B-PER", "O"]}] * 50
+    assert stalled(BUILT_IN["conll2003"], "f1", no_entity)
+    assert not stalled(BUILT_IN["conll2003"], "f1", found)
+    empty = [{"id": str(i), "answer": "", "gold": ["Paris"]} for i in range(50)]
+    right = [{"id": str(i), "answer": "Paris", "gold": ["Paris"]} for i in range(50)]
+    assert stalled(BUILT_IN["squad_v1"], "f1", empty)
+    assert not stalled(BUILT_IN["squad_v1"], "f1", right)
+    rng = np.random.default_rng(0)
+    gold = rng.uniform(0, 5, 300)
+    noise = [
+        {"prediction": float(p), "label": float(g)}
+        for p, g in zip(rng.uniform(0, 5, 300), gold, strict=True)
+    ]
+    tracks = [{"prediction": float(g + rng.normal(0, 1)), "label": float(g)} for g in gold]
+    assert stalled(BUILT_IN["stsb"], "pearson", noise)
+    assert not stalled(BUILT_IN["stsb"], "pearson", tracks)
