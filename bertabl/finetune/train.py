@@ -20,6 +20,7 @@ from transformers import AutoTokenizer
 from bertabl.finetune.families import family_of
 from bertabl.finetune.recipe import Tuning
 from bertabl.finetune.vocab import compact_word_embeddings, readable_ids
+from bertabl.pretrain.parallel import Group
 from bertabl.tasks.catalogue import spec_of
 from bertabl.training import Precision, TrialRuntime, seed_everything
 from bertabl.trial.finetune import FinetuneTrialConfig, MultitaskTrialConfig
@@ -30,12 +31,17 @@ Step = tuple[str, list, torch.nn.Module | None]
 
 
 def finetune(
-    config: FinetuneTrialConfig, pretrained_dir: Path, out_dir: Path, runtime: TrialRuntime
+    config: FinetuneTrialConfig,
+    pretrained_dir: Path,
+    out_dir: Path,
+    runtime: TrialRuntime,
+    group: Group | None = None,
 ) -> dict[str, Any]:
     """Fine-tune and evaluate on dev after every epoch; returns the last epoch's metrics.
 
     Checkpoints at every epoch end (and every `runtime.checkpoint_every` steps) and resumes from
-    the latest one, with the same result as an uninterrupted run.
+    the latest one, with the same result as an uninterrupted run. `group`: this process's rank
+    of a data-parallel trial (every rank calls this); None = a single process.
     """
     spec = spec_of(config.task, config.task_data)
     device = runtime.device
@@ -67,7 +73,14 @@ def finetune(
 
     steps_per_epoch = math.ceil(size / config.batch_size)
     return train_epochs(
-        config, model, runtime, steps_per_epoch, epoch_steps, lambda _: data.collate, evaluate
+        config,
+        model,
+        runtime,
+        steps_per_epoch,
+        epoch_steps,
+        lambda _: data.collate,
+        evaluate,
+        group=group,
     )
 
 
@@ -80,16 +93,20 @@ def train_epochs(
     collate_for: Callable[[str], Callable[[list], dict[str, torch.Tensor]]],
     evaluate: Callable[[Precision], dict[str, Any]],
     tasks: list[str] | None = None,
+    group: Group | None = None,
 ) -> dict[str, Any]:
     """The epoch loop of single- and multi-task fine-tuning: steps, checkpoints, evaluation.
 
     `epoch_steps(epoch)(i)` is step i of that epoch; `collate_for(task)` turns a step's items
     into a batch; `evaluate` scores the model after each epoch. With `tasks` (a multi-task
     trial), losses are kept per task and reported as "<task>/train_loss" beside the mean.
+    In a data-parallel trial every rank runs this loop on its share of each batch (see
+    Tuning.step); rank 0 alone evaluates, and the others get its scores.
     """
     precision = Precision.for_device(runtime.device, runtime.precision)
+    group = group or Group.single(runtime.device)
     # The recipe (finetune/recipe.py): parameter groups, freezing, accumulation, EMA.
-    tuning = Tuning(model, config, config.epochs * steps_per_epoch)
+    tuning = Tuning(model, config, config.epochs * steps_per_epoch, group=group)
     empty = (lambda: {t: [] for t in tasks}) if tasks else list
     losses: Any
     epoch, first_batch, step, losses = tuning.resume(runtime, precision, empty())
@@ -122,7 +139,8 @@ def train_epochs(
             for task in tasks or ():
                 if losses[task]:
                     metrics[f"{task}/train_loss"] = sum(losses[task]) / len(losses[task])
-            metrics |= evaluate(precision)
+            metrics |= evaluate(precision) if group.is_main else {}
+        metrics = group.broadcast(metrics)  # every rank's history and report: rank 0's scores
         history.append(metrics)
         runtime.report(metrics | {"seconds": time.perf_counter() - started})
         epoch, first_batch, losses = epoch + 1, 0, empty()

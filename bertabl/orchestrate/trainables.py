@@ -1,46 +1,23 @@
-"""Ray Tune function trainables: thin wrappers that run a trial body and write its record.
+"""The Ray Tune trainable: runs a trial body and writes its record.
 
-Each receives `{"trial": {"id", "stage", "config"}, "run_dir", "cpus", "gpus", ...runtime
+Each trial receives `{"trial": {"id", "stage", "config"}, "resources": {"workers",
+"cpus_per_worker", "gpus_per_worker", "placement", "micro_batch_size"}, "run_dir", ...runtime
 settings}` as its Tune config; all paths are absolute because Ray runs trials in their own
 working directory.
+
+A single-worker trial runs its body right here, in the Tune trial's process (no Ray Train: it
+would only add a worker process and its start-up, see bench/orchestration.py). A data-parallel
+trial makes this process the driver of a Ray Train run (orchestrate/train_workers.py) whose
+workers each run `run_rank`; the record is written here either way, from rank 0's outcome.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 import time
 from typing import Any
 
+from bertabl.orchestrate.rank import checkpointer, quiet_libraries, run_rank
 from bertabl.orchestrate.store import DONE, RunStore
-
-
-def pretrain_trainable(params: dict[str, Any]) -> None:
-    """Tune entry point of a pre-training trial."""
-    from bertabl.pretrain.train import pretrain
-
-    def body(config, store, out_dir, runtime):
-        return pretrain(config, out_dir, runtime)
-
-    _run(params, body)
-
-
-def finetune_trainable(params: dict[str, Any]) -> None:
-    """Tune entry point of a fine-tuning trial (its pre-training is done: the driver checked)."""
-    from bertabl.finetune.train import finetune
-    from bertabl.trial.finetune import MultitaskTrialConfig
-
-    def body(config, store, out_dir, runtime):
-        pretrained = store.model_dir(config.pretrain_id, config.pretrain_step)
-        if isinstance(config, MultitaskTrialConfig):  # one shared encoder, a record per task
-            from bertabl.finetune.multitask import finetune_multitask
-
-            metrics = finetune_multitask(config, pretrained, out_dir, runtime)
-            write_views(store, config, metrics, runtime.history)
-            return metrics
-        return finetune(config, pretrained, out_dir, runtime)
-
-    _run(params, body)
 
 
 def write_views(store: RunStore, config, metrics: dict[str, Any], history: list) -> None:
@@ -60,75 +37,47 @@ def write_views(store: RunStore, config, metrics: dict[str, Any], history: list)
         )
 
 
-TRAINABLES = {"pretrain": pretrain_trainable, "finetune": finetune_trainable}
-
-
 def run_trial(params: dict[str, Any]) -> None:
     """Tune entry point of any trial: one trainable for both stages, so one warm worker
     process (reuse_actors) runs pre-training and fine-tuning trials alike."""
-    TRAINABLES[params["trial"]["stage"]](params)
-
-
-def _run(params: dict[str, Any], body) -> None:
-    import torch
-    from ray import tune
-
-    from bertabl.orchestrate.checkpoint import Checkpointer
-    from bertabl.training import TrialRuntime, pick_device
-
     quiet_libraries()
-    torch.set_num_threads(max(1, int(params["cpus"])))
     trial_id, config = params["trial"]["id"], params["trial"]["config"]
     store = RunStore(params["run_dir"])
-    trial_dir = store.trial_dir(trial_id)
     attempt = store.count_attempt(trial_id)
-
-    def report(metrics: dict[str, Any]) -> None:
-        # No Tune checkpoint: Tune would copy the directory into its storage (the saved model:
-        # 420 MB at BERT-Base size) while resuming uses our own checkpoints and fine-tunes read
-        # the model from the run directory.
-        store.write_progress(trial_id, metrics)
-        tune.report(metrics)
-
-    checkpoints = Checkpointer(trial_dir / "checkpoints", keep=params["checkpoint_keep"])
-    runtime = TrialRuntime(
-        device=pick_device(params["gpus"]),
-        report=report,
-        checkpoints=checkpoints,
-        checkpoint_every=params["checkpoint_every"],
-        precision=params["precision"],
-        workers=params["workers"],
-        micro_batch_size=params["micro_batch_size"],
-        save_steps=tuple(params["save_steps"].get(trial_id, ())),
-        cache_dir=store.cache_dir,
-    )
     started = time.time()
-    metrics = body(config, store, trial_dir, runtime)
+    if params["resources"]["workers"] > 1:
+        from bertabl.orchestrate.train_workers import run_workers
+
+        outcome = run_workers(params)
+    else:
+        from ray import tune
+
+        from bertabl.pretrain.parallel import Group
+        from bertabl.training import pick_device
+
+        device = pick_device(params["resources"]["gpus_per_worker"])
+        outcome = run_rank(params, Group.single(device), tune.report)
     finished = time.time()
+    timings = {
+        "started": started,
+        "finished": finished,
+        "seconds": finished - started,
+        "resumed_from_step": outcome["resumed_from"],
+        "attempt": attempt,
+    }
+    if "worker_group_starts" in outcome:
+        timings["worker_group_starts"] = outcome["worker_group_starts"]
+    from bertabl.trial.finetune import MultitaskTrialConfig
+
+    if isinstance(config, MultitaskTrialConfig):
+        write_views(store, config, outcome["metrics"], outcome["history"])
     store.write_record(
         trial_id,
         config.model_dump(mode="json"),
         DONE,
-        metrics=metrics,
-        history=runtime.history,
-        timings={
-            "started": started,
-            "finished": finished,
-            "seconds": finished - started,
-            "resumed_from_step": runtime.resumed_from,
-            "attempt": attempt,
-        },
+        metrics=outcome["metrics"],
+        history=outcome["history"],
+        timings=timings,
+        workers=outcome["workers"],
     )
-    checkpoints.clear()  # the record and (for pre-training) the saved model are what remain
-
-
-def quiet_libraries() -> None:
-    """Silence library progress bars and load reports: trial output is our metrics, not theirs."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import datasets
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    datasets.disable_progress_bars()
-    logging.getLogger("datasets").setLevel(logging.ERROR)
+    checkpointer(store, trial_id, params).clear()  # the record and the model are what remain

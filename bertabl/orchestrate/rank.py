@@ -1,0 +1,111 @@
+"""One rank's part of a trial: the trial body with its runtime, in the Tune trial's process (a
+single-worker trial) or in each Ray Train worker of a data-parallel one (train_workers.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from bertabl.io import atomic_write_json
+from bertabl.orchestrate.store import RunStore
+
+
+def pretrain_body(config, store: RunStore, out_dir, runtime, group) -> dict[str, Any]:
+    """A pre-training trial's body (every rank of a data-parallel one runs it)."""
+    from bertabl.pretrain.train import pretrain
+
+    return pretrain(config, out_dir, runtime, group)
+
+
+def finetune_body(config, store: RunStore, out_dir, runtime, group) -> dict[str, Any]:
+    """A fine-tuning trial's body (its pre-training is done: the driver checked)."""
+    from bertabl.finetune.train import finetune
+    from bertabl.trial.finetune import MultitaskTrialConfig
+
+    pretrained = store.model_dir(config.pretrain_id, config.pretrain_step)
+    if isinstance(config, MultitaskTrialConfig):  # one shared encoder, a record per task
+        from bertabl.finetune.multitask import finetune_multitask
+
+        return finetune_multitask(config, pretrained, out_dir, runtime, group)
+    return finetune(config, pretrained, out_dir, runtime, group)
+
+
+BODIES = {"pretrain": pretrain_body, "finetune": finetune_body}
+
+
+def run_rank(params: dict[str, Any], group, report_to) -> dict[str, Any] | None:
+    """One rank's part of a trial (the only one of a single-worker trial): the body, with a
+    runtime whose reports go to `report_to` (Tune's or Ray Train's) and, from rank 0 alone, to
+    the run directory. Returns rank 0's outcome (metrics, history, where each rank ran)."""
+    import ray
+    import torch
+
+    from bertabl.training import TrialRuntime
+
+    resources = params["resources"]
+    torch.set_num_threads(max(1, int(resources["cpus_per_worker"])))
+    trial_id, stage = params["trial"]["id"], params["trial"]["stage"]
+    config = params["trial"]["config"]
+    store = RunStore(params["run_dir"])
+    trial_dir = store.trial_dir(trial_id)
+    here = {
+        "rank": group.rank,
+        "node_id": ray.get_runtime_context().get_node_id(),
+        "node_ip": ray.util.get_node_ip_address(),
+        "pid": os.getpid(),
+        "device": str(group.device),
+    }
+    workers = group.gather(here)
+    outcome: dict[str, Any] = {"workers": workers}
+    if group.is_main and group.world > 1:
+        # Where the ranks run now (`bertabl status` readers, and whoever must find a rank).
+        atomic_write_json(trial_dir / "workers.json", workers)
+        outcome["worker_group_starts"] = store.count_attempt(trial_id, "worker-group-starts")
+
+    def report(metrics: dict[str, Any]) -> None:
+        # No Tune/Train checkpoint: it would copy the directory into Ray's storage (the saved
+        # model: 420 MB at BERT-Base size) while resuming uses our own checkpoints and
+        # fine-tunes read the model from the run directory.
+        if group.is_main:
+            store.write_progress(trial_id, metrics)
+        report_to(metrics)
+
+    runtime = TrialRuntime(
+        device=group.device,
+        report=report,
+        checkpoints=checkpointer(store, trial_id, params) if group.is_main else None,
+        checkpoint_every=params["checkpoint_every"],
+        precision=params["precision"],
+        workers=group.world,
+        micro_batch_size=resources["micro_batch_size"],
+        save_steps=tuple(params["save_steps"].get(trial_id, ())),
+        cache_dir=store.cache_dir,
+    )
+    metrics = BODIES[stage](config, store, trial_dir, runtime, group)
+    if not group.is_main:
+        return None
+    return outcome | {
+        "metrics": metrics,
+        "history": runtime.history,
+        "resumed_from": runtime.resumed_from,
+    }
+
+
+def checkpointer(store: RunStore, trial_id: str, params: dict[str, Any]):
+    from bertabl.orchestrate.checkpoint import Checkpointer
+
+    return Checkpointer(store.trial_dir(trial_id) / "checkpoints", keep=params["checkpoint_keep"])
+
+
+def quiet_libraries() -> None:
+    """Silence library progress bars and load reports: trial output is our metrics, not theirs."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import datasets
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    logging.getLogger("datasets").setLevel(logging.ERROR)
