@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 from bertabl.io import atomic_write_json
@@ -83,6 +84,7 @@ def run_rank(params: dict[str, Any], group, report_to) -> dict[str, Any] | None:
         save_steps=tuple(params["save_steps"].get(trial_id, ())),
         cache_dir=store.cache_dir,
     )
+    started = time.time()
     metrics = BODIES[stage](config, store, trial_dir, runtime, group)
     if not group.is_main:
         return None
@@ -90,6 +92,7 @@ def run_rank(params: dict[str, Any], group, report_to) -> dict[str, Any] | None:
         "metrics": metrics,
         "history": runtime.history,
         "resumed_from": runtime.resumed_from,
+        "body_seconds": time.time() - started,  # the rest of the trial's time is orchestration
     }
 
 

@@ -40,7 +40,6 @@ def write_views(store: RunStore, config, metrics: dict[str, Any], history: list)
 def run_trial(params: dict[str, Any]) -> None:
     """Tune entry point of any trial: one trainable for both stages, so one warm worker
     process (reuse_actors) runs pre-training and fine-tuning trials alike."""
-    quiet_libraries()
     trial_id, config = params["trial"]["id"], params["trial"]["config"]
     store = RunStore(params["run_dir"])
     attempt = store.count_attempt(trial_id)
@@ -55,6 +54,7 @@ def run_trial(params: dict[str, Any]) -> None:
         from bertabl.pretrain.parallel import Group
         from bertabl.training import pick_device
 
+        quiet_libraries()  # (Ray Train's workers do this themselves; this process only drives)
         device = pick_device(params["resources"]["gpus_per_worker"])
         outcome = run_rank(params, Group.single(device), tune.report)
     finished = time.time()
@@ -64,6 +64,7 @@ def run_trial(params: dict[str, Any]) -> None:
         "seconds": finished - started,
         "resumed_from_step": outcome["resumed_from"],
         "attempt": attempt,
+        "body_seconds": outcome["body_seconds"],  # of the last (re)start of its workers
     }
     if "worker_group_starts" in outcome:
         timings["worker_group_starts"] = outcome["worker_group_starts"]

@@ -49,3 +49,22 @@ def test_a_finished_pretraining_from_an_earlier_run_releases_at_once():
     suggested = [searcher.suggest(f"t{i}")["id"] for i in range(len(plan.finetune))]
     assert suggested == [t.id for t in plan.finetune]
     assert searcher.suggest("last") == Searcher.FINISHED
+
+
+def test_data_parallel_trials_start_only_as_many_as_the_cluster_places_together():
+    plan = build_plan(validate(tomllib.loads(TINY_MATRIX), "m.toml"))
+    first, second = plan.pretrain
+    searcher = DependencySearcher(
+        plan.pretrain,
+        plan.finetune,
+        lambda stage, trial: {"id": trial.id},
+        lambda trial, failed: True,
+        admits={"pretrain": 1, "finetune": None},  # one 2-worker trial fits at a time
+    )
+    assert searcher.suggest("t0") == {"id": first.id}
+    assert searcher.suggest("t1") is None  # the second waits for room, not for its workers
+    searcher.on_trial_complete("t0")
+    # the first's fine-tunes (single-worker, no limit) and the second pre-training may go now
+    assert searcher.suggest("t2") == {"id": second.id}
+    mine = [t.id for t in plan.finetune if t.pretrain_id == first.id]
+    assert [searcher.suggest(f"f{i}")["id"] for i in range(len(mine))] == mine

@@ -40,9 +40,10 @@ def cluster():
     nodes.shutdown()
 
 
-def _plan(resources: dict, steps: int = 6, dropout: float = 0.0, every: int = 0):
+def _plan(resources: dict, steps: int = 6, dropout: float = 0.0, every: int = 0, **pretrain):
     raw = tomllib.loads(TINY_MATRIX)
     raw["pretrain"]["steps"] = steps
+    raw["pretrain"] |= pretrain
     raw["pretrain"]["model"]["dropout"] = dropout
     raw["pretrain"]["variants"] = raw["pretrain"]["variants"][:1]  # MLM + NSP
     raw["finetune"]["tasks"] = ["syn_agree"]
@@ -160,6 +161,19 @@ def test_a_killed_worker_resumes_from_the_checkpoint_bit_identically(cluster, tm
     assert all(torch.equal(expected[k], got[k]) for k in expected)
     assert _metrics(record) == _metrics(straight.record(trial.id))
     assert record["history"] == straight.record(trial.id)["history"]
+
+
+@pytest.mark.slow  # one Ray Train run
+def test_a_failing_trial_fails_with_its_ranks_error_not_a_hang(cluster, tmp_path: Path):
+    resources = {"worker_restarts": 0, "pretrain": {"workers": 2, "cpus_per_worker": 1}}
+    plan = _plan(resources, learning_rate=1e38)  # the loss is not finite by the second step
+    trial = plan.pretrain[0]
+    store = RunStore(tmp_path / "run")
+    summary = run_plan(plan, store, SOURCE, address=cluster.address, only={trial.id})
+    assert summary.failed == [trial.id]
+    error = store.record(trial.id)["error"]
+    assert error.startswith("data-parallel workers failed: rank 0: FloatingPointError: loss became")
+    assert "rank 1: FloatingPointError" in error
 
 
 def test_a_worker_no_node_can_hold_fails_at_once(cluster, tmp_path: Path):
