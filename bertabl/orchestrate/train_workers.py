@@ -112,8 +112,11 @@ def describe_failures(failures: dict[int, BaseException]) -> str:
 
 
 def _last_line(error: BaseException) -> str:
+    """A traceback's last line (`Type: message`), or `Type: message` of a bare exception."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[-1] if lines else type(error).__name__
+    if not lines:
+        return type(error).__name__
+    return lines[-1] if len(lines) > 1 else f"{type(error).__name__}: {lines[0]}"
 
 
 def _worker_main(params: dict[str, Any]) -> dict[str, Any] | None:

@@ -195,8 +195,10 @@ def test_failures_name_the_rank_that_caused_them():
     failures = {
         0: RuntimeError("...\n[gloo] Connection closed by peer [10.0.0.1]:1234"),
         1: RuntimeError("Traceback ...\nActorDiedError: the actor died unexpectedly"),
+        2: FloatingPointError("loss became nan at pre-training step 3"),
     }
     assert describe_failures(failures) == (
         "data-parallel workers failed: rank 1: ActorDiedError: the actor died unexpectedly; "
+        "rank 2: FloatingPointError: loss became nan at pre-training step 3; "
         "rank 0: [gloo] Connection closed by peer [10.0.0.1]:1234"
     )
