@@ -271,8 +271,9 @@ def accumulate_gradients(
     counts = [_loss_terms(b) for b in batches]
     total_count = sum(counts)
     shared = len(batches) > 1 or group.world > 1  # one part of one rank: BERT's plain step
-    if group.world > 1:
-        total_count = int(group.sum(torch.tensor([float(total_count)])).item())
+    if group.world > 1:  # on the rank's device: NCCL reduces GPU tensors only
+        count_sum = group.sum(torch.tensor([float(total_count)], device=group.device))
+        total_count = int(count_sum.item())
     total = 0.0
     for batch, count in zip(batches, counts, strict=True):
         with precision.autocast():
@@ -283,7 +284,7 @@ def accumulate_gradients(
         precision.backward(loss * weight if shared else loss)
         total += value * weight
     if group.world > 1:
-        total = group.sum(torch.tensor([total], dtype=torch.float64)).item()
+        total = group.sum(torch.tensor([total], dtype=torch.float64, device=group.device)).item()
     return total
 
 

@@ -61,7 +61,7 @@ def run_rank(params: dict[str, Any], group, report_to) -> dict[str, Any] | None:
     workers = group.gather(here)
     outcome: dict[str, Any] = {"workers": workers}
     if group.is_main and group.world > 1:
-        # Where the ranks run now (`bertabl status` readers, and whoever must find a rank).
+        # Where the ranks run now, for whoever must find one (a person; the tests).
         atomic_write_json(trial_dir / "workers.json", workers)
         outcome["worker_group_starts"] = store.count_attempt(trial_id, "worker-group-starts")
 

@@ -32,13 +32,12 @@ DRIVER_MEMORY = 256 * 2**20
 DRIVER_RESOURCES = {"memory": DRIVER_MEMORY}
 PLACEMENT = {"pack": "PACK", "spread": "SPREAD"}
 TIMEOUT_S = 600  # the longest one collective may take (rank 0 writing a checkpoint included)
-# Set before a trainer is built (a user's own setting wins): no Ray Train extras a bertabl
-# trial does not use (Prometheus metrics, whose callbacks cost actor calls at every report; the
-# state-tracking actor), and the controller polls its workers every 0.5 s instead of 2 s: it
-# notices the end of training (and a dead worker) that much sooner, ~1 s of every trial here.
+# Set before a trainer is built (a user's own setting wins): no Prometheus metrics of Ray
+# Train's (their callbacks cost actor calls at every report; the records hold the results), and
+# the controller polls its workers every 0.5 s instead of 2 s: it notices the end of training
+# (and a dead worker) that much sooner, ~1 s of every trial here.
 RAY_TRAIN_DEFAULTS = {
     "RAY_TRAIN_METRICS_ENABLED": "0",
-    "RAY_TRAIN_ENABLE_STATE_TRACKING": "0",
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
 }
 
