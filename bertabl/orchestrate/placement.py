@@ -92,13 +92,13 @@ def check_stage(nodes: list[Node], res: TrialResources, precision: str) -> None:
             culprit = f"{cpu_key} = {cpus:g} with {gpu_key} = {gpus:g}"
             fix = "lower one of them"
         raise UserError(
-            f"{culprit}: one worker ({per_worker}) fits no node, as {describe(nodes)}; {fix}, "
+            f"{culprit}: one worker ({per_worker}) fits no node ({describe(nodes)}); {fix}, "
             "or add a node that has room for it"
         )
     if capacity(nodes, res) == 0:
         most = sum(node.holds(res.bundle) for node in nodes)
         raise UserError(
             f"{workers_key} = {res.workers}: the trial's workers ({per_worker} each) cannot all "
-            f"be placed at once, the cluster holds at most {most} of them as {describe(nodes)}; "
-            f"lower {workers_key} (--set {workers_key}={most}) or {cpu_key}, or add nodes"
+            f"be placed at once, there is room for {most} ({describe(nodes)}); lower "
+            f"{workers_key} (--set {workers_key}={most}) or {cpu_key}, or add nodes"
         )

@@ -82,7 +82,7 @@ ONE_NODE = [Node(cpus=2.0, gpus=0.0)]
         ({"cpus_per_trial": 4.0}, r"resources\.cpus_per_trial = 4: one worker \(4 CPU, 0 GPU\)"),
         (
             {"cpus_per_trial": 1.0, "workers_per_trial": 3},
-            r"resources\.workers_per_trial = 3: .* holds at most 2 of them",
+            r"resources\.workers_per_trial = 3: .* there is room for 2 ",
         ),
         ({"precision": "fp16"}, "'fp16' needs GPUs"),
     ],
