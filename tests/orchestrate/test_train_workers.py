@@ -40,13 +40,23 @@ def cluster():
     nodes.shutdown()
 
 
-def _plan(resources: dict, steps: int = 6, dropout: float = 0.0, every: int = 0, **pretrain):
+def _plan(
+    resources: dict,
+    steps: int = 6,
+    dropout: float = 0.0,
+    every: int = 0,
+    multitask: bool = False,
+    **pretrain,
+):
     raw = tomllib.loads(TINY_MATRIX)
     raw["pretrain"]["steps"] = steps
     raw["pretrain"] |= pretrain
     raw["pretrain"]["model"]["dropout"] = dropout
     raw["pretrain"]["variants"] = raw["pretrain"]["variants"][:1]  # MLM + NSP
-    raw["finetune"]["tasks"] = ["syn_agree"]
+    if multitask:  # syn_agree and syn_chain on one encoder, as well as each on its own
+        raw["finetune"]["multitask"] = [{"name": "mt", "tasks": ["syn_agree", "syn_chain"]}]
+    else:
+        raw["finetune"]["tasks"] = ["syn_agree"]
     raw["finetune"]["restarts"] = 1
     # 64 examples in batches of 21: the last batch has 1, so one rank's share of it is empty
     raw["finetune"]["grid"]["batch_size"] = [21]
@@ -74,11 +84,15 @@ def test_two_workers_span_nodes_and_match_one_process(cluster, tmp_path: Path):
         {
             "pretrain": {"workers": 2, "cpus_per_worker": 1, "micro_batch_size": 2},
             "finetune": {"workers": 2, "cpus_per_worker": 1},
-        }
+        },
+        multitask=True,
     )
+    single_task = next(t for t in plan.finetune if t.task == "syn_agree")
+    multi_task = next(t for t in plan.finetune if t.multitask)
+    only = {plan.pretrain[0].id, single_task.id, multi_task.id}
     store = RunStore(tmp_path / "run")
-    summary = run_plan(plan, store, SOURCE, address=cluster.address)
-    assert summary.failed == [] and len(summary.done) == 2
+    summary = run_plan(plan, store, SOURCE, address=cluster.address, only=only)
+    assert summary.failed == [] and set(summary.done) == only
 
     pretraining = store.record(plan.pretrain[0].id)
     assert pretraining["status"] == DONE
@@ -96,20 +110,20 @@ def test_two_workers_span_nodes_and_match_one_process(cluster, tmp_path: Path):
         assert value == pytest.approx(alone[key], rel=1e-5, abs=1e-5), key
 
     # Fine-tuning on 2 workers: each takes half of every batch, their gradients are summed
-    # (also for the last batch of 1, where rank 1 has nothing: the sum is rank 0's).
-    tuned = store.record(plan.finetune[0].id)
-    assert len({w["node_id"] for w in tuned["workers"]}) == 2
+    # (also for the last batch of 1, where rank 1 has nothing: the sum is rank 0's); in a
+    # multi-task trial each step trains one head, whose gradients alone are summed.
+    from bertabl.finetune.multitask import finetune_multitask
     from bertabl.finetune.train import finetune
 
-    trial = plan.finetune[0]
-    single = finetune(
-        trial.config,
-        store.model_dir(trial.pretrain_id),
-        tmp_path / "ft-one",
-        TrialRuntime(CPU),
-    )
-    for key, value in _metrics(tuned).items():
-        assert value == pytest.approx(single[key], rel=1e-5, abs=1e-5), key
+    pretrained = store.model_dir(plan.pretrain[0].id)
+    for trial, body in ((single_task, finetune), (multi_task, finetune_multitask)):
+        tuned = store.record(trial.id)
+        assert len({w["node_id"] for w in tuned["workers"]}) == 2
+        alone = body(trial.config, pretrained, tmp_path / trial.id, TrialRuntime(CPU))
+        assert _metrics(tuned).keys() == alone.keys()
+        for key, value in _metrics(tuned).items():
+            assert value == pytest.approx(alone[key], rel=1e-5, abs=1e-5), (trial.id, key)
+    assert store.record(multi_task.config.view("syn_chain").id)["status"] == DONE
 
 
 def _kill_rank_after_first_checkpoint(trial_dir: Path, rank: int, killed: list) -> None:
