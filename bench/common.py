@@ -39,7 +39,7 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
 
 def setup(args: argparse.Namespace) -> torch.device:
     """Quiet libraries, set threads, print the environment; returns the device."""
-    from bertabl.orchestrate.trainables import quiet_libraries
+    from bertabl.orchestrate.rank import quiet_libraries
 
     device = torch.device(args.device)
     if device.type == "cuda":

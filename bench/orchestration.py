@@ -23,6 +23,13 @@ hits both sides; `--repeats N` goes on with run, loop, ... and takes the median 
 Each run also gets its fixed cost: its time outside the trial bodies minus the loop's (the
 trial bodies' own times swing by 10-20% from minute to minute on a shared machine; the time
 around them hardly does). The last line is the run's wall time over the loop's.
+
+Every trial of that matrix has one worker, so it runs in its Tune trial's process (no Ray Train).
+`--data-parallel N` also prices the other kind: the matrix's pre-training trials are run once
+with one worker and once with N Ray Train workers (`[resources.pretrain] workers = N`, the same
+threads in all), each with `bertabl run --stage pretrain`; the difference between the trials'
+recorded seconds is what a multi-worker trial costs on top (Ray Train's controller, its worker
+processes' start and stop, the process group).
 """
 
 from __future__ import annotations
@@ -94,11 +101,20 @@ def main(argv: list[str] | None = None) -> None:
         "--repeats", type=int, default=1, help="bertabl runs, each between two loop runs"
     )
     parser.add_argument(
+        "--data-parallel",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time the pre-training trials on N Ray Train workers vs 1 (0 = skip)",
+    )
+    parser.add_argument(
         "--loop", nargs=2, metavar=("MATRIX", "DIR"), help="be the plain loop script (child)"
     )
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
+    if args.data_parallel == 1 or args.data_parallel < 0:
+        parser.error("--data-parallel takes 0 (skip) or at least 2 workers")
     if args.loop:
         _loop_script(Path(args.loop[0]), Path(args.loop[1]), args)
         return
@@ -157,6 +173,8 @@ def main(argv: list[str] | None = None) -> None:
             )
             fixed_costs.append(fixed)
         rerun = _bertabl_run(matrix, run_dir, Path(tmp) / "report")
+        if args.data_parallel:
+            _data_parallel_cost(matrix, Path(tmp), plan, cpus, args.data_parallel)
     print(f"re-run of the finished matrix (all trials skipped): {rerun:.2f} s")
     if args.repeats > 1:
         print(f"ratios of the {args.repeats} runs: " + ", ".join(f"{r:.3f}x" for r in ratios))
@@ -189,11 +207,49 @@ def _loop(matrix: Path, root: Path, cpus: int, device: str) -> tuple[float, floa
     return wall, inside["imports"], inside["bodies"]
 
 
-def _bertabl_run(matrix: Path, run_dir: Path, out: Path) -> float:
+def _data_parallel_cost(matrix: Path, tmp: Path, plan, cpus: int, workers: int) -> None:
+    """Each pre-training trial's recorded seconds on one worker (in its Tune trial's process)
+    and on `workers` Ray Train workers, with the same threads in all; prints the difference."""
+    from bertabl.orchestrate.store import RunStore
+
+    per_worker = max(1, cpus // workers)
+    seconds, outside = {}, {}
+    for n in (1, workers):
+        run_dir = tmp / f"data-parallel-{n}"
+        threads = cpus if n == 1 else per_worker
+        options = [
+            "--stage",
+            "pretrain",
+            "--set",
+            f"resources.pretrain.workers={n}",
+            "--set",
+            f"resources.pretrain.cpus_per_worker={threads}",
+        ]
+        wall = _bertabl_run(matrix, run_dir, tmp / "report", options)
+        timings = [RunStore(run_dir).record(t.id)["timings"] for t in plan.pretrain]
+        seconds[n] = [t["seconds"] for t in timings]
+        outside[n] = [t["seconds"] - t["body_seconds"] for t in timings]
+        print(
+            f"pre-training on {n} worker(s) of {threads} thread(s): {wall:.2f} s wall; trials "
+            + ", ".join(f"{s:.2f} s" for s in seconds[n])
+            + "; outside their bodies "
+            + ", ".join(f"{s:.2f} s" for s in outside[n])
+        )
+    # The trial bodies' own times swing with the machine's load and the worker count; the time
+    # around them (start, placement, process group, stop) is what the worker count costs.
+    extra = [b - a for a, b in zip(outside[1], outside[workers], strict=True)]
+    print(
+        f"fixed cost of a {workers}-worker trial (Ray Train) over a single-worker one: "
+        f"{statistics.mean(extra):.2f} s (per trial: {', '.join(f'{e:.2f} s' for e in extra)})"
+    )
+
+
+def _bertabl_run(matrix: Path, run_dir: Path, out: Path, options: list[str] = ()) -> float:
     """Wall seconds of `bertabl run` (a fresh process: the CLI, Ray, the trials, the report)."""
     command = [sys.executable, "-m", "bertabl", "run", str(matrix), "--run-dir", str(run_dir)]
     started = time.perf_counter()
-    done = subprocess.run([*command, "--out", str(out)], cwd=REPO, capture_output=True, text=True)
+    command += [*options, "--out", str(out)]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"bertabl run failed:\n{done.stdout}\n{done.stderr}")
     return time.perf_counter() - started
@@ -206,7 +262,7 @@ def _loop_script(matrix: Path, root: Path, args: argparse.Namespace) -> None:
     from bertabl.finetune.train import finetune
     from bertabl.matrix.load import load_matrix
     from bertabl.matrix.plan import build_plan
-    from bertabl.orchestrate.trainables import quiet_libraries
+    from bertabl.orchestrate.rank import quiet_libraries
     from bertabl.pretrain.train import pretrain
     from bertabl.training import TrialRuntime
 

@@ -74,8 +74,8 @@ StorageOption = Annotated[
     str | None,
     typer.Option(
         "--storage",
-        help="Ray Tune storage: a path or URI Ray supports (s3://, gs://, ...) "
-        "[default: <run dir>/tune].",
+        help="Ray Tune's and Ray Train's own state: a path or URI Ray supports (s3://, "
+        "gs://, ...) [default: <run dir>/tune and <run dir>/train].",
     ),
 ]
 

@@ -27,6 +27,7 @@ from bertabl.finetune.families import family_of
 from bertabl.finetune.families.base import Scored
 from bertabl.finetune.train import length_grouped, train_epochs, write_predictions
 from bertabl.finetune.vocab import checked_collate, compact_word_embeddings, readable_ids
+from bertabl.pretrain.parallel import Group
 from bertabl.tasks.catalogue import spec_of
 from bertabl.training import Precision, TrialRuntime, seed_everything
 from bertabl.trial.files import PREDICTIONS
@@ -89,10 +90,15 @@ def task_stream(
 
 
 def finetune_multitask(
-    config: MultitaskTrialConfig, pretrained_dir: Path, out_dir: Path, runtime: TrialRuntime
+    config: MultitaskTrialConfig,
+    pretrained_dir: Path,
+    out_dir: Path,
+    runtime: TrialRuntime,
+    group: Group | None = None,
 ) -> dict[str, Any]:
     """Train every task of the group on one encoder; returns the last epoch's metrics, per task
-    as "<task>/dev_<metric>" (and "<task>/train_loss"), plus the mean "train_loss"."""
+    as "<task>/dev_<metric>" (and "<task>/train_loss"), plus the mean "train_loss". `group`:
+    this process's rank of a data-parallel trial; None = a single process."""
     tasks = config.tasks
     device = runtime.device
     seed = config.seed
@@ -153,7 +159,8 @@ def finetune_multitask(
     steps_per_epoch = math.ceil(sum(sizes) / size)
     collate_for = lambda task: data[task].collate  # noqa: E731 - one collator per task
     return train_epochs(
-        config, model, runtime, steps_per_epoch, epoch_steps, collate_for, evaluate, tasks, keep
+        config, model, runtime, steps_per_epoch, epoch_steps, collate_for, evaluate, tasks, keep,
+        group,
     )
 
 

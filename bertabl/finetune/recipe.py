@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from bertabl.pretrain.parallel import Group, rank_seed
 from bertabl.training import (
     IGNORE_INDEX,
     Precision,
@@ -38,6 +39,7 @@ from bertabl.training import (
     check_finite,
     restore_training_state,
     rng_state,
+    seed_everything,
     set_rng_state,
     to_device,
     training_state,
@@ -120,8 +122,13 @@ class Tuning:
         total_steps: int,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-6,
+        group: Group | None = None,
     ):
         self.model = model
+        self.seed = getattr(config, "seed", 0)  # seeds ranks > 0 (data-parallel trials)
+        # A data-parallel trial's rank (pretrain/parallel.py): each rank trains on its share of
+        # every batch, their gradients are summed before each step, rank 0 checkpoints.
+        self.group = group or Group.single(next(model.parameters()).device)
         self.recipe = config.recipe
         groups = parameter_groups(model, self.recipe, config.learning_rate, config.weight_decay)
         self.optimizer, self.scheduler = adamw_with_schedule(
@@ -150,9 +157,18 @@ class Tuning:
     ) -> float:
         """One optimizer step on the batch `items`; returns the batch's loss. `forward` is the
         module that computes the loss when it is a part of the model (a multi-task head)."""
+        group = self.group
+        mine = _split(items, group.world)[group.rank] if group.world > 1 else items
         total = accumulate_gradients(
-            forward or self.model, items, collate, self.recipe.grad_accumulation, precision, where
+            forward or self.model,
+            mine,
+            collate,
+            self.recipe.grad_accumulation,
+            precision,
+            where,
+            group,
         )
+        group.sum_gradients(self.model.parameters())  # every rank: the whole batch's gradient
         apply_gradients(total, self.model, self.optimizer, self.scheduler, where, precision)
         if self.ema is not None:
             self.ema.update_parameters(self.model)
@@ -179,7 +195,8 @@ class Tuning:
     def resume(self, runtime, precision: Precision, losses: Any) -> tuple[int, int, int, Any]:
         """(epoch, batch, step, losses) to go on from: the latest checkpoint's (its weights,
         optimizer, schedule, EMA, RNGs and history restored), else the start with `losses`."""
-        state = runtime.resume_state()
+        group = self.group
+        state = runtime.resume_state() if group.is_main else None
         if state is not None and (mismatch := _shape_mismatch(state["model"], self.model)):
             # e.g. a checkpoint written before fine-tuning compacted the word embeddings: a
             # trial's result does not depend on where it resumed, so it starts over.
@@ -190,11 +207,19 @@ class Tuning:
                 stacklevel=2,
             )
             runtime.resumed_from, state = None, None
+        # Rank 0's state, weights included, on every rank (no DDP here to copy the weights).
+        state = group.broadcast(state)
         if state is None:
+            if not group.is_main:  # ranks draw different dropout masks for their shares
+                seed_everything(rank_seed(self.seed, group.rank, 0))
             return 1, 0, 0, losses
         restore_training_state(state, self.model, self.optimizer, self.scheduler, precision)
         self.load_state_dict(state.get("tuning", {}))
-        set_rng_state(state["rng"], precision.device)
+        saved = [state["rng"], *state.get("worker_rng", [])]
+        if len(saved) == group.world:
+            set_rng_state(saved[group.rank], precision.device)
+        else:  # resumed with another worker count: not exact anyway
+            seed_everything(rank_seed(self.seed, group.rank, state["step"]))
         runtime.history.extend(state["history"])
         return state["epoch"], state["batch"], state["step"], state["losses"]
 
@@ -202,12 +227,16 @@ class Tuning:
         self, runtime, precision: Precision, epoch: int, batch: int, step: int, losses: Any
     ) -> None:
         """Save everything `resume` needs to continue exactly after optimizer step `step`."""
+        rngs = self.group.gather(rng_state(precision.device))  # all ranks; rank 0 writes
+        if not self.group.is_main:
+            return
         runtime.save(
             step,
             {
                 **training_state(self.model, self.optimizer, self.scheduler, precision),
                 "tuning": self.state_dict(),
-                "rng": rng_state(precision.device),
+                "rng": rngs[0],
+                "worker_rng": rngs[1:],  # ranks 1..k-1 (dropout differs per rank)
                 "epoch": epoch,
                 "batch": batch,
                 "step": step,
@@ -232,6 +261,7 @@ def accumulate_gradients(
     micro_batches: int,
     precision: Precision,
     where: str,
+    group: Group | None = None,
 ) -> float:
     """Backward over `items` in `micro_batches` parts; the gradients (and the returned loss)
     are the whole batch's: each part's mean loss is weighted by its share of what the loss
@@ -239,22 +269,32 @@ def accumulate_gradients(
 
     The step's one device->host sync reads the parts' losses after the last backward, so the
     GPU is never left waiting for the host between forward and backward; the weights come from
-    the batches on the host, before they are copied."""
+    the batches on the host, before they are copied. In a data-parallel trial `items` is this
+    rank's share of the batch: the shares are weighted against the whole batch's count (summed
+    over ranks), so the ranks' gradients add up to the batch's (`Group.sum_gradients`), and the
+    returned loss is the whole batch's."""
+    group = group or Group.single(precision.device)
     batches = [collate(part) for part in _split(items, micro_batches) if part]
-    counts = [_loss_terms(b) for b in batches]  # host tensors: no sync
+    counts = [_loss_terms(b) for b in batches]  # on the host: no sync
     total_count = sum(counts)
+    shared = len(batches) > 1 or group.world > 1  # one part of one rank: BERT's plain step
+    if group.world > 1:  # on the rank's device: NCCL reduces GPU tensors only
+        count_sum = group.sum(torch.tensor([float(total_count)], device=group.device))
+        total_count = int(count_sum.item())
     losses = []
     for batch, count in zip(batches, counts, strict=True):
         with precision.autocast():
             loss = model(**to_device(batch, precision.device)).loss
-        weight = count / total_count if len(batches) > 1 else 1.0  # one part: BERT's step
-        precision.backward(loss * weight if len(batches) > 1 else loss)
+        weight = count / total_count if shared else 1.0
+        precision.backward(loss * weight if shared else loss)
         losses.append(loss.detach())
-    values = torch.stack(losses).tolist()
+    values = torch.stack(losses).tolist() if losses else []  # a rank whose share is empty
     total = 0.0
     for value, count in zip(values, counts, strict=True):
         check_finite(value, where)
-        total += value * (count / total_count if len(batches) > 1 else 1.0)
+        total += value * (count / total_count if shared else 1.0)
+    if group.world > 1:
+        total = group.sum(torch.tensor([total], dtype=torch.float64, device=group.device)).item()
     return total
 
 

@@ -24,6 +24,7 @@ from bertabl.finetune.kept import save_final
 from bertabl.finetune.recipe import Tuning
 from bertabl.finetune.vocab import checked_collate, compact_word_embeddings, readable_ids
 from bertabl.io import atomic_write
+from bertabl.pretrain.parallel import Group
 from bertabl.tasks.catalogue import spec_of
 from bertabl.training import Precision, TrialRuntime, seed_everything
 from bertabl.trial.files import PREDICTIONS
@@ -35,12 +36,17 @@ Step = tuple[str, list, torch.nn.Module | None]
 
 
 def finetune(
-    config: FinetuneTrialConfig, pretrained_dir: Path, out_dir: Path, runtime: TrialRuntime
+    config: FinetuneTrialConfig,
+    pretrained_dir: Path,
+    out_dir: Path,
+    runtime: TrialRuntime,
+    group: Group | None = None,
 ) -> dict[str, Any]:
     """Fine-tune and evaluate on dev after every epoch; returns the last epoch's metrics.
 
     Checkpoints at every epoch end (and every `runtime.checkpoint_every` steps) and resumes from
-    the latest one, with the same result as an uninterrupted run.
+    the latest one, with the same result as an uninterrupted run. `group`: this process's rank
+    of a data-parallel trial (every rank calls this); None = a single process.
     """
     data, model = prepare(config, pretrained_dir, runtime)
     size = len(data.train)
@@ -70,7 +76,7 @@ def finetune(
     steps_per_epoch = math.ceil(size / config.batch_size)
     return train_epochs(
         config, model, runtime, steps_per_epoch, epoch_steps, lambda _: data.collate, evaluate,
-        finish=keep,
+        finish=keep, group=group,
     )  # fmt: skip
 
 
@@ -116,6 +122,7 @@ def train_epochs(
     evaluate: Callable[[Precision], dict[str, Any]],
     tasks: list[str] | None = None,
     finish: Callable[[], None] | None = None,
+    group: Group | None = None,
 ) -> dict[str, Any]:
     """The epoch loop of single- and multi-task fine-tuning: steps, checkpoints, evaluation.
 
@@ -124,10 +131,13 @@ def train_epochs(
     trial), losses are kept per task and reported as "<task>/train_loss" beside the mean.
     `finish()` runs after the last epoch's evaluation, with the weights it evaluated (the EMA's
     when the recipe averages): what the trial keeps.
+    In a data-parallel trial every rank runs this loop on its share of each batch (see
+    Tuning.step); rank 0 alone evaluates, and the others get its scores.
     """
     precision = Precision.for_device(runtime.device, runtime.precision)
+    group = group or Group.single(runtime.device)
     # The recipe (finetune/recipe.py): parameter groups, freezing, accumulation, EMA.
-    tuning = Tuning(model, config, config.epochs * steps_per_epoch)
+    tuning = Tuning(model, config, config.epochs * steps_per_epoch, group=group)
     empty = (lambda: {t: [] for t in tasks}) if tasks else list
     losses: Any
     epoch, first_batch, step, losses = tuning.resume(runtime, precision, empty())
@@ -160,9 +170,11 @@ def train_epochs(
             for task in tasks or ():
                 if losses[task]:
                     metrics[f"{task}/train_loss"] = sum(losses[task]) / len(losses[task])
-            metrics |= evaluate(precision)
-            if finish is not None and epoch == config.epochs:
-                finish()
+            if group.is_main:
+                metrics |= evaluate(precision)
+                if finish is not None and epoch == config.epochs:
+                    finish()
+        metrics = group.broadcast(metrics)  # every rank's history and report: rank 0's scores
         history.append(metrics)
         runtime.report(metrics | {"seconds": time.perf_counter() - started})
         epoch, first_batch, losses = epoch + 1, 0, empty()

@@ -30,9 +30,16 @@ def check_vocab_size(config: PretrainConfig, matrix: Matrix, origin: str, row: s
 
 def check_batch_layout(config: PretrainConfig, matrix: Matrix, origin: str, row: str) -> None:
     """Catch a batch that cannot split over workers/micro-batches now, not when a trial starts."""
-    resources = matrix.resources
+    res = matrix.resources.stage("pretrain")
+    keys = res.keys
     try:
-        batch_layout(config.batch_size, resources.workers_per_trial, resources.micro_batch_size)
+        batch_layout(
+            config.batch_size,
+            res.workers,
+            res.micro_batch_size,
+            workers_key=keys["workers"],
+            micro_key=keys["micro_batch_size"],
+        )
     except UserError as err:
         raise MatrixError(f"{origin}: {err} (row {row})") from None
 

@@ -30,6 +30,13 @@ from pydantic_core import PydanticCustomError
 from bertabl.matrix.fields import NAME_PATTERN, PositiveInt, check_axis, named
 from bertabl.matrix.finetune_section import FinetuneSection, HeadOverrides
 from bertabl.matrix.references import first_problem
+from bertabl.matrix.resources import (
+    STAGES,
+    PretrainResources,
+    StageResources,
+    TrialResources,
+    resolve,
+)
 from bertabl.tasks.catalogue import TaskCatalogue
 from bertabl.tasks.custom import CustomTask
 from bertabl.tasks.spec import TaskSpec
@@ -194,10 +201,12 @@ class DataSection(Strict):
 
 
 class Resources(Strict):
-    """Per-trial resources handed to Ray Tune."""
+    """Per-trial resources handed to Ray Tune (per worker; see matrix/resources.py)."""
 
-    cpus_per_trial: float = Field(1.0, gt=0)
-    gpus_per_trial: float = Field(0.0, ge=0, description="fractions share one GPU")
+    cpus_per_trial: float = Field(1.0, gt=0, description="per worker, both stages")
+    gpus_per_trial: float = Field(
+        0.0, ge=0, description="per worker, both stages; fractions share one GPU"
+    )
     max_concurrent_trials: int = Field(0, ge=0, description="0 = as many as resources allow")
     max_failures: int = Field(0, ge=0, description="Ray Tune retries per trial")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
@@ -214,8 +223,8 @@ class Resources(Strict):
     )
     workers_per_trial: PositiveInt = Field(
         1,
-        description="data-parallel processes per pre-training trial (one per GPU on GPU hosts); "
-        "the trial asks Ray for cpus/gpus_per_trial times this",
+        description="data-parallel processes per pre-training trial (one per GPU on GPU hosts), "
+        "each with cpus/gpus_per_trial",
     )
     micro_batch_size: int = Field(
         0,
@@ -223,6 +232,27 @@ class Resources(Strict):
         description="pre-training sequences per process per forward pass; gradients accumulate "
         "to pretrain.batch_size; 0 = batch_size / workers_per_trial",
     )
+    # --- data-parallel trials and resources per stage (matrix/resources.py) ---
+    worker_restarts: int = Field(
+        1,
+        ge=0,
+        description="times Ray Train restarts a data-parallel trial's workers after one dies or "
+        "fails (from the trial's last checkpoint), before the trial fails",
+    )
+    pretrain: PretrainResources = Field(PretrainResources(), description="pre-training trials")
+    finetune: StageResources = Field(StageResources(), description="fine-tuning trials")
+
+    def stage(self, name: str) -> TrialResources:
+        """What each trial of stage `name` ("pretrain" / "finetune") gets."""
+        return resolve(self, name)
+
+    @model_validator(mode="after")
+    def _whole_gpus_per_worker(self) -> Resources:
+        for name in STAGES:
+            problem = self.stage(name).problem()
+            if problem:  # names its own key (matrix/load.py prints it as is)
+                raise PydanticCustomError(CROSS_REFERENCE, "{line}", {"line": problem})
+        return self
 
 
 class Checkpointing(Strict):

@@ -28,6 +28,9 @@ class DependencySearcher(Searcher):
     `suggestion(stage, trial)` is the Tune config of a trial; `release(stage, trial, failed)`
     decides whether a trial whose dependencies have settled runs (True) or is blocked (False,
     and it records why); `failed` holds its dependencies that ended in an error in this run.
+    `admits[stage]`: how many of the stage's trials may run at once (None = no limit but
+    Tune's): a data-parallel trial's workers are asked for by Ray Train, out of Tune's sight,
+    so Tune alone would start every such trial at once and leave most of them waiting.
     """
 
     def __init__(
@@ -35,6 +38,7 @@ class DependencySearcher(Searcher):
         trials: list[Waiting],
         suggestion: Callable[[str, Any], dict[str, Any]],
         release: Callable[[str, Any, set[str]], bool],
+        admits: dict[str, int | None] | None = None,
     ):
         super().__init__()
         self.waiting = list(trials)
@@ -42,6 +46,8 @@ class DependencySearcher(Searcher):
         self.failed: set[str] = set()
         self.suggestion = suggestion
         self.release = release
+        self.admits = {stage: n for stage, n in (admits or {}).items() if n is not None}
+        self.running: dict[str, str] = {}  # Tune's trial id -> stage, for the admitted stages
         self.ours: dict[str, str] = {}  # Tune's trial id -> bertabl's
 
     def __getstate__(self) -> dict[str, Any]:
@@ -50,16 +56,22 @@ class DependencySearcher(Searcher):
         # re-run skips finished trials by their records), so the pickle leaves them out.
         return {k: v for k, v in self.__dict__.items() if k not in ("suggestion", "release")}
 
+    def _room(self, stage: str) -> bool:
+        limit = self.admits.get(stage)
+        return limit is None or sum(s == stage for s in self.running.values()) < max(1, limit)
+
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         index = 0
         while index < len(self.waiting):
             stage, trial, needs = self.waiting[index]
-            if needs & self.unsettled:
+            if needs & self.unsettled or not self._room(stage):
                 index += 1
                 continue
             del self.waiting[index]
             if self.release(stage, trial, needs & self.failed):
                 self.ours[trial_id] = trial.id
+                if stage in self.admits:
+                    self.running[trial_id] = stage
                 return self.suggestion(stage, trial)
             self.unsettled.discard(trial.id)  # blocked: settled, and what waits on it may go
             self.failed.add(trial.id)
@@ -70,6 +82,7 @@ class DependencySearcher(Searcher):
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
     ) -> None:
+        self.running.pop(trial_id, None)
         ours = self.ours.get(trial_id)
         if ours in self.unsettled:
             self.unsettled.discard(ours)

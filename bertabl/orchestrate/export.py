@@ -27,7 +27,7 @@ def export_model(run_dir: Path, row_name: str, task: str, out_dir: Path) -> dict
 
     from bertabl.finetune.kept import load_final
     from bertabl.finetune.train import prepare
-    from bertabl.orchestrate.trainables import model_folder, quiet_libraries
+    from bertabl.orchestrate.rank import model_folder, quiet_libraries
     from bertabl.training import TrialRuntime, pick_device
     from bertabl.trial.finetune import FinetuneTrialConfig
 

@@ -9,6 +9,7 @@ what is missing.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import time
@@ -17,12 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bertabl.errors import UserError
 from bertabl.matrix.load import MatrixSource
 from bertabl.matrix.plan import FinetuneTrial, Plan, PretrainTrial
+from bertabl.matrix.resources import STAGES
 from bertabl.matrix.schema import Resources
 from bertabl.matrix.trials import TestTrial
 from bertabl.orchestrate.observer import RunObserver
+from bertabl.orchestrate.placement import Node, alive_nodes, check_stage
 from bertabl.orchestrate.store import BLOCKED, DONE, FAILED, RunStore
 from bertabl.orchestrate.trainables import run_trial
 from bertabl.selection import best_point
@@ -73,9 +75,14 @@ def run_plan(
         pretrain = _pending(_select(plan.pretrain, only), complete, summary, observer)
         finetune = _pending(_select(plan.finetune, only), store.is_done, summary, observer)
         tests = _pending(_select(plan.tests, only), store.is_done, summary, observer)
-        if pretrain or finetune or tests:
-            with ray_session(address, plan.matrix.resources):
-                _run_trials(plan, pretrain, finetune, tests, store, observer, summary, storage)
+        # Test-split scorings run with fine-tuning's resources (one worker each).
+        pending = (pretrain, finetune + tests)
+        stages = [name for name, trials in zip(STAGES, pending, strict=True) if trials]
+        if stages:
+            with ray_session(address, plan.matrix.resources, stages) as nodes:
+                _run_trials(
+                    plan, pretrain, finetune, tests, store, observer, summary, storage, nodes
+                )
         prune_unselected(plan, store)
     summary.seconds = time.perf_counter() - started
     return summary
@@ -145,6 +152,7 @@ def _run_trials(
     observer: RunObserver,
     summary: RunSummary,
     storage: str | None = None,
+    nodes: list | None = None,
 ) -> None:
     """One Tune run for every stage (orchestrate/dependencies.py): a fine-tune starts when its
     pre-training is done, a test-split scoring when its cell's fine-tunes have settled; either
@@ -152,6 +160,8 @@ def _run_trials(
     from ray import tune
 
     from bertabl.orchestrate.dependencies import DependencySearcher
+    from bertabl.orchestrate.placement import capacity
+    from bertabl.orchestrate.train_workers import DRIVER_RESOURCES
     from bertabl.orchestrate.tune_events import TuneEvents
 
     stages = (("pretrain", pretrain), ("finetune", finetune), ("test", tests))
@@ -159,12 +169,12 @@ def _run_trials(
         if trials:
             observer.stage_started(stage, [t.id for t in trials])
     resources, checkpointing = plan.matrix.resources, plan.matrix.checkpointing
+    per_stage = {stage: resources.stage(stage) for stage in STAGES}
+    per_stage["test"] = dataclasses.replace(per_stage["finetune"], workers=1)  # scoring only
 
     def suggestion(stage: str, trial) -> dict[str, Any]:
-        # A data-parallel pre-training trial runs `workers_per_trial` processes; a fine-tune, one.
-        workers = resources.workers_per_trial if stage == "pretrain" else 1
         trial_params = {"id": trial.id, "stage": stage, "config": trial.config}
-        return {"trial": trial_params, "workers": workers}
+        return {"trial": trial_params, "resources": per_stage[stage].params()}
 
     def release(stage: str, trial, failed: set[str]) -> bool:
         if stage == "pretrain":
@@ -179,20 +189,30 @@ def _run_trials(
             observer.blocked(trial.id, reason)
         return reason is None
 
-    def trial_resources(config: dict[str, Any]):  # reserved for every process of the trial
-        n = config["workers"]
-        bundle = {"CPU": resources.cpus_per_trial * n, "GPU": resources.gpus_per_trial * n}
-        return tune.PlacementGroupFactory([bundle])
+    def trial_resources(config: dict[str, Any]):
+        own = config["resources"]
+        if own["workers"] > 1:  # the Tune trial only drives Ray Train's workers (their own PG)
+            return tune.PlacementGroupFactory([DRIVER_RESOURCES])
+        return tune.PlacementGroupFactory(
+            [{"CPU": own["cpus_per_worker"], "GPU": own["gpus_per_worker"]}]
+        )
 
+    # Tune does not see a data-parallel trial's workers (Ray Train asks for them), so it would
+    # start every such trial at once, each driver waiting for its workers: the searcher admits
+    # only as many as the cluster can place together.
+    admits = {
+        stage: capacity(nodes, res) if nodes is not None and res.workers > 1 else None
+        for stage, res in per_stage.items()
+    }
     param_space = {
         "run_dir": str(store.root),
-        "cpus": resources.cpus_per_trial,
-        "gpus": resources.gpus_per_trial,
         "checkpoint_every": checkpointing.every_steps,
         "checkpoint_keep": checkpointing.keep,
         "precision": resources.precision,
         "deterministic": resources.deterministic,
-        "micro_batch_size": resources.micro_batch_size,
+        "worker_restarts": resources.worker_restarts,
+        # Ray Train's own run state (a few small files per data-parallel trial): beside Tune's
+        "train_storage": storage or str(store.root / "train"),
         # the intermediate models each pre-training trial must keep (not part of its id)
         "save_steps": plan.intermediate_steps(),
     }
@@ -200,7 +220,9 @@ def _run_trials(
         tune.with_resources(run_trial, trial_resources),
         param_space=param_space,
         tune_config=tune.TuneConfig(
-            search_alg=DependencySearcher(_waiting(pretrain, finetune, tests), suggestion, release),
+            search_alg=DependencySearcher(
+                _waiting(pretrain, finetune, tests), suggestion, release, admits
+            ),
             num_samples=len(pretrain) + len(finetune) + len(tests),
             max_concurrent_trials=resources.max_concurrent_trials or None,
             trial_name_creator=_trial_name,
@@ -263,8 +285,11 @@ PRIVATE_INSTANCE_CONFIG = {"enable_worker_prestart": False, "prestart_worker_fir
 
 
 @contextlib.contextmanager
-def ray_session(address: str | None, resources: Resources) -> Iterator[None]:
-    """Connect to (or start) Ray, check the matrix's resources fit it, and shut down after."""
+def ray_session(
+    address: str | None, resources: Resources, stages: list[str] | tuple[str, ...] = STAGES
+) -> Iterator[list]:
+    """Connect to (or start) Ray, check that the trials of `stages` can be placed on its nodes
+    (yields the nodes), and shut down after."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no Tune console tables: we show our own
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     # No Tune CSV/JSON/TensorBoard result files: the run directory's records are the results,
@@ -287,8 +312,9 @@ def ray_session(address: str | None, resources: Resources) -> Iterator[None]:
             **({"_system_config": PRIVATE_INSTANCE_CONFIG} if private else {}),
         )
     try:
-        _check_resources(ray.cluster_resources(), resources)
-        yield
+        nodes = alive_nodes(ray.nodes())
+        check_resources(nodes, resources, stages)
+        yield nodes
     finally:
         if private:
             _stop_autoscaler_monitor()
@@ -313,26 +339,10 @@ def _stop_autoscaler_monitor() -> None:
         pass
 
 
-def _check_resources(cluster: dict[str, float], resources: Resources) -> None:
-    """Fail before any trial starts if a trial could never be scheduled (Tune would wait)."""
-    gpus, cpus = cluster.get("GPU", 0.0), cluster.get("CPU", 0.0)
-    workers = resources.workers_per_trial
-    if resources.gpus_per_trial * workers > gpus:
-        found = f"{gpus:g} GPU(s)" if gpus else "no GPU"
-        raise UserError(
-            f"resources.gpus_per_trial = {resources.gpus_per_trial:g} x workers_per_trial = "
-            f"{workers} but the Ray cluster has {found}; set resources.gpus_per_trial = 0 "
-            "(--set resources.gpus_per_trial=0) to run on CPU, or run on a GPU host / cluster "
-            "(--address)"
-        )
-    if resources.precision == "fp16" and resources.gpus_per_trial == 0:
-        raise UserError(
-            "resources.precision = 'fp16' needs GPUs (resources.gpus_per_trial > 0); use "
-            "'auto', 'fp32' or 'bf16' on CPU"
-        )
-    if resources.cpus_per_trial * workers > cpus:
-        raise UserError(
-            f"resources.cpus_per_trial = {resources.cpus_per_trial:g} x workers_per_trial = "
-            f"{workers} but the Ray cluster has {cpus:g} CPU(s); lower them "
-            "(--set resources.cpus_per_trial=1)"
-        )
+def check_resources(
+    nodes: list[Node], resources: Resources, stages: list[str] | tuple[str, ...] = STAGES
+) -> None:
+    """Fail before any trial starts if a trial of `stages` could never be placed (Tune would
+    wait for it forever); see orchestrate/placement.py."""
+    for stage in stages:
+        check_stage(nodes, resources.stage(stage), resources.precision)

@@ -76,7 +76,9 @@ class RunStore:
         history: list[dict[str, Any]] | None = None,
         timings: dict[str, float] | None = None,
         error: str | None = None,
+        workers: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
+        """`workers`: where each rank of the trial ran (rank, node id and IP, pid, device)."""
         record = {
             "id": trial_id,
             "stage": config["stage"],
@@ -86,6 +88,7 @@ class RunStore:
             "history": history or [],
             "timings": timings or {},
             "error": error,
+            "workers": workers or [],
             "written_at": time.time(),
         }
         atomic_write_json(self.trial_dir(trial_id) / "record.json", record)
@@ -99,9 +102,11 @@ class RunStore:
         record["metrics"] = record["metrics"] | metrics
         atomic_write_json(self.trial_dir(trial_id) / "record.json", record)
 
-    def count_attempt(self, trial_id: str) -> int:
-        """Record that the trial starts (again); returns which attempt this is, from 1."""
-        path = self.trial_dir(trial_id) / "attempts"
+    def count_attempt(self, trial_id: str, what: str = "attempts") -> int:
+        """Record that the trial starts (again); returns which attempt this is, from 1.
+        `what` names the counter (a data-parallel trial also counts its worker group's starts).
+        """
+        path = self.trial_dir(trial_id) / what
         attempt = int(path.read_text()) + 1 if path.is_file() else 1
         atomic_write(path, str(attempt).encode())
         return attempt

@@ -5,9 +5,9 @@ The loop is written out rather than using HF `Trainer`: a Tune trial must report
 checkpoints on its own schedule, and the loop is the place later speed work (packing, sparse MLM
 decoding) goes.
 
-One optimizer step per global batch of `pretrain.batch_size` sequences. With
-`runtime.workers = k > 1` the trial runs k data-parallel processes (see `parallel.py`); each
-process splits its share of the batch into micro-batches of `runtime.micro_batch_size` and
+One optimizer step per global batch of `pretrain.batch_size` sequences. A data-parallel trial
+runs this body in each of its k Ray Train workers, each given its `Group` (see `parallel.py`);
+each process splits its share of the batch into micro-batches of `runtime.micro_batch_size` and
 accumulates their gradients, so the batch size is a property of the experiment, not of the
 hardware: any layout gives the same gradient (up to float rounding) and the same logged losses.
 """
@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import transformers
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase
 
 from bertabl.data.corpus import load_corpus, tokenized_corpus
@@ -32,7 +31,7 @@ from bertabl.errors import DataError
 from bertabl.pretrain.examples import build_pair_examples
 from bertabl.pretrain.masking import masking_collator
 from bertabl.pretrain.model import ChunkedLeftToRightLM, MaskedPositionsLM, build_model, lm_module
-from bertabl.pretrain.parallel import Group, launch
+from bertabl.pretrain.parallel import Group, rank_seed
 from bertabl.pretrain.perplexity import heldout_metrics, split_heldout
 from bertabl.training import IGNORE_INDEX as IGNORE  # the tokens MLM does not predict
 from bertabl.training import (
@@ -61,65 +60,38 @@ LABEL_KEYS = ("labels", "next_sentence_label")
 HELDOUT_BATCH = 32
 
 
-def pretrain(config: PretrainTrialConfig, out_dir: Path, runtime: TrialRuntime) -> dict[str, Any]:
+def pretrain(
+    config: PretrainTrialConfig,
+    out_dir: Path,
+    runtime: TrialRuntime,
+    group: Group | None = None,
+) -> dict[str, Any]:
     """Run one pre-training trial; saves model + tokenizer to `out_dir/model`; returns metrics.
 
     Resumes from the runtime's latest checkpoint when there is one; the result is then the same,
     to the bit on CPU, as a run that was never interrupted (with the same number of workers).
-    This process is rank 0 when `runtime.workers > 1`: it alone reports, checkpoints and saves.
+    `group`: this process's rank of a data-parallel trial (every rank calls this; rank 0 alone
+    writes files, checkpoints and the model); None = a single process.
     """
-    layout = batch_layout(config.pretrain.batch_size, runtime.workers, runtime.micro_batch_size)
-    use_deterministic_algorithms(runtime.deterministic)  # before the ranks start: they inherit it
-    tokenizer = build_tokenizer(
-        config.data,
-        out_dir / "vocab",
-        vocab_size=config.pretrain.vocab_size,
-        documents=load_corpus(config.data) if config.trained_vocabulary else None,
-        cache_dir=runtime.cache_dir,
-    )
-    worker_args = (
-        config,
-        tokenizer,  # the other ranks get it pickled: only rank 0 writes files
-        layout,
-        runtime.cache_dir,
-        runtime.checkpoint_every,
-        runtime.precision,
-        runtime.deterministic,
-        transformers.logging.get_verbosity(),
-    )
-    with launch(runtime.workers, runtime.device, _worker, worker_args) as group:
-        return _train(config, tokenizer, out_dir, runtime, group, layout)
-
-
-def _worker(
-    group: Group,
-    config: PretrainTrialConfig,
-    tokenizer: PreTrainedTokenizerBase,
-    layout: BatchLayout,
-    cache_dir: Path | None,
-    checkpoint_every: int,
-    precision: str,
-    deterministic: bool,
-    verbosity: int,
-) -> None:
-    """Ranks 1..k-1: the same loop as rank 0, without reports, checkpoint files or saved model."""
-    transformers.logging.set_verbosity(verbosity)
-    runtime = TrialRuntime(
-        group.device,
-        checkpoint_every=checkpoint_every,  # checkpoint steps gather every rank's RNG state
-        precision=precision,
-        deterministic=deterministic,
-        workers=group.world,
-        micro_batch_size=layout.micro_batch_size,
-        cache_dir=cache_dir,
-    )
-    _train(config, tokenizer, None, runtime, group, layout)
+    group = group or Group.single(runtime.device)
+    layout = batch_layout(config.pretrain.batch_size, group.world, runtime.micro_batch_size)
+    tokenizer = None
+    if group.is_main:
+        tokenizer = build_tokenizer(
+            config.data,
+            out_dir / "vocab",
+            vocab_size=config.pretrain.vocab_size,
+            documents=load_corpus(config.data) if config.trained_vocabulary else None,
+            cache_dir=runtime.cache_dir,
+        )
+    tokenizer = group.broadcast(tokenizer)  # pickled to the other ranks: only rank 0 writes
+    return _train(config, tokenizer, out_dir, runtime, group, layout)
 
 
 def _train(
     config: PretrainTrialConfig,
     tokenizer: PreTrainedTokenizerBase,
-    out_dir: Path | None,
+    out_dir: Path,
     runtime: TrialRuntime,
     group: Group,
     layout: BatchLayout,
@@ -153,7 +125,7 @@ def _train(
     state = _shared_resume_state(runtime, group)
     if state is None:
         if not group.is_main:  # ranks draw different dropout masks for their slices
-            seed_everything(_rank_seed(pt.seed, group.rank, 0))
+            seed_everything(rank_seed(pt.seed, group.rank, 0))
     else:
         # only rank 0's state has the weights; wrapping the model for DDP copies them to the rest
         restore_training_state(state, model, optimizer, scheduler, precision)
@@ -201,7 +173,7 @@ def _train(
             metrics |= {"step": step, "lr": scheduler.get_last_lr()[0]}
             history.append(metrics)
             window = {k: [] for k in WINDOW_KEYS}
-            if step < pt.steps and group.is_main:
+            if step < pt.steps:  # every rank: under Ray Train a report is a barrier
                 runtime.report(metrics | {"seconds": time.perf_counter() - started})
         if step in runtime.save_steps and step < pt.steps and group.is_main:
             _save_model(model, tokenizer, out_dir / model_dir_name(step))
@@ -231,7 +203,7 @@ def _train(
                 **_heldout(model, heldout, tokenizer, pt, device, precision),
             }
         _save_model(model, tokenizer, out_dir / model_dir_name())
-        runtime.report(metrics | {"seconds": time.perf_counter() - started})
+    runtime.report(metrics | {"seconds": time.perf_counter() - started})  # every rank, as above
     return metrics
 
 
@@ -369,11 +341,7 @@ def _restore_rank_rng(state: dict[str, Any], group: Group, seed: int) -> None:
     if len(saved) == group.world - 1:
         set_rng_state(saved[group.rank - 1], group.device)
     else:
-        seed_everything(_rank_seed(seed, group.rank, state["step"]))
-
-
-def _rank_seed(seed: int, rank: int, step: int) -> int:
-    return random.Random(f"{seed}/rank/{rank}/step/{step}").getrandbits(63)
+        seed_everything(rank_seed(seed, group.rank, state["step"]))
 
 
 def _batches(

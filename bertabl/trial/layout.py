@@ -42,25 +42,31 @@ class BatchLayout:
         ]
 
 
-def batch_layout(batch_size: int, workers: int, micro_batch_size: int = 0) -> BatchLayout:
+def batch_layout(
+    batch_size: int,
+    workers: int,
+    micro_batch_size: int = 0,
+    workers_key: str = "resources.workers_per_trial",
+    micro_key: str = "resources.micro_batch_size",
+) -> BatchLayout:
     """The layout for a trial's settings (micro_batch_size 0 = the whole per-worker slice).
 
-    Raises `UserError` naming the matrix keys when the numbers do not divide.
+    Raises `UserError` naming the matrix keys (`workers_key`, `micro_key`: where the values
+    came from) when the numbers do not divide.
     """
     if workers < 1:
-        raise UserError(f"resources.workers_per_trial = {workers}; it must be at least 1")
+        raise UserError(f"{workers_key} = {workers}; it must be at least 1")
     if batch_size % workers:
         raise UserError(
             f"pretrain.batch_size = {batch_size} does not split evenly over "
-            f"resources.workers_per_trial = {workers}; make the batch size a multiple of the "
-            "worker count"
+            f"{workers_key} = {workers}; make the batch size a multiple of the worker count"
         )
     per_worker = batch_size // workers
     micro = micro_batch_size or per_worker
     if micro < 0 or per_worker % micro:
         raise UserError(
-            f"resources.micro_batch_size = {micro_batch_size} must divide the sequences each "
-            f"worker gets per step, pretrain.batch_size / resources.workers_per_trial = "
+            f"{micro_key} = {micro_batch_size} must divide the sequences each "
+            f"worker gets per step, pretrain.batch_size / {workers_key} = "
             f"{batch_size} / {workers} = {per_worker}; use a divisor of {per_worker} "
             "(or 0 for no gradient accumulation)"
         )

@@ -90,3 +90,21 @@ def test_a_failed_fine_tune_reaches_the_release_of_its_cells_scoring():
     searcher.on_trial_complete(names[cell[1]], error=True)  # failed: settled, and reported
     assert searcher.suggest("test") == Searcher.FINISHED  # this release blocks on a failure
     assert blocked == ["te-00000000"]
+
+
+def test_data_parallel_trials_start_only_as_many_as_the_cluster_places_together():
+    plan = build_plan(validate(tomllib.loads(TINY_MATRIX), "m.toml"))
+    first, second = plan.pretrain
+    searcher = DependencySearcher(
+        _waiting(plan.pretrain, plan.finetune, []),
+        lambda stage, trial: {"id": trial.id},
+        lambda stage, trial, failed: True,
+        admits={"pretrain": 1, "finetune": None},  # one 2-worker trial fits at a time
+    )
+    assert searcher.suggest("t0") == {"id": first.id}
+    assert searcher.suggest("t1") is None  # the second waits for room, not for its workers
+    searcher.on_trial_complete("t0")
+    # the first's fine-tunes (single-worker, no limit) and the second pre-training may go now
+    assert searcher.suggest("t2") == {"id": second.id}
+    mine = [t.id for t in plan.finetune if t.pretrain_id == first.id]
+    assert [searcher.suggest(f"f{i}")["id"] for i in range(len(mine))] == mine

@@ -13,6 +13,7 @@ from bertabl.matrix.load import MatrixSource, tomllib, validate
 from bertabl.matrix.schema import Resources
 from bertabl.orchestrate import run
 from bertabl.orchestrate.observer import RunObserver
+from bertabl.orchestrate.placement import Node
 from bertabl.orchestrate.store import DONE, FAILED, RunStore
 from tests.conftest import TINY_MATRIX
 
@@ -71,26 +72,35 @@ def test_a_fine_tune_is_blocked_with_its_pretrainings_error(plan, tmp_path: Path
     assert run._blocked_reason(trial, store) is None
 
 
+ONE_NODE = [Node(cpus=2.0, gpus=0.0)]
+
+
 @pytest.mark.parametrize(
-    ("resources", "cluster", "message"),
+    ("resources", "message"),
     [
-        ({"gpus_per_trial": 1.0}, {"CPU": 2.0}, "gpus_per_trial = 1 x workers_per_trial = 1"),
-        ({"cpus_per_trial": 4.0}, {"CPU": 2.0}, r"the Ray cluster has 2 CPU\(s\)"),
+        ({"gpus_per_trial": 1.0}, r"resources\.gpus_per_trial = 1 but the Ray cluster's 1 node"),
+        ({"cpus_per_trial": 4.0}, r"resources\.cpus_per_trial = 4: one worker \(4 CPU, 0 GPU\)"),
         (
             {"cpus_per_trial": 1.0, "workers_per_trial": 3},
-            {"CPU": 2.0},
-            "workers_per_trial = 3",
+            r"resources\.workers_per_trial = 3: .* there is room for 2 ",
         ),
-        ({"precision": "fp16"}, {"CPU": 2.0}, "'fp16' needs GPUs"),
+        ({"precision": "fp16"}, "'fp16' needs GPUs"),
     ],
 )
-def test_resources_the_cluster_lacks_fail_before_any_trial(resources, cluster, message):
+def test_resources_the_cluster_lacks_fail_before_any_trial(resources, message):
     with pytest.raises(UserError, match=message):
-        run._check_resources(cluster, Resources(**resources))
+        run.check_resources(ONE_NODE, Resources(**resources))
 
 
 def test_resources_that_fit_pass():
-    run._check_resources({"CPU": 2.0, "GPU": 1.0}, Resources(gpus_per_trial=0.5))
+    run.check_resources([Node(cpus=2.0, gpus=1.0)], Resources(gpus_per_trial=0.5))
+
+
+def test_only_the_stages_that_run_are_checked():
+    resources = Resources(finetune={"gpus_per_worker": 1})  # fine-tunes on a GPU ...
+    run.check_resources(ONE_NODE, resources, ["pretrain"])  # ... but only pre-training runs
+    with pytest.raises(UserError, match=r"resources\.finetune\.gpus_per_worker = 1"):
+        run.check_resources(ONE_NODE, resources, ["pretrain", "finetune"])
 
 
 def test_an_error_is_its_innermost_cause_last_line():

@@ -23,14 +23,19 @@ def _params(run_dir: Path, trial, save_steps: list[int]) -> dict:
     return {
         "trial": {"id": trial.id, "stage": "pretrain", "config": trial.config},
         "run_dir": str(run_dir),
-        "cpus": 1,
-        "gpus": 0,
+        "resources": {
+            "workers": 1,
+            "cpus_per_worker": 1,
+            "gpus_per_worker": 0,
+            "placement": "pack",
+            "micro_batch_size": 0,
+        },
         "checkpoint_every": 4,
         "checkpoint_keep": 2,
         "precision": "auto",
         "deterministic": False,
-        "micro_batch_size": 0,
-        "workers": 1,
+        "worker_restarts": 1,
+        "train_storage": str(run_dir / "train"),
         "save_steps": {trial.id: save_steps},
     }
 

@@ -1,22 +1,19 @@
-"""Gradient accumulation and data-parallel pre-training (CPU, gloo): same results as one process
-with the whole batch, exact resume, clear errors."""
+"""Gradient accumulation in pre-training: same results as one process with the whole batch,
+exact resume, clear errors. Data-parallel trials (Ray Train workers on a simulated cluster)
+are tested in tests/orchestrate/test_train_workers.py."""
 
 from __future__ import annotations
 
-import os
-import time
 from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
 from safetensors.torch import load_file
 
 from bertabl.errors import UserError
 from bertabl.matrix import build_plan
 from bertabl.matrix.load import tomllib, validate
 from bertabl.orchestrate.checkpoint import Checkpointer
-from bertabl.pretrain.parallel import WorkerFailed, launch
 from bertabl.pretrain.train import pretrain
 from bertabl.training import TrialRuntime
 from bertabl.trial.layout import batch_layout
@@ -33,15 +30,6 @@ def plan():
     raw["pretrain"]["steps"] = STEPS
     raw["pretrain"]["model"]["dropout"] = 0.0  # layouts then compute the same function
     return build_plan(validate(raw, "tiny.toml"))
-
-
-@pytest.fixture
-def one_thread():
-    """Two ranks on a small CI box: one thread each (spawned ranks copy rank 0's setting)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _run(config, out_dir: Path, **runtime) -> tuple[dict, list[dict], dict[str, torch.Tensor]]:
@@ -81,21 +69,6 @@ def test_accumulation_matches_the_full_batch(plan, tmp_path: Path, objective: st
     assert full["step"] == STEPS and "mlm_loss" in full
 
 
-@pytest.mark.parametrize("micro", [0, 2], ids=["no-accumulation", "accumulation"])
-def test_two_workers_match_one_process(plan, tmp_path: Path, one_thread, micro: int):
-    config = plan.pretrain[OBJECTIVES["mlm_nsp"]].config
-    single, single_reports, single_weights = _run(config, tmp_path / "one")
-    started = time.perf_counter()
-    parallel, reports, weights = _run(config, tmp_path / "two", workers=2, micro_batch_size=micro)
-    seconds = time.perf_counter() - started
-
-    assert _max_weight_diff(single_weights, weights) < 1e-5
-    _assert_close_metrics(single, parallel, 1e-5)
-    assert len(reports) == len(single_reports)  # only rank 0 reports
-    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["model", "vocab"]
-    assert seconds < 120
-
-
 @pytest.mark.parametrize("objective", OBJECTIVES)
 def test_resume_with_accumulation_is_bit_identical(plan, tmp_path: Path, objective: str):
     config = plan.pretrain[OBJECTIVES[objective]].config
@@ -119,37 +92,6 @@ def test_resume_with_accumulation_is_bit_identical(plan, tmp_path: Path, objecti
     assert resumed == straight
     weights = load_file(resumed_dir / "model" / "model.safetensors")
     assert all(torch.equal(straight_weights[k], weights[k]) for k in weights)
-
-
-@pytest.mark.slow  # three 2-process runs: about 12 s on 2 CPU cores
-def test_resume_with_two_workers_matches_the_uninterrupted_run(plan, tmp_path: Path, one_thread):
-    # Dropout on: each rank's RNG state must come back from the checkpoint for an exact resume.
-    config = plan.pretrain[OBJECTIVES["mlm_nsp"]].config
-    pt = config.pretrain
-    model = pt.model.model_copy(update={"dropout": 0.1})
-    config = config.model_copy(update={"pretrain": pt.model_copy(update={"model": model})})
-    straight, _, straight_weights = _run(config, tmp_path / "straight", workers=2)
-
-    resumed_dir = tmp_path / "resumed"
-    with pytest.raises(Killed):
-        _run(
-            config,
-            resumed_dir,
-            workers=2,
-            checkpoints=KillAfter(resumed_dir / "ckpt", at_step=3),
-            checkpoint_every=3,
-        )
-    state = Checkpointer(resumed_dir / "ckpt").load_latest()
-    assert state["step"] == 3 and len(state["worker_rng"]) == 1
-    runtime = TrialRuntime(
-        CPU, checkpoints=Checkpointer(resumed_dir / "ckpt"), checkpoint_every=3, workers=2
-    )
-    resumed = pretrain(config, resumed_dir, runtime)
-    weights = load_file(resumed_dir / "model" / "model.safetensors")
-
-    assert runtime.resumed_from == 3
-    assert _max_weight_diff(straight_weights, weights) < 1e-6
-    _assert_close_metrics(straight, resumed, 1e-6)
 
 
 def test_batch_layout_errors_name_the_keys(plan, tmp_path: Path):
@@ -177,29 +119,3 @@ def test_micro_batches_cover_the_rank_slice():
         [m["input_ids"].flatten().tolist() for m in layout.micro_batches(batch, r)] for r in (0, 1)
     ]
     assert rows == [[[0, 1], [2, 3]], [[4, 5], [6, 7]]]
-
-
-# --- a rank that fails: rank 0 raises a clear error instead of hanging ---------------------
-
-
-def _failing_rank(group, how: str) -> None:
-    total = torch.ones(1)
-    group.sum(total)  # one collective together, then the failure
-    if how == "raise":
-        raise ValueError("rank one broke")
-    os._exit(7)
-
-
-@pytest.mark.parametrize("how", ["raise", "exit"])
-def test_a_failing_rank_fails_rank_zero_promptly(how: str, one_thread):
-    started = time.perf_counter()
-    with pytest.raises(WorkerFailed) as caught:
-        with launch(2, CPU, _failing_rank, (how,)) as group:
-            while True:  # rank 0 keeps training until the dead peer breaks a collective
-                group.sum(torch.ones(1))
-                time.sleep(0.01)
-    assert time.perf_counter() - started < 60
-    message = str(caught.value)
-    assert "data-parallel worker rank 1" in message
-    assert ("ValueError: rank one broke" if how == "raise" else "exit code 7") in message
-    assert not dist.is_initialized()
