@@ -144,7 +144,7 @@ def build_plan(matrix: Matrix, origin: str = "matrix", dry_run: bool = False) ->
                 config.model.hidden,
                 config.model.ffn,
                 config.model.max_position,
-                nsp=config.objective == "mlm_nsp",
+                nsp=config.objective in ("mlm_nsp", "none"),  # none: the same architecture
             )
             pretrain[pt_id] = PretrainTrial(pt_id, trial_config, params)
         rows.append(row)

@@ -75,6 +75,9 @@ def rows_per_pretrain_step(
     expanded = []
     for row in rows:
         total = total_steps[row.pretrain_id]
+        if total == 0:  # objective = "none": one model at every step (Figure 5's 0-step point)
+            expanded.append(row)
+            continue
         for i, step in enumerate(steps):
             if step > total:
                 raise MatrixError(

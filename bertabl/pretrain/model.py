@@ -45,7 +45,7 @@ def build_model(
 ) -> PreTrainedModel:
     """A freshly initialised model with the heads its objective trains."""
     config = bert_config(model, vocab_size, pad_token_id)
-    if objective == "mlm_nsp":
+    if objective in ("mlm_nsp", "none"):  # none: BERT's architecture, pooler included, untrained
         return BertForPreTraining(config)
     if objective == "ltr":
         # Left-to-right LM: BERT's self-attention made causal. `is_decoder` is saved with the

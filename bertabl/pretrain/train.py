@@ -85,7 +85,29 @@ def pretrain(
             cache_dir=runtime.cache_dir,
         )
     tokenizer = group.broadcast(tokenizer)  # pickled to the other ranks: only rank 0 writes
+    if config.pretrain.objective == "none":
+        return _untrained(config, tokenizer, out_dir, runtime, group)
     return _train(config, tokenizer, out_dir, runtime, group, layout)
+
+
+def _untrained(
+    config: PretrainTrialConfig,
+    tokenizer: PreTrainedTokenizerBase,
+    out_dir: Path,
+    runtime: TrialRuntime,
+    group: Group,
+) -> dict[str, Any]:
+    """`objective = "none"`: the model as initialised from the trial's seed, saved like a
+    pre-trained one so fine-tuning reads it the same way (the no-pre-training control)."""
+    metrics: dict[str, Any] = {"step": 0}
+    if group.is_main:
+        started = time.perf_counter()
+        pt = config.pretrain
+        seed_everything(pt.seed)
+        model = build_model(pt.objective, pt.model, len(tokenizer), tokenizer.pad_token_id)
+        _save_model(model, tokenizer, out_dir / model_dir_name())
+        runtime.report(metrics | {"seconds": time.perf_counter() - started})
+    return metrics
 
 
 def _train(

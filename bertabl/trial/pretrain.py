@@ -12,7 +12,21 @@ from bertabl.trial.base import Strict
 from bertabl.trial.data import DataRef
 from bertabl.trial.identity import trial_id
 
-Objective = Literal["mlm_nsp", "mlm", "ltr"]
+Objective = Literal["mlm_nsp", "mlm", "ltr", "none"]
+# What an untrained (`objective = "none"`) model does not depend on: reset to their defaults so
+# every matrix's control row with the same model, vocabulary and seed is the same trial.
+UNTRAINED_DEFAULTS = {
+    "steps": 0,
+    "masking": {},
+    "seq_len_schedule": [],
+    "heldout_fraction": 0.0,
+    "warmup_fraction": 0.01,
+    "weight_decay": 0.01,
+    "adam_beta1": 0.9,
+    "adam_beta2": 0.999,
+    "adam_epsilon": 1e-6,
+    "learning_rate": 1.0,  # never used; a fixed value so it is not part of what differs
+}
 
 
 class ModelConfig(Strict):
@@ -75,11 +89,13 @@ class PretrainConfig(Strict):
 
     objective: Objective = Field(
         description="mlm_nsp (BERT), mlm (No NSP), ltr (left-to-right LM, no NSP; stays causal "
-        "when fine-tuned)"
+        "when fine-tuned), none (no pre-training: the same architecture randomly initialised, "
+        "the control row that shows what pre-training buys; steps and the training settings "
+        "do not apply)"
     )
     model: ModelConfig
     masking: MaskingConfig = MaskingConfig()
-    steps: int = Field(ge=1)
+    steps: int = Field(ge=0, description="optimizer steps (0 only with objective = 'none')")
     batch_size: int = Field(ge=1)
     max_seq_len: int = Field(ge=16, le=4096, description="tokens per example, incl. specials")
     seq_len_schedule: list[SeqLenPhase] = Field(
@@ -111,6 +127,22 @@ class PretrainConfig(Strict):
     adam_beta2: float = Field(0.999, ge=0, lt=1)
     adam_epsilon: float = Field(1e-6, gt=0)
     seed: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _untrained_trains_nothing(cls, data):
+        if isinstance(data, dict) and data.get("objective") == "none":
+            return {**data, **UNTRAINED_DEFAULTS}
+        return data
+
+    @model_validator(mode="after")
+    def _steps_train(self) -> PretrainConfig:
+        if self.steps == 0 and self.objective != "none":
+            raise ValueError(
+                f"steps = 0 trains nothing; give steps >= 1, or objective = 'none' for a "
+                f"randomly initialised control row (objective is '{self.objective}')"
+            )
+        return self
 
     @model_validator(mode="after")
     def _fits_positions(self) -> PretrainConfig:

@@ -310,7 +310,13 @@ MALFORMED = [
         "variant-override-bad-value",
         append(VARIANT_A + '\n[[pretrain.variants]]\nname = "b"\npretrain = { steps = -1 }\n'),
         "pretrain.variants[1].pretrain",
-        ["steps", "greater than or equal to 1"],
+        ["steps", "greater than or equal to 0"],
+    ),
+    (
+        "variant-override-zero-steps",
+        append(VARIANT_A + '\n[[pretrain.variants]]\nname = "b"\npretrain = { steps = 0 }\n'),
+        "pretrain.variants[1].pretrain",
+        ["steps = 0 trains nothing", "objective = 'none'"],
     ),
     (
         "variant-override-typo",

@@ -142,3 +142,47 @@ def test_ltr_pretraining_with_its_loss_in_chunks_matches_the_dense_run(tmp_path:
     assert chunked.keys() == dense.keys()
     for key in ("loss", "ltr_loss", "heldout_loss"):  # held-out: the same final model
         assert chunked[key] == pytest.approx(dense[key], rel=1e-4), key
+
+
+def _with_control(extra: dict | None = None):
+    raw = tomllib.loads(TINY_MATRIX)
+    raw["pretrain"]["variants"].append(
+        {"name": "none", "label": "No pre-training", "pretrain": {"objective": "none"}}
+    )
+    raw["finetune"] |= extra or {}
+    return build_plan(validate(raw, "m.toml"), "m.toml")
+
+
+def test_the_no_pretraining_control_trains_nothing_and_costs_nothing():
+    plan = _with_control()
+    none = plan.model(plan.rows[-1].pretrain_id)
+    config = none.config.pretrain
+    assert (config.objective, config.steps, config.tokens, none.flops) == ("none", 0, 0, 0)
+    bert = plan.model(plan.rows[0].pretrain_id)
+    assert none.parameters == bert.parameters  # BERT's architecture, pooler and NSP head included
+    # settings that only steer training do not make another control trial
+    raw = tomllib.loads(TINY_MATRIX)
+    raw["pretrain"] |= {"steps": 99, "learning_rate": 0.5, "masking": {"probability": 0.3}}
+    raw["pretrain"]["variants"] = [{"name": "none", "pretrain": {"objective": "none"}}]
+    assert build_plan(validate(raw, "m.toml"), "m.toml").rows[0].pretrain_id == none.id
+    # in a Figure 5 matrix the control is one row: its model is the same at every step
+    names = [r.name for r in _with_control({"pretrain_steps": [5, 10]}).rows]
+    assert names == ["bert_base@5", "bert_base@10", "no_nsp@5", "no_nsp@10", "none"]
+
+
+def test_the_no_pretraining_control_saves_the_seeded_initialisation(tmp_path: Path):
+    from transformers import AutoModelForSequenceClassification, BertConfig, BertForPreTraining
+
+    config = _with_control().model(_with_control().rows[-1].pretrain_id).config
+    metrics = pretrain(config, tmp_path / "a", TrialRuntime(torch.device("cpu")))
+    assert metrics == {"step": 0}
+    saved = load_file(tmp_path / "a" / "model" / "model.safetensors")
+    pretrain(config, tmp_path / "b", TrialRuntime(torch.device("cpu")))
+    again = load_file(tmp_path / "b" / "model" / "model.safetensors")
+    assert all(torch.equal(saved[k], again[k]) for k in saved)  # a function of the seed
+    torch.manual_seed(config.pretrain.seed)
+    fresh = BertForPreTraining(BertConfig.from_pretrained(tmp_path / "a" / "model")).state_dict()
+    assert all(torch.equal(saved[k], fresh[k]) for k in saved)  # BERT's own initialisation
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "a" / "model")
+    pooler = model.bert.pooler.dense.weight
+    assert torch.equal(pooler, saved["bert.pooler.dense.weight"])  # fine-tuning reads it all
