@@ -20,6 +20,7 @@ from bertabl.matrix.load import MatrixSource
 from bertabl.matrix.plan import FinetuneTrial, Plan, PretrainTrial
 from bertabl.matrix.schema import Resources
 from bertabl.orchestrate.observer import RunObserver
+from bertabl.orchestrate.prepare import prepare_data
 from bertabl.orchestrate.store import BLOCKED, DONE, FAILED, RunStore
 from bertabl.orchestrate.trainables import run_trial
 
@@ -65,6 +66,8 @@ def run_plan(
 
         pretrain = _pending(_select(plan.pretrain, only), complete, summary, observer)
         finetune = _pending(_select(plan.finetune, only), store.is_done, summary, observer)
+        if pretrain:  # tokenise once, with every core, before Ray and any trial start
+            prepare_data(pretrain, store, observer)
         if pretrain or finetune:
             with ray_session(address, plan.matrix.resources):
                 _run_trials(plan, pretrain, finetune, store, observer, summary, storage)
