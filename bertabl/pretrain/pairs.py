@@ -232,8 +232,8 @@ class Cursor:
                 return False
             if self._pairs_this_pass == 0 and self._whole_pass:  # it would loop forever
                 raise DataError(
-                    f"the corpus yields no pre-training pairs at seq_len {stream.seq_len}; it "
-                    "needs documents of at least two tokens (more text, or another corpus)"
+                    f"the corpus yields no pre-training pairs at seq_len {stream.seq_len}: its "
+                    "documents have no tokens; use a corpus with text"
                 )
             self.pass_index, self.block_index = self.pass_index + 1, 0
             self._pairs_this_pass, self._whole_pass = 0, True
