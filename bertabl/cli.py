@@ -166,8 +166,7 @@ def plan(
     for job in data_jobs((t.id, t.config) for t in the_plan.pretrain):
         what = "train the vocabulary and tokenise" if job.vocab_size else "tokenise"
         console.print(
-            f" {what} {job.corpus} with {job.tokenizer} ({len(job.trials)} pre-training "
-            "trial(s))",
+            f" {what} {job.corpus} with {job.tokenizer} ({len(job.trials)} pre-training trial(s))",
             soft_wrap=True,
             highlight=False,
         )

@@ -5,14 +5,12 @@ cache, scale presets and per-matrix scales."""
 from __future__ import annotations
 
 import math
-import random
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
-
-import numpy as np
 
 from bertabl.data import synthetic
 from bertabl.data.corpus import corpus_data, load_corpus
