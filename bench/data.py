@@ -8,9 +8,10 @@
    books of ../shared/data (copies of its six files, each copy with a distinct first line so
    every copy is new text). The matrix: one MLM+NSP trial, a 2 x 128 model, BERT's vocabulary,
    30 steps of 32 x 128 tokens, a fresh run directory each time (so the data preparation step is
-   part of the run measured). It prints the sum of RSS over the tree (pages of the token store
-   that several processes map count once per process) and the sum of PSS (shared pages split
-   between the processes mapping them). Headline: peak RSS at the largest size / at 1x.
+   part of the run measured). It prints the peak sums over the tree of RSS (pages of the token
+   store that several processes map count once per process), PSS (shared pages split between
+   the processes mapping them) and anonymous memory (RSS less file pages: what the kernel cannot
+   reclaim). Headline: peak RSS at the largest size / at 1x.
 2. The data pipeline on one core (the process pinned to one CPU, one torch thread): pairs +
    masking + collation (`pretrain.batches.rank_steps`, one rank, no prefetch thread) over the
    10x store, batches of 256 pairs at 128 and at 512 tokens, in non-padding tokens/s.
@@ -90,7 +91,8 @@ def main(argv: list[str] | None = None) -> None:
                 peaks[(name, size)] = peak
                 print(
                     f"{name:8s} {size:3d}x ({peak['mb']:.0f} MB of text): peak RSS "
-                    f"{peak['rss'] / 1e9:.2f} GB, peak PSS {peak['pss'] / 1e9:.2f} GB (tree), "
+                    f"{peak['rss'] / 1e9:.2f} GB, PSS {peak['pss'] / 1e9:.2f} GB, anonymous "
+                    f"{peak['anon'] / 1e9:.2f} GB (tree), "
                     f"largest process {peak['top'] / 1e9:.2f} GB, {peak['seconds']:.0f} s"
                     + (f", preparation {peak['prepare']}" if peak.get("prepare") else "")
                 )
@@ -161,6 +163,7 @@ def run_peak(corpus: Path, run_dir: Path, steps: int, code: Path | None) -> dict
     return {
         "rss": sampler.rss,
         "pss": sampler.pss,
+        "anon": sampler.anon,
         "top": sampler.top,
         "seconds": time.perf_counter() - started,
         "mb": mb,
@@ -173,7 +176,7 @@ class TreeMemory:
 
     def __init__(self, pid: int, every_s: float = 0.1):
         self.pid, self.every_s = pid, every_s
-        self.rss = self.pss = self.top = 0
+        self.rss = self.pss = self.anon = self.top = 0
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -193,27 +196,29 @@ class TreeMemory:
                 tree = [root, *root.children(recursive=True)]
             except psutil.NoSuchProcess:
                 return
-            rss = pss = top = 0
+            rss = pss = anon = top = 0
             for process in tree:
-                r, p = _memory(process.pid)
-                rss, pss, top = rss + r, pss + p, max(top, r)
+                r, p, a = _memory(process.pid)
+                rss, pss, anon, top = rss + r, pss + p, anon + a, max(top, r)
             self.rss, self.pss = max(self.rss, rss), max(self.pss, pss)
+            self.anon = max(self.anon, anon)
             self.top = max(self.top, top)
             self.stopped.wait(self.every_s)
 
 
-def _memory(pid: int) -> tuple[int, int]:
-    """(RSS, PSS) in bytes from /proc/<pid>/smaps_rollup; zeros for a process just gone."""
-    rss = pss = 0
+def _memory(pid: int) -> tuple[int, int, int]:
+    """(RSS, PSS, anonymous) bytes from /proc/<pid>/smaps_rollup; zeros for a process just
+    gone. Anonymous memory is what cannot be dropped: resident pages of the memory-mapped token
+    store are page cache, which the kernel can reclaim and re-read."""
+    fields = {"Rss:": 0, "Pss:": 0, "Anonymous:": 0}
     try:
         for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Rss:"):
-                rss = int(line.split()[1]) * 1024
-            elif line.startswith("Pss:"):
-                pss = int(line.split()[1]) * 1024
+            name = line.split(maxsplit=1)[0] if line else ""
+            if name in fields:
+                fields[name] = int(line.split()[1]) * 1024
     except (OSError, ValueError):
         pass
-    return rss, pss
+    return fields["Rss:"], fields["Pss:"], fields["Anonymous:"]
 
 
 # -- 2. the data pipeline on one core -----------------------------------------------------

@@ -9,7 +9,12 @@ Sources:
   - `wikitext`: raw WikiText (`wiki.train.raw`): a ` = Title = ` line starts an article, section
     headings (` = = Section = = `) are dropped, every other non-empty line is a paragraph;
 - "hub:<dataset>": a Hugging Face dataset (needs the network), rows made documents as
-  `data.corpus_hub` says (one article a row for Wikipedia; n lines a document for BookCorpus).
+  `data.corpus_hub` says (one article a row for Wikipedia; n lines a document for BookCorpus);
+  a `max_documents` prefix is streamed, not downloaded whole.
+`data.corpora` lists several of these (the paper's BooksCorpus + Wikipedia), concatenated as
+documents. Every source is read as a stream (readers.py): pre-training tokenises it into a token
+store (token_store.py) and never holds the corpus in memory; `load_corpus` materialises it for
+small corpora, tests and baselines.
 
 Like tasks, a corpus has an identity (content hashes; in trial ids) and a location (paths; not).
 """

@@ -1,4 +1,4 @@
-"""The pre-training trial body: corpus -> pair examples -> masked batches -> trained encoder.
+"""The pre-training trial body: token store -> lazy pairs -> masked batches -> trained encoder.
 
 A plain function (no Ray inside) so it can run in a Tune trial, a test, or a benchmark loop.
 The loop is written out rather than using HF `Trainer`: a Tune trial must report metrics and
@@ -10,6 +10,10 @@ One optimizer step per global batch of `pretrain.batch_size` sequences. With
 process splits its share of the batch into micro-batches of `runtime.micro_batch_size` and
 accumulates their gradients, so the batch size is a property of the experiment, not of the
 hardware: any layout gives the same gradient (up to float rounding) and the same logged losses.
+
+Data: the corpus is read from the run's token store (data/token_store.py, memory-mapped; built
+before the trial by the run's data preparation), pairs are drawn lazily (pairs.py), and each rank
+collates and masks only its own rows of every global batch (batches.py) on a background thread.
 """
 
 from __future__ import annotations
