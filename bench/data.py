@@ -32,7 +32,10 @@ import threading
 import time
 from pathlib import Path
 
-from bench.common import REPO, SHARED_DATA, ratio_line
+# Not bench.common: it imports torch, and every tokenising worker (spawned) re-imports this
+# module as its main; the CLI's main module (bertabl.cli) is light, and so is this one.
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
 
 MATRIX = """
 name = "bench-data"
@@ -249,17 +252,19 @@ def pipeline(corpus: Path, seconds: float) -> None:
                 steps = rank_steps(
                     stream.cursor(), batch_layout(256, 1, 0), 0, masker, "mlm_nsp", ids
                 )
-                tokens, started, batches = 0, time.perf_counter(), 0
+                tokens, batches = 0, 0
+                started, cpu = time.perf_counter(), time.thread_time()
                 while time.perf_counter() - started < seconds:
                     micro, _, _ = next(steps)
                     tokens += sum(int(m["attention_mask"].sum()) for m in micro)
                     batches += 1
-                elapsed = time.perf_counter() - started
+                elapsed, cpu = time.perf_counter() - started, time.thread_time() - cpu
                 masking = "whole-word" if whole_word else "token"
                 print(
                     f"data pipeline, 1 core, seq_len {seq_len}, {masking} masking: "
-                    f"{tokens / elapsed / 1e6:.2f}M non-padding tokens/s "
-                    f"({batches} batches of 256 in {elapsed:.1f} s; pairs + masks + collation)"
+                    f"{tokens / elapsed / 1e6:.2f}M non-padding tokens/s of wall time, "
+                    f"{tokens / cpu / 1e6:.2f}M per CPU-second ({batches} batches of 256 in "
+                    f"{elapsed:.1f} s; pairs + masks + collation)"
                 )
 
 
@@ -269,21 +274,32 @@ def pipeline(corpus: Path, seconds: float) -> None:
 def tokenisation(corpus: Path, arrow: bool) -> None:
     import numpy as np
 
+    from bertabl.data.corpus import iter_pieces
     from bertabl.data.token_store import TokenStore, build_store
 
     data, tokenizer = _corpus(corpus)
     mb = sum(p.stat().st_size for p in corpus.glob("*.txt")) / 1e6
+    started = time.perf_counter()
+    for _ in iter_pieces(data):
+        pass
+    seconds = time.perf_counter() - started
+    print(
+        f"reading alone (the driver's part: lines -> pieces): {mb / seconds:.1f} MB/s, the "
+        "most any number of tokenising processes can get from one reader"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for workers in sorted({_cores(), 1}, reverse=True):
             folder = Path(tmp) / f"store-{workers}"
-            started = time.perf_counter()
+            started, before = time.perf_counter(), _cpu_seconds()
             meta = build_store(data, tokenizer, folder, workers=workers)
-            seconds = time.perf_counter() - started
+            seconds, cpu = time.perf_counter() - started, _cpu_seconds() - before
             disk = sum(f.stat().st_size for f in folder.iterdir())
             print(
                 f"token store: {mb:.0f} MB of text -> {meta['tokens'] / 1e6:.1f}M tokens in "
                 f"{seconds:.1f} s with {meta['workers']} process(es): {mb / seconds:.2f} MB/s, "
-                f"{meta['tokens'] / seconds / 1e6:.2f}M tokens/s; {disk / 1e6:.0f} MB on disk"
+                f"{meta['tokens'] / seconds / 1e6:.2f}M tokens/s of wall time; "
+                f"{mb / cpu:.2f} MB per CPU-second (this process and its workers: what one "
+                f"core does, whatever else runs); {disk / 1e6:.0f} MB on disk"
             )
         store = TokenStore.open(folder)
         picks = np.random.default_rng(0).integers(0, store.n_documents, 200)
@@ -357,6 +373,16 @@ def _isolated(part: str, corpus: Path, extra: list[str]) -> None:
     """Run a part in a fresh process (its own memory and CPU affinity); it prints its lines."""
     command = [sys.executable, "-m", "bench.data", "--part", part, "--corpus", str(corpus)]
     subprocess.run([*command, *extra], cwd=REPO, check=True)
+
+
+def ratio_line(name: str, ours: float, theirs: float) -> str:
+    return f"{name}: {ours / theirs:.2f}x"
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process and its finished children."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
 
 
 def _cores() -> int:

@@ -16,6 +16,7 @@ once, which would hold a 20 GB dump in the task queue.
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -123,7 +124,7 @@ def encode(segments: list[str], dtype) -> tuple[np.ndarray, np.ndarray]:
     encodings = encode_batch(segments, add_special_tokens=False)
     ids = [e.ids for e in encodings]
     lengths = np.fromiter((len(i) for i in ids), dtype=np.int64, count=len(ids))
-    flat = np.fromiter((t for i in ids for t in i), dtype=dtype, count=int(lengths.sum()))
+    flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=dtype, count=int(lengths.sum()))
     return flat, lengths
 
 
