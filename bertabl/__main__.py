@@ -2,4 +2,5 @@
 
 from bertabl.cli import main
 
-main()
+if __name__ == "__main__":  # not when a spawned worker (data preparation) imports it as main
+    main()

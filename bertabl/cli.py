@@ -181,6 +181,21 @@ def plan(
             soft_wrap=True,
         )
 
+    from bertabl.data.prepare import data_jobs
+
+    console.print(
+        "[bold]Stage 0: data preparation[/] (before any trial, with every core; one token store "
+        "per corpus and tokenizer, kept in the run directory's cache/ and reused)",
+        soft_wrap=True,
+    )
+    for job in data_jobs((t.id, t.config) for t in the_plan.pretrain):
+        what = "train the vocabulary and tokenise" if job.vocab_size else "tokenise"
+        console.print(
+            f" {what} {job.corpus} with {job.tokenizer} ({len(job.trials)} pre-training trial(s))",
+            soft_wrap=True,
+            highlight=False,
+        )
+
     pt = _table("trial", "rows", "objective", "L/H/A", "steps", "params", "tokens", "FLOPs")
     for t in the_plan.pretrain:
         cfg = t.config.pretrain

@@ -35,6 +35,7 @@ def test_tiny_pretraining_on_the_shared_corpus(name, trials, tmp_path: Path, mon
         assert len(losses) == 3  # logged at steps 25, 50, 60
         assert losses[-1] < losses[0] - 0.5, losses
         assert record["metrics"]["heldout_perplexity"] < 4000  # the 4,000-token vocabulary
-    # the corpus was tokenised once and shared by every trial (one trained vocabulary)
-    assert len(list((run_dir / "cache").glob("corpus-*.npz"))) == 1
+    # the corpus was tokenised once, by the data preparation, into one token store shared by
+    # every trial (one trained vocabulary)
+    assert len(list((run_dir / "cache").glob("tokens-*/meta.json"))) == 1
     assert len(list((run_dir / "cache").glob("tokenizer-*"))) == 1

@@ -9,7 +9,12 @@ Sources:
   - `wikitext`: raw WikiText (`wiki.train.raw`): a ` = Title = ` line starts an article, section
     headings (` = = Section = = `) are dropped, every other non-empty line is a paragraph;
 - "hub:<dataset>": a Hugging Face dataset (needs the network), rows made documents as
-  `data.corpus_hub` says (one article a row for Wikipedia; n lines a document for BookCorpus).
+  `data.corpus_hub` says (one article a row for Wikipedia; n lines a document for BookCorpus);
+  a `max_documents` prefix is streamed, not downloaded whole.
+`data.corpora` lists several of these (the paper's BooksCorpus + Wikipedia), concatenated as
+documents. Every source is read as a stream (readers.py): pre-training tokenises it into a token
+store (token_store.py) and never holds the corpus in memory; `load_corpus` materialises it for
+small corpora, tests and baselines.
 
 Like tasks, a corpus has an identity (content hashes; in trial ids) and a location (paths; not).
 """
@@ -17,62 +22,78 @@ Like tasks, a corpus has an identity (content hashes; in trial ids) and a locati
 from __future__ import annotations
 
 import hashlib
-import io
-import json
-import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
-
 from bertabl.data import synthetic
+from bertabl.data.readers import Piece, document_pieces, file_pieces, hub_pieces, hub_rows
 from bertabl.data.tokenizer import TokenizerSource
 from bertabl.errors import DataError
-from bertabl.io import atomic_write
 from bertabl.trial.data import DataRef
 
 HUB = "hub:"
 
 
-class CorpusSource(TokenizerSource, Protocol):
-    """The `data` section's corpus keys (matrix/schema.py: DataSection)."""
+class CorpusEntry(Protocol):
+    """One corpus: the `data` section's corpus keys, or one entry of `data.corpora`."""
 
     corpus: str
     corpus_format: str
     corpus_hub: Any  # HubCorpus
+
+
+class CorpusSource(CorpusEntry, TokenizerSource, Protocol):
+    """The `data` section's corpus keys (matrix/schema.py: DataSection)."""
+
+    corpora: list[Any]  # CorpusEntry
     synthetic: Any  # SyntheticData
 
 
 def corpus_data(source: CorpusSource) -> DataRef:
-    """The corpus and tokenizer a matrix's data section names, as its trials refer to them."""
+    """The corpus (or corpora, concatenated as documents) and tokenizer a matrix's data section
+    names, as its trials refer to them."""
     from bertabl.data.tokenizer import tokenizer_data
 
     tokenizer = tokenizer_data(source)
-    if source.corpus.startswith(HUB):
-        # No content hash without downloading it: the name and selection identify the data.
-        identity = {"corpus": "hub", "name": source.corpus.removeprefix(HUB)}
-        identity |= source.corpus_hub.model_dump(mode="json")
-        location: dict[str, Any] = {}
-    elif source.corpus == "synthetic":
-        sizes = {"seed", "documents", "sentences_per_document"}
-        identity = {"corpus": "synthetic", **source.synthetic.model_dump(include=sizes)}
-        location = {}
-    else:
-        files = corpus_files(Path(source.corpus))
-        digest = hashlib.sha256()
-        for path in files:
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
-        identity = {
-            "corpus": "files",
-            "format": source.corpus_format,
-            "sha256": digest.hexdigest()[:16],
-            "files": len(files),
-        }
-        location = {"files": [str(p) for p in files]}
+    if len(source.corpora) > 1:
+        parts = []
+        for index, entry in enumerate(source.corpora):
+            try:
+                parts.append(_corpus(entry, source.synthetic))
+            except DataError as err:
+                raise DataError(f"data.corpora[{index}]: {err}") from None
+        identity: dict[str, Any] = {"corpora": [i for i, _ in parts]}
+        location: dict[str, Any] = {"corpora": [loc for _, loc in parts]}
+    else:  # one corpus, however it was given, is the same data (and the same trial ids)
+        entry = source.corpora[0] if source.corpora else source
+        identity, location = _corpus(entry, source.synthetic)
     return DataRef(
         identity=identity | {"tokenizer": tokenizer.identity},
         location=location | {"tokenizer": tokenizer.location},
     )
+
+
+def _corpus(entry: CorpusEntry, synthetic_sizes: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    if entry.corpus.startswith(HUB):
+        # No content hash without downloading it: the name and selection identify the data.
+        identity = {"corpus": "hub", "name": entry.corpus.removeprefix(HUB)}
+        return identity | entry.corpus_hub.model_dump(mode="json"), {}
+    if entry.corpus == "synthetic":
+        sizes = {"seed", "documents", "sentences_per_document"}
+        return {"corpus": "synthetic", **synthetic_sizes.model_dump(include=sizes)}, {}
+    files = corpus_files(Path(entry.corpus))
+    digest = hashlib.sha256()
+    for path in files:
+        with open(path, "rb") as handle:  # streamed: a dump can be larger than memory
+            digest.update(hashlib.file_digest(handle, "sha256").digest())
+    identity = {
+        "corpus": "files",
+        "format": entry.corpus_format,
+        "sha256": digest.hexdigest()[:16],
+        "files": len(files),
+    }
+    return identity, {"files": [str(p) for p in files]}
 
 
 def corpus_files(path: Path) -> list[Path]:
@@ -90,137 +111,113 @@ def corpus_files(path: Path) -> list[Path]:
     )
 
 
+def corpus_sources(data: DataRef) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(identity, location) of each corpus `data` concatenates, in order (one unless
+    `data.corpora` lists several)."""
+    identity, location = data.identity, data.location
+    if "corpora" in identity:
+        return list(zip(identity["corpora"], location["corpora"], strict=True))
+    drop = {"tokenizer"}
+    return [
+        (
+            {k: v for k, v in identity.items() if k not in drop},
+            {k: v for k, v in location.items() if k not in drop},
+        )
+    ]
+
+
+def iter_pieces(data: DataRef) -> Iterator[Piece]:
+    """The documents of every corpus `data` names, streamed as pieces (readers.py), in order."""
+    done = 0.0
+    for identity, location in corpus_sources(data):
+        if identity["corpus"] == "synthetic":
+            documents = synthetic.generate_corpus(
+                identity["seed"], identity["documents"], identity["sentences_per_document"]
+            )
+            pieces = document_pieces(documents, done)
+        elif identity["corpus"] == "hub":
+            pieces = hub_pieces(identity, done)
+        else:
+            pieces = _file_pieces(location["files"], identity["format"], done)
+        for piece in pieces:
+            done = piece.done
+            yield piece
+
+
+def _file_pieces(files: list[str], layout: str, done: float) -> Iterator[Piece]:
+    for name in files:
+        path = Path(name)
+        yield from file_pieces(path, layout, done)
+        done += path.stat().st_size  # whole bytes, not characters, once the file is read
+
+
+def corpus_size(data: DataRef) -> tuple[float | None, str]:
+    """(how much input `iter_pieces` reads, its unit): bytes of files, synthetic documents or
+    Hub rows; None when unknown (a whole Hub split) or when corpora of several kinds mix."""
+    sizes = []
+    for identity, location in corpus_sources(data):
+        if identity["corpus"] == "synthetic":
+            sizes.append((identity["documents"], "documents"))
+        elif identity["corpus"] == "hub":
+            sizes.append((hub_rows(identity), "rows"))
+        else:
+            sizes.append((sum(Path(f).stat().st_size for f in location["files"]), "bytes"))
+    units = {unit for _, unit in sizes}
+    if len(units) > 1 or any(size is None for size, _ in sizes):
+        return None, units.pop() if len(units) == 1 else "items"
+    return float(sum(size for size, _ in sizes)), units.pop()
+
+
+def describe_corpus(data: DataRef) -> str:
+    """One line: what the corpus is (for `bertabl plan` and the live progress)."""
+    parts = []
+    for identity, location in corpus_sources(data):
+        if identity["corpus"] == "synthetic":
+            parts.append(f"synthetic ({identity['documents']} documents)")
+        elif identity["corpus"] == "hub":
+            limit = identity["max_documents"]
+            first = f" (first {limit} documents)" if limit else ""
+            parts.append(f"hub:{identity['name']}{first}")
+        else:
+            files = location["files"]
+            size = sum(Path(f).stat().st_size for f in files)
+            where = files[0] if len(files) == 1 else str(Path(files[0]).parent)
+            parts.append(
+                f"{where} ({len(files)} file{'s' * (len(files) > 1)}, {size / 1e6:.1f} MB, "
+                f"{identity['format']})"
+            )
+    return " + ".join(parts)
+
+
 def load_corpus(data: DataRef) -> list[list[str]]:
-    """Documents, each a list of sentences/segments, of the corpus `data` (corpus_data) names."""
-    identity = data.identity
-    if identity["corpus"] == "synthetic":
-        return synthetic.generate_corpus(
-            identity["seed"], identity["documents"], identity["sentences_per_document"]
-        )
-    if identity["corpus"] == "hub":
-        documents = _hub_documents(identity)
-        where = f"hub:{identity['name']}"
-    else:
-        documents = []
-        for name in data.location["files"]:
-            text = Path(name).read_text(encoding="utf-8-sig")  # universal newlines: CRLF is fine
-            documents += READERS[identity["format"]](text)
-        where = data.location["files"][0]
-    documents = [d for d in documents if d]
-    if len(documents) < 2:
-        raise DataError(
-            f"{where}: the corpus has {len(documents)} document(s); next-sentence pairs need "
-            "at least two (separate documents with a blank line in the bert format, give "
-            "several files in the paragraphs format, or several ' = Title = ' articles)"
-        )
-    return documents
+    """Documents, each a list of sentences/segments, of the corpus `data` (corpus_data) names.
 
-
-def _bert_documents(text: str) -> list[list[str]]:
-    blocks = [b for b in text.split("\n\n") if b.strip()]
-    return [[s.strip() for s in b.splitlines() if s.strip()] for b in blocks]
-
-
-def _paragraph_documents(text: str) -> list[list[str]]:
-    blocks = [b for b in text.split("\n\n") if b.strip()]
-    return [[" ".join(line.strip() for line in b.splitlines()) for b in blocks]]
-
-
-def _wikitext_documents(text: str) -> list[list[str]]:
-    documents: list[list[str]] = []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        if _WIKI_TITLE.fullmatch(line):
-            documents.append([])
-        elif not _WIKI_HEADING.fullmatch(line):
-            if not documents:
-                documents.append([])
-            documents[-1].append(line)
-    return documents
-
-
-_WIKI_TITLE = re.compile(r"= [^=].*[^=] =")
-_WIKI_HEADING = re.compile(r"(= )+.*( =)+")
-READERS = {
-    "bert": _bert_documents,
-    "paragraphs": _paragraph_documents,
-    "wikitext": _wikitext_documents,
-}
-
-
-def _hub_documents(identity: dict[str, Any]) -> list[list[str]]:
-    """Rows of a Hub dataset as documents (needs the network, or the datasets cache)."""
-    import datasets
-
-    name = identity["name"]
-    try:
-        rows = datasets.load_dataset(name, identity["config"], split=identity["split"])
-    except Exception as err:  # datasets raises many types for a missing name/config/network
-        raise DataError(
-            f"hub:{name}: could not load the dataset ({type(err).__name__}: "
-            f"{str(err).splitlines()[0] if str(err) else ''}); it needs the network, and "
-            "data.corpus_hub.config / split must exist"
-        ) from None
-    column = identity["text_column"]
-    if column not in rows.column_names:
-        raise DataError(
-            f"hub:{name}: no column '{column}' (data.corpus_hub.text_column); columns: "
-            f"{', '.join(rows.column_names)}"
-        )
-    texts = rows[column]
-    per_document, limit = identity["rows_per_document"], identity["max_documents"]
-    if per_document == 0:
-        documents = [[p.strip() for p in t.splitlines() if p.strip()] for t in texts]
-    else:
-        documents = [
-            [t.strip() for t in texts[i : i + per_document] if t.strip()]
-            for i in range(0, len(texts), per_document)
-        ]
-    return documents[:limit] if limit else documents
-
-
-def tokenized_corpus(data: DataRef, tokenizer, cache_dir: Path | None) -> list[list[list[int]]]:
-    """The corpus `data` names, tokenised (token-id lists per document), cached by content hash.
-
-    Every trial pre-training on the same corpus with the same tokenizer shares one cached copy
-    (in the run directory), so a matrix of many variants tokenises its corpus once.
+    Whole, in memory: for small corpora, tests and baselines. Pre-training streams the corpus
+    into a token store instead (data/token_store.py).
     """
-    if cache_dir is None:
-        return _tokenize(tokenizer, load_corpus(data))
-    key = json.dumps({"corpus": data.identity, "vocab": _vocab_digest(tokenizer)}, sort_keys=True)
-    path = Path(cache_dir) / f"corpus-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
-    if path.is_file():
-        with np.load(path) as stored:
-            return _unflatten(stored["tokens"], stored["sentence_ends"], stored["document_ends"])
-    tokenized = _tokenize(tokenizer, load_corpus(data))
-    sentences = [s for d in tokenized for s in d]
-    buffer = io.BytesIO()
-    np.savez(
-        buffer,
-        tokens=np.fromiter((t for s in sentences for t in s), dtype=np.int32),
-        sentence_ends=np.cumsum([len(s) for s in sentences], dtype=np.int64),
-        document_ends=np.cumsum([len(d) for d in tokenized], dtype=np.int64),
+    documents: list[list[str]] = []
+    current: list[str] = []
+    for piece in iter_pieces(data):
+        current.extend(piece.segments)
+        if piece.ends_document:
+            if current:
+                documents.append(current)
+            current = []
+    if len(documents) < 2:
+        raise too_few_documents(data, len(documents))
+    return documents
+
+
+def too_few_documents(data: DataRef, count: int) -> DataError:
+    identity, location = corpus_sources(data)[0]
+    if identity["corpus"] == "hub":
+        where = f"hub:{identity['name']}"
+    elif identity["corpus"] == "synthetic":
+        where = "the synthetic corpus"
+    else:
+        where = location["files"][0]
+    return DataError(
+        f"{where}: the corpus has {count} document(s); next-sentence pairs need "
+        "at least two (separate documents with a blank line in the bert format, give "
+        "several files in the paragraphs format, or several ' = Title = ' articles)"
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, buffer.getvalue())  # concurrent trials: last rename wins, same content
-    return tokenized
-
-
-def _tokenize(tokenizer, documents: list[list[str]]) -> list[list[list[int]]]:
-    return [tokenizer(doc, add_special_tokens=False)["input_ids"] for doc in documents]
-
-
-def _unflatten(tokens, sentence_ends, document_ends) -> list[list[list[int]]]:
-    flat = tokens.tolist()
-    starts = [0, *sentence_ends[:-1].tolist()]
-    sentences = [flat[a:b] for a, b in zip(starts, sentence_ends.tolist(), strict=True)]
-    doc_starts = [0, *document_ends[:-1].tolist()]
-    return [sentences[a:b] for a, b in zip(doc_starts, document_ends.tolist(), strict=True)]
-
-
-def _vocab_digest(tokenizer) -> str:
-    vocab = sorted(tokenizer.get_vocab().items())
-    settings = [type(tokenizer).__name__, getattr(tokenizer, "do_lower_case", None)]
-    return hashlib.sha256(json.dumps([settings, vocab]).encode()).hexdigest()[:16]

@@ -18,6 +18,7 @@ import fcntl
 import hashlib
 import json
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -61,7 +62,7 @@ def tokenizer_data(source: TokenizerSource) -> DataRef:
             )
         digest = hashlib.sha256()
         for p in files:
-            digest.update(p.name.encode() + hashlib.sha256(p.read_bytes()).digest())
+            digest.update(p.name.encode() + _file_sha256(p))
         return DataRef(identity={"folder_sha256": digest.hexdigest()[:16]}, location=str(path))
     if not path.is_file():
         raise DataError(
@@ -69,24 +70,30 @@ def tokenizer_data(source: TokenizerSource) -> DataRef:
             "'hub:<name>', 'train' or 'synthetic'"
         )
     identity = {
-        "vocab_sha256": hashlib.sha256(path.read_bytes()).hexdigest()[:16],
+        "vocab_sha256": _file_sha256(path).hex()[:16],
         "lowercase": lowercase,
     }
     return DataRef(identity=identity, location=str(path))
+
+
+def _file_sha256(path: Path) -> bytes:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").digest()
 
 
 def build_tokenizer(
     data: DataRef,
     workdir: Path,
     vocab_size: int = 0,
-    documents: list[list[str]] | None = None,
+    documents: Iterable[list[str]] | None = None,
     cache_dir: Path | None = None,
 ) -> PreTrainedTokenizerBase:
     """The tokenizer `data` (corpus.corpus_data) names.
 
     A synthetic vocab is written to `workdir`. A trained one needs `vocab_size` and the corpus
-    `documents`; with a `cache_dir` it is trained once and shared by every trial that asks for
-    the same (corpus, size).
+    `documents` (any iterable of segment lists, read only if the vocabulary is trained now: a
+    stream of the corpus does); with a `cache_dir` it is trained once and shared by every trial
+    that asks for the same (corpus, size).
     """
     identity, location = data.identity["tokenizer"], data.location["tokenizer"]
     if identity == "synthetic":
@@ -170,9 +177,15 @@ def _checked(tokenizer: PreTrainedTokenizerBase, name: str) -> PreTrainedTokeniz
     return tokenizer
 
 
+def trained_vocab_dir(data: DataRef, size: int, cache_dir: Path) -> Path:
+    """Where the vocabulary of `size` trained on `data`'s corpus is cached in a run."""
+    key = json.dumps({"corpus": data.identity, "size": size}, sort_keys=True)
+    return Path(cache_dir) / f"tokenizer-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
 def _trained(
     data: DataRef,
-    documents: list[list[str]],
+    documents: Iterable[list[str]],
     size: int,
     lowercase: bool,
     cache_dir: Path | None,
@@ -188,12 +201,10 @@ def _trained(
     it under a file lock and every other trial of the run loads that copy; each saved model
     carries its vocabulary.
     """
-    key = json.dumps({"corpus": data.identity, "size": size}, sort_keys=True)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     if cache_dir is None:
         with tempfile.TemporaryDirectory() as folder:
             return _train_vocab(documents, size, lowercase, Path(folder))
-    folder = Path(cache_dir) / f"tokenizer-{digest}"
+    folder = trained_vocab_dir(data, size, cache_dir)
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent trials: the first trains, the rest wait
@@ -203,7 +214,7 @@ def _trained(
 
 
 def _train_vocab(
-    documents: list[list[str]], size: int, lowercase: bool, folder: Path
+    documents: Iterable[list[str]], size: int, lowercase: bool, folder: Path
 ) -> PreTrainedTokenizerBase:
     from tokenizers import BertWordPieceTokenizer
 

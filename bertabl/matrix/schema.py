@@ -147,21 +147,38 @@ class HubCorpus(Strict):
     max_documents: int = Field(0, ge=0, description="use the first n documents; 0 = all")
 
 
+CorpusFormat = Literal["bert", "paragraphs", "wikitext"]
+CORPUS_HELP = (
+    "pre-training corpus: 'synthetic', a text file / folder of .txt files, or "
+    "'hub:<dataset>' (a Hugging Face dataset; needs network; see corpus_hub)"
+)
+FORMAT_HELP = (
+    "bert: one sentence a line, blank line between documents; paragraphs: one "
+    "document a file, blank-line-separated paragraphs as segments; wikitext: raw "
+    "WikiText files (' = Title = ' starts an article, each other line a paragraph)"
+)
+
+
+class CorpusEntry(Strict):
+    """One corpus of several (`data.corpora`), with its own source and format."""
+
+    corpus: str = Field(description=CORPUS_HELP)
+    corpus_format: CorpusFormat = Field("bert", description=FORMAT_HELP)
+    corpus_hub: HubCorpus = HubCorpus()
+
+
 class DataSection(Strict):
     """Where the pre-training corpus, the tokenizer and the fine-tuning data come from."""
 
-    corpus: str = Field(
-        "synthetic",
-        description="pre-training corpus: 'synthetic', a text file / folder of .txt files, or "
-        "'hub:<dataset>' (a Hugging Face dataset; needs network; see corpus_hub)",
-    )
-    corpus_format: Literal["bert", "paragraphs", "wikitext"] = Field(
-        "bert",
-        description="bert: one sentence a line, blank line between documents; paragraphs: one "
-        "document a file, blank-line-separated paragraphs as segments; wikitext: raw "
-        "WikiText files (' = Title = ' starts an article, each other line a paragraph)",
-    )
+    corpus: str = Field("synthetic", description=CORPUS_HELP)
+    corpus_format: CorpusFormat = Field("bert", description=FORMAT_HELP)
     corpus_hub: HubCorpus = HubCorpus()
+    corpora: list[CorpusEntry] = Field(
+        default_factory=list,
+        description="several pre-training corpora, concatenated as documents (the paper: "
+        "BooksCorpus + Wikipedia), each {corpus, corpus_format, corpus_hub}; instead of "
+        "data.corpus",
+    )
     tokenizer: str = Field(
         "synthetic",
         description="'synthetic'; the path of a WordPiece vocab.txt; a folder saved by "
@@ -192,6 +209,16 @@ class DataSection(Strict):
     tasks: dict[str, TaskData] = Field(
         default_factory=dict, description="per-task data settings, by task name"
     )
+
+    @model_validator(mode="after")
+    def _one_way_to_name_the_corpus(self) -> DataSection:
+        given = {"corpus", "corpus_format", "corpus_hub"} & self.model_fields_set
+        if self.corpora and given:
+            raise ValueError(
+                f"data.corpora and data.{sorted(given)[0]} both name the pre-training corpus; "
+                "give each corpus's keys inside data.corpora and drop the other"
+            )
+        return self
 
     @field_validator("custom_tasks")
     @classmethod

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from rich.console import Console, Group
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -14,6 +16,7 @@ from bertabl.orchestrate.status import metric_line
 
 STAGES = ("pretrain", "finetune", "test")
 _PREFIX = {"pt": "pretrain", "ft": "finetune", "te": "test"}
+PLAIN_EVERY_S = 10.0  # without a terminal, a line of preparation progress at most this often
 
 
 class LiveProgress(RunObserver):
@@ -31,12 +34,56 @@ class LiveProgress(RunObserver):
             s: dict.fromkeys(("skipped", "done", "failed", "blocked"), 0) for s in STAGES
         }
         self.running: dict[str, str] = {}
+        self.bar: Progress | None = None  # data preparation's, on a terminal
+        self.stage: tuple[str, float | None, str, float] | None = None  # what, total, unit, t0
+        self.printed_at = 0.0
 
     def _stage(self, trial_id: str) -> str:
         return _PREFIX[trial_id[:2]]
 
     def _describe(self, trial_id: str) -> str:
         return f"{trial_id} {self.plan.describe(trial_id)}"
+
+    # -- data preparation: a bar with an ETA on a terminal, plain lines elsewhere -------------
+
+    def preparing(self, what: str, total: float | None, unit: str) -> None:
+        self.console.print(f"[bold]data[/]: {what}", soft_wrap=True)
+        self.stage = (what, total, unit, time.monotonic())
+        self.printed_at = time.monotonic()
+        self.bar = None
+        if self.console.is_terminal:
+            self.bar = Progress(
+                TextColumn("  {task.description}"),
+                BarColumn(),
+                TaskProgressColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=self.console,
+                auto_refresh=False,  # the run's Live display redraws it
+            )
+            self.bar.add_task(_amount(0, unit, total), total=total)
+
+    def prepare_progress(self, done: float) -> None:
+        if self.stage is None:
+            return
+        what, total, unit, started = self.stage
+        if self.bar is not None:
+            task = self.bar.task_ids[0]
+            self.bar.update(task, completed=done, description=_amount(done, unit, total))
+            return
+        now = time.monotonic()
+        if now - self.printed_at < PLAIN_EVERY_S:
+            return
+        self.printed_at = now
+        line = f"  {what}: {_amount(done, unit, total)}"
+        if total and done > 0:
+            eta = (now - started) * (total - done) / done
+            line += f" ({done / total:.0%}, ETA {eta:.0f} s)"
+        self.console.print(line, highlight=False, soft_wrap=True)
+
+    def prepared(self, summary: str, seconds: float) -> None:
+        self.bar, self.stage = None, None
+        self.console.print(f"[green]prepared[/] {summary}", soft_wrap=True)
 
     def skipped(self, trial_ids: list[str]) -> None:
         for trial_id in trial_ids:
@@ -83,4 +130,12 @@ class LiveProgress(RunObserver):
                 str(c["blocked"]),
             )
         lines = [Text(f"  {t}  {m}", style="dim") for t, m in sorted(self.running.items())]
-        return Group(table, *lines)
+        return Group(*([self.bar] if self.bar is not None else []), table, *lines)
+
+
+def _amount(done: float, unit: str, total: float | None) -> str:
+    if unit == "bytes":
+        of = f" of {total / 1e6:,.1f}" if total else ""
+        return f"{done / 1e6:,.1f}{of} MB"
+    of = f" of {total:,.0f}" if total else ""
+    return f"{done:,.0f}{of} {unit}"

@@ -25,6 +25,7 @@ from bertabl.matrix.schema import Resources
 from bertabl.matrix.trials import TestTrial
 from bertabl.orchestrate.observer import RunObserver
 from bertabl.orchestrate.placement import Node, alive_nodes, check_stage
+from bertabl.orchestrate.prepare import prepare_data
 from bertabl.orchestrate.store import BLOCKED, DONE, FAILED, RunStore
 from bertabl.orchestrate.trainables import run_trial
 from bertabl.selection import best_point
@@ -75,6 +76,11 @@ def run_plan(
         pretrain = _pending(_select(plan.pretrain, only), complete, summary, observer)
         finetune = _pending(_select(plan.finetune, only), store.is_done, summary, observer)
         tests = _pending(_select(plan.tests, only), store.is_done, summary, observer)
+        # tokenise once, with every core, before Ray and any trial start (an untrained control
+        # row reads no corpus)
+        reading = [t for t in pretrain if t.config.pretrain.objective != "none"]
+        if reading:
+            prepare_data(reading, store, observer)
         # Test-split scorings run with fine-tuning's resources (one worker each).
         pending = (pretrain, finetune + tests)
         stages = [name for name, trials in zip(STAGES, pending, strict=True) if trials]

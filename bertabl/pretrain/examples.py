@@ -17,7 +17,12 @@ from __future__ import annotations
 
 import random
 
-IS_NEXT, NOT_NEXT = 0, 1  # transformers' BertForPreTraining label convention
+import numpy as np
+
+from bertabl.data.token_store import TokenStore
+from bertabl.pretrain.pairs import IS_NEXT, NOT_NEXT, PairStream, truncation
+
+__all__ = ["IS_NEXT", "NOT_NEXT", "build_pair_examples", "encode_pair"]
 
 
 def build_pair_examples(
@@ -28,88 +33,35 @@ def build_pair_examples(
     sep_id: int,
     short_seq_prob: float = 0.1,
 ) -> list[dict[str, list[int] | int]]:
-    """One pass over `documents` (lists of tokenised sentences) -> NSP pair examples."""
+    """One pass over `documents` (lists of tokenised sentences), in order, with `rng` -> NSP
+    pair examples as dicts. Pre-training draws the same pairs lazily from a token store
+    (pairs.py: PairStream); this is that algorithm over in-memory documents."""
     if len(documents) < 2:
         raise ValueError("NSP pairs need at least two documents")
-    max_tokens = max_seq_len - 3  # [CLS] A [SEP] B [SEP]
-    examples = []
-    for doc_index, document in enumerate(documents):
-        target = max_tokens
-        if rng.random() < short_seq_prob:
-            target = rng.randint(2, max_tokens)
-        chunk: list[list[int]] = []
-        length = 0
-        i = 0
-        while i < len(document):
-            chunk.append(document[i])
-            length += len(document[i])
-            if i == len(document) - 1 or length >= target:
-                label = IS_NEXT if rng.random() < 0.5 else NOT_NEXT
-                if len(chunk) == 1 and len(chunk[0]) < 2:
-                    label = NOT_NEXT  # nothing to split
-                if len(chunk) >= 2:
-                    a_end = rng.randint(1, len(chunk) - 1)
-                    a = [t for s in chunk[:a_end] for t in s]
-                    rest = [t for s in chunk[a_end:] for t in s]
-                elif label == IS_NEXT:
-                    # BERT's release makes every one-sentence chunk NotNext, which skews the
-                    # labels (~42% IsNext measured on short documents); splitting the sentence
-                    # keeps B the true continuation of A and the labels at 50/50.
-                    cut = rng.randint(1, len(chunk[0]) - 1)
-                    a_end, a, rest = 1, chunk[0][:cut], chunk[0][cut:]
-                else:
-                    a_end, a, rest = 1, list(chunk[0]), []
-                if label == IS_NEXT:
-                    b = rest
-                else:
-                    b = _random_span(documents, doc_index, target - len(a), rng)
-                    i -= len(chunk) - a_end  # give the unused sentences back
-                _truncate_pair(a, b, max_tokens, rng)
-                if a and b:
-                    examples.append(_encode(a, b, label, cls_id, sep_id))
-                chunk, length = [], 0
-                target = max_tokens
-            i += 1
-    return examples
-
-
-def _random_span(
-    documents: list[list[list[int]]], exclude: int, target: int, rng: random.Random
-) -> list[int]:
-    other = rng.randrange(len(documents) - 1)
-    other += other >= exclude  # any document but this one
-    document = documents[other]
-    start = rng.randrange(len(document))
-    span: list[int] = []
-    for sentence in document[start:]:
-        span.extend(sentence)
-        if len(span) >= target:
-            break
-    return span
+    store = TokenStore.from_documents(documents)
+    stream = PairStream(store, np.arange(len(documents)), max_seq_len, "", cls_id, sep_id)
+    stream.short_seq_prob = short_seq_prob
+    pairs: list[tuple[int, int, int, int, int]] = []
+    for k in range(len(documents)):
+        stream.document_pairs(k, rng, pairs)
+    tokens = store.tokens.tolist()
+    return [
+        encode_pair(tokens[a0:a1], tokens[b0:b1], label, cls_id, sep_id)
+        for a0, a1, b0, b1, label in pairs
+    ]
 
 
 def _truncate_pair(a: list[int], b: list[int], max_tokens: int, rng: random.Random) -> None:
-    """Trim the longer segment, from a random end, until the pair fits (as BERT does).
-
-    The draws are made token by token as BERT does (so the RNG stream is BERT's), but the
-    trims are counted and applied as one slice per segment: deleting list heads one at a time
-    was quadratic in a long paragraph's length."""
-    lengths, front, back = [len(a), len(b)], [0, 0], [0, 0]
-    while lengths[0] + lengths[1] > max_tokens:
-        longer = 0 if lengths[0] > lengths[1] else 1
-        lengths[longer] -= 1
-        if rng.random() < 0.5:
-            front[longer] += 1
-        else:
-            back[longer] += 1
-    for i, segment in enumerate((a, b)):
-        segment[:] = segment[front[i] : len(segment) - back[i]]
+    """Trim the longer segment, from a random end, until the pair fits (as BERT does), in
+    place; the draws are BERT's, draw for draw (pairs.truncation)."""
+    front_a, back_a, front_b, back_b = truncation(len(a), len(b), max_tokens, rng)
+    a[:] = a[front_a : len(a) - back_a]
+    b[:] = b[front_b : len(b) - back_b]
 
 
-def _encode(a: list[int], b: list[int], label: int, cls_id: int, sep_id: int) -> dict:
+def encode_pair(a: list[int], b: list[int], label: int, cls_id: int, sep_id: int) -> dict:
     input_ids = [cls_id, *a, sep_id, *b, sep_id]
     token_type_ids = [0] * (len(a) + 2) + [1] * (len(b) + 1)
-    # Marking specials here spares the collator a per-example Python pass to find them.
     special = [1] + [0] * len(a) + [1] + [0] * len(b) + [1]
     return {
         "input_ids": input_ids,

@@ -1,95 +1,80 @@
-"""The masked-LM collator for a `pretrain.masking` config (Table 8's MASK/SAME/RND mixes).
+"""Masked-LM masking for a `pretrain.masking` config (Table 8's MASK/RND/SAME mixes).
 
-Token-level masking is transformers' `DataCollatorForLanguageModeling` with its own options
-(`mlm_probability`, `mask_replace_prob`, `random_replace_prob`). Whole-word masking is the one
-piece written here: transformers' whole-word path needs character offsets (our examples are built
-from token ids) and forces every chosen token to [MASK] (no RND/SAME), which would make the mixes
-of Table 8 impossible with whole words. Here words are found from WordPiece's `##` prefix, chosen
-with the masking probability per word, and the MASK/RND/SAME split is drawn per token as in the
-BERT release's `create_pretraining_data.py --do_whole_word_mask`.
+What is drawn is transformers' `DataCollatorForLanguageModeling`'s rule (each non-special token
+chosen with `probability`; a chosen token becomes [MASK] with `mask`, a random token with
+`random`, else stays) and, with `whole_word`, BERT's release's `--do_whole_word_mask` (a word and
+its `##` pieces are chosen together; the MASK/RND/SAME split still per token). How it is drawn
+is ours: every random number is a hash of (the example's key, the position, the trial's masking
+seed) instead of the next draw of one generator over the padded batch. A data-parallel rank then
+masks only the rows it trains on and gets the masks the whole batch would have had: masks do not
+depend on the layout, the padding, or which rank or micro-batch an example lands in (the
+collator's shared generator made every rank build and mask the whole global batch), and a
+resumed run needs no generator state. It is also vectorised over the batch in numpy, where the
+collator padded example by example in Python.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import numpy as np
 
-import torch
-from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase
-
+from bertabl.pretrain.pairs import mix64, seed_int
 from bertabl.training import IGNORE_INDEX
 from bertabl.trial.pretrain import MaskingConfig
 
+_STEP = np.uint64(0x9E3779B97F4A7C15)
+_LOW = np.uint64(0xFFFFFFFF)
+_UNIT = 1.0 / 2**32
 
-class WholeWordMaskingCollator(DataCollatorForLanguageModeling):
-    """`DataCollatorForLanguageModeling` choosing whole words; the token split is unchanged."""
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, **kwargs: Any):
-        super().__init__(tokenizer, **kwargs)
-        continuation = torch.zeros(len(tokenizer), dtype=torch.bool)
-        for token, index in tokenizer.get_vocab().items():
-            if token.startswith("##") and index < len(continuation):
-                continuation[index] = True
-        self.continuation = continuation
+class Masker:
+    """Masks batches of encoded pairs for one objective ("ltr": none, labels = inputs)."""
 
-    def torch_mask_tokens(self, inputs, special_tokens_mask=None, offset_mapping=None):
-        labels = inputs.clone()
-        if special_tokens_mask is None:
-            special_tokens_mask = torch.tensor(
-                [
-                    self.tokenizer.get_special_tokens_mask(row, already_has_special_tokens=True)
-                    for row in labels.tolist()
-                ]
-            )
-        special = special_tokens_mask.bool()
-        starts = ~special & ~self.continuation[inputs]
-        # A word = a start token and the ## tokens after it; word ids are 1-based per row, 0 for
-        # specials, so one draw per word id decides the whole word.
-        word_ids = torch.cumsum(starts, dim=1) * (~special)
-        draws = torch.bernoulli(
-            torch.full((inputs.shape[0], inputs.shape[1] + 1), self.mlm_probability),
-            generator=self.generator,
-        ).bool()
-        draws[:, 0] = False  # id 0 (specials) is never chosen
-        chosen = torch.gather(draws, 1, word_ids)
-        labels[~chosen] = IGNORE_INDEX
+    def __init__(self, tokenizer, objective: str, masking: MaskingConfig, seed: int):
+        self.mlm = objective != "ltr"  # LTR predicts every next token: no masking
+        self.vocab_size = len(tokenizer)
+        self.mask_id = tokenizer.mask_token_id
+        self.probability = masking.probability
+        self.mask, self.random = masking.mask, masking.random
+        self.salt = np.uint64(seed_int(f"{seed}/masking"))
+        self.continuation = None
+        if masking.whole_word:
+            continuation = np.zeros(self.vocab_size, dtype=bool)
+            for token, index in tokenizer.get_vocab().items():
+                if token.startswith("##") and index < self.vocab_size:
+                    continuation[index] = True
+            self.continuation = continuation
 
-        # The MASK/RND/SAME split per chosen token, exactly as the parent class draws it.
-        replaced = (
-            torch.bernoulli(
-                torch.full(labels.shape, self.mask_replace_prob), generator=self.generator
-            ).bool()
-            & chosen
-        )
-        inputs[replaced] = self.tokenizer.mask_token_id
-        if self.mask_replace_prob == 1 or self.random_replace_prob == 0:
-            return inputs, labels
-        scaled = self.random_replace_prob / (1 - self.mask_replace_prob)
-        randomised = (
-            torch.bernoulli(torch.full(labels.shape, scaled), generator=self.generator).bool()
-            & chosen
-            & ~replaced
-        )
-        words = torch.randint(
-            len(self.tokenizer), labels.shape, dtype=torch.long, generator=self.generator
-        )
-        inputs[randomised] = words[randomised]
+    def __call__(
+        self, input_ids: np.ndarray, special: np.ndarray, real: np.ndarray, keys: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(masked input ids, labels) of a batch: `input_ids` [rows, width], `special` marks
+        [CLS]/[SEP], `real` every non-padding position, `keys` one uint64 per row."""
+        if not self.mlm:
+            return input_ids, np.where(real, input_ids, IGNORE_INDEX)
+        bits = self._bits(keys, input_ids.shape[1])
+        choose = (bits >> np.uint64(32)).astype(np.float64) * _UNIT
+        split = (bits & _LOW).astype(np.float64) * _UNIT
+        maskable = real & ~special
+        if self.continuation is None:
+            chosen = maskable & (choose < self.probability)
+        else:
+            # a word = a start token and the ## pieces after it: one draw, at its start, for all
+            starts = maskable & ~self.continuation[input_ids]
+            positions = np.arange(input_ids.shape[1])
+            word = np.maximum.accumulate(np.where(starts, positions, -1), axis=1)
+            word_draw = np.take_along_axis(choose, np.maximum(word, 0), axis=1)
+            chosen = maskable & (word >= 0) & (word_draw < self.probability)
+        labels = np.where(chosen, input_ids, IGNORE_INDEX)
+        inputs = input_ids.copy()
+        inputs[chosen & (split < self.mask)] = self.mask_id
+        randomised = chosen & (split >= self.mask) & (split < self.mask + self.random)
+        if randomised.any():
+            drawn = mix64(bits[randomised] ^ self.salt) % np.uint64(self.vocab_size)
+            inputs[randomised] = drawn.astype(np.int64)
         return inputs, labels
 
-
-def masking_collator(
-    tokenizer: PreTrainedTokenizerBase, objective: str, masking: MaskingConfig, seed: int
-) -> DataCollatorForLanguageModeling:
-    """The collator for `objective` ("ltr": no masking, labels = inputs) with a seeded generator."""
-    kind = WholeWordMaskingCollator if masking.whole_word else DataCollatorForLanguageModeling
-    collator = kind(
-        tokenizer,
-        mlm=objective != "ltr",  # LTR predicts every next token: no masking
-        mlm_probability=masking.probability,
-        mask_replace_prob=masking.mask,
-        random_replace_prob=masking.random,
-        seed=seed,
-    )
-    # Created now (not on first call) so its state can be saved/restored; not by `create_rng`,
-    # which refuses to seed in any process but the main one (data-parallel ranks are not).
-    collator.generator = collator.get_generator(seed)
-    return collator
+    def _bits(self, keys: np.ndarray, width: int) -> np.ndarray:
+        """64 random bits for every (row, position), from the row's key and the position."""
+        with np.errstate(over="ignore"):
+            positions = mix64(self.salt + np.arange(1, width + 1, dtype=np.uint64) * _STEP)
+            return mix64(keys[:, None] ^ positions[None, :])

@@ -12,30 +12,29 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Any
 
+import numpy as np
 import torch
 
 from bertabl.training import IGNORE_INDEX as IGNORE
 
 
-def split_heldout(
-    documents: list[list[Any]], fraction: float, seed: int
-) -> tuple[list[list[Any]], list[list[Any]]]:
-    """(training documents, held-out documents): a seeded choice of whole documents.
+def split_heldout(documents: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(training, held-out) document indices of a corpus of `documents`: a seeded choice of
+    whole documents, each list in corpus order.
 
     Whole documents, so no held-out sentence ever appears in training (also not as a random
     NotNext segment). At least two when `fraction` > 0 (NSP pairs need a second document).
     """
+    everything = np.arange(documents)
     if fraction <= 0:
-        return documents, []
-    count = max(2, round(fraction * len(documents)))
-    if len(documents) - count < 2:
-        return documents, []  # too small a corpus to spare any; the trial reports no ppl
-    chosen = set(random.Random(f"{seed}/heldout").sample(range(len(documents)), count))
-    train = [d for i, d in enumerate(documents) if i not in chosen]
-    heldout = [d for i, d in enumerate(documents) if i in chosen]
-    return train, heldout
+        return everything, everything[:0]
+    count = max(2, round(fraction * documents))
+    if documents - count < 2:
+        return everything, everything[:0]  # too small a corpus to spare any; no ppl
+    chosen = np.zeros(documents, dtype=bool)
+    chosen[random.Random(f"{seed}/heldout").sample(range(documents), count)] = True
+    return everything[~chosen], everything[chosen]
 
 
 def perplexity(nll_sum: float, tokens: int) -> float:

@@ -143,12 +143,19 @@ def data_lines(data: dict[str, Any], tasks: list[TaskSpec]) -> list[str]:
             if data.get("tokenizer") == "train"
             else f"vocabulary `{data.get('tokenizer')}`"
         )
-        kind = (
-            "Hub dataset"
-            if str(corpus).startswith("hub:")
-            else f"{data.get('corpus_format')} format"
+        entries = data.get("corpora") or [data]  # several corpora, concatenated, or one
+        corpora = " + ".join(
+            f"`{c.get('corpus')}` ("
+            + (
+                "Hub dataset"
+                if str(c.get("corpus")).startswith("hub:")
+                else f"{c.get('corpus_format', 'bert')} format"
+            )
+            + ")"
+            for c in entries
         )
-        lines.append(f"Pre-training: corpus `{corpus}` ({kind}), {vocabulary}")
+        noun = "corpora" if len(entries) > 1 else "corpus"
+        lines.append(f"Pre-training: {noun} {corpora}, {vocabulary}")
     for spec in tasks:
         task = spec.name
         if spec.synthetic:

@@ -7,12 +7,8 @@ and importing torch would add about a second to each command.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from bertabl.errors import UserError
-
-if TYPE_CHECKING:
-    import torch
 
 
 @dataclass(frozen=True)
@@ -31,13 +27,12 @@ class BatchLayout:
     def accumulation_steps(self) -> int:
         return self.per_worker // self.micro_batch_size
 
-    def micro_batches(
-        self, batch: dict[str, torch.Tensor], rank: int
-    ) -> list[dict[str, torch.Tensor]]:
-        """Rank `rank`'s micro-batches of the global `batch` (rows rank*per_worker onwards)."""
+    def rows(self, rank: int) -> list[slice]:
+        """Rank `rank`'s micro-batches, as rows of the global batch (rank*per_worker onwards):
+        each rank builds only these."""
         start = rank * self.per_worker
         return [
-            {k: v[i : i + self.micro_batch_size] for k, v in batch.items()}
+            slice(i, i + self.micro_batch_size)
             for i in range(start, start + self.per_worker, self.micro_batch_size)
         ]
 

@@ -204,12 +204,22 @@ def seq_len_phases(
     return ends or [(steps, max_seq_len)]
 
 
+# How pre-training turns the corpus into batches; part of every pre-training trial's id, so a
+# change that moves results gives new trials rather than mixing old records with new ones.
+# 1: every pass's pairs of the whole corpus built in memory and shuffled, masks from one
+#    generator over each padded global batch;
+# 2: pairs drawn lazily from the token store (a document permutation per pass, shuffled in
+#    blocks), masks keyed by example (pretrain/pairs.py, masking.py).
+DATA_FORMAT = 2
+
+
 class PretrainTrialConfig(Strict):
     """A pre-training trial: the resolved pre-training settings and the corpus + tokenizer."""
 
     stage: Literal["pretrain"] = "pretrain"
     pretrain: PretrainConfig
     data: DataRef
+    data_format: int = Field(DATA_FORMAT, description="how the corpus becomes batches")
 
     @property
     def id(self) -> str:

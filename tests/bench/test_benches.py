@@ -9,7 +9,8 @@ import torch
 
 pytest.importorskip("accelerate")  # the HF Trainer baselines need it (the `bench` extra)
 
-from bench import finetune, orchestration, pretrain  # noqa: E402
+from bench import data, finetune, orchestration, pretrain  # noqa: E402
+from tests.conftest import SHARED_DATA  # noqa: E402
 
 RATIO = r"(\d+\.\d+)x$"
 
@@ -80,3 +81,17 @@ def test_orchestration_bench_runs(capsys):
     assert out.count("plain loop script:") == 3 and out.count("bertabl run:") == 2
     assert len(re.findall(r"\d\.\d{3}x", out.split("ratios of the 2 runs:")[1])) >= 2
     assert _last_ratio(out, "bertabl run / plain loop script (wall)") > 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data is not present")
+def test_data_bench_runs(capfd):
+    data.main(
+        ["--sizes", "1", "2", "--steps", "2", "--pipeline-size", "1", "--pipeline-seconds", "0.2"]
+        + ["--no-arrow"]
+    )
+    out = capfd.readouterr().out  # the parts run in processes of their own
+    assert len(re.findall(r"^bertabl +[12]x .* peak RSS \d+\.\d+ GB", out, re.M)) == 2
+    assert len(re.findall(r"^data pipeline, 1 core, seq_len (128|512)", out, re.M)) == 4
+    assert re.search(r"^token store: .* MB/s", out, re.M)
+    assert _last_ratio(out, "peak RSS 2x / 1x") > 0

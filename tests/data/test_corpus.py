@@ -65,3 +65,44 @@ def test_gutenberg_books_and_the_bert_vocab(shared_data: Path, tmp_path: Path):
         103,
     ]  # MANIFEST.md
     assert tokenizer.tokenize("Emma Woodhouse") == ["emma", "wood", "##house"]
+
+
+def test_several_corpora_are_concatenated_as_documents(tmp_path: Path):
+    books, wiki = tmp_path / "books", tmp_path / "wiki.txt"
+    books.mkdir()
+    (books / "a.txt").write_text("Book one.\n\nIts second paragraph.\n")
+    (books / "b.txt").write_text("Book two.\n")
+    wiki.write_text("Article one.\nIts sentence.\n\nArticle two.\n")
+    synthetic = {"seed": 0, "documents": 2, "sentences_per_document": 2}
+    section = DataSection(
+        corpora=[
+            {"corpus": str(books), "corpus_format": "paragraphs"},
+            {"corpus": str(wiki)},
+            {"corpus": "synthetic"},
+        ],
+        synthetic=synthetic,
+    )
+    data = corpus_data(section)
+    assert [c["corpus"] for c in data.identity["corpora"]] == ["files", "files", "synthetic"]
+    documents = load_corpus(data)
+    assert documents[:4] == [
+        ["Book one.", "Its second paragraph."],
+        ["Book two."],
+        ["Article one.", "Its sentence."],
+        ["Article two."],
+    ]
+    assert len(documents) == 6  # + the two synthetic ones
+    # one corpus is the same data (and trial ids) however it is given
+    alone = corpus_data(DataSection(corpora=[{"corpus": str(wiki)}]))
+    assert alone.identity == corpus_data(_config(wiki)).identity
+
+
+def test_a_corpus_given_twice_is_a_matrix_error(tiny_matrix: Path, tmp_path: Path):
+    from bertabl.errors import MatrixError
+    from bertabl.matrix.load import load_matrix
+
+    (tmp_path / "c.txt").write_text("One.\n\nTwo.\n")
+    corpora = f'data.corpora=[{{corpus = "{tmp_path / "c.txt"}"}}]'
+    with pytest.raises(MatrixError, match="data.corpora and data.corpus both name"):
+        load_matrix(tiny_matrix, [corpora, "data.corpus=synthetic"])
+    assert load_matrix(tiny_matrix, [corpora])[0].data.corpora[0].corpus_format == "bert"

@@ -181,3 +181,19 @@ def test_every_family_head_and_pooling_fine_tunes_on_a_gpu(case: str, precision:
     assert math.isfinite(mixed["train_loss"])
     tolerance = 0.01 if precision == "bf16" else 0.05
     assert mixed["train_loss"] == pytest.approx(exact["train_loss"], rel=tolerance, abs=tolerance)
+
+
+def test_a_regression_score_is_computed_in_fp32_under_autocast():
+    from bertabl.finetune.families.regression import Fp32Linear
+
+    torch.manual_seed(0)
+    layer = nn.Linear(8, 1)
+    reference = nn.Linear(8, 1)
+    reference.load_state_dict(layer.state_dict())
+    layer.__class__ = Fp32Linear
+    x = torch.randn(64, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        rounded, exact = reference(x), layer(x)
+    assert (rounded.dtype, exact.dtype) == (torch.bfloat16, torch.float32)
+    assert torch.allclose(exact, reference(x), atol=1e-6)  # fp32 to the last bits
+    assert list(layer.state_dict()) == ["weight", "bias"]  # names unchanged: checkpoints load

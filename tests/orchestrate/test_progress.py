@@ -42,3 +42,28 @@ def test_counts_follow_the_events():
     text = console.export_text()
     assert f"done {second.id} {plan.describe(second.id)}  step 5/10" in text
     assert _rows(text)["pretrain"] == ["2", "1", "0", "0", "1", "0", "0"]
+
+
+def test_data_preparation_shows_a_bar_on_a_terminal_and_lines_elsewhere(monkeypatch):
+    from bertabl.orchestrate import progress as progress_module
+
+    plan = build_plan(validate(tomllib.loads(TINY_MATRIX), "m.toml"))
+    terminal = Console(record=True, width=120, color_system=None, force_terminal=True)
+    live = LiveProgress(plan, terminal)
+    live.preparing("tokenising corpus.txt", 4e6, "bytes")
+    live.prepare_progress(1e6)
+    terminal.print(live)
+    text = terminal.export_text()
+    assert "tokenising corpus.txt" in text and "1.0 of 4.0 MB" in text and "ETA" in text
+    live.prepared("corpus.txt: 900 tokens in 2 documents", 1.0)
+    terminal.print(live)
+    assert "prepared corpus.txt" in terminal.export_text()
+
+    monkeypatch.setattr(progress_module, "PLAIN_EVERY_S", 0.0)
+    plain = Console(record=True, width=120, color_system=None)  # not a terminal: a log
+    live = LiveProgress(plan, plain)
+    live.preparing("tokenising corpus.txt", 4e6, "bytes")
+    live.prepare_progress(2e6)
+    text = plain.export_text()
+    assert "tokenising corpus.txt: 2.0 of 4.0 MB (50%, ETA" in text
+    assert live.bar is None

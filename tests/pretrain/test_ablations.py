@@ -5,22 +5,24 @@ cache, scale presets and per-matrix scales."""
 from __future__ import annotations
 
 import math
-import random
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
 from bertabl.data import synthetic
-from bertabl.data.corpus import corpus_data, load_corpus, tokenized_corpus
+from bertabl.data.corpus import corpus_data, load_corpus
+from bertabl.data.token_store import TokenStore
 from bertabl.data.tokenizer import build_tokenizer
 from bertabl.errors import DataError, MatrixError
 from bertabl.matrix import build_plan, load_matrix
 from bertabl.matrix.presets import PAPER
 from bertabl.matrix.schema import DataSection
-from bertabl.pretrain.examples import build_pair_examples
-from bertabl.pretrain.masking import masking_collator
+from bertabl.pretrain.batches import collate, encode_rows
+from bertabl.pretrain.masking import Masker
+from bertabl.pretrain.pairs import PairStream
 from bertabl.pretrain.perplexity import heldout_metrics, perplexity, split_heldout
 from bertabl.trial.data import DataRef
 from bertabl.trial.pretrain import MaskingConfig, SeqLenPhase, seq_len_phases
@@ -39,49 +41,52 @@ def _small_vocab_tokenizer():
     return build_tokenizer(TRAINED, Path("unused"), vocab_size=70, documents=corpus), corpus
 
 
-def _mask_statistics(collator, tokenizer, corpus, passes: int = 4):
+def _pair_batches(tokenizer, corpus, passes: int, size: int = 64):
+    """(rows, keys) of `passes` passes of NSP pairs of `corpus`, in batches of `size`."""
     docs = [tokenizer(doc, add_special_tokens=False)["input_ids"] for doc in corpus]
-    examples = build_pair_examples(
-        docs, 64, random.Random(0), tokenizer.cls_token_id, tokenizer.sep_token_id
-    )
+    store = TokenStore.from_documents(docs)
+    ids = (tokenizer.cls_token_id, tokenizer.sep_token_id)
+    stream = PairStream(store, np.arange(store.n_documents), 64, "stats", *ids)
+    for pass_index in range(passes):
+        for block in range(stream.blocks(pass_index)):
+            rows, keys = stream.block(pass_index, block)
+            for start in range(0, len(rows), size):
+                yield store.tokens, rows[start : start + size], keys[start : start + size]
+
+
+def _mask_statistics(masker, tokenizer, corpus, passes: int = 4):
+    ids = (tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id)
     stats = dict.fromkeys(("ordinary", "selected", "masked", "kept", "replaced"), 0)
     words = whole = 0
     continuation = torch.tensor(
         [t.startswith("##") for t, _ in sorted(tokenizer.get_vocab().items(), key=lambda x: x[1])]
     )
-    for _ in range(passes):
-        for start in range(0, len(examples), 64):
-            chunk = [
-                {k: v for k, v in e.items() if k != "next_sentence_label"}
-                for e in examples[start : start + 64]
-            ]
-            originals = tokenizer.pad(
-                [{"input_ids": e["input_ids"]} for e in chunk], return_tensors="pt"
-            )["input_ids"]
-            batch = collator(chunk)
-            chosen = batch["labels"] != -100
-            special = torch.isin(originals, torch.tensor(tokenizer.all_special_ids))
-            assert not (chosen & special).any()  # [CLS]/[SEP]/[PAD] are never selected
-            assert (batch["labels"][chosen] == originals[chosen]).all()
-            now = batch["input_ids"][chosen]
-            stats["ordinary"] += int((~special).sum())
-            stats["selected"] += int(chosen.sum())
-            stats["masked"] += int((now == tokenizer.mask_token_id).sum())
-            stats["kept"] += int((now == originals[chosen]).sum())
-            stats["replaced"] += int(
-                ((now != originals[chosen]) & (now != tokenizer.mask_token_id)).sum()
-            )
-            # words: a non-special, non-## token starts one; its ## tokens follow it
-            for row, picks in zip(originals.tolist(), chosen.tolist(), strict=True):
-                word: list[bool] = []
-                for token, pick in zip(row, picks, strict=True):
-                    if token in tokenizer.all_special_ids or not continuation[token]:
-                        if len(word) > 1:
-                            words += 1
-                            whole += len(set(word)) == 1
-                        word = [] if token in tokenizer.all_special_ids else [pick]
-                    else:
-                        word.append(pick)
+    for tokens, rows, keys in _pair_batches(tokenizer, corpus, passes):
+        originals = torch.from_numpy(encode_rows(tokens, rows, *ids)["input_ids"])
+        batch = collate(tokens, rows, keys, ids, masker, "mlm")
+        chosen = batch["labels"] != -100
+        special = torch.isin(originals, torch.tensor(tokenizer.all_special_ids))
+        assert not (chosen & special).any()  # [CLS]/[SEP]/[PAD] are never selected
+        assert (batch["labels"][chosen] == originals[chosen]).all()
+        now = batch["input_ids"][chosen]
+        stats["ordinary"] += int((~special).sum())
+        stats["selected"] += int(chosen.sum())
+        stats["masked"] += int((now == tokenizer.mask_token_id).sum())
+        stats["kept"] += int((now == originals[chosen]).sum())
+        stats["replaced"] += int(
+            ((now != originals[chosen]) & (now != tokenizer.mask_token_id)).sum()
+        )
+        # words: a non-special, non-## token starts one; its ## tokens follow it
+        for row, picks in zip(originals.tolist(), chosen.tolist(), strict=True):
+            word: list[bool] = []
+            for token, pick in zip(row, picks, strict=True):
+                if token in tokenizer.all_special_ids or not continuation[token]:
+                    if len(word) > 1:
+                        words += 1
+                        whole += len(set(word)) == 1
+                    word = [] if token in tokenizer.all_special_ids else [pick]
+                else:
+                    word.append(pick)
     return stats, words, whole
 
 
@@ -94,8 +99,8 @@ def test_masking_selects_15_percent_with_the_configured_mix(whole_word, mask, sa
     tokenizer, corpus = _small_vocab_tokenizer()
     masking = {"probability": 0.15, "mask": mask, "same": same, "random": rnd}
     mix = MaskingConfig(**masking, whole_word=whole_word)
-    collator = masking_collator(tokenizer, "mlm", mix, seed=0)
-    stats, words, whole = _mask_statistics(collator, tokenizer, corpus)
+    masker = Masker(tokenizer, "mlm", mix, seed=0)
+    stats, words, whole = _mask_statistics(masker, tokenizer, corpus)
     assert stats["ordinary"] > 100_000
     assert abs(stats["selected"] / stats["ordinary"] - 0.15) < 0.01
     # A random replacement draws any of the 70 tokens: the original one (reads as "kept") or
@@ -111,13 +116,17 @@ def test_masking_selects_15_percent_with_the_configured_mix(whole_word, mask, sa
         assert whole < 0.9 * words  # token masking splits words (most are 2-3 pieces)
 
 
-def test_ltr_collator_does_not_mask():
+def test_ltr_does_not_mask():
     tokenizer, corpus = _small_vocab_tokenizer()
     masking = {"probability": 0.15, "mask": 0.8, "same": 0.1, "random": 0.1}
-    collator = masking_collator(tokenizer, "ltr", MaskingConfig(**masking), seed=0)
-    ids = tokenizer(corpus[0][:2], add_special_tokens=True)["input_ids"]
-    batch = collator([{"input_ids": i} for i in ids])
-    assert (batch["input_ids"][batch["attention_mask"].bool()] != tokenizer.mask_token_id).all()
+    masker = Masker(tokenizer, "ltr", MaskingConfig(**masking), seed=0)
+    ids = (tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id)
+    tokens, rows, keys = next(_pair_batches(tokenizer, corpus, passes=1))
+    batch = collate(tokens, rows, keys, ids, masker, "ltr")
+    originals = torch.from_numpy(encode_rows(tokens, rows, *ids)["input_ids"])
+    assert torch.equal(batch["input_ids"], originals)  # nothing masked or replaced
+    real = batch["attention_mask"].bool()
+    assert torch.equal(batch["labels"][:, :-1][real[:, 1:]], originals[:, 1:][real[:, 1:]])
 
 
 # --- perplexity --------------------------------------------------------------------------------
@@ -177,15 +186,15 @@ def test_heldout_metrics_on_a_hand_computable_model():
 
 
 def test_heldout_documents_are_a_seeded_disjoint_choice():
-    documents = [[[i]] for i in range(100)]
-    train, heldout = split_heldout(documents, 0.05, seed=3)
+    train, heldout = split_heldout(100, 0.05, seed=3)
     assert len(heldout) == 5 and len(train) == 95
-    assert {d[0][0] for d in train}.isdisjoint(d[0][0] for d in heldout)
-    assert split_heldout(documents, 0.05, seed=3) == (train, heldout)
-    assert split_heldout(documents, 0.05, seed=4)[1] != heldout
-    assert len(split_heldout(documents, 0.001, seed=3)[1]) == 2  # at least two (NSP pairs)
-    assert split_heldout(documents, 0.0, seed=3) == (documents, [])
-    assert split_heldout(documents[:3], 0.5, seed=3) == (documents[:3], [])  # can't spare any
+    assert sorted([*train, *heldout]) == list(range(100)) and list(train) == sorted(train)
+    again = split_heldout(100, 0.05, seed=3)
+    assert (again[0] == train).all() and (again[1] == heldout).all()
+    assert list(split_heldout(100, 0.05, seed=4)[1]) != list(heldout)
+    assert len(split_heldout(100, 0.001, seed=3)[1]) == 2  # at least two (NSP pairs)
+    assert [len(part) for part in split_heldout(100, 0.0, seed=3)] == [100, 0]
+    assert [len(part) for part in split_heldout(3, 0.5, seed=3)] == [3, 0]  # can't spare any
 
 
 # --- sequence-length schedule ------------------------------------------------------------------
@@ -232,9 +241,9 @@ def test_pretraining_follows_the_schedule(tmp_path: Path, monkeypatch):
     widths = []
     original = train._accumulate_gradients
 
-    def spy(net, batch, *args, **kwargs):
-        widths.append(batch["input_ids"].shape[1])
-        return original(net, batch, *args, **kwargs)
+    def spy(net, micro_batches, *args, **kwargs):
+        widths.append(max(m["input_ids"].shape[1] for m in micro_batches))
+        return original(net, micro_batches, *args, **kwargs)
 
     monkeypatch.setattr(train, "_accumulate_gradients", spy)
     metrics = train.pretrain(trial.config, tmp_path / "out", TrialRuntime(torch.device("cpu")))
@@ -322,17 +331,20 @@ def test_hub_corpus_rows_become_documents(monkeypatch):
     rows = datasets.Dataset.from_dict({"text": ["a b.\nc d.", "e f.", "g.\n\nh.", "i."]})
     calls = []
 
-    def fake_load(name, config, split):
-        calls.append((name, config, split))
-        return rows
+    def fake_load(name, config, split, streaming=False):
+        calls.append((name, config, split, streaming))
+        return rows.to_iterable_dataset() if streaming else rows
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load)
     data = corpus_data(_hub_config())
     assert data.identity["corpus"] == "hub" and data.identity["name"] == "someone/corpus"
     assert load_corpus(data) == [["a b.", "c d."], ["e f."], ["g.", "h."], ["i."]]
-    assert calls == [("someone/corpus", None, "train")]
+    assert calls == [("someone/corpus", None, "train", False)]
     lines = load_corpus(corpus_data(_hub_config(rows_per_document=3, max_documents=2)))
     assert lines == [["a b.\nc d.", "e f.", "g.\n\nh."], ["i."]]
+    # a prefix is streamed, and only the rows it needs are read (not the whole download)
+    assert calls[-1] == ("someone/corpus", None, "train", True)
+    assert load_corpus(corpus_data(_hub_config(max_documents=2))) == [["a b.", "c d."], ["e f."]]
     with pytest.raises(DataError, match="no column 'body'"):
         load_corpus(corpus_data(_hub_config(text_column="body")))
 
@@ -346,24 +358,6 @@ def test_hub_corpus_without_network_is_a_data_error(monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", offline)
     with pytest.raises(DataError, match="needs the network"):
         load_corpus(corpus_data(_hub_config()))
-
-
-def test_tokenised_corpus_cache_round_trips(tmp_path: Path, monkeypatch):
-    from bertabl.data import corpus as corpus_module
-
-    config = {"corpus": "synthetic", "tokenizer": "synthetic", "lowercase": True}
-    config |= {"synthetic": {"seed": 1, "documents": 20, "sentences_per_document": 3}}
-    data = corpus_data(DataSection(**config | {"corpus_format": "bert", "corpus_hub": {}}))
-    tokenizer = build_tokenizer(data, tmp_path)
-    direct = tokenized_corpus(data, tokenizer, None)
-    first = tokenized_corpus(data, tokenizer, tmp_path / "cache")
-    assert first == direct and len(list((tmp_path / "cache").glob("corpus-*.npz"))) == 1
-
-    def no_reading(_data):
-        raise AssertionError("the cached copy should be used")
-
-    monkeypatch.setattr(corpus_module, "load_corpus", no_reading)
-    assert tokenized_corpus(data, tokenizer, tmp_path / "cache") == direct
 
 
 # --- scales ------------------------------------------------------------------------------------

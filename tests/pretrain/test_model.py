@@ -66,8 +66,18 @@ def test_sparse_loss_and_gradients_equal_the_dense_hf_model(objective: str, micr
 
     cpu = torch.device("cpu")
     layout = batch_layout(len(batch["input_ids"]), 1, micro)
+    micro_batches = [{k: v[part] for k, v in batch.items()} for part in layout.rows(0)]
+    for m in micro_batches:  # what batches.collate adds for the sparse decoder
+        m["masked_positions"] = (m["labels"].flatten() != IGNORE).nonzero().squeeze(1)
+    masked = int((batch["labels"] != IGNORE).sum())
     mlm, nsp, _ = _accumulate_gradients(
-        MaskedPositionsLM(model), batch, layout, Group(0, 1, cpu), with_nsp, Precision(cpu)
+        MaskedPositionsLM(model),
+        micro_batches,
+        masked,
+        layout,
+        Group(0, 1, cpu),
+        with_nsp,
+        Precision(cpu),
     )
     assert mlm + nsp == pytest.approx(dense.item(), abs=1e-5)
     got = _grads(model)
@@ -93,7 +103,7 @@ def test_sparse_logits_are_the_dense_logits_at_masked_positions():
 
 
 def _ltr_batch() -> dict[str, torch.Tensor]:
-    from bertabl.pretrain.train import next_token_labels
+    from bertabl.pretrain.batches import next_token_labels
 
     batch = {k: v for k, v in _batch().items() if k != "next_sentence_label"}
     labels = torch.where(batch["attention_mask"].bool(), batch["input_ids"], IGNORE)
@@ -109,11 +119,19 @@ def test_chunked_ltr_loss_and_gradients_equal_the_dense_model(micro: int):
     batch = _ltr_batch()
     cpu, layout = torch.device("cpu"), batch_layout(len(batch["input_ids"]), 1, micro)
     group = Group(0, 1, cpu)
-    dense, _, _ = _accumulate_gradients(model, batch, layout, group, False, Precision(cpu))
+    micro_batches = [{k: v[part] for k, v in batch.items()} for part in layout.rows(0)]
+    masked = int((batch["labels"] != IGNORE).sum())
+
+    def run(net) -> float:
+        loss, _, _ = _accumulate_gradients(
+            net, micro_batches, masked, layout, group, False, Precision(cpu)
+        )
+        return loss
+
+    dense = run(model)
     expected = _grads(model)
     model.zero_grad(set_to_none=True)
-    chunked_lm = ChunkedLeftToRightLM(model, chunk_rows=5)
-    chunked, _, _ = _accumulate_gradients(chunked_lm, batch, layout, group, False, Precision(cpu))
+    chunked = run(ChunkedLeftToRightLM(model, chunk_rows=5))
     assert chunked == pytest.approx(dense, abs=1e-6)
     got = _grads(model)
     assert got.keys() == expected.keys()
