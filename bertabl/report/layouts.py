@@ -18,7 +18,7 @@ from bertabl.paper import tables
 from bertabl.paper.tables import LAYOUTS, PAPER_BASELINE, PAPER_COLUMNS, Column
 from bertabl.report.model import MISSING, Detail, Line, Notes, Report, Shown, Table
 from bertabl.report.select import Cell, select_cell
-from bertabl.report.significance import RESAMPLES, paired_bootstrap_p, stalled
+from bertabl.report.significance import RESAMPLES, paired_bootstrap, stalled
 from bertabl.report.stats import ALPHA, bootstrap_ci, paired_sign_flip_p
 from bertabl.trial.pretrain import PretrainConfig
 
@@ -102,6 +102,7 @@ class _Builder:
         self.paper_baseline_label: str | None = None
         self._cells: dict[tuple[str, Column], Cell] = {}
         self._stalled: dict[tuple[str, ...], int | None] = {}
+        self._difference_ci: dict[tuple, tuple[float, float]] = {}  # (cell's trials, split)
 
     # -- cells ---------------------------------------------------------------------------------
     def cell(self, row: Row, column: Column) -> Cell | None:
@@ -173,9 +174,10 @@ class _Builder:
         if shared and all(a is not None and b is not None for a, b in lines):
             spec = self.plan.matrix.spec(cell.task)
             self.tests_used.add("bootstrap")
-            return paired_bootstrap_p(
-                spec, cell.metric, [a for a, _ in lines], [b for _, b in lines]
-            )
+            test = paired_bootstrap(spec, cell.metric, [a for a, _ in lines], [b for _, b in lines])
+            if test is not None:
+                self._difference_ci[(tuple(cell.trial_of), split)] = (test.low, test.high)
+            return None if test is None else test.p
         values, base_values = cell.by_restart(), base.by_restart()
         p = paired_sign_flip_p([values[i] for i in shared], [base_values[i] for i in shared])
         if p is not None:
@@ -208,6 +210,7 @@ class _Builder:
                 diverged=cell.diverged,
                 stalled=self.stalled(cell),
                 p_vs_baseline=p,
+                difference_ci=self._difference_ci.get((tuple(cell.trial_of), column.split)),
                 grid_point=cell.grid_point,
                 hours=cell.seconds / 3600,
                 tokens=sum(t.tokens for t in trials),

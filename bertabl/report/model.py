@@ -77,6 +77,8 @@ class Detail:
     diverged: int
     stalled: int | None  # None: no predictions kept to tell
     p_vs_baseline: float | None
+    # the per-example paired bootstrap's 95% interval of (this cell - the baseline's), 0-1 scale
+    difference_ci: tuple[float, float] | None
     grid_point: dict[str, Any] | None
     hours: float
     tokens: int

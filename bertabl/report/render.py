@@ -111,7 +111,8 @@ def _md_details(details: list[Detail], trials_csv: str | None) -> list[str]:
     ci = any(d.ci is not None for d in details)
     head = ["Row", "Column", "Metric", "n", "Mean", "Std", "Median", "Best on dev"]
     head += ["95% CI"] if ci else []
-    head += ["Failed", "Diverged", "Stalled", "p vs baseline", "Selected grid point", "Trial-hours"]
+    head += ["Failed", "Diverged", "Stalled", "p vs baseline", "Δ vs baseline (95% CI)"]
+    head += ["Selected grid point", "Trial-hours"]
     head += ["Tokens (planned)", "Trials"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for d in details:
@@ -134,6 +135,7 @@ def _md_details(details: list[Detail], trials_csv: str | None) -> list[str]:
             str(d.diverged),
             "—" if d.stalled is None else str(d.stalled),
             "—" if d.p_vs_baseline is None else f"{d.p_vs_baseline:.3g}",
+            _difference(d.difference_ci),
             point,
             f"{d.hours:.3f}",
             f"{d.tokens:,}",
@@ -160,6 +162,13 @@ def _md_compute(ctx: ReportContext) -> list[str]:
             f"{p.flops:.3g} |"
         )
     return out
+
+
+def _difference(interval: tuple[float, float] | None) -> str:
+    if interval is None:
+        return "—"
+    low, high = (100 * x for x in interval)
+    return f"[{low:+.1f}, {high:+.1f}]"
 
 
 def _pct(value: float | None) -> str:

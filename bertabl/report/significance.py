@@ -15,6 +15,7 @@ entity-level F1 from per-sentence counts, SQuAD EM/F1 per question, confusion-ma
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,16 @@ RESAMPLES = 1000
 SEED = 0
 
 
+@dataclass(frozen=True)
+class Paired:
+    """The paired bootstrap's answer: the two-sided p, and the seeded percentile 95% interval
+    of the difference (ours - theirs, on the metric's 0-1 scale) over the resamples."""
+
+    p: float
+    low: float
+    high: float
+
+
 def paired_bootstrap_p(
     spec: TaskSpec,
     metric: str,
@@ -33,7 +44,19 @@ def paired_bootstrap_p(
     theirs: Sequence[Sequence[dict[str, Any]]],
     resamples: int = RESAMPLES,
 ) -> float | None:
-    """Two-sided p of "the rows score the same on `metric`" from paired restarts' predictions
+    """Two-sided p of "the rows score the same on `metric`" (see `paired_bootstrap`)."""
+    result = paired_bootstrap(spec, metric, ours, theirs, resamples)
+    return None if result is None else result.p
+
+
+def paired_bootstrap(
+    spec: TaskSpec,
+    metric: str,
+    ours: Sequence[Sequence[dict[str, Any]]],
+    theirs: Sequence[Sequence[dict[str, Any]]],
+    resamples: int = RESAMPLES,
+) -> Paired | None:
+    """The test of "the rows score the same on `metric`" from paired restarts' predictions
     (lists of predictions-file lines on the same examples); None when nothing pairs up."""
     pairs = [(a, b) for a, b in zip(ours, theirs, strict=False) if a and b and len(a) == len(b)]
     if not pairs:
@@ -46,7 +69,8 @@ def paired_bootstrap_p(
         differences += _scores(spec, metric, a, draws) - _scores(spec, metric, b, draws)
     differences /= len(pairs)
     below, above = float(np.mean(differences <= 0)), float(np.mean(differences >= 0))
-    return min(1.0, 2 * min(below, above))
+    low, high = np.percentile(differences, [2.5, 97.5])
+    return Paired(min(1.0, 2 * min(below, above)), float(low), float(high))
 
 
 def stalled(

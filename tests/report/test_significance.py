@@ -139,3 +139,19 @@ def test_tagging_spans_and_regression_stall_at_their_own_constant():
     tracks = [{"prediction": float(g + rng.normal(0, 1)), "label": float(g)} for g in gold]
     assert stalled(BUILT_IN["stsb"], "pearson", noise)
     assert not stalled(BUILT_IN["stsb"], "pearson", tracks)
+
+
+def test_the_paired_interval_of_the_difference_matches_its_normal_approximation():
+    from bertabl.report.significance import paired_bootstrap
+
+    gold = _balanced(200)
+    right = _classification(gold, gold)
+    quarter_wrong = _classification(_with_accuracy(gold, 0.75), gold)
+    same = paired_bootstrap(BUILT_IN["sst2"], "accuracy", [right], [right])
+    assert (same.p, same.low, same.high) == (1.0, 0.0, 0.0)
+    test = paired_bootstrap(BUILT_IN["sst2"], "accuracy", [right], [quarter_wrong])
+    # the difference per resample is the drawn share of the 50 examples only `theirs` gets
+    # wrong: mean 0.25, standard error sqrt(.25 * .75 / 200) = 0.0306, so the 95% interval is
+    # about 0.25 +- 0.060
+    assert test.low < 0.25 < test.high and test.p == 0.0
+    assert test.high - test.low == pytest.approx(2 * 1.96 * 0.0306, abs=0.015)
