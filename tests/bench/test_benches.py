@@ -95,3 +95,33 @@ def test_data_bench_runs(capfd):
     assert len(re.findall(r"^data pipeline, 1 core, seq_len (128|512)", out, re.M)) == 4
     assert re.search(r"^token store: .* MB/s", out, re.M)
     assert _last_ratio(out, "peak RSS 2x / 1x") > 0
+
+
+def _detail(row: str, low: float | None, high: float | None) -> dict:
+    ci = None if low is None else [low, high]
+    return {"row_label": row, "column": "syn_chain (accuracy)", "mean": 0.8, "stalled": 1, "n": 5,
+            "difference_ci": ci}  # fmt: skip
+
+
+def test_demo_seeds_verdicts_and_agreement():
+    from bench import demo_seeds
+
+    verdicts: dict = {}
+    first = {"details": [_detail("BERT", None, None), _detail("No NSP", -0.2, -0.1)]}
+    second = {"details": [_detail("BERT", None, None), _detail("No NSP", -0.05, 0.01)]}
+    lines = demo_seeds.cell_lines(first, verdicts) + demo_seeds.cell_lines(second, verdicts)
+    assert len(lines) == 2  # the baseline row has no difference to itself
+    assert lines[0].endswith("Δ 95% CI [-20.0, -10.0]  -") and lines[1].endswith("0")
+    assert verdicts == {("No NSP", "syn_chain (accuracy)"): ["-", "0"]}
+    assert demo_seeds.agreement_lines(verdicts)[1].endswith("- 0  NOT the same")
+    assert demo_seeds.verdict(_detail("x", 0.01, 0.2)) == "+"
+
+
+@pytest.mark.slow
+def test_demo_seeds_runs_a_matrix_per_seed(tiny_matrix, tmp_path, capsys):
+    from bench import demo_seeds
+
+    demo_seeds.main(["--matrix", str(tiny_matrix), "--runs", str(tmp_path), "--seeds", "3"])
+    out = capsys.readouterr().out
+    assert out.startswith("seed 3: ") and "same at every seed" in out
+    assert (tmp_path / "seed3" / "report").is_dir()
