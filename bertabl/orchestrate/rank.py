@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bertabl.io import atomic_write_json
+from bertabl.machine import describe_machine
 from bertabl.orchestrate.store import RunStore
 
 
@@ -100,6 +101,7 @@ def run_rank(params: dict[str, Any], group, report_to) -> dict[str, Any] | None:
         "node_ip": ray.util.get_node_ip_address(),
         "pid": os.getpid(),
         "device": str(group.device),
+        "machine": describe_machine(str(group.device)),
     }
     workers = group.gather(here)
     outcome: dict[str, Any] = {"workers": workers}

@@ -43,6 +43,7 @@ class ReportContext:
     finetune_hours: float = 0.0
     finetune_tokens: int = 0
     finetune_flops: float = 0.0
+    machines: dict[str, int] = field(default_factory=dict)  # machine -> trials that ran on it
 
 
 def collect_context(
@@ -81,7 +82,22 @@ def collect_context(
         finetune_hours=sum(_seconds(records.get(t.id)) for t in plan.finetune) / 3600,
         finetune_tokens=sum(t.tokens for t in plan.finetune),
         finetune_flops=sum(t.flops for t in plan.finetune),
+        machines=machines_of(records),
     )
+
+
+def machines_of(records: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """How many finished trials ran on each machine (a trial on several counts for each).
+
+    Records written before bertabl recorded the machine have none: they count for nothing."""
+    counts: dict[str, int] = {}
+    for record in records.values():
+        if record.get("status") != "done":
+            continue
+        workers = record.get("workers") or []
+        for machine in sorted({w["machine"] for w in workers if "machine" in w}):
+            counts[machine] = counts.get(machine, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def _seconds(record: dict[str, Any] | None) -> float:
@@ -202,6 +218,11 @@ def provenance_lines(ctx: ReportContext) -> list[str]:
         f"trial-hours, {ctx.finetune_tokens:,} tokens at most (planned; every example padded), "
         f"{sum(p.flops for p in ctx.pretrain) + ctx.finetune_flops:.3g} FLOPs in all "
         "(6 x parameters x tokens estimate)",
+        *(
+            ["Machines: " + "; ".join(f"{m} ({n} trials)" for m, n in ctx.machines.items())]
+            if ctx.machines
+            else []
+        ),
         f"Versions: {versions}",
         f"Git commit: `{ctx.git_commit}`" if ctx.git_commit else "Git commit: not a git checkout",
     ]
