@@ -33,7 +33,7 @@ def assert_user_error(result: subprocess.CompletedProcess, *fragments: str) -> N
 def test_plan_shows_trials_and_compute():
     result = bertabl("plan", "matrices/demo.toml")
     assert result.returncode == 0, result.stderr
-    assert "2 pre-training + 16 fine-tuning trials" in result.stdout
+    assert "3 pre-training + 30 fine-tuning trials" in result.stdout
     assert "x the paper's" in result.stdout  # fraction of BERT-Base pre-training compute
     assert "pt-" in result.stdout and "ft-" in result.stdout
 

@@ -146,18 +146,22 @@ def check_consistent(plan: Plan) -> None:
 def test_demo_counts() -> None:
     matrix, _ = load_matrix(DEMO)
     plan = build_plan(matrix, origin=str(DEMO))
-    # 2 variants (bert_base: mlm_nsp, no_nsp: mlm) -> 2 distinct pre-training configs
-    assert len(plan.pretrain) == 2
-    # 2 variants x 2 tasks x (1 batch x 2 lr x 1 epochs) x 2 restarts = 16
-    assert len(plan.finetune) == 16
-    assert [r.name for r in plan.rows] == ["bert_base", "no_nsp"]
-    assert [r.label for r in plan.rows] == ["BERT (MLM + NSP)", "No NSP (MLM only)"]
+    # 3 variants (bert_base: mlm_nsp, no_nsp: mlm, none) -> 3 distinct pre-training configs
+    assert len(plan.pretrain) == 3
+    # 3 variants x 2 tasks x (1 batch x 1 lr x 1 epochs) x 5 restarts = 30
+    assert len(plan.finetune) == 30
+    assert [r.name for r in plan.rows] == ["bert_base", "no_nsp", "none"]
+    assert [r.label for r in plan.rows] == [
+        "BERT (MLM + NSP)",
+        "No NSP (MLM only)",
+        "No pre-training",
+    ]
     objectives = [plan.trial(r.pretrain_id).config.pretrain.objective for r in plan.rows]
-    assert objectives == ["mlm_nsp", "mlm"]
+    assert objectives == ["mlm_nsp", "mlm", "none"]
     check_consistent(plan)
     for row in plan.rows:
         for task in ("syn_agree", "syn_chain"):
-            assert len(cell_trials(plan, row, task)) == 4  # 2 lr x 2 restarts
+            assert len(cell_trials(plan, row, task)) == 5  # 1 grid point x 5 restarts
 
 
 def test_base_without_variants_or_axes_is_one_row() -> None:
@@ -585,8 +589,9 @@ def test_trial_compute() -> None:
 
 def test_demo_pretraining_tokens() -> None:
     plan = build_plan(load_matrix(DEMO)[0])
-    for trial in plan.pretrain:
-        assert trial.tokens == 1_024_000  # 500 steps x 32 sequences x 64 tokens
+    tokens = {t.config.pretrain.objective: t.tokens for t in plan.pretrain}
+    # 500 steps x 32 sequences x 64 tokens; the untrained control reads none
+    assert tokens == {"mlm_nsp": 1_024_000, "mlm": 1_024_000, "none": 0}
 
 
 def test_batch_that_cannot_split_over_workers_fails_at_plan_time() -> None:
