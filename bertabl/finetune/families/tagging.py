@@ -74,7 +74,8 @@ class FeatureTagging(Tagging):
             )
             for split, encoded in self.encoded.items()
         }
-        self.train = list(range(len(self.encoded["train"])))
+        # A test-split trial encodes only the splits it scores: no training items then.
+        self.train = list(range(len(self.encoded.get("train", []))))
 
     @cached_property
     def lengths(self) -> list[int]:
