@@ -113,8 +113,21 @@ class _Builder:
         if key not in self._cells:
             metric = self.plan.matrix.metric_for(column.task)
             trials = cell_trials(self.plan, row, column.task)
-            self._cells[key] = select_cell(trials, self.records, column.task, metric, column.split)
+            cell = select_cell(trials, self.records, column.task, metric, column.split)
+            if cell.status == "no_split":
+                cell.status = self._test_status(trials) or cell.status
+            self._cells[key] = cell
         return self._cells[key]
+
+    def _test_status(self, trials: list) -> str | None:
+        """Why a planned test-split trial of these fine-tunes left no test score (failed or not
+        run yet), so the cell does not read as "no test split" when there is one."""
+        ids = {t.id for t in trials}
+        for test in self.plan.tests:
+            if ids & set(test.config.trials):
+                status = (self.records.get(test.id) or {}).get("status", "pending")
+                return {"failed": "test_failed", "done": None}.get(status, "pending")
+        return None
 
     def ours(self, row: Row, column: Column, baseline: Row | None, delta: bool) -> Shown:
         cell = self.cell(row, column)

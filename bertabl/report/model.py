@@ -14,6 +14,8 @@ MISSING = {
     "blocked": "blocked: its pre-training did not finish",
     "no_split": "no test-split result: only the dev split is available offline (CoNLL-2003 "
     "eng.testa); the paper's test F1 is on eng.testb",
+    "test_failed": "failed: the cell's test-split trial failed (see its record.json; "
+    "`bertabl run` again retries it)",
     "not_planned": "not planned: the matrix does not fine-tune this task",
     "not_in_paper": "the paper prints no value here",
     "no_ppl": "no held-out perplexity in the pre-training record (recorded by newer bertabl "
