@@ -37,18 +37,6 @@ class Paired:
     high: float
 
 
-def paired_bootstrap_p(
-    spec: TaskSpec,
-    metric: str,
-    ours: Sequence[Sequence[dict[str, Any]]],
-    theirs: Sequence[Sequence[dict[str, Any]]],
-    resamples: int = RESAMPLES,
-) -> float | None:
-    """Two-sided p of "the rows score the same on `metric`" (see `paired_bootstrap`)."""
-    result = paired_bootstrap(spec, metric, ours, theirs, resamples)
-    return None if result is None else result.p
-
-
 def paired_bootstrap(
     spec: TaskSpec,
     metric: str,

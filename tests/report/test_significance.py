@@ -10,7 +10,7 @@ from bertabl.finetune import metrics as M
 from bertabl.report.significance import (
     _scores,
     constant_predictions,
-    paired_bootstrap_p,
+    paired_bootstrap,
     stalled,
 )
 from bertabl.tasks.builtin import BUILT_IN
@@ -75,12 +75,12 @@ def test_the_same_predictions_are_never_significant_and_a_clean_sweep_is():
     right = _classification(gold, gold)
     wrong = _classification(["1", "0"] * 40, gold)
     spec = BUILT_IN["sst2"]
-    assert paired_bootstrap_p(spec, "accuracy", [right, right], [right, right]) == 1.0
-    assert paired_bootstrap_p(spec, "accuracy", [right], [wrong]) == 0.0
+    assert paired_bootstrap(spec, "accuracy", [right, right], [right, right]).p == 1.0
+    assert paired_bootstrap(spec, "accuracy", [right], [wrong]).p == 0.0
     # one example of 80 differs: the bootstrap cannot tell the rows apart
     nearly = _classification(["1", *gold[1:]], gold)
-    assert paired_bootstrap_p(spec, "accuracy", [right], [nearly]) > 0.05
-    assert paired_bootstrap_p(spec, "accuracy", [], []) is None
+    assert paired_bootstrap(spec, "accuracy", [right], [nearly]).p > 0.05
+    assert paired_bootstrap(spec, "accuracy", [], []) is None
 
 
 # -- stalled restarts ------------------------------------------------------------------------
@@ -142,8 +142,6 @@ def test_tagging_spans_and_regression_stall_at_their_own_constant():
 
 
 def test_the_paired_interval_of_the_difference_matches_its_normal_approximation():
-    from bertabl.report.significance import paired_bootstrap
-
     gold = _balanced(200)
     right = _classification(gold, gold)
     quarter_wrong = _classification(_with_accuracy(gold, 0.75), gold)
