@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bertabl.matrix.plan import Plan
+from bertabl.tasks import evaluate_metric
 from bertabl.tasks.sources import FOLDER_KEY
 from bertabl.tasks.spec import TaskSpec
 
@@ -173,6 +174,7 @@ def data_lines(data: dict[str, Any], tasks: list[TaskSpec]) -> list[str]:
                 if custom["format"] == "hub"
                 else f"`{custom['train']}` / `{custom['dev']}` ({custom['format']})"
             )
+            where += evaluate_provenance(custom.get("metrics", []))
         elif settings.get("source") == "hub":
             where = f"Hub `{settings.get('hub_dataset', 'nyu-mll/glue')}`"
         else:
@@ -205,3 +207,26 @@ def provenance_lines(ctx: ReportContext) -> list[str]:
         f"Versions: {versions}",
         f"Git commit: `{ctx.git_commit}`" if ctx.git_commit else "Git commit: not a git checkout",
     ]
+
+
+def evaluate_provenance(metrics: list[str]) -> str:
+    """`; metrics via evaluate 0.4.6: ...` for a custom task's `evaluate:` metrics: each local
+    module's path and SHA-256 (what trial ids hold), each Hub metric's name; '' when none."""
+    entries = [m for m in metrics if evaluate_metric.is_evaluate(m)]
+    if not entries:
+        return ""
+    identity, _ = evaluate_metric.identity_and_location(entries)
+    parts = []
+    for entry in entries:
+        key, source = evaluate_metric.metric_key(entry), entry[len(evaluate_metric.PREFIX) :]
+        known = identity[key]
+        parts.append(
+            f"`{key}` (Hub metric `{source}`)"
+            if "hub" in known
+            else f"`{key}` (`{source}`, sha256 `{known['sha256']}`)"
+        )
+    try:
+        version = metadata.version("evaluate")
+    except metadata.PackageNotFoundError:
+        version = "not installed"
+    return f"; metrics via `evaluate` {version}: {', '.join(parts)}"
