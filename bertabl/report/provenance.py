@@ -6,6 +6,7 @@ parts that change between machines (versions, commit).
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from dataclasses import dataclass, field
@@ -103,13 +104,18 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def git_head() -> str | None:
+# Set by the Docker image (its GIT_COMMIT build arg): an installed copy has no .git to ask.
+GIT_COMMIT_ENV = "BERTABL_GIT_COMMIT"
+
+
+def git_head(root: Path | None = None) -> str | None:
     """The commit of the bertabl checkout this code runs from, or None; '-dirty' when the
     package's own files differ from it (the code that computed the numbers: not reports/, which
-    regenerating a report always changes)."""
-    root = Path(__file__).resolve().parents[2]
+    regenerating a report always changes). Not a checkout (an installed package, the Docker
+    image): the commit BERTABL_GIT_COMMIT names, if any."""
+    root = root or Path(__file__).resolve().parents[2]
     if not (root / ".git").exists():
-        return None
+        return os.environ.get(GIT_COMMIT_ENV, "").strip() or None
     try:
         head = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "HEAD"],
