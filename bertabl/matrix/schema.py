@@ -322,7 +322,8 @@ class TrackingSection(Strict):
     tensorboard: bool = Field(
         True,
         description="write TensorBoard event files to <run dir>/tensorboard (offline; view with "
-        "`tensorboard --logdir <run dir>/tensorboard`); bench/tracking.py measures the cost",
+        "`tensorboard --logdir <run dir>/tensorboard`); on by default: bench/tracking.py "
+        "measured milliseconds per reported result, in the driver",
     )
 
 

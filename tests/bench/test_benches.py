@@ -9,7 +9,7 @@ import torch
 
 pytest.importorskip("accelerate")  # the HF Trainer baselines need it (the `bench` extra)
 
-from bench import data, finetune, orchestration, pretrain  # noqa: E402
+from bench import data, finetune, orchestration, pretrain, tracking  # noqa: E402
 from tests.conftest import SHARED_DATA  # noqa: E402
 
 RATIO = r"(\d+\.\d+)x$"
@@ -95,3 +95,16 @@ def test_data_bench_runs(capfd):
     assert len(re.findall(r"^data pipeline, 1 core, seq_len (128|512)", out, re.M)) == 4
     assert re.search(r"^token store: .* MB/s", out, re.M)
     assert _last_ratio(out, "peak RSS 2x / 1x") > 0
+
+
+@pytest.mark.slow
+def test_tracking_bench_runs(capsys):
+    tracking.main(["--steps", "4", "--train-examples", "40", "--epochs", "1", "--repeats", "1"])
+    out = capsys.readouterr().out
+    # off, on, off: the on run against the off runs either side of it
+    assert out.count("tracking off:") == 2 and out.count("tracking on:") == 1
+    assert re.search(
+        r"^event files of the last run: 6$", out, re.M
+    )  # 2 pre-training + 4 fine-tuning
+    assert re.search(r"tensorboardX import \d+\.\d+ s .* \d+ results written in", out)
+    assert _last_ratio(out, "tracking on / off (wall)") > 0
