@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import functools
 import json
 import sys
@@ -14,70 +13,29 @@ from rich.console import Console
 from rich.table import Table
 
 from bertabl import __version__
+from bertabl.cli_options import (
+    AddressOption,
+    Format,
+    LatexOption,
+    Layout,
+    OutOption,
+    RunDirOption,
+    Scale,
+    ScaleOption,
+    SetOption,
+    Stage,
+    StorageOption,
+)
 from bertabl.errors import UserError
 
 app = typer.Typer(
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion: bash, zsh, fish, pwsh
     pretty_exceptions_enable=False,
     help="Declarative BERT ablation studies: TOML matrix -> Ray Tune trials -> paper-style tables.",
 )
 console = Console()
 errors = Console(stderr=True)
-
-
-class Scale(str, enum.Enum):
-    tiny = "tiny"
-    budget = "budget"
-    paper = "paper"
-
-
-class Stage(str, enum.Enum):
-    all = "all"
-    pretrain = "pretrain"
-
-
-class Format(str, enum.Enum):
-    md = "md"
-    tex = "tex"
-    csv = "csv"
-    json = "json"
-
-
-class Layout(str, enum.Enum):
-    generic = "generic"
-    table5 = "table5"
-    table6 = "table6"
-    table7 = "table7"
-    table8 = "table8"
-    fig5 = "fig5"
-
-
-SetOption = Annotated[
-    list[str] | None,
-    typer.Option("--set", help="Override a matrix key: key.path=value (TOML value). Repeatable."),
-]
-ScaleOption = Annotated[
-    Scale | None, typer.Option("--scale", help="Scale preset, overriding the matrix's `scale`.")
-]
-RunDirOption = Annotated[
-    Path | None, typer.Option("--run-dir", help="Run directory [default: runs/<matrix name>].")
-]
-OutOption = Annotated[
-    Path | None, typer.Option("--out", help="Where to write the report [default: run dir].")
-]
-LatexOption = Annotated[bool, typer.Option("--latex", help="Also write a LaTeX table.")]
-AddressOption = Annotated[
-    str | None, typer.Option("--address", help="Ray cluster to join (or RAY_ADDRESS).")
-]
-StorageOption = Annotated[
-    str | None,
-    typer.Option(
-        "--storage",
-        help="Ray Tune's and Ray Train's own state: a path or URI Ray supports (s3://, "
-        "gs://, ...) [default: <run dir>/tune and <run dir>/train].",
-    ),
-]
 
 
 def user_errors(command):
@@ -119,10 +77,11 @@ def _load(matrix: Path, overrides: list[str] | None, scale: Scale | None, dry_ru
 @app.command()
 @user_errors
 def schema() -> None:
-    """Print the JSON schema of a matrix file (every key, its type, default and meaning)."""
-    from bertabl.matrix import Matrix
+    """Print the JSON schema of a matrix file (every key, its type, default and meaning): the
+    one editors read from a matrix's `#:schema` line (bertabl/matrix/matrix.schema.json)."""
+    from bertabl.matrix.json_schema import editor_schema
 
-    print(json.dumps(Matrix.model_json_schema(), indent=2))
+    print(json.dumps(editor_schema(), indent=2))
 
 
 @app.command()
@@ -359,10 +318,13 @@ def _execute(the_plan, store, source, out, latex, address, only=None, storage=No
 
     from bertabl.orchestrate.progress import LiveProgress
     from bertabl.orchestrate.run import run_plan
+    from bertabl.orchestrate.tracking import tracking_lines
     from bertabl.report.build import write_report
 
     count = len(only) if only is not None else len(the_plan.pretrain) + len(the_plan.finetune)
     console.print(f"[bold]{the_plan.matrix.name}[/]: {count} trial(s) -> {store.root}")
+    for line in tracking_lines(the_plan, store.root):
+        console.print(f"tracking: {line}", soft_wrap=True, highlight=False)
     progress = LiveProgress(the_plan, console)
     with Live(progress, console=console, refresh_per_second=4, transient=False):
         summary = run_plan(the_plan, store, source, progress, address, only, storage)

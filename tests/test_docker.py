@@ -63,6 +63,17 @@ class Instruction:
         form = self.exec_form()
         return form if form is not None else shlex.split(self.args)
 
+    def flags(self) -> list[str]:
+        """RUN's own flags (`--mount=...`) before its command."""
+        if self.keyword != "RUN":
+            return []
+        words = self.args.split()
+        return words[: next((i for i, w in enumerate(words) if not w.startswith("--")), 0)]
+
+    def command(self) -> str:
+        """A RUN's shell command, without RUN's own flags."""
+        return re.sub(r"^(?:\s*--\S+)*\s*", "", self.args) if self.keyword == "RUN" else ""
+
 
 def parse_dockerfile(text: str) -> list[Instruction]:
     lines = text.splitlines()
@@ -178,7 +189,7 @@ def test_parser_handles_directives_comments_and_continuations():
         "    && two \\  \n"
         "    && three\n"
         'COPY ["a b", "c", "dest/"]\n'
-        "entrypoint [\"tool\"]\n"
+        'entrypoint ["tool"]\n'
     )
     parsed = parse_dockerfile(text)
     assert [i.keyword for i in parsed] == ["ARG", "FROM", "RUN", "COPY", "ENTRYPOINT"]
@@ -229,15 +240,19 @@ def test_copy_sources_exist_and_are_only_what_the_image_needs():
     assert project["readme"] in copied, "setuptools reads the readme when it builds bertabl"
 
 
-def test_install_step_comes_after_the_sources_it_installs():
+def test_install_steps_come_after_the_sources_they_install():
     order = list(dockerfile())
-    installs = [order.index(instr) for instr in pip_runs()]
-    assert installs, "the Dockerfile should install bertabl with pip"
-    for instr, _, sources, _ in copies():
-        if {"pyproject.toml", "constraints.txt", "README.md", "bertabl"} & {
-            posixpath.normpath(s) for s in sources
-        }:
-            assert order.index(instr) < min(installs), f"line {instr.line}: COPY after pip"
+    installs = pip_runs()
+    assert len(installs) == 2, "the dependencies, then bertabl (a layer each)"
+    copied = {
+        posixpath.normpath(s): order.index(instr)
+        for instr, _, sources, _ in copies()
+        for s in sources
+    }
+    dependencies, package = (order.index(i) for i in installs)
+    assert copied["pyproject.toml"] < dependencies and copied["constraints.txt"] < dependencies
+    for needed in ("pyproject.toml", "README.md", "bertabl"):  # setuptools reads the readme
+        assert copied[needed] < package, f"COPY {needed} after the pip install of bertabl"
 
 
 def shell_commands(script: str) -> list[list[str]]:
@@ -293,12 +308,13 @@ def pip(args):
     while i < len(args):
         arg = args[i]
         for flag in ("-c", "--constraint", "-r", "--requirement"):
+            kind = "constraint" if flag in ("-c", "--constraint") else "requirement"
             if arg == flag:
-                files[args[i + 1]] = pathlib.Path(args[i + 1]).read_text()
+                files[kind + " " + args[i + 1]] = pathlib.Path(args[i + 1]).read_text()
                 i += 1
             elif arg.startswith(flag + "="):
                 path = arg.split("=", 1)[1]
-                files[path] = pathlib.Path(path).read_text()
+                files[kind + " " + path] = pathlib.Path(path).read_text()
         i += 1
     with open(state / "pip_calls.jsonl", "a") as log:
         log.write(json.dumps({{"args": args, "files": files}}) + "\\n")
@@ -314,6 +330,9 @@ if args[:2] == ["-m", "pip"]:
     sys.exit(pip(args[2:]))
 if args[:1] == ["-c"] and "torch" in args[1]:
     print((state / "torch_version").read_text())
+    sys.exit(0)
+if args[:1] == ["-c"]:  # any other script (reading pyproject.toml): run it for real
+    exec(compile(args[1], "<-c>", "exec"), {{"__name__": "__main__"}})
     sys.exit(0)
 sys.exit("fake python: unexpected arguments %r" % (args,))
 """
@@ -342,7 +361,7 @@ def run_install_step(tmp_path: Path, base_torch: str, torch_after_pip: str | Non
     before = sorted(p.name for p in context.iterdir())
     for instr in pip_runs():
         result = subprocess.run(
-            ["/bin/sh", "-c", instr.args],
+            ["/bin/sh", "-c", instr.command()],
             cwd=context,
             env=environment,
             capture_output=True,
@@ -362,28 +381,161 @@ def requirement_name(line: str) -> str | None:
     return match.group(1).lower().replace("_", "-") if match else None
 
 
+def pyproject_requirements(*extras: str) -> list[str]:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    return project["dependencies"] + [
+        r for extra in extras for r in project["optional-dependencies"][extra]
+    ]
+
+
 @pytest.mark.skipif(not Path("/bin/sh").exists(), reason="needs a POSIX shell")
 @pytest.mark.parametrize("base_torch", ["2.13.0+cu126", "2.12.1+cu130"])
 def test_install_step_keeps_the_base_images_torch(tmp_path, base_torch):
     result, calls, before, after = run_install_step(tmp_path, base_torch)
     assert result.returncode == 0, result.stdout + result.stderr
     installs = [call for call in calls if "install" in call["args"]]
-    assert installs, "no pip install ran"
-    assert [call["args"][-1] for call in installs] == [".[bench]"], "bertabl + the bench extra"
+    dependencies, package = installs  # the dependencies' layer, then bertabl's
     expected = [
         line
         for line in (REPO / "constraints.txt").read_text().splitlines()
         if requirement_name(line) not in (None, "torch")
     ]
-    for call in installs:
-        assert call["files"], "pip install ran without the pinned constraints"
-        for path, text in call["files"].items():
-            lines = text.splitlines()
-            torch_lines = [line for line in lines if requirement_name(line) == "torch"]
-            assert torch_lines == [f"torch=={base_torch}"], (path, torch_lines)
-            others = [line for line in lines if requirement_name(line) not in (None, "torch")]
-            assert others == expected, "every other pin of constraints.txt must reach pip"
+    constraints = [t for f, t in dependencies["files"].items() if f.startswith("constraint ")]
+    assert constraints, "the dependencies were installed without the pinned constraints"
+    for text in constraints:
+        lines = text.splitlines()
+        torch_lines = [line for line in lines if requirement_name(line) == "torch"]
+        assert torch_lines == [f"torch=={base_torch}"], torch_lines
+        others = [line for line in lines if requirement_name(line) not in (None, "torch")]
+        assert others == expected, "every other pin of constraints.txt must reach pip"
+    [requirements] = [t for f, t in dependencies["files"].items() if f.startswith("requirement ")]
+    # bertabl's dependencies, its bench extra (the benches' baselines) and cluster extra
+    # (ray[default]: the dashboard, `ray start`), read from pyproject.toml
+    assert requirements.splitlines() == pyproject_requirements("bench", "cluster")
+    assert package["args"][-1] == "." and "--no-deps" in package["args"], package["args"]
     assert after == before, "the install step should clean up what it wrote"
+
+
+def test_a_code_change_does_not_reinstall_the_dependencies():
+    """Docker rebuilds every layer after the first changed COPY: the dependencies are installed
+    from pyproject.toml and constraints.txt alone, before bertabl's code is copied."""
+    order = list(dockerfile())
+    dependencies, package = pip_runs()
+    sources_of = {
+        posixpath.normpath(s): order.index(instr)
+        for instr, _, sources, _ in copies()
+        for s in sources
+    }
+    assert sources_of["pyproject.toml"] < order.index(dependencies)
+    assert sources_of["constraints.txt"] < order.index(dependencies)
+    for code in ("bertabl", "README.md", "matrices", "bench"):
+        assert order.index(dependencies) < sources_of[code], f"COPY {code} before the install"
+    assert sources_of["bertabl"] < order.index(package) and "--no-deps" in package.command()
+    for later in ("matrices", "bench"):  # edited often, installed by nothing
+        assert order.index(package) < sources_of[later]
+
+
+def test_pip_keeps_its_downloads_in_a_cache_mount():
+    (first, *_) = dockerfile_lines()
+    assert re.fullmatch(r"#\s*syntax=docker/dockerfile:1\S*", first), "RUN --mount needs it"
+    assert "PIP_NO_CACHE_DIR" not in env(), "it would leave the cache mount empty"
+    order = list(dockerfile())
+    users = [order.index(i) for i in instructions("USER")]
+    for instr in pip_runs():
+        assert "--mount=type=cache,target=/root/.cache/pip" in instr.flags(), instr.line
+        assert not users or order.index(instr) < min(users), "pip's cache is root's: before USER"
+
+
+def dockerfile_lines() -> list[str]:
+    return (REPO / "Dockerfile").read_text().splitlines()
+
+
+def stage_args() -> dict[str, str | None]:
+    """Every ARG, before and after FROM, with its default."""
+    result: dict[str, str | None] = {}
+    for instr in instructions("ARG"):
+        for word in shlex.split(instr.args):
+            name, sep, default = word.partition("=")
+            result[name] = default if sep else None
+    return result
+
+
+def test_runs_as_a_non_root_user_who_owns_the_volumes():
+    order = list(dockerfile())
+    (user,) = instructions("USER")
+    name = user.args.split(":")[0]
+    assert name not in ("root", "0") and not name.startswith("$"), user.args
+    (entrypoint,) = instructions("ENTRYPOINT")
+    assert order.index(user) < order.index(entrypoint)
+    [setup] = [i for i in instructions("RUN") if re.search(r"\buseradd\b", i.args)]
+    words = [w for command in shell_commands(setup.command()) for w in command]
+    assert "--uid" in words and "${USER_ID}" in words and name in words
+    assert stage_args().get("USER_ID") == "1000", "the host user's uid on most machines"
+    made = {w for c in shell_commands(setup.command()) if c[:2] == ["mkdir", "-p"] for w in c[2:]}
+    owned = [c[-len(c) + 3 :] for c in shell_commands(setup.command()) if c[:2] == ["chown", "-R"]]
+    owned_paths = {p for c in owned for p in c}
+    for volume in volume_paths():
+        assert volume in made, f"VOLUME {volume}: not created before it is declared"
+        assert any(volume == p or volume.startswith(p + "/") for p in owned_paths), volume
+    for instr, flags, _, _ in copies():
+        if order.index(instr) > order.index(user):
+            assert f"--chown={name}:{name}" in flags, f"line {instr.line}: COPY as root"
+
+
+def test_the_hugging_face_cache_is_a_volume():
+    assert env().get("HF_HOME") in volume_paths()
+
+
+def symlinks() -> dict[str, str]:
+    """link -> target of every `ln -s TARGET LINK` in the RUN steps."""
+    links = {}
+    for instr in instructions("RUN"):
+        for words in shell_commands(instr.command()):
+            if words[:2] == ["ln", "-s"] and len(words) == 4:
+                links[posixpath.normpath(words[3])] = posixpath.normpath(words[2])
+    return links
+
+
+def resolve_in_image(path: str) -> str:
+    path = posixpath.normpath(posixpath.join(workdir(), path))
+    for link, target in symlinks().items():
+        if path == link or path.startswith(link + "/"):
+            return target + path[len(link) :]
+    return path
+
+
+def data_paths(value) -> list[str]:
+    """Every string of a parsed matrix that is a path into the shared datasets."""
+    if isinstance(value, dict):
+        return [p for v in value.values() for p in data_paths(v)]
+    if isinstance(value, list):
+        return [p for v in value for p in data_paths(v)]
+    return [value] if isinstance(value, str) and value.startswith("../shared/data") else []
+
+
+def test_the_paper_matrices_data_paths_resolve_to_the_data_volume():
+    """`../shared/data/...` (a checkout beside shared/) from /workspace is /shared/data, which
+    must lead into the /data volume where `-v <datasets>:/data` mounts them."""
+    found = 0
+    for matrix in sorted((REPO / "matrices").glob("*.toml")):
+        for path in data_paths(tomllib.loads(matrix.read_text())):
+            found += 1
+            resolved = resolve_in_image(path)
+            assert resolved == "/data" or resolved.startswith("/data/"), (matrix.name, path)
+    assert found, "no matrix names ../shared/data any more: drop this test"
+    assert "/data" in volume_paths()
+    assert resolve_in_image("../shared/data/glue/SST-2") == "/data/glue/SST-2"
+    assert resolve_in_image("runs/demo") == "/workspace/runs/demo"
+
+
+def test_the_git_commit_build_arg_reaches_report_provenance():
+    from bertabl.report.provenance import GIT_COMMIT_ENV
+
+    order = list(dockerfile())
+    (start,) = instructions("FROM")
+    [arg] = [i for i in instructions("ARG") if i.args.split("=")[0] == "GIT_COMMIT"]
+    assert order.index(start) < order.index(arg), "an ARG before FROM is not seen by ENV"
+    assert env().get(GIT_COMMIT_ENV) == "${GIT_COMMIT}"
 
 
 @pytest.mark.skipif(not Path("/bin/sh").exists(), reason="needs a POSIX shell")
@@ -412,6 +564,7 @@ def test_the_image_runs_the_benches_with_their_extra():
     # psutil: a dependency of ray (pinned in constraints.txt), so in the image with bertabl
     allowed = {"bench", "bertabl", "torch", "transformers", "datasets", "numpy", "accelerate"}
     allowed.add("psutil")
+    allowed.add("tensorboardX")  # a bertabl dependency (the [tracking] writer)
     for path in (REPO / "bench").glob("*.py"):
         for line in path.read_text().splitlines():
             found = re.match(r"\s*(?:from|import) (\w+)", line)
@@ -647,7 +800,7 @@ def check_docker_section(section: str) -> None:
     """The README's Docker commands use this image, its build args and real CLI calls."""
     commands = docker_commands(section)
     groups = cli_groups()
-    declared = global_args()
+    declared = stage_args()
     volumes = set(volume_paths())
     builds = [c[2:] for c in commands if c[1] == "build"]
     runs = [c[2:] for c in commands if c[1] == "run"]
@@ -659,8 +812,9 @@ def check_docker_section(section: str) -> None:
         for build_arg in options.get("--build-arg", []):
             name, _, value = build_arg.partition("=")
             assert name in declared, f"--build-arg {name}: no such ARG in the Dockerfile"
-            base = BASE_TAG.fullmatch(value)
-            assert base and base.group("torch") == pinned()["torch"], build_arg
+            if name == base_arg():
+                base = BASE_TAG.fullmatch(value)
+                assert base and base.group("torch") == pinned()["torch"], build_arg
     for words in runs:
         options, rest = split_options(words, RUN_VALUE_OPTIONS)
         assert rest and rest[0].split(":")[0] == IMAGE, f"docker run {words}: not {IMAGE}"
@@ -689,7 +843,7 @@ def test_readme_docker_section():
 def test_docker_section_check_catches_drift():
     good = (
         "## Docker (GPU hosts)\n```bash\ndocker build -t bertabl .\n"
-        "docker run --rm --gpus all -v \"$PWD/runs:/workspace/runs\" \\\n"
+        'docker run --rm --gpus all -v "$PWD/runs:/workspace/runs" \\\n'
         "  bertabl run matrices/demo.toml --out reports\n```\n"
     )
     check_docker_section(docker_section(good))

@@ -9,10 +9,18 @@ import pytest
 from typer.testing import CliRunner
 
 from bertabl.cli import app
+from bertabl.matrix import build_plan
+from bertabl.matrix.load import load_matrix
+from bertabl.orchestrate.tracking import run_names
 from tests.conftest import FIXTURES
+from tests.orchestrate.test_tracking import scalars
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
+
+
+def run_names_of(matrix: Path) -> dict[str, str]:
+    return run_names(build_plan(load_matrix(matrix)[0], str(matrix)))
 
 
 def _records(run_dir: Path) -> dict[str, dict]:
@@ -46,9 +54,22 @@ def test_run_both_stages_report_and_rerun_skips(tiny_matrix: Path, tmp_path: Pat
             assert record["metrics"]["step"] == 10
             assert len(record["history"]) >= 1
 
+    # [tracking] tensorboard (on by default): one TensorBoard run per trial, fed by Tune's
+    # results in the driver, read back; `run` said where
+    assert f"TensorBoard: {run_dir / 'tensorboard'}" in " ".join(result.output.split())
+    for trial_id, name in run_names_of(tiny_matrix).items():
+        curves = scalars(run_dir / "tensorboard" / name)
+        history = records[trial_id]["history"]
+        if records[trial_id]["stage"] == "pretrain":
+            assert curves["loss"] == [(h["step"], pytest.approx(h["loss"])) for h in history]
+        else:
+            assert [x for x, _ in curves["dev_accuracy"]] == [h["epoch"] for h in history]
+
     report = (run_dir / "tiny.md").read_text()
     for label in ("MLM + NSP", "MLM only", "syn_agree (accuracy)", "syn_chain (accuracy)"):
         assert label in report
+    assert "![Learning curves](tiny.curves.png)" in report
+    assert (run_dir / "tiny.curves.png").read_bytes()[:4] == b"\x89PNG"
     main_table = report.split("## Cells in detail")[0]
     rows = [line for line in main_table.splitlines() if line.startswith("| MLM")]
     assert len(rows) == 2

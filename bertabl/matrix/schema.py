@@ -314,6 +314,19 @@ class ReportSection(Strict):
     )
 
 
+class TrackingSection(Strict):
+    """Experiment tracking: each trial's curves (pre-training loss / lr / tokens per second by
+    step, fine-tuning dev metrics by epoch) as one run per trial, named by its row, task, grid
+    point and restart (orchestrate/tracking.py). Not part of trial ids."""
+
+    tensorboard: bool = Field(
+        True,
+        description="write TensorBoard event files to <run dir>/tensorboard (offline; view with "
+        "`tensorboard --logdir <run dir>/tensorboard`); on by default: bench/tracking.py "
+        "measured milliseconds per reported result, in the driver",
+    )
+
+
 class Matrix(Strict):
     """A whole ablation study: what to pre-train, what to fine-tune, how to report it."""
 
@@ -326,6 +339,7 @@ class Matrix(Strict):
     resources: Resources = Resources()
     checkpointing: Checkpointing = Checkpointing()
     report: ReportSection = ReportSection()
+    tracking: TrackingSection = TrackingSection()
     scales: dict[Scale, dict[str, Any]] = Field(
         default_factory=dict,
         description="per-scale changes of this matrix, applied over the file when that scale is "

@@ -1,4 +1,10 @@
-"""Live progress of a run: a rich table in the terminal, fed by RunObserver events."""
+"""Live progress of a run: a rich table in the terminal, fed by RunObserver events.
+
+On a terminal: data preparation's bar, the per-stage table, and one bar per running trial
+(steps or epochs done of its total, with an ETA). Elsewhere (CI logs, pipes: rich's Live draws
+nothing there until the end) the same news as short plain lines, at most one per running trial
+every PLAIN_TRIAL_EVERY_S, so a long run's log stays short.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +19,13 @@ from rich.text import Text
 from bertabl.matrix.plan import Plan
 from bertabl.orchestrate.observer import RunObserver
 from bertabl.orchestrate.status import metric_line
+from bertabl.trial.finetune import TestTrialConfig
+from bertabl.trial.pretrain import PretrainTrialConfig
 
 STAGES = ("pretrain", "finetune", "test")
 _PREFIX = {"pt": "pretrain", "ft": "finetune", "te": "test"}
 PLAIN_EVERY_S = 10.0  # without a terminal, a line of preparation progress at most this often
+PLAIN_TRIAL_EVERY_S = 60.0  # ... and a line per running trial at most this often
 
 
 class LiveProgress(RunObserver):
@@ -37,6 +46,24 @@ class LiveProgress(RunObserver):
         self.bar: Progress | None = None  # data preparation's, on a terminal
         self.stage: tuple[str, float | None, str, float] | None = None  # what, total, unit, t0
         self.printed_at = 0.0
+        # Per-trial bars on a terminal (rich computes each one's ETA from its recent speed).
+        self.trial_bars: Progress | None = None
+        if console.is_terminal:
+            self.trial_bars = Progress(
+                TextColumn("  {task.description}"),
+                BarColumn(bar_width=24),
+                TextColumn("{task.fields[position]}"),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[metric]}", style="dim"),
+                console=console,
+                auto_refresh=False,  # the run's Live display redraws it
+            )
+        self.bar_of: dict[str, Any] = {}  # trial id -> its bar's task id
+        # trial id -> (first reported time, position): where its ETA counts from; without a
+        # terminal also when its last plain line was printed.
+        self.first_seen: dict[str, tuple[float, int]] = {}
+        self.line_at: dict[str, float] = {}
 
     def _stage(self, trial_id: str) -> str:
         return _PREFIX[trial_id[:2]]
@@ -98,16 +125,59 @@ class LiveProgress(RunObserver):
 
     def trial_started(self, trial_id: str) -> None:
         self.running[trial_id] = "starting"
+        total = position_of(self.plan.trial(trial_id).config, {})[1]
+        if self.trial_bars is not None and trial_id not in self.bar_of:
+            self.bar_of[trial_id] = self.trial_bars.add_task(
+                self._describe(trial_id),
+                total=total,
+                start=False,  # the clock starts at its first report (after loading, setup)
+                position="starting",
+                metric="",
+            )
+        self.line_at[trial_id] = time.monotonic()  # a plain line only after a while
 
     def trial_result(self, trial_id: str, metrics: dict[str, Any]) -> None:
-        self.running[trial_id] = metric_line(self.plan.trial(trial_id).config, metrics)
+        config = self.plan.trial(trial_id).config
+        line = metric_line(config, metrics)
+        self.running[trial_id] = line
+        done, total, unit = position_of(config, metrics)
+        now = time.monotonic()
+        if trial_id in self.bar_of:
+            task = self.bar_of[trial_id]
+            shown = f"{done}/{total} {unit}" if total else ""
+            metric = line.split("  ", 1)[1] if "  " in line else ""
+            if trial_id not in self.first_seen:
+                # A resumed trial starts part-way: its speed counts from here, not from 0.
+                self.first_seen[trial_id] = (now, done)
+                self.trial_bars.reset(task, completed=done, position=shown, metric=metric)
+            else:
+                self.trial_bars.update(task, completed=done, position=shown, metric=metric)
+            return
+        first = self.first_seen.setdefault(trial_id, (now, done))
+        if now - self.line_at.get(trial_id, 0.0) < PLAIN_TRIAL_EVERY_S:
+            return
+        self.line_at[trial_id] = now
+        eta = ""
+        if total and done > first[1]:
+            seconds = (now - first[0]) * (total - done) / (done - first[1])
+            eta = f" ({done / total:.0%}, ETA {seconds:.0f} s)"
+        self.console.print(f"  {trial_id} {line}{eta}", highlight=False, soft_wrap=True)
+
+    def _forget(self, trial_id: str) -> None:
+        task = self.bar_of.pop(trial_id, None)
+        if task is not None:
+            self.trial_bars.remove_task(task)
+        self.first_seen.pop(trial_id, None)
+        self.line_at.pop(trial_id, None)
 
     def trial_done(self, trial_id: str) -> None:
+        self._forget(trial_id)
         last = self.running.pop(trial_id, "")
         self.counts[self._stage(trial_id)]["done"] += 1
         self.console.print(f"[green]done[/] {self._describe(trial_id)}  {last}")
 
     def trial_failed(self, trial_id: str, reason: str) -> None:
+        self._forget(trial_id)
         self.running.pop(trial_id, None)
         self.counts[self._stage(trial_id)]["failed"] += 1
         self.console.print(f"[red]failed[/] {self._describe(trial_id)}: {reason}")
@@ -129,8 +199,22 @@ class LiveProgress(RunObserver):
                 str(c["failed"]),
                 str(c["blocked"]),
             )
-        lines = [Text(f"  {t}  {m}", style="dim") for t, m in sorted(self.running.items())]
-        return Group(*([self.bar] if self.bar is not None else []), table, *lines)
+        shown: list = [self.bar] if self.bar is not None else []
+        shown.append(table)
+        if self.bar_of:  # each running trial's bar, its latest metric beside it
+            shown.append(self.trial_bars)
+        unbarred = sorted((t, m) for t, m in self.running.items() if t not in self.bar_of)
+        return Group(*shown, *(Text(f"  {t}  {m}", style="dim") for t, m in unbarred))
+
+
+def position_of(config, metrics: dict[str, Any]) -> tuple[int, int | None, str]:
+    """(done, total, unit) of a trial: pre-training's optimizer steps, fine-tuning's epochs;
+    a test-split scoring has no total."""
+    if isinstance(config, TestTrialConfig):
+        return 0, None, ""
+    if isinstance(config, PretrainTrialConfig):
+        return int(metrics.get("step", 0)), config.pretrain.steps, "steps"
+    return int(metrics.get("epoch", 0)), config.epochs, "epochs"
 
 
 def _amount(done: float, unit: str, total: float | None) -> str:

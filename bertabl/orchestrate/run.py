@@ -168,7 +168,7 @@ def _run_trials(
     from bertabl.orchestrate.dependencies import DependencySearcher
     from bertabl.orchestrate.placement import capacity
     from bertabl.orchestrate.train_workers import DRIVER_RESOURCES
-    from bertabl.orchestrate.tune_events import TuneEvents
+    from bertabl.orchestrate.tune_events import TrackingEvents, TuneEvents
 
     stages = (("pretrain", pretrain), ("finetune", finetune), ("test", tests))
     for stage, trials in stages:
@@ -222,6 +222,11 @@ def _run_trials(
         # the intermediate models each pre-training trial must keep (not part of its id)
         "save_steps": plan.intermediate_steps(),
     }
+    callbacks: list = [TuneEvents(observer)]
+    if plan.matrix.tracking.tensorboard:
+        from bertabl.orchestrate.tracking import TENSORBOARD_DIR, Tracker
+
+        callbacks.append(TrackingEvents(Tracker(plan, store.root / TENSORBOARD_DIR)))
     tuner = tune.Tuner(
         tune.with_resources(run_trial, trial_resources),
         param_space=param_space,
@@ -241,7 +246,7 @@ def _run_trials(
             name="trials",
             storage_path=storage or str(store.tune_dir),
             verbose=0,
-            callbacks=[TuneEvents(observer)],
+            callbacks=callbacks,
             failure_config=tune.FailureConfig(max_failures=resources.max_failures),
         ),
     )
@@ -299,7 +304,7 @@ def ray_session(
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no Tune console tables: we show our own
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     # No Tune CSV/JSON/TensorBoard result files: the run directory's records are the results,
-    # and the TensorBoard logger's import alone cost ~1.5 s of CPU at every run's start.
+    # and orchestrate/tracking.py writes the TensorBoard curves (by step, named by row/task).
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     import ray
 

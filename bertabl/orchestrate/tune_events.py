@@ -7,6 +7,7 @@ that, not a re-run of a finished matrix, `status` or `report`.
 from __future__ import annotations
 
 from ray import tune
+from ray.tune.result import AUTO_RESULT_KEYS
 
 from bertabl.orchestrate.observer import RunObserver
 
@@ -38,3 +39,40 @@ class TuneEvents(tune.Callback):
     def on_trial_error(self, iteration, trials, trial, **info):
         error = getattr(trial, "error_msg", None) or "error (see the trial's record)"
         self.observer.trial_failed(self._id(trial), str(error).strip().splitlines()[-1])
+
+
+class TrackingEvents(tune.logger.LoggerCallback):
+    """Hands each trial's reported results to the experiment tracker (orchestrate/tracking.py),
+    without the keys Tune adds to every result (clocks, pids, the config)."""
+
+    def __init__(self, tracker):
+        self.tracker = tracker
+
+    def __getstate__(self) -> dict:
+        # Tune pickles its callbacks into the experiment state; open event files do not pickle,
+        # and a restored run makes a new tracker.
+        return {"tracker": None}
+
+    def log_trial_result(self, iteration, trial, result):
+        if self.tracker is not None:
+            reported = {k: v for k, v in result.items() if k not in TUNE_KEYS}
+            self.tracker.result(trial.config["trial"]["id"], reported)
+
+    def log_trial_end(self, trial, failed=False):
+        if self.tracker is not None:
+            self.tracker.end(trial.config["trial"]["id"])
+
+    def on_experiment_end(self, trials, **info):
+        if self.tracker is not None:
+            self.tracker.close()
+
+
+# Tune's own keys in a result (beside what the trial body reported)
+TUNE_KEYS = {
+    *AUTO_RESULT_KEYS,
+    "done",
+    "trial_id",
+    "experiment_id",
+    "experiment_tag",
+    "should_checkpoint",
+}

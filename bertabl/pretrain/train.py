@@ -192,6 +192,9 @@ def _train(
     last = max(runtime.save_steps, default=0) if runtime.intermediate_only else pt.steps
 
     started = time.perf_counter()
+    # Throughput since the last report, for live tracking only (never in the history, which a
+    # resumed trial must repeat exactly): sequence positions per second, padding included.
+    tokens, since = 0, started
     metrics: dict[str, Any] = history[-1] if history else {}
     try:
         while step < last:
@@ -229,6 +232,7 @@ def _train(
             where = f"pre-training step {step}"
             apply_gradients(loss, model, optimizer, scheduler, where, precision)
 
+            tokens += pt.batch_size * phases[phase][1]
             window["loss"].append(loss)
             window["mlm_loss"].append(mlm_loss)
             if with_nsp:
@@ -244,7 +248,10 @@ def _train(
                 history.append(metrics)
                 window = {k: [] for k in WINDOW_KEYS}
                 if step < pt.steps:  # every rank: under Ray Train a report is a barrier
-                    runtime.report(metrics | {"seconds": time.perf_counter() - started})
+                    now = time.perf_counter()
+                    rate = tokens / max(now - since, 1e-9)
+                    runtime.report(metrics | {"seconds": now - started, "tokens_per_s": rate})
+                    tokens, since = 0, now
             if step in runtime.save_steps and step < pt.steps and group.is_main:
                 _save_model(model, tokenizer, out_dir / model_dir_name(step))
             if runtime.due(step) and step < pt.steps:

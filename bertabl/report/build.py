@@ -10,6 +10,7 @@ from typing import Any
 from bertabl.matrix.cells import cell_trials
 from bertabl.matrix.plan import FinetuneTrial, Plan
 from bertabl.orchestrate.store import RunStore
+from bertabl.report.curves import plot_learning_curves
 from bertabl.report.layouts import build_report
 from bertabl.report.plot import plot_figure5
 from bertabl.report.provenance import collect_context
@@ -35,7 +36,8 @@ def write_report(
 ) -> Written:
     """Render the run's results in each format to `out_dir/<matrix name>.<ext>`.
 
-    Markdown comes with `<name>.trials.csv` (every trial behind every cell); Figure 5 reports
+    Markdown comes with `<name>.trials.csv` (every trial behind every cell) and
+    `<name>.curves.png` (learning curves, from the records' histories); Figure 5 reports
     with `<name>.png` and `<name>.pdf`.
     """
     records = store.records()
@@ -49,8 +51,10 @@ def write_report(
         if fmt == "md":
             trials = out_dir / f"{name}.trials.csv"
             trials.write_text(render_trials_csv(trial_rows(plan, records)), encoding="utf-8")
-            path.write_text(render_markdown(report, ctx, trials.name), encoding="utf-8")
-            written += [path, trials]
+            curves = plot_learning_curves(plan, records, out_dir / f"{name}.curves.png")
+            text = render_markdown(report, ctx, trials.name, curves and curves.name)
+            path.write_text(text, encoding="utf-8")
+            written += [path, trials, *([curves] if curves else [])]
         else:
             path.write_text(RENDERERS[fmt](report, ctx), encoding="utf-8")
             written.append(path)

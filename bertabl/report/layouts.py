@@ -20,6 +20,7 @@ from bertabl.report.model import MISSING, Detail, Line, Notes, Report, Shown, Ta
 from bertabl.report.select import Cell, select_cell
 from bertabl.report.significance import RESAMPLES, paired_bootstrap, stalled
 from bertabl.report.stats import ALPHA, bootstrap_ci, paired_sign_flip_p
+from bertabl.tasks.evaluate_metric import evaluate_keys
 from bertabl.trial.pretrain import PretrainConfig
 
 __all__ = ["LAYOUTS", "build_report", "infer_layout"]
@@ -162,7 +163,7 @@ class _Builder:
         key = tuple(cell.trial_of)
         if key not in self._stalled:
             lines = [self.predictions(trial, "dev") for trial in cell.trial_of]
-            if not lines or any(x is None for x in lines):
+            if not lines or any(x is None for x in lines) or _from_evaluate(self.plan, cell):
                 self._stalled[key] = None
             else:
                 spec = self.plan.matrix.spec(cell.task)
@@ -184,7 +185,8 @@ class _Builder:
         lines = [
             (self.predictions(ours[i], split), self.predictions(theirs[i], split)) for i in shared
         ]
-        if shared and all(a is not None and b is not None for a, b in lines):
+        per_example = not _from_evaluate(self.plan, cell)
+        if shared and per_example and all(a is not None and b is not None for a, b in lines):
             spec = self.plan.matrix.spec(cell.task)
             self.tests_used.add("bootstrap")
             test = paired_bootstrap(spec, cell.metric, [a for a, _ in lines], [b for _, b in lines])
@@ -475,3 +477,9 @@ class _Builder:
                 "(10,000 resamples, seed 0); with few restarts it under-covers."
             )
         return rules
+
+
+def _from_evaluate(plan: Plan, cell: Cell) -> bool:
+    """The cell's metric is an `evaluate` module's (a custom task's): report/significance.py
+    has no per-example definition of it, so its restarts are compared by their scores."""
+    return cell.metric in evaluate_keys(plan.matrix.spec(cell.task).custom)

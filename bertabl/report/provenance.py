@@ -6,6 +6,7 @@ parts that change between machines (versions, commit).
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bertabl.matrix.plan import Plan
+from bertabl.tasks import evaluate_metric
 from bertabl.tasks.sources import FOLDER_KEY
 from bertabl.tasks.spec import TaskSpec
 
@@ -118,13 +120,18 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def git_head() -> str | None:
+# Set by the Docker image (its GIT_COMMIT build arg): an installed copy has no .git to ask.
+GIT_COMMIT_ENV = "BERTABL_GIT_COMMIT"
+
+
+def git_head(root: Path | None = None) -> str | None:
     """The commit of the bertabl checkout this code runs from, or None; '-dirty' when the
     package's own files differ from it (the code that computed the numbers: not reports/, which
-    regenerating a report always changes)."""
-    root = Path(__file__).resolve().parents[2]
+    regenerating a report always changes). Not a checkout (an installed package, the Docker
+    image): the commit BERTABL_GIT_COMMIT names, if any."""
+    root = root or Path(__file__).resolve().parents[2]
     if not (root / ".git").exists():
-        return None
+        return os.environ.get(GIT_COMMIT_ENV, "").strip() or None
     try:
         head = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "HEAD"],
@@ -189,6 +196,7 @@ def data_lines(data: dict[str, Any], tasks: list[TaskSpec]) -> list[str]:
                 if custom["format"] == "hub"
                 else f"`{custom['train']}` / `{custom['dev']}` ({custom['format']})"
             )
+            where += evaluate_provenance(custom.get("metrics", []))
         elif settings.get("source") == "hub":
             where = f"Hub `{settings.get('hub_dataset', 'nyu-mll/glue')}`"
         else:
@@ -226,3 +234,26 @@ def provenance_lines(ctx: ReportContext) -> list[str]:
         f"Versions: {versions}",
         f"Git commit: `{ctx.git_commit}`" if ctx.git_commit else "Git commit: not a git checkout",
     ]
+
+
+def evaluate_provenance(metrics: list[str]) -> str:
+    """`; metrics via evaluate 0.4.6: ...` for a custom task's `evaluate:` metrics: each local
+    module's path and SHA-256 (what trial ids hold), each Hub metric's name; '' when none."""
+    entries = [m for m in metrics if evaluate_metric.is_evaluate(m)]
+    if not entries:
+        return ""
+    identity, _ = evaluate_metric.identity_and_location(entries)
+    parts = []
+    for entry in entries:
+        key, source = evaluate_metric.metric_key(entry), entry[len(evaluate_metric.PREFIX) :]
+        known = identity[key]
+        parts.append(
+            f"`{key}` (Hub metric `{source}`)"
+            if "hub" in known
+            else f"`{key}` (`{source}`, sha256 `{known['sha256']}`)"
+        )
+    try:
+        version = metadata.version("evaluate")
+    except metadata.PackageNotFoundError:
+        version = "not installed"
+    return f"; metrics via `evaluate` {version}: {', '.join(parts)}"

@@ -61,9 +61,14 @@ def _core(cell: Shown, pm: str, dash: str, minus: str) -> str:
     return text + cell.mark
 
 
-def render_markdown(report: Report, ctx: ReportContext, trials_csv: str | None = None) -> str:
-    """The report as GitHub-flavoured Markdown; `trials_csv` names the per-trial CSV beside it."""
+def render_markdown(
+    report: Report, ctx: ReportContext, trials_csv: str | None = None, curves: str | None = None
+) -> str:
+    """The report as GitHub-flavoured Markdown; `trials_csv` names the per-trial CSV beside it,
+    `curves` the learning-curves PNG (report/curves.py)."""
     lines = _md_summary(report)
+    if curves:
+        lines += ["## Learning curves", "", f"![Learning curves]({curves})", ""]
     lines += ["## Cells in detail", ""] + _md_details(report.details, trials_csv)
     lines += ["", "## Compute by pre-training trial", ""] + _md_compute(ctx)
     lines += ["", "## Provenance", ""] + [f"- {line}" for line in provenance_lines(ctx)]

@@ -18,19 +18,42 @@ import hashlib
 import io
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
 
 from bertabl.data.formats._text import read_text
 from bertabl.data.hub import load_hub
 from bertabl.errors import DataError
+from bertabl.tasks import evaluate_metric
 from bertabl.tasks.spec import TaskSpec
 from bertabl.trial.base import Strict
 from bertabl.trial.data import DataRef
 
 ClassificationMetric = Literal["accuracy", "f1", "macro_f1", "micro_f1", "matthews_corr"]
 RegressionMetric = Literal["pearson", "spearman"]
+BUILT_IN_METRICS = (*get_args(ClassificationMetric), *get_args(RegressionMetric))
+
+
+def _metric_name(entry: str) -> str:
+    # One error line for a wrong entry (a union of Literals and a pattern would give three).
+    if entry in BUILT_IN_METRICS or (evaluate_metric.is_evaluate(entry) and len(entry) > 9):
+        return entry
+    raise ValueError(
+        f"'{entry}' is not a metric; use one of {', '.join(BUILT_IN_METRICS)} or "
+        "'evaluate:<path/to/metric.py or evaluate Hub name>'"
+    )
+
+
+# A built-in metric (finetune/metrics.py) or any Hugging Face `evaluate` metric: a local module
+# file (offline) or a Hub name. Editors get the names to complete, and the pattern.
+MetricName = Annotated[
+    str,
+    AfterValidator(_metric_name),
+    WithJsonSchema(
+        {"anyOf": [{"enum": list(BUILT_IN_METRICS)}, {"type": "string", "pattern": "^evaluate:.+"}]}
+    ),
+]
 
 
 class CustomTask(Strict):
@@ -63,11 +86,13 @@ class CustomTask(Strict):
         "their text, e.g. '1'); class ids follow this order; leave empty for regression",
     )
     regression: bool = Field(False, description="the label is a number to predict (MSE loss)")
-    metrics: list[ClassificationMetric | RegressionMetric] = Field(
+    metrics: list[MetricName] = Field(
         default_factory=list,
-        description="dev metrics, the first selects the grid point; default: accuracy and "
-        "macro_f1 (classification) or pearson and spearman (regression); f1 is the second "
-        "label's F1 (two labels only)",
+        description="dev metrics, the first selects the grid point (higher is better); default: "
+        "accuracy and macro_f1 (classification) or pearson and spearman (regression); f1 is "
+        "the second label's F1 (two labels only); 'evaluate:<path/to/metric.py or Hub name>' "
+        "is a Hugging Face evaluate metric, keyed by its name (the file's stem), given class "
+        "ids (classification) or numbers (regression)",
     )
 
     @model_validator(mode="after")
@@ -86,12 +111,24 @@ class CustomTask(Strict):
         wrong = [
             m
             for m in self.metrics
-            if (m in ("pearson", "spearman")) != self.regression
-            or (m == "f1" and len(self.labels) != 2)
+            if not evaluate_metric.is_evaluate(m)
+            and (
+                (m in ("pearson", "spearman")) != self.regression
+                or (m == "f1" and len(self.labels) != 2)
+            )
         ]
         if wrong:
             kind = "regression" if self.regression else f"{len(self.labels)}-label classification"
             raise ValueError(f"metrics {wrong} do not apply to {kind}")
+        keys = [evaluate_metric.metric_key(m) for m in self.metrics]
+        bad = [
+            m for m in self.metrics if not evaluate_metric.KEY.match(evaluate_metric.metric_key(m))
+        ]
+        if bad:
+            raise ValueError(f"metrics {bad}: an evaluate metric's name must be a word")
+        repeated = sorted({k for k in keys if keys.count(k) > 1})
+        if repeated:
+            raise ValueError(f"metrics name {repeated} twice; each key once")
         return self
 
     def all_metrics(self) -> tuple[str, ...]:
@@ -105,7 +142,8 @@ class CustomTask(Strict):
 
 
 def custom_spec(name: str, definition: dict[str, Any]) -> TaskSpec:
-    """The TaskSpec of a matrix-defined task, from its `definition` (CustomTask.definition())."""
+    """The TaskSpec of a matrix-defined task, from its `definition` (CustomTask.definition(),
+    or the one in its data identity); an evaluate metric is listed by its key."""
     regression = definition["regression"]
     what = "regression" if regression else "classification"
     return TaskSpec(
@@ -115,7 +153,7 @@ def custom_spec(name: str, definition: dict[str, Any]) -> TaskSpec:
         source="custom",
         pair=definition["text_pair"] is not None,
         num_labels=1 if regression else len(definition["labels"]),
-        metrics=tuple(definition["metrics"]),
+        metrics=tuple(evaluate_metric.metric_key(m) for m in definition["metrics"]),
         labels=tuple(definition["labels"]),
         custom=definition,
     )
@@ -144,11 +182,16 @@ def task_data(definition: dict[str, Any], slices: dict[str, int]) -> DataRef:
         "definition": {k: definition[k] for k in _IDENTITY_KEYS},
         **slices,
     }
+    metrics, paths = definition["metrics"], {}
+    if any(evaluate_metric.is_evaluate(m) for m in metrics):
+        modules, paths["evaluate"] = evaluate_metric.identity_and_location(metrics)
+        identity["evaluate"] = modules
+        identity["definition"]["metrics"] = [evaluate_metric.identity_entry(m) for m in metrics]
     splits = [*SPLITS, *(["test"] if definition.get("test") else [])]
     if definition["format"] == "hub":
         identity["splits"] = {s: definition[s] for s in splits}
-        return DataRef(identity=identity, location={})
-    paths = {s: str(Path(definition[s]).resolve()) for s in splits}
+        return DataRef(identity=identity, location=paths)
+    paths |= {s: str(Path(definition[s]).resolve()) for s in splits}
     identity["sha256"] = {}
     for split in splits:
         path = Path(paths[split])

@@ -9,7 +9,7 @@ import torch
 
 pytest.importorskip("accelerate")  # the HF Trainer baselines need it (the `bench` extra)
 
-from bench import data, finetune, orchestration, pretrain  # noqa: E402
+from bench import data, finetune, orchestration, pretrain, tracking  # noqa: E402
 from tests.conftest import SHARED_DATA  # noqa: E402
 
 RATIO = r"(\d+\.\d+)x$"
@@ -125,3 +125,16 @@ def test_demo_seeds_runs_a_matrix_per_seed(tiny_matrix, tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.startswith("seed 3: ") and "same at every seed" in out
     assert (tmp_path / "seed3" / "report").is_dir()
+
+
+@pytest.mark.slow
+def test_tracking_bench_runs(capsys):
+    tracking.main(["--steps", "4", "--train-examples", "40", "--epochs", "1", "--repeats", "1"])
+    out = capsys.readouterr().out
+    # off, on, off: the on run against the off runs either side of it
+    assert out.count("tracking off:") == 2 and out.count("tracking on:") == 1
+    assert re.search(
+        r"^event files of the last run: 6$", out, re.M
+    )  # 2 pre-training + 4 fine-tuning
+    assert re.search(r"tensorboardX import \d+\.\d+ s .* \d+ results written in", out)
+    assert _last_ratio(out, "tracking on / off (wall)") > 0

@@ -67,3 +67,56 @@ def test_data_preparation_shows_a_bar_on_a_terminal_and_lines_elsewhere(monkeypa
     text = plain.export_text()
     assert "tokenising corpus.txt: 2.0 of 4.0 MB (50%, ETA" in text
     assert live.bar is None
+
+
+def test_running_trials_get_a_bar_on_a_terminal():
+    plan = build_plan(validate(tomllib.loads(TINY_MATRIX), "m.toml"))
+    console = Console(record=True, width=160, color_system=None, force_terminal=True)
+    live = LiveProgress(plan, console)
+    pt = plan.pretrain[0]
+    ft = plan.finetune[0]
+    live.trial_started(pt.id)
+    live.trial_started(ft.id)
+    live.trial_result(pt.id, {"step": 2, "loss": 4.0})
+    live.trial_result(pt.id, {"step": 5, "loss": 3.0})
+    live.trial_result(ft.id, {"epoch": 1, "dev_accuracy": 0.75})
+    console.print(live)
+    text = console.export_text()
+    [pt_line] = [line for line in text.splitlines() if plan.describe(pt.id) in line]
+    assert "5/10 steps" in pt_line and "ETA" in pt_line and "loss 3.000" in pt_line
+    epochs = dict(ft.grid_point)["epochs"]
+    [ft_line] = [line for line in text.splitlines() if plan.describe(ft.id) in line]
+    assert f"1/{epochs} epochs" in ft_line and "dev_accuracy 0.750" in ft_line
+    assert live.trial_bars.tasks[0].completed == 5 and live.trial_bars.tasks[0].total == 10
+
+    live.trial_done(pt.id)
+    live.trial_failed(ft.id, "loss became nan")
+    assert live.trial_bars.tasks == [] and live.bar_of == {}
+    console.print(live)
+    assert "5/10 steps" not in console.export_text()  # finished trials leave the bars
+
+
+def test_without_a_terminal_running_trials_log_short_rate_limited_lines(monkeypatch):
+    from bertabl.orchestrate import progress as progress_module
+
+    clock = [100.0]
+    monkeypatch.setattr(progress_module.time, "monotonic", lambda: clock[0])
+    plan = build_plan(validate(tomllib.loads(TINY_MATRIX), "m.toml"))
+    console = Console(record=True, width=160, color_system=None)
+    live = LiveProgress(plan, console)
+    assert live.trial_bars is None
+    pt = plan.pretrain[0]
+    live.trial_started(pt.id)
+    live.trial_result(pt.id, {"step": 2, "loss": 4.0})  # at 100 s: the ETA counts from here
+    clock[0] += progress_module.PLAIN_TRIAL_EVERY_S / 2
+    live.trial_result(pt.id, {"step": 4, "loss": 3.5})  # too soon after the start: no line
+    assert console.export_text(clear=False) == ""
+    clock[0] += progress_module.PLAIN_TRIAL_EVERY_S  # 1.5 periods after the first report
+    live.trial_result(pt.id, {"step": 5, "loss": 3.0})
+    seconds = 1.5 * progress_module.PLAIN_TRIAL_EVERY_S * (10 - 5) / (5 - 2)
+    assert console.export_text(clear=False).splitlines() == [
+        f"  {pt.id} step 5/10  loss 3.000 (50%, ETA {seconds:.0f} s)"
+    ]
+    clock[0] += 1.0
+    live.trial_result(pt.id, {"step": 6, "loss": 2.9})  # rate-limited: one line per period
+    assert len(console.export_text(clear=False).splitlines()) == 1

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from bertabl.finetune.metrics import METRICS
+from bertabl.tasks import evaluate_metric
 from bertabl.tasks.sources import load_split
 from bertabl.tasks.spec import TaskSpec
 from bertabl.training import Precision, TrialRuntime, to_device
@@ -116,6 +117,14 @@ class FamilyData:
         for regression, an index for multiple choice)."""
         return self.spec.labels[int(value)] if self.spec.labels else int(value)
 
+    def metric(self, name: str) -> Callable[[Any, Any], float]:
+        """A metric function by name: bertabl's own (finetune/metrics.py), or the `evaluate`
+        metric a custom task lists (tasks/evaluate_metric.py), loaded once per process."""
+        if name not in evaluate_metric.evaluate_keys(self.spec.custom):
+            return METRICS[name]
+        location = self.data.location.get("evaluate", {})
+        return evaluate_metric.scorer(name, self.data.identity["evaluate"], location)
+
     def evaluate(self, model: torch.nn.Module, split: str, precision: Precision) -> Scored:
         """The task's metrics on `split` and every example's prediction (no gradients, dropout
         off); an unlabeled split (GLUE's test sets) gets predictions only."""
@@ -125,7 +134,9 @@ class FamilyData:
         )  # fmt: skip
         labeled = is_labeled(split)
         metrics = (
-            {m: METRICS[m](preds.sorted, refs.sorted) for m in self.spec.metrics} if labeled else {}
+            {m: self.metric(m)(preds.sorted, refs.sorted) for m in self.spec.metrics}
+            if labeled
+            else {}
         )
         lines = []
         for index, (p, r) in enumerate(zip(preds.in_order, refs.in_order, strict=True)):

@@ -1,0 +1,64 @@
+"""The command line's choices and shared options: Enums, so that shell completion
+(`bertabl --install-completion`) offers their values."""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+class Scale(str, enum.Enum):
+    tiny = "tiny"
+    budget = "budget"
+    paper = "paper"
+
+
+class Stage(str, enum.Enum):
+    all = "all"
+    pretrain = "pretrain"
+
+
+class Format(str, enum.Enum):
+    md = "md"
+    tex = "tex"
+    csv = "csv"
+    json = "json"
+
+
+class Layout(str, enum.Enum):
+    generic = "generic"
+    table5 = "table5"
+    table6 = "table6"
+    table7 = "table7"
+    table8 = "table8"
+    fig5 = "fig5"
+
+
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a matrix key: key.path=value (TOML value). Repeatable."),
+]
+ScaleOption = Annotated[
+    Scale | None, typer.Option("--scale", help="Scale preset, overriding the matrix's `scale`.")
+]
+RunDirOption = Annotated[
+    Path | None, typer.Option("--run-dir", help="Run directory [default: runs/<matrix name>].")
+]
+OutOption = Annotated[
+    Path | None, typer.Option("--out", help="Where to write the report [default: run dir].")
+]
+LatexOption = Annotated[bool, typer.Option("--latex", help="Also write a LaTeX table.")]
+AddressOption = Annotated[
+    str | None, typer.Option("--address", help="Ray cluster to join (or RAY_ADDRESS).")
+]
+StorageOption = Annotated[
+    str | None,
+    typer.Option(
+        "--storage",
+        help="Ray Tune's and Ray Train's own state: a path or URI Ray supports (s3://, "
+        "gs://, ...) [default: <run dir>/tune and <run dir>/train].",
+    ),
+]
