@@ -82,7 +82,7 @@ for step in "${STEPS[@]}"; do
         run_step pytest-gpu 180 "$PY" -m pytest -q -p no:cacheprovider -m gpu -rfs tests ;;
     demo)
         rm -rf /tmp/bertabl-gpu-demo
-        run_step demo 110 "$PY" -m bertabl run matrices/demo.toml --run-dir /tmp/bertabl-gpu-demo \
+        run_step demo 150 "$PY" -m bertabl run matrices/demo.toml --run-dir /tmp/bertabl-gpu-demo \
             --out "$OUT" --set resources.gpus_per_trial=0.25 ;;
     bench-pretrain)
         run_step bench-pretrain 100 "$PY" -m bench.pretrain --device cuda --model base \
