@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from bertabl.machine import cpu_model
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
@@ -87,22 +89,12 @@ def print_environment(device: torch.device) -> None:
 
     print(f"python {platform.python_version()} on {platform.platform()}")
     cores, threads = os.cpu_count(), torch.get_num_threads()
-    print(f"cpu: {_cpu_name()}, {cores} logical cores, torch threads {threads}")
+    print(f"cpu: {cpu_model()}, {cores} logical cores, torch threads {threads}")
     print(f"torch {torch.__version__}, transformers {transformers.__version__}")
     if device.type == "cuda":
         print(f"device: {torch.cuda.get_device_name(device)}")
     else:
         print("device: cpu")
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def use_shared(args: argparse.Namespace) -> bool:

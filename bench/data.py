@@ -32,6 +32,8 @@ import threading
 import time
 from pathlib import Path
 
+from bertabl.machine import cpu_model  # light: no torch at import
+
 # Not bench.common: it imports torch, and every tokenising worker (spawned) re-imports this
 # module as its main; the CLI's main module (bertabl.cli) is light, and so is this one.
 REPO = Path(__file__).resolve().parents[1]
@@ -81,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
         return tokenisation(args.corpus, not args.no_arrow)
     if not GUTENBERG.is_dir():
         sys.exit(f"bench.data needs {GUTENBERG}")
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, {_cpu_name()}")
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, {cpu_model()}")
     with tempfile.TemporaryDirectory(prefix="bench-data-") as tmp:
         tmp = Path(tmp)
         peaks = {}
@@ -387,13 +389,6 @@ def _cpu_seconds() -> float:
 
 def _cores() -> int:
     return len(os.sched_getaffinity(0))
-
-
-def _cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown cpu"
 
 
 if __name__ == "__main__":
