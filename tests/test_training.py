@@ -87,19 +87,24 @@ def test_non_finite_loss_fails_with_where_it_happened():
         apply_gradients(float("nan"), model, optimizer, scheduler, "step 7", Precision(CPU))
 
 
-def test_length_grouped_order_sorts_within_mega_batches_only():
-    from bertabl.finetune.train import MEGA_BATCH, length_grouped
+@pytest.mark.parametrize("size", [7, 150, 1515, 8000])  # 1 group, 1 of 4, 11 of 4+, 50 of 5
+def test_epoch_order_is_the_length_grouped_sampler_order(size: int):
+    # The Trainer recipe's order: transformers' LengthGroupedSampler with the same generator.
+    from transformers.trainer_pt_utils import LengthGroupedSampler
 
-    batch = 2
-    n = MEGA_BATCH * batch + 3  # one full group of 100 examples and 3 left over
-    lengths = [(i * 37) % 11 for i in range(n)]
-    order = list(reversed(range(n)))
-    grouped = length_grouped(order, lengths, batch)
-    assert sorted(grouped) == list(range(n))  # a permutation: nothing lost or repeated
-    first, rest = grouped[: MEGA_BATCH * batch], grouped[MEGA_BATCH * batch :]
-    assert set(first) == set(order[: MEGA_BATCH * batch])  # groups keep their members
-    assert [lengths[i] for i in first] == sorted((lengths[i] for i in first), reverse=True)
-    assert [lengths[i] for i in rest] == sorted((lengths[i] for i in rest), reverse=True)
+    from bertabl.finetune.train import epoch_order
+
+    lengths = [(i * 37) % 53 + 3 for i in range(size)]
+    hf = list(LengthGroupedSampler(32, lengths=lengths, generator=torch.Generator().manual_seed(5)))
+    ours = epoch_order(size, 32, torch.Generator().manual_seed(5), lengths)
+    assert ours == hf and sorted(ours) == list(range(size))
+    if size >= 4 * 32:  # at least 4 length-sorted groups: the pass is not one sorted list
+        group = min(size // (4 * 32), 50) * 32
+        runs = [ours[i : i + group] for i in range(0, size, group)]
+        assert len(runs) >= 4
+        assert all(lengths[r[1]] >= lengths[r[-1]] for r in runs)
+    plain = epoch_order(size, 32, torch.Generator().manual_seed(5))
+    assert plain == torch.randperm(size, generator=torch.Generator().manual_seed(5)).tolist()
 
 
 # The fused AdamW that `adamw_with_schedule` builds takes the for-loop AdamW's steps.

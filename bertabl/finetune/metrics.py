@@ -395,3 +395,17 @@ def iob1_to_iob2(tags: Sequence[str]) -> list[str]:
         out.append(f"B-{typ}" if prefix == "I" and typ != prev_type else tag)
         prev_type = typ
     return out
+
+
+def iob2_to_iob1(tags: Sequence[str]) -> list[str]:
+    """IOB2 -> IOB1: a B-X stays only where it separates two touching entities of type X (the
+    word before is B-X or I-X); every other B-X becomes I-X. IOB1 input comes back unchanged."""
+    out: list[str] = []
+    prev_type = ""
+    for tag in tags:
+        prefix, typ = _split_tag(tag)
+        if prefix not in ("O", "B", "I"):
+            raise ValueError(f"iob2_to_iob1: {tag!r} is not an IOB tag")
+        out.append(f"I-{typ}" if prefix == "B" and typ != prev_type else tag)
+        prev_type = typ
+    return out

@@ -25,7 +25,7 @@ from transformers import AutoTokenizer
 
 from bertabl.finetune.families import family_of
 from bertabl.finetune.families.base import Scored
-from bertabl.finetune.train import length_grouped, train_epochs, write_predictions
+from bertabl.finetune.train import epoch_order, train_epochs, write_predictions
 from bertabl.finetune.vocab import checked_collate, compact_word_embeddings, readable_ids
 from bertabl.pretrain.parallel import Group
 from bertabl.tasks.catalogue import spec_of
@@ -83,8 +83,8 @@ def task_stream(
     n, stream, cycle = len(lengths), [], 0
     while len(stream) < batches * batch_size:
         seed_of_pass = ((seed * 1_000_003 + epoch) * 1_009 + task) * 10_007 + cycle
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed_of_pass)).tolist()
-        stream += length_grouped(order, lengths, batch_size) if grouped else order
+        generator = torch.Generator().manual_seed(seed_of_pass)
+        stream += epoch_order(n, batch_size, generator, lengths if grouped else None)
         cycle += 1
     return stream
 

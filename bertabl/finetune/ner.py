@@ -3,10 +3,17 @@
 Each word is split into WordPiece sub-tokens; only the FIRST sub-token of a word carries the
 word's label (the paper: "we use the representation of the first sub-token as the input to the
 token-level classifier"), every other sub-token and the special tokens get -100, which
-`torch.nn.CrossEntropyLoss` ignores. Tags are trained in IOB2 (every entity opens with B-), which
-is a per-word decision a classifier can make locally; the files' IOB1 needs the previous word's
-type to choose between I- and B-. Scoring is entity-level (conlleval), so IOB1 gold and IOB2
-predictions score correctly against each other.
+`torch.nn.CrossEntropyLoss` ignores. Scoring is entity-level (conlleval), so predictions in
+either tag scheme score correctly against the files' IOB1 gold.
+
+The labels a model trains on are in the trial's `tag_scheme`. By default that is IOB1, the
+files' own scheme, which transformers' run_ner trains on: in IOB1 every word of an entity is
+I-X (B-X only splits two touching entities of one type), so the classifier learns one label
+per entity type. IOB2 (every entity opens with B-X) doubles that, and a B-X predicted inside
+an entity splits it in two, losing both halves. On a small budget that costs a lot: all-MiniLM-
+L6-v2 fine-tuned on 1,515 CoNLL sentences for 2 epochs reached 42-43 dev F1 trained on IOB2 and
+56 on IOB1, in bertabl and in transformers' Trainer alike (bench/parity.py; bertabl trained on
+IOB2 only until its data format 2).
 """
 
 from __future__ import annotations
@@ -18,8 +25,9 @@ from typing import Any
 import torch
 
 from bertabl.data.formats.conll import CONLL_LABELS
-from bertabl.finetune.metrics import conll_f1, iob1_to_iob2
+from bertabl.finetune.metrics import conll_f1, iob1_to_iob2, iob2_to_iob1
 from bertabl.training import IGNORE_INDEX as IGNORE
+from bertabl.trial.finetune import DEFAULT_TAG_SCHEME, TagScheme
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +35,12 @@ log = logging.getLogger(__name__)
 # CONLL_LABELS' order keeps ids equal to the Hugging Face `conll2003` dataset's ner_tags.
 LABELS: tuple[str, ...] = tuple(CONLL_LABELS)
 LABEL_TO_ID: dict[str, int] = {label: i for i, label in enumerate(LABELS)}
+_TO_SCHEME = {"iob1": iob2_to_iob1, "iob2": iob1_to_iob2}  # each a no-op on its own scheme
+
+
+def in_scheme(tags: Sequence[str], scheme: TagScheme) -> list[str]:
+    """`tags` (IOB1 or IOB2) written in `scheme`."""
+    return _TO_SCHEME[scheme](tags)
 
 
 def encode(
@@ -34,6 +48,7 @@ def encode(
     tokenizer: Any,
     max_seq_len: int,
     context: Sequence[tuple[list[int], list[int]]] | None = None,
+    scheme: TagScheme = DEFAULT_TAG_SCHEME,
 ) -> list[dict]:
     """Tokenize pre-split sentences (`read_conll2003` dicts) into first-sub-token-labelled features.
 
@@ -42,11 +57,12 @@ def encode(
     max_seq_len, split evenly between the sides (the paper's "maximal document context"); only
     the sentence's own tokens carry labels and word ids.
 
-    Each feature: input_ids, token_type_ids, attention_mask, labels (IOB2 ids at first sub-tokens,
-    -100 elsewhere), word_ids (word index per position, None for [CLS]/[SEP]), num_words, and
-    truncated_words (cut off by max_seq_len) and dropped_words (those plus, rarely, words the
-    tokenizer maps to nothing, e.g. a lone zero-width space). Dropped words are not trained on
-    and `decode` predicts "O" for them; the totals are logged as a warning.
+    Each feature: input_ids, token_type_ids, attention_mask, labels (ids of the tags in `scheme`
+    at first sub-tokens, -100 elsewhere), word_ids (word index per position, None for
+    [CLS]/[SEP]), num_words, and truncated_words (cut off by max_seq_len) and dropped_words
+    (those plus, rarely, words the tokenizer maps to nothing, e.g. a lone zero-width space).
+    Dropped words are not trained on and `decode` predicts "O" for them; the totals are logged
+    as a warning.
     """
     if max_seq_len < 3:
         raise ValueError(
@@ -59,7 +75,7 @@ def encode(
         if len(words) != len(tags):
             raise ValueError(f"ner.encode: sentence {n}: {len(words)} tokens but {len(tags)} tags")
         tag_ids = []
-        for tag in iob1_to_iob2(tags):  # a no-op on data already in IOB2
+        for tag in in_scheme(tags, scheme):
             if tag not in LABEL_TO_ID:
                 raise ValueError(f"ner.encode: sentence {n}: unknown tag {tag!r}; known: {LABELS}")
             tag_ids.append(LABEL_TO_ID[tag])

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 from transformers import AutoTokenizer
+from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from bertabl.finetune.families import family_of
 from bertabl.finetune.families.base import FamilyData, Scored
@@ -54,9 +55,8 @@ def finetune(
     def epoch_steps(epoch: int) -> Callable[[int], Step]:
         # The epoch's order depends only on (seed, epoch), so a resumed epoch replays it exactly.
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
-        order = torch.randperm(size, generator=generator).tolist()
-        if config.group_by_length:
-            order = length_grouped(order, data.lengths, config.batch_size)
+        lengths = data.lengths if config.group_by_length else None
+        order = epoch_order(size, config.batch_size, generator, lengths)
         batch = config.batch_size
         return lambda i: ("", [data.train[j] for j in order[i * batch : (i + 1) * batch]], None)
 
@@ -183,15 +183,15 @@ def train_epochs(
     return metrics
 
 
-MEGA_BATCH = 50  # batches per length-sorted group (as transformers' LengthGroupedSampler)
-
-
-def length_grouped(order: list[int], lengths: list[int], batch_size: int) -> list[int]:
-    """`order` (already shuffled) sorted by length, longest first, within groups of MEGA_BATCH
-    batches: a batch's examples have similar lengths, so dynamic padding adds little, while the
-    groups keep the epoch's order random."""
-    group = MEGA_BATCH * batch_size
-    grouped: list[int] = []
-    for start in range(0, len(order), group):
-        grouped += sorted(order[start : start + group], key=lambda i: -lengths[i])
-    return grouped
+def epoch_order(
+    size: int, batch_size: int, generator: torch.Generator, lengths: list[int] | None = None
+) -> list[int]:
+    """The order of one pass over `size` training examples: a permutation drawn from
+    `generator` or, given the examples' `lengths`, the order transformers' LengthGroupedSampler
+    draws from the same generator (its function: the permutation cut into at least 4 groups of
+    at most 50 batches, each sorted longest first, the longest example first of all). A batch's
+    examples then have similar lengths, so dynamic padding adds little, while the groups keep
+    the pass random."""
+    if lengths is None:
+        return torch.randperm(size, generator=generator).tolist()
+    return get_length_grouped_indices(lengths, batch_size, generator=generator)

@@ -24,7 +24,7 @@ from bertabl.matrix.fields import (
     named,
 )
 from bertabl.trial.base import Strict
-from bertabl.trial.finetune import FeatureMode, Head, Recipe
+from bertabl.trial.finetune import FeatureMode, Head, Recipe, TagScheme
 
 
 class HeadOverrides(Strict):
@@ -112,6 +112,12 @@ class TaskSettings(Strict):
         "fits in max_seq_len, scoring only the sentence's own tokens (the paper's 'maximal "
         "document context' for CoNLL-2003); default: the sentence alone",
     )
+    tag_scheme: TagScheme | None = Field(
+        None,
+        description="tagging: the labels it trains on; iob1 (default): CoNLL-2003's own, as "
+        "transformers' run_ner trains on the files; iob2: every entity opens with B-. Scores "
+        "are entity-level either way",
+    )
 
 
 @dataclass(frozen=True)
@@ -124,6 +130,7 @@ class TaskProtocol:
     doc_stride: int | None
     eval_batch_size: int
     document_context: bool
+    tag_scheme: TagScheme | None  # None: the default (tagging tasks only)
 
 
 class MultiTaskGroup(Strict):
@@ -177,7 +184,8 @@ class FinetuneSection(Strict):
     task_settings: dict[str, TaskSettings] = Field(
         default_factory=dict,
         description="task -> its own max_seq_len, doc_stride, grid, restarts, eval_batch_size, "
-        "recipe keys, document_context (the scale preset sets the paper's per-task protocol)",
+        "recipe keys, document_context, tag_scheme (the scale preset sets the paper's per-task "
+        "protocol)",
     )
     recipe_variants: Annotated[list[RecipeVariant], named("recipe variant")] = Field(
         default_factory=list,
@@ -247,4 +255,5 @@ class FinetuneSection(Strict):
             doc_stride=own.doc_stride,
             eval_batch_size=pick("eval_batch_size"),
             document_context=bool(own.document_context),
+            tag_scheme=own.tag_scheme,
         )

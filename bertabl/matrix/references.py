@@ -51,8 +51,9 @@ def _per_task_settings(matrix: Matrix) -> str | None:
         family = matrix.catalogue[task].family
         if settings.doc_stride is not None and family != "span_qa":
             return f"{where}.doc_stride: only span QA tasks cut windows; {task} is {family}"
-        if settings.document_context is not None and family != "tagging":
-            return f"{where}.document_context: only tagging tasks take it; {task} is {family}"
+        for key in ("document_context", "tag_scheme"):
+            if getattr(settings, key) is not None and family != "tagging":
+                return f"{where}.{key}: only tagging tasks take it; {task} is {family}"
     for task, metric in ft.selection_metric.items():
         if task not in ft.tasks:
             return (

@@ -21,6 +21,7 @@ from bertabl.matrix.schema import Matrix, TaskData
 from bertabl.tasks import sources
 from bertabl.trial.data import DataRef
 from bertabl.trial.finetune import (
+    DEFAULT_TAG_SCHEME,
     FinetuneConfig,
     FinetuneTrialConfig,
     MultitaskKey,
@@ -165,8 +166,11 @@ def finetune_trials(
             check_encoder(model, head[0], recipe, origin)
             ref, examples = data[task]
             cell = []
+            scheme = None
+            if spec.family == "tagging":
+                scheme = protocol.tag_scheme or DEFAULT_TAG_SCHEME
             for point, common in grid_settings(ft, protocol, model, step, head, recipe):
-                config = FinetuneTrialConfig(**common, task=task, task_data=ref)
+                config = FinetuneTrialConfig(**common, task=task, task_data=ref, tag_scheme=scheme)
                 add(config, point, model.parameters, examples)
                 cell.append(config.id)
             cells.setdefault((task, tuple(cell)), None)

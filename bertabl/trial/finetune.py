@@ -27,6 +27,16 @@ FeatureMode = Literal[
 ]
 FEATURE_MODES: tuple[str, ...] = get_args(FeatureMode)
 Pooling = Literal["cls_pooler", "cls", "mean", "attention", "cnn"]
+# How a tagging task's labels are written when it trains (finetune/ner.py). CoNLL-2003's files
+# are IOB1; transformers' run_ner trains on the tags as the files give them.
+TagScheme = Literal["iob1", "iob2"]
+DEFAULT_TAG_SCHEME: TagScheme = "iob1"
+# How a fine-tuning trial's examples become batches: 1 = length groups of 50 batches whatever
+# the data's size (a small training set was one length-sorted group: nearly the same order
+# every epoch and restart), tagging labels always IOB2; 2 = transformers' LengthGroupedSampler
+# order (at least 4 groups an epoch) and tagging labels in `tag_scheme`. Part of every trial id,
+# so results of an older format are never taken for this one's.
+DATA_FORMAT = 2
 
 
 class Recipe(Strict):
@@ -99,7 +109,7 @@ class Recipe(Strict):
 
 _BERT_RECIPE = Recipe().model_dump(mode="json")
 # Keys a fine-tuning config's dump leaves out while they are empty, None or False.
-OMITTED_AT_DEFAULT = ("recipe", "doc_stride", "document_context", "checkpoint")
+OMITTED_AT_DEFAULT = ("recipe", "doc_stride", "document_context", "checkpoint", "tag_scheme")
 
 
 class CheckpointRef(Strict):
@@ -180,6 +190,8 @@ class _TrainingSettings(_FinetuneCommon):
     eval_batch_size: int
     doc_stride: int | None = None  # span QA; None = min(128, max_seq_len / 2)
     document_context: bool = False  # tagging: sentences encoded within their document
+    tag_scheme: TagScheme | None = None  # tagging: the labels it trains on; None elsewhere
+    data_format: int = DATA_FORMAT
 
     @property
     def window_stride(self) -> int:

@@ -16,6 +16,7 @@ from bertabl.finetune.families.base import FamilyData, Scored, forward_batches, 
 from bertabl.finetune.heads import FeatureTaggingHead
 from bertabl.tasks import sources
 from bertabl.training import Precision
+from bertabl.trial.finetune import DEFAULT_TAG_SCHEME
 
 
 class Tagging(FamilyData):
@@ -25,7 +26,8 @@ class Tagging(FamilyData):
         if self.config.document_context:  # the whole file's documents, whatever the slice
             document = sources.documents(self.spec, split, self.data)
             context = ner.document_context(sentences, document, self.tokenizer)
-        return ner.encode(sentences, self.tokenizer, self.config.max_seq_len, context)
+        scheme = self.config.tag_scheme or DEFAULT_TAG_SCHEME
+        return ner.encode(sentences, self.tokenizer, self.config.max_seq_len, context, scheme)
 
     def _collate(self, items: list) -> dict[str, torch.Tensor]:
         return ner.collate(items, self.tokenizer.pad_token_id, self.pad_multiple)
