@@ -148,3 +148,18 @@ def save_initial_model(pretrain_config, directory: Path) -> Path:
 
 def ratio_line(name: str, ours: float, theirs: float) -> str:
     return f"{name}: {ours / theirs:.2f}x"
+
+
+def quality_line(what: str, ours: str, a: list[float], theirs: str, b: list[float]) -> str:
+    """Whether two runs' scores over the same seeds differ by more than the seed spread: the
+    difference of their means against the larger of their standard deviations (a speed ratio
+    compares like with like only when it does not)."""
+    import statistics
+
+    difference = statistics.fmean(a) - statistics.fmean(b)
+    spread = max(statistics.stdev(v) if len(v) > 1 else 0.0 for v in (a, b))
+    verdict = "beyond" if abs(difference) > spread else "within"
+    return (
+        f"quality: {what} {ours} - {theirs} = {difference:+.4f}, {verdict} the seed spread "
+        f"({spread:.4f}, {len(a)} seeds)"
+    )

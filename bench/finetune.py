@@ -10,12 +10,19 @@ evaluation, from the same saved tiny BERT (2 layers x 128, random init, seeded):
   hf-dyn    `Trainer` + `DataCollatorWithPadding` + train_sampling_strategy="group_by_length"
 Throughput = training examples / seconds of (training + per-epoch dev evaluation); tokenising
 and model loading are outside the timed part for all three. No checkpoints are written.
-The last line is bertabl's throughput over hf-dyn's.
+
+Each run is repeated for `--seeds` seeds (round-robin, so a slow spell of a shared machine
+falls on every run alike); the seed sets the model's initialisation, the head's and the data
+order, the same on every side. Speed is each run's best; quality is the dev accuracy's mean ±
+std over the seeds, and the bench says whether bertabl's differs from each baseline's by more
+than the seed spread (a speed ratio means little between models of different quality). The
+last line is bertabl's throughput over hf-dyn's.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +35,7 @@ from bench.common import (
     build,
     data_section,
     model_section,
+    quality_line,
     ratio_line,
     resolved_precision,
     save_initial_model,
@@ -47,47 +55,62 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-seq-len", type=int, default=128)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--hidden", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=1, help="round-robin repeats; best")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per run (seed, seed+1, ...)")
     parser.add_argument(
         "--only", nargs="*", default=["bertabl", "hf-pad128", "hf-dyn"], help="runs to do"
     )
     args = parser.parse_args(argv)
     device = setup(args)
     precision = resolved_precision(args, device)
-    plan, task = _plan(args)
-    config = plan.finetune[0].config
+    task = _plan(args, args.seed)[1]
     print(
         f"task {task}: {args.train_examples or 'all'} train examples, {args.epochs} epoch(s), "
         f"batch {args.batch_size}, lr {args.learning_rate}, max_seq_len {args.max_seq_len}, "
-        f"model {args.layers}x{args.hidden}, precision {precision}, seed {args.seed}"
+        f"model {args.layers}x{args.hidden}, precision {precision}, "
+        f"seeds {args.seed}..{args.seed + args.seeds - 1}"
     )
     runs: dict[str, list[tuple[float, float]]] = {name: [] for name in args.only}
     with tempfile.TemporaryDirectory() as tmp:
-        pretrained = save_initial_model(plan.pretrain[0].config, Path(tmp) / "init")
-        bodies = {
-            "bertabl": lambda: _bertabl(config, pretrained, Path(tmp), device, precision),
-            "hf-pad128": lambda: _hf(config, pretrained, Path(tmp), device, precision, False),
-            "hf-dyn": lambda: _hf(config, pretrained, Path(tmp), device, precision, True),
-        }
-        # Round-robin repeats, best of each: on a shared machine the load changes over time;
-        # the best run is the one least slowed by other processes.
-        for repeat in range(args.repeats):
+        # Round-robin over seeds: on a shared machine the load changes over time; each run's
+        # best is the one least slowed by other processes.
+        for seed in range(args.seed, args.seed + args.seeds):
+            plan = _plan(args, seed)[0]
+            config = plan.finetune[0].config
+            pretrained = save_initial_model(plan.pretrain[0].config, Path(tmp) / f"init-{seed}")
             for name in args.only:
-                examples, seconds, accuracy = bodies[name]()
+                examples, seconds, accuracy = _run(name, config, pretrained, Path(tmp), device,
+                                                   precision)  # fmt: skip
                 runs[name].append((examples / seconds, accuracy))
                 print(
-                    f"{name:10s} repeat {repeat}: {examples / seconds:8.1f} examples/s "
+                    f"{name:10s} seed {seed}: {examples / seconds:8.1f} examples/s "
                     f"({examples} in {seconds:.2f} s)  dev accuracy {accuracy:.4f}"
                 )
     best = {name: max(r[0] for r in results) for name, results in runs.items()}
-    for name, results in runs.items():
-        print(f"{name:10s} best {best[name]:8.1f} examples/s  dev accuracy {results[-1][1]:.4f}")
+    quality = {name: [r[1] for r in results] for name, results in runs.items()}
+    for name in runs:
+        print(
+            f"{name:10s} best {best[name]:8.1f} examples/s  dev accuracy {_mean_std(quality[name])}"
+        )
+    if "bertabl" in quality:
+        for name in quality.keys() - {"bertabl"}:
+            print(quality_line("dev accuracy", "bertabl", quality["bertabl"], name, quality[name]))
     for ours, theirs in [("hf-dyn", "hf-pad128"), ("bertabl", "hf-pad128"), ("bertabl", "hf-dyn")]:
         if ours in best and theirs in best:
             print(ratio_line(f"{ours} / {theirs} (examples/s)", best[ours], best[theirs]))
 
 
-def _plan(args):
+def _run(name: str, config, pretrained: Path, tmp: Path, device, precision: str):
+    if name == "bertabl":
+        return _bertabl(config, pretrained, tmp, device, precision)
+    return _hf(config, pretrained, tmp, device, precision, dynamic=name == "hf-dyn")
+
+
+def _mean_std(values: list[float]) -> str:
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.fmean(values):.4f} ± {std:.4f}"
+
+
+def _plan(args, seed: int):
     shared = use_shared(args)
     task = "sst2" if shared else "syn_agree"
     raw = {
@@ -95,12 +118,12 @@ def _plan(args):
         "data": data_section(shared),
         "pretrain": {
             "model": model_section(args.layers, args.hidden) | {"dropout": 0.1},
-            "seed": args.seed,
+            "seed": seed,
         },
         "finetune": {
             "tasks": [task],
             "restarts": 1,
-            "seed": args.seed,  # restart 0's seed: data order and head init
+            "seed": seed,  # restart 0's seed: data order and head init
             "max_seq_len": args.max_seq_len,
             "grid": {
                 "batch_size": [args.batch_size],

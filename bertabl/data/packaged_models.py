@@ -13,7 +13,6 @@ installed package's data.
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.resources
 import os
 import shutil
 import tempfile
@@ -66,18 +65,24 @@ def packaged_model(name: str) -> Path:
         )
     model = PACKAGED[name]
     try:
-        version = importlib.metadata.version(model.distribution)
-        archive = importlib.resources.files(model.module) / model.archive
-    except (importlib.metadata.PackageNotFoundError, ModuleNotFoundError):
+        distribution = importlib.metadata.distribution(model.distribution)
+    except importlib.metadata.PackageNotFoundError:
         raise DataError(
             f"package:{name} needs the PyPI package {model.distribution}, which is not "
             f"installed; install it with bertabl's extra: pip install -c constraints.txt -e "
             f"'.[{model.extra}]'"
         ) from None
-    folder = cache_root() / "models" / f"{name}-{version}"
+    folder = cache_root() / "models" / f"{name}-{distribution.version}"
     if not (folder / "config.json").is_file():
-        with importlib.resources.as_file(archive) as path:
-            _extract(path, folder)
+        # Found through the installed files, not by importing the package (its import prints).
+        archive = Path(distribution.locate_file(f"{model.module}/{model.archive}"))
+        if not archive.is_file():
+            raise DataError(
+                f"package:{name}: {archive} is missing from the installed {model.distribution} "
+                f"{distribution.version}; reinstall it: pip install --force-reinstall "
+                f"-c constraints.txt -e '.[{model.extra}]'"
+            )
+        _extract(archive, folder)
     return folder
 
 

@@ -25,12 +25,16 @@ def _last_ratio(out: str, label: str) -> float:
 def test_finetune_bench_runs(capsys):
     finetune.main(
         ["--synthetic", "--train-examples", "64", "--dev-examples", "32", "--threads", "1"]
+        + ["--seeds", "2"]
     )
     out = capsys.readouterr().out
     for name in ("bertabl", "hf-pad128", "hf-dyn"):
-        assert re.search(
-            rf"^{name} +best +\d+\.\d examples/s  dev accuracy [01]\.\d{{4}}$", out, re.M
-        )
+        accuracy = r"[01]\.\d{4} ± [01]\.\d{4}"
+        assert re.search(rf"^{name} +best +\d+\.\d examples/s  dev accuracy {accuracy}$", out, re.M)
+        assert len(re.findall(rf"^{name} +seed [01]: ", out, re.M)) == 2
+    for name in ("hf-pad128", "hf-dyn"):
+        spread = rf"^quality: dev accuracy bertabl - {name} = [+-]\d\.\d{{4}}, (beyond|within) "
+        assert re.search(spread + r"the seed spread \(\d\.\d{4}, 2 seeds\)$", out, re.M)
     assert _last_ratio(out, "bertabl / hf-dyn (examples/s)") > 0
 
 

@@ -62,6 +62,12 @@ def test_missing_package_says_which_extra_installs_it(monkeypatch):
     assert "no-such-dist-xyz" in message and "'.[minilm]'" in message
 
 
+def test_a_package_without_its_archive_says_to_reinstall(fake_package: Path):
+    (fake_package / "site" / "fake_model_pkg" / "model.zip").unlink()
+    with pytest.raises(DataError, match="model.zip is missing from the installed fake-model-pkg"):
+        packaged_model("fake")
+
+
 def test_unknown_name_lists_the_packaged_models():
     with pytest.raises(DataError, match="package:all-MiniLM-L6-v2"):
         packaged_model("bert-large-9000")
