@@ -15,13 +15,20 @@ mask), on the device, so the count adds no host sync. On a GPU each side first r
 `--warmup-steps` untimed steps (CUDA context, kernels, allocator), and it prints the TFLOPS
 achieved and MFU: FLOPs counted for the shapes that ran (bench/mfu.py: attention at each
 batch's length, the vocabulary projection at the positions each side decodes) over the detected
-GPU's dense bf16 peak (`--peak-tflops` overrides). The last line is bertabl's tokens/s over hf's.
+GPU's dense bf16 peak (`--peak-tflops` overrides).
+
+Quality beside speed: each side runs for `--seeds` seeds (round-robin), and both final models
+are scored on one fixed set of MLM + NSP examples (`--eval-pairs` segment pairs of the corpus,
+masked once with a fixed seed, the same tensors for every model): masked-token cross-entropy
+and NSP accuracy, mean ± std over seeds, and whether the two sides differ beyond the seed
+spread. The last line is bertabl's tokens/s over hf's (best of each).
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +41,7 @@ from bench.common import (
     cuda_sync,
     data_section,
     model_section,
+    quality_line,
     ratio_line,
     resolved_precision,
     setup,
@@ -53,7 +61,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-seq-len", type=int, default=128)
     parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--model", choices=list(MODELS), default="tiny")
-    parser.add_argument("--repeats", type=int, default=1, help="round-robin repeats; best")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per side (seed, seed+1, ...)")
+    parser.add_argument(
+        "--eval-pairs", type=int, default=256, help="pairs the models are scored on"
+    )
     parser.add_argument(
         "--peak-tflops",
         type=float,
@@ -69,33 +80,19 @@ def main(argv: list[str] | None = None) -> None:
     precision = resolved_precision(args, device)
     layers, hidden = MODELS[args.model]
     warmup = args.warmup_steps if args.warmup_steps is not None else 10 * (device.type == "cuda")
-    raw = {
-        "name": "bench-pretrain",
-        "data": data_section(use_shared(args)),
-        "pretrain": {
-            "objective": "mlm_nsp",
-            "model": model_section(layers, hidden) | {"dropout": 0.1},
-            "steps": args.steps,
-            "batch_size": args.batch_size,
-            "max_seq_len": args.max_seq_len,
-            "learning_rate": args.learning_rate,
-            "seed": args.seed,
-            # Train on the whole corpus, as the baseline does, and skip the held-out perplexity
-            # pass at the end (the baseline has none; it would be timed as training otherwise)
-            "heldout_fraction": 0.0,
-        },
-        "finetune": {"tasks": ["sst2" if use_shared(args) else "syn_agree"]},  # unused
+    configs = {
+        seed: build(_matrix(args, layers, hidden, args.steps, seed)) for seed in _seeds(args)
     }
-    config = build(raw).pretrain[0].config
-    warm = build(raw | {"pretrain": raw["pretrain"] | {"steps": max(1, warmup)}}).pretrain[0]
+    warm = build(_matrix(args, layers, hidden, max(1, warmup), args.seed)).pretrain[0]
     corpus = "gutenberg" if use_shared(args) else "synthetic"
     print(
         f"MLM+NSP on {corpus}: {args.steps} steps x {args.batch_size} sequences of <= "
         f"{args.max_seq_len} tokens, model {layers}x{hidden}, precision {precision}, "
-        f"seed {args.seed}"
+        f"seeds {args.seed}..{args.seed + args.seeds - 1}"
     )
     counter = TokenCounter()
     runs: dict[str, list[float]] = {name: [] for name in args.only}
+    scores: dict[str, list[dict[str, float]]] = {name: [] for name in args.only}
     peak = args.peak_tflops
     if device.type == "cuda" and peak is None:
         peak = detected_peak(torch.cuda.get_device_name(device), precision)
@@ -108,26 +105,112 @@ def main(argv: list[str] | None = None) -> None:
             print(f"warm-up: {warmup} untimed steps per side")
             for name in args.only:
                 bodies[name](warm.config)
-        for repeat in range(args.repeats):
+        examples = _evaluation_examples(warm.config, Path(tmp), args.eval_pairs)
+        for seed in _seeds(args):
+            config = configs[seed].pretrain[0].config
             for name in args.only:
                 counter.reset(device)
-                seconds, loss = bodies[name](config)
+                seconds, loss, model = bodies[name](config)
                 tokens = counter.total()
                 runs[name].append(tokens / seconds)
+                scores[name].append(_score(model, examples, device))
                 fill = tokens / (args.steps * args.batch_size * args.max_seq_len)
                 print(
-                    f"{name:8s} repeat {repeat}: {tokens / seconds:9.0f} non-padding tokens/s "
+                    f"{name:8s} seed {seed}: {tokens / seconds:9.0f} non-padding tokens/s "
                     f"({tokens} tokens, {fill:.0%} of the padded batch, in {seconds:.2f} s), "
-                    f"loss {loss:.4f} ({LOSS[name]})"
+                    f"loss {loss:.4f} ({LOSS[name]}); held-out MLM loss "
+                    f"{scores[name][-1]['mlm_loss']:.4f}, NSP accuracy "
+                    f"{scores[name][-1]['nsp_accuracy']:.4f}"
                 )
                 if device.type == "cuda":
                     print(f"{name:8s} {_utilisation(counter, layers, hidden, seconds, peak)}")
     counter.remove()
     best = {name: max(values) for name, values in runs.items()}
     for name, value in best.items():
-        print(f"{name:8s} best {value:9.0f} non-padding tokens/s")
+        mlm = [s["mlm_loss"] for s in scores[name]]
+        nsp = [s["nsp_accuracy"] for s in scores[name]]
+        print(
+            f"{name:8s} best {value:9.0f} non-padding tokens/s; held-out MLM loss "
+            f"{_mean_std(mlm)}, NSP accuracy {_mean_std(nsp)}"
+        )
     if len(best) == 2:
+        for metric in ("mlm_loss", "nsp_accuracy"):
+            a = [s[metric] for s in scores["bertabl"]]
+            b = [s[metric] for s in scores["hf"]]
+            print(quality_line(f"held-out {metric}", "bertabl", a, "hf", b))
         print(ratio_line("bertabl / hf (non-padding tokens/s)", best["bertabl"], best["hf"]))
+
+
+def _seeds(args) -> range:
+    return range(args.seed, args.seed + args.seeds)
+
+
+def _matrix(args, layers: int, hidden: int, steps: int, seed: int) -> dict:
+    return {
+        "name": "bench-pretrain",
+        "data": data_section(use_shared(args)),
+        "pretrain": {
+            "objective": "mlm_nsp",
+            "model": model_section(layers, hidden) | {"dropout": 0.1},
+            "steps": steps,
+            "batch_size": args.batch_size,
+            "max_seq_len": args.max_seq_len,
+            "learning_rate": args.learning_rate,
+            "seed": seed,
+            # Train on the whole corpus, as the baseline does, and skip the held-out perplexity
+            # pass at the end (the baseline has none; it would be timed as training otherwise)
+            "heldout_fraction": 0.0,
+        },
+        "finetune": {"tasks": ["sst2" if use_shared(args) else "syn_agree"]},  # unused
+    }
+
+
+def _mean_std(values: list[float]) -> str:
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.fmean(values):.4f} ± {std:.4f}"
+
+
+def _evaluation_examples(config, tmp: Path, pairs: int) -> dict[str, torch.Tensor]:
+    """`pairs` segment pairs of the corpus (half NotNext), padded and masked once with a fixed
+    seed by transformers' MLM collator: the tensors every model is scored on."""
+    from transformers import DataCollatorForLanguageModeling
+
+    tokenizer, documents = _tokenized_corpus(config, tmp / "eval-vocab")
+    chosen = _segment_pairs(documents, seed=10_007)[:pairs]
+    rows = [
+        _padded_pair(a, b, label, tokenizer, config.pretrain.max_seq_len) for a, b, label in chosen
+    ]
+    masking = config.pretrain.masking
+    collator = DataCollatorForLanguageModeling(
+        tokenizer,
+        mlm_probability=masking.probability,
+        mask_replace_prob=masking.mask,
+        random_replace_prob=masking.random,
+        seed=10_007,
+    )
+    batch = collator(rows)
+    batch["next_sentence_label"] = torch.tensor([r["next_sentence_label"] for r in rows])
+    batch.pop("special_tokens_mask", None)
+    return dict(batch)
+
+
+@torch.no_grad()
+def _score(model, examples: dict[str, torch.Tensor], device, batch_size: int = 64) -> dict:
+    """Masked-token cross-entropy and NSP accuracy of a `BertForPreTraining` on `examples`."""
+    model.to(device).eval()
+    loss_sum = masked = correct = 0.0
+    total = len(examples["input_ids"])
+    for start in range(0, total, batch_size):
+        part = {k: v[start : start + batch_size].to(device) for k, v in examples.items()}
+        labels, nsp = part.pop("labels"), part.pop("next_sentence_label")
+        out = model(**part)
+        logits = out.prediction_logits.float()
+        loss_sum += torch.nn.functional.cross_entropy(
+            logits.view(-1, logits.shape[-1]), labels.view(-1), reduction="sum"
+        ).item()
+        masked += (labels != -100).sum().item()
+        correct += (out.seq_relationship_logits.argmax(-1) == nsp).sum().item()
+    return {"mlm_loss": loss_sum / masked, "nsp_accuracy": correct / total}
 
 
 def _utilisation(counter: TokenCounter, layers: int, hidden: int, seconds: float, peak) -> str:
@@ -211,7 +294,12 @@ def _bertabl(config, tmp: Path, device, precision: str):
         body._save_model = save_model
     # The body's "seconds" run from the first step to after saving the final model; the bench
     # times training, so the save is taken out (the baseline saves nothing).
-    return reports[-1]["seconds"] - sum(saving), metrics["loss"]
+    from transformers import BertForPreTraining
+
+    from bertabl.trial.files import model_dir_name
+
+    model = BertForPreTraining.from_pretrained(tmp / "bertabl" / model_dir_name())
+    return reports[-1]["seconds"] - sum(saving), metrics["loss"], model
 
 
 def _hf(config, tmp: Path, device, precision: str):
@@ -224,15 +312,10 @@ def _hf(config, tmp: Path, device, precision: str):
         TrainingArguments,
     )
 
-    from bertabl.data.corpus import load_corpus
-    from bertabl.data.tokenizer import build_tokenizer
     from bertabl.pretrain.model import bert_config
 
     pt = config.pretrain
-    tokenizer = build_tokenizer(config.data, tmp / "hf-vocab")
-    documents = [
-        tokenizer(doc, add_special_tokens=False)["input_ids"] for doc in load_corpus(config.data)
-    ]
+    tokenizer, documents = _tokenized_corpus(config, tmp / "hf-vocab")
     pairs = _segment_pairs(documents, pt.seed)
     needed = pt.steps * pt.batch_size
     pairs = (pairs * (needed // len(pairs) + 1))[:needed]  # enough for max_steps, no epoch end
@@ -276,7 +359,19 @@ def _hf(config, tmp: Path, device, precision: str):
     cuda_sync(device)
     seconds = time.perf_counter() - started
     loss = [e["loss"] for e in trainer.state.log_history if "loss" in e][-1]
-    return seconds, loss
+    return seconds, loss, trainer.model
+
+
+def _tokenized_corpus(config, vocab_dir: Path):
+    """The run's tokenizer and its corpus as documents of tokenised segments."""
+    from bertabl.data.corpus import load_corpus
+    from bertabl.data.tokenizer import build_tokenizer
+
+    tokenizer = build_tokenizer(config.data, vocab_dir)
+    documents = [
+        tokenizer(doc, add_special_tokens=False)["input_ids"] for doc in load_corpus(config.data)
+    ]
+    return tokenizer, documents
 
 
 def _padded_pair(a: list[int], b: list[int], label: int, tokenizer, max_len: int) -> dict:

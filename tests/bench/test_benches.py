@@ -39,11 +39,21 @@ def test_finetune_bench_runs(capsys):
 
 
 def test_pretrain_bench_runs(capsys):
-    pretrain.main(["--synthetic", "--steps", "2", "--batch-size", "8", "--threads", "1"])
+    pretrain.main(
+        ["--synthetic", "--steps", "2", "--batch-size", "8", "--threads", "1", "--seeds", "2"]
+        + ["--eval-pairs", "16"]
+    )
     out = capsys.readouterr().out
     # bertabl fills its pairs to the length limit; the baseline pads short pairs
     fills = [int(x) for x in re.findall(r"tokens, (\d+)% of the padded batch", out)]
-    assert len(fills) == 2 and fills[0] > fills[1]
+    assert len(fills) == 4 and fills[0] > fills[1] and fills[2] > fills[3]
+    # both models scored on the same held-out examples, per seed and over seeds
+    held_out = r"held-out MLM loss \d+\.\d{4}, NSP accuracy [01]\.\d{4}$"
+    assert len(re.findall(held_out, out, re.M)) == 4
+    for metric in ("mlm_loss", "nsp_accuracy"):
+        assert re.search(
+            rf"^quality: held-out {metric} bertabl - hf = [+-]\d+\.\d{{4}}, ", out, re.M
+        )
     assert _last_ratio(out, "bertabl / hf (non-padding tokens/s)") > 0
 
 
