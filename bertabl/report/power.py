@@ -26,7 +26,10 @@ b_R, the variance over resamples of the restart-averaged difference (= SE_test^2
 one pair's difference (mean over pairs) = (sigma_e^2 + sigma_eps^2)/n, give
 sigma_eps^2/n = (b_1 - b_R) R/(R-1) and sigma_e^2/n = b_R - sigma_eps^2/(n R); the per-restart
 differences on the whole split vary with sigma_s^2 + sigma_eps^2/n, which gives sigma_s^2. One
-restart cannot tell restart variation apart (taken as 0, and said so).
+restart cannot tell restart variation apart (taken as 0). Two refinements: a metric on per-example
+outcomes (accuracy, F1) gets a floor on the example variance where the rows agree on every
+example (Variation, `bounded`); and planning (`restarts_for`) asks, where restarts vary beyond
+the test's spread, that the difference also stand out from that spread (Variation.detects).
 
 Analytic rather than simulated: simulating the test costs what the test costs (1,000 resamples
 x n x R) per simulated run, a few hundred runs per power estimate, ~10 estimates to find the

@@ -160,3 +160,12 @@ def test_the_mde_of_rows_at_100_percent_is_detected_80_percent_of_the_time():
     outcome = simulate(replace(ceiling, effect=mde), RUNS, seed=2, resamples=300)
     # the normal approximation of a count of a few errors: allow its discreteness on top
     assert abs(outcome.marked - 0.8) <= 3 * math.sqrt(0.8 * 0.2 / RUNS) + 0.02
+
+
+def test_the_bench_prints_a_line_per_setting(capsys):
+    from bench import power as bench
+
+    bench.main(["--runs", "2"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 + len(bench.SETTINGS) + 1  # title, header, settings, seconds
+    assert lines[2].startswith(bench.SETTINGS[0].describe())
