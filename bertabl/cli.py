@@ -15,10 +15,12 @@ from rich.table import Table
 from bertabl import __version__
 from bertabl.cli_options import (
     AddressOption,
+    EffectOption,
     Format,
     LatexOption,
     Layout,
     OutOption,
+    RestartsOption,
     RunDirOption,
     Scale,
     ScaleOption,
@@ -418,6 +420,31 @@ def report(
                 "test.tsv files beside train/dev (data.glue_dir) and run the matrix again"
             )
         console.print(f"GLUE submission: {len(files)} file(s) in {folder}")
+
+
+@app.command()
+@user_errors
+def power(
+    run_dir: Annotated[Path, typer.Argument(help="A finished (pilot) run directory.")],
+    effect: EffectOption = None,
+    restarts: RestartsOption = None,
+) -> None:
+    """What each comparison with the baseline row could detect (its minimum detectable effect at
+    80% power), how many restarts a difference of --effect points needs, and what the new
+    trials cost in trial-hours at the run's measured speed, with the `--set` line to plan them."""
+    from bertabl.report.power_plan import aligned, notes, power_plan, table
+
+    result = power_plan(run_dir, effect, restarts)
+    headers, rows = table(result)
+    if not console.is_terminal:  # piped: plain columns, nothing cut to a terminal's width
+        print(aligned(headers, rows), *notes(result), sep="\n")
+        return
+    shown = _table(*headers)
+    for row in rows:
+        shown.add_row(*row)
+    console.print(shown)
+    for line in notes(result):
+        console.print(line, soft_wrap=True, highlight=False, markup=False)
 
 
 @app.command()

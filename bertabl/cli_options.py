@@ -62,3 +62,16 @@ StorageOption = Annotated[
         "gs://, ...) [default: <run dir>/tune and <run dir>/train].",
     ),
 ]
+EffectOption = Annotated[
+    float | None,
+    typer.Option(
+        "--effect",
+        max=100.0,
+        help="A difference in points (as the report shows scores): the restarts (or dev "
+        "examples) each cell needs to detect it, and their cost.",
+    ),
+]
+RestartsOption = Annotated[
+    int | None,
+    typer.Option("--restarts", min=1, max=10_000, help="What each cell detects with N restarts."),
+]

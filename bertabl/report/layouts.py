@@ -7,7 +7,6 @@ format a Report; every number and note is decided here.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from bertabl.errors import MatrixError
@@ -16,11 +15,18 @@ from bertabl.matrix.plan import Plan, Row
 from bertabl.paper import reference as paper
 from bertabl.paper import tables
 from bertabl.paper.tables import LAYOUTS, PAPER_BASELINE, PAPER_COLUMNS, Column
+from bertabl.report.compare import (
+    Comparison,
+    Predictions,
+    compare,
+    detection_note,
+    from_evaluate,
+    mde_rule,
+)
 from bertabl.report.model import MISSING, Detail, Line, Notes, Report, Shown, Table
 from bertabl.report.select import Cell, select_cell
-from bertabl.report.significance import RESAMPLES, paired_bootstrap, stalled
-from bertabl.report.stats import ALPHA, bootstrap_ci, paired_sign_flip_p
-from bertabl.tasks.evaluate_metric import evaluate_keys
+from bertabl.report.significance import RESAMPLES, stalled
+from bertabl.report.stats import ALPHA, bootstrap_ci
 from bertabl.trial.pretrain import PretrainConfig
 
 __all__ = ["LAYOUTS", "build_report", "infer_layout"]
@@ -34,10 +40,6 @@ def infer_layout(plan: Plan) -> str:
     matrix = plan.matrix
     variants = [v.name for v in matrix.pretrain.variants]
     return tables.infer_layout(matrix.report.layout, matrix.name, variants, matrix.finetune.tasks)
-
-
-# A trial's predictions on a split (the lines of trials/<id>/predictions/<split>.jsonl), or None
-Predictions = Callable[[str, str], list[dict[str, Any]] | None]
 
 
 def build_report(
@@ -69,6 +71,7 @@ def build_report(
         details=builder.details,
         synthetic=any(matrix.spec(t).synthetic for t in matrix.finetune.tasks),
         figure=builder.figure,
+        baseline=builder.baseline and builder.baseline.name,
     )
 
 
@@ -99,11 +102,11 @@ class _Builder:
         self.details: list[Detail] = []
         self.figure: dict[str, Any] | None = None
         self.expected_n = plan.matrix.finetune.restarts
+        self.baseline: Row | None = None
         self.baseline_label: str | None = None
         self.paper_baseline_label: str | None = None
         self._cells: dict[tuple[str, Column], Cell] = {}
         self._stalled: dict[tuple[str, ...], int | None] = {}
-        self._difference_ci: dict[tuple, tuple[float, float]] = {}  # (cell's trials, split)
 
     # -- cells ---------------------------------------------------------------------------------
     def cell(self, row: Row, column: Column) -> Cell | None:
@@ -133,8 +136,9 @@ class _Builder:
     def ours(self, row: Row, column: Column, baseline: Row | None, delta: bool) -> Shown:
         cell = self.cell(row, column)
         base_cell = baseline and self.cell(baseline, column)
-        p = self._p_value(cell, base_cell, row is baseline, column.split)
-        self._detail(row, column, cell, p)
+        comparison = self._compare(cell, base_cell, row is baseline, column.split)
+        p = comparison and comparison.p
+        self._detail(row, column, cell, comparison)
         if cell is None:
             return Shown(notes=[self.notes.add(MISSING["not_planned"])])
         if cell.mean is None:
@@ -154,6 +158,9 @@ class _Builder:
             shown.delta = 100 * (value - base.headline(self.restarts))
         if p is not None and p < ALPHA:
             shown.mark = SIGNIFICANT
+        note = comparison and detection_note(comparison)
+        if note:
+            shown.notes.append(self.notes.add(note))
         return shown
 
     def stalled(self, cell: Cell) -> int | None:
@@ -163,43 +170,27 @@ class _Builder:
         key = tuple(cell.trial_of)
         if key not in self._stalled:
             lines = [self.predictions(trial, "dev") for trial in cell.trial_of]
-            if not lines or any(x is None for x in lines) or _from_evaluate(self.plan, cell):
+            if not lines or any(x is None for x in lines) or from_evaluate(self.plan, cell):
                 self._stalled[key] = None
             else:
                 spec = self.plan.matrix.spec(cell.task)
                 self._stalled[key] = sum(stalled(spec, cell.metric, x) for x in lines)
         return self._stalled[key]
 
-    def _p_value(
+    def _compare(
         self, cell: Cell | None, base: Cell | None, is_baseline: bool, split: str = "dev"
-    ) -> float | None:
-        """Paired: restart i of both rows was fine-tuned with the same seed. Per example when
-        both rows' predictions on the split are kept, else over restart scores."""
+    ) -> Comparison | None:
+        """The cell against the baseline's (report/compare.py); None for the baseline itself."""
         if is_baseline or cell is None or base is None:
             return None
-        ours, theirs = (
-            dict(zip(cell.restarts, cell.trial_of, strict=True)),
-            dict(zip(base.restarts, base.trial_of, strict=True)),
-        )
-        shared = sorted(set(ours) & set(theirs))
-        lines = [
-            (self.predictions(ours[i], split), self.predictions(theirs[i], split)) for i in shared
-        ]
-        per_example = not _from_evaluate(self.plan, cell)
-        if shared and per_example and all(a is not None and b is not None for a, b in lines):
-            spec = self.plan.matrix.spec(cell.task)
-            self.tests_used.add("bootstrap")
-            test = paired_bootstrap(spec, cell.metric, [a for a, _ in lines], [b for _, b in lines])
-            if test is not None:
-                self._difference_ci[(tuple(cell.trial_of), split)] = (test.low, test.high)
-            return None if test is None else test.p
-        values, base_values = cell.by_restart(), base.by_restart()
-        p = paired_sign_flip_p([values[i] for i in shared], [base_values[i] for i in shared])
-        if p is not None:
-            self.tests_used.add("sign_flip")
-        return p
+        comparison = compare(self.plan, cell, base, split, self.predictions)
+        if comparison is not None and (comparison.test == "bootstrap" or comparison.p is not None):
+            self.tests_used.add(comparison.test)
+        return comparison
 
-    def _detail(self, row: Row, column: Column, cell: Cell | None, p: float | None) -> None:
+    def _detail(
+        self, row: Row, column: Column, cell: Cell | None, comparison: Comparison | None
+    ) -> None:
         if cell is None:
             return
         trials = [self.plan.trial(i) for i in cell.trial_ids]
@@ -224,8 +215,11 @@ class _Builder:
                 failed=cell.failed,
                 diverged=cell.diverged,
                 stalled=self.stalled(cell),
-                p_vs_baseline=p,
-                difference_ci=self._difference_ci.get((tuple(cell.trial_of), column.split)),
+                p_vs_baseline=comparison and comparison.p,
+                difference_ci=comparison and comparison.difference_ci,
+                mde=comparison and comparison.mde,
+                false_marks=comparison and comparison.false_marks,
+                variation=comparison and comparison.variation,
                 grid_point=cell.grid_point,
                 hours=cell.seconds / 3600,
                 tokens=sum(t.tokens for t in trials),
@@ -283,6 +277,7 @@ class _Builder:
         if is_paper:
             matched = [r for r in rows if self.paper_id(r) == PAPER_BASELINE[self.layout]]
             baseline = matched[0] if matched else baseline
+        self.baseline = baseline
         self.baseline_label = baseline.label if baseline else None
         self.paper_baseline_label = paper_base.label if paper_base else None
         header = ["Row", *LEAD_HEADINGS.get(self.layout, []), *(c.heading for c in columns)]
@@ -471,15 +466,11 @@ class _Builder:
                     "but is weak with few restarts: the smallest attainable p is 2/2^n, so with "
                     "5 or fewer restarts nothing can be marked."
                 )
+        if self.tests_used:
+            rules.append(mde_rule(self.baseline_label, self.tests_used))
         if self.ci:
             rules.append(
                 "[lo, hi]: seeded percentile bootstrap 95% interval of the mean over restarts "
                 "(10,000 resamples, seed 0); with few restarts it under-covers."
             )
         return rules
-
-
-def _from_evaluate(plan: Plan, cell: Cell) -> bool:
-    """The cell's metric is an `evaluate` module's (a custom task's): report/significance.py
-    has no per-example definition of it, so its restarts are compared by their scores."""
-    return cell.metric in evaluate_keys(plan.matrix.spec(cell.task).custom)

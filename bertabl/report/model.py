@@ -5,7 +5,10 @@ renderers (render.py) format it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # a type only: renderers need not import the statistics
+    from bertabl.report.power import Variation
 
 MISSING = {
     "pending": "pending: not run yet",
@@ -81,6 +84,12 @@ class Detail:
     p_vs_baseline: float | None
     # the per-example paired bootstrap's 95% interval of (this cell - the baseline's), 0-1 scale
     difference_ci: tuple[float, float] | None
+    # the minimum detectable effect (0-1 scale, report/power.py): None where not compared or
+    # where the test can mark nothing; and, where restart noise alone earns marks, how often
+    # the test would mark a zero difference (else None)
+    mde: float | None
+    false_marks: float | None
+    variation: Variation | None  # what both come from (report/power.py)
     grid_point: dict[str, Any] | None
     hours: float
     tokens: int
@@ -100,6 +109,7 @@ class Report:
     details: list[Detail]
     synthetic: bool
     figure: dict[str, Any] | None = None  # Figure 5's series, for plot.py
+    baseline: str | None = None  # the row (name) cells are compared with
 
 
 class Notes:

@@ -117,6 +117,7 @@ def _md_details(details: list[Detail], trials_csv: str | None) -> list[str]:
     head = ["Row", "Column", "Metric", "n", "Mean", "Std", "Median", "Best on dev"]
     head += ["95% CI"] if ci else []
     head += ["Failed", "Diverged", "Stalled", "p vs baseline", "Δ vs baseline (95% CI)"]
+    head += ["MDE (80%)"]
     head += ["Selected grid point", "Trial-hours"]
     head += ["Tokens (planned)", "Trials"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -141,6 +142,7 @@ def _md_details(details: list[Detail], trials_csv: str | None) -> list[str]:
             "—" if d.stalled is None else str(d.stalled),
             "—" if d.p_vs_baseline is None else f"{d.p_vs_baseline:.3g}",
             _difference(d.difference_ci),
+            _mde(d),
             point,
             f"{d.hours:.3f}",
             f"{d.tokens:,}",
@@ -174,6 +176,16 @@ def _difference(interval: tuple[float, float] | None) -> str:
         return "—"
     low, high = (100 * x for x in interval)
     return f"[{low:+.1f}, {high:+.1f}]"
+
+
+def _mde(detail: Detail) -> str:
+    """The MDE in points; where restart noise alone earns marks, how often it would."""
+    if detail.mde is None:  # compared, yet no MDE: a sign flip over 5 or fewer restarts
+        return "none" if detail.p_vs_baseline is not None else "—"
+    text = f"{100 * detail.mde:.1f}"
+    if detail.false_marks is not None:
+        text += f" (marks {100 * detail.false_marks:.0f}% of zero differences)"
+    return text
 
 
 def _pct(value: float | None) -> str:
@@ -278,7 +290,14 @@ def latex_escape(text: str) -> str:
     return "".join(replacements.get(ch, ch) for ch in text)
 
 
-UNICODE_TEX = {"—": "---", "±": r"$\pm$", "·": r"$\cdot$", "−": "$-$", "×": r"$\times$"}
+UNICODE_TEX = {
+    "—": "---",
+    "±": r"$\pm$",
+    "·": r"$\cdot$",
+    "−": "$-$",
+    "×": r"$\times$",
+    "≥": r"$\geq$",
+}
 
 
 def tex_text(text: str) -> str:

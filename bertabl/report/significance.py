@@ -30,11 +30,16 @@ SEED = 0
 @dataclass(frozen=True)
 class Paired:
     """The paired bootstrap's answer: the two-sided p, and the seeded percentile 95% interval
-    of the difference (ours - theirs, on the metric's 0-1 scale) over the resamples."""
+    of the difference (ours - theirs, on the metric's 0-1 scale) over the resamples; with what
+    report/power.py estimates the design's variation from (same resamples, same pairs)."""
 
     p: float
     low: float
     high: float
+    examples: int = 0  # dev examples each restart was scored on
+    variance: float = 0.0  # over resamples, of the restart-averaged difference (the test's)
+    single_variance: float = 0.0  # over resamples, of one pair's difference (mean over pairs)
+    per_restart: tuple[float, ...] = ()  # each pair's difference on the whole split
 
 
 def paired_bootstrap(
@@ -52,13 +57,27 @@ def paired_bootstrap(
     n = len(pairs[0][0])
     rng = np.random.default_rng(SEED)
     draws = rng.integers(0, n, size=(resamples, n))
+    whole = np.arange(n)[None, :]
     differences = np.zeros(resamples)
+    single_variance, per_restart = 0.0, []
     for a, b in pairs:
-        differences += _scores(spec, metric, a, draws) - _scores(spec, metric, b, draws)
+        pair = _scores(spec, metric, a, draws) - _scores(spec, metric, b, draws)
+        differences += pair
+        single_variance += float(np.var(pair))
+        whole_split = _scores(spec, metric, a, whole) - _scores(spec, metric, b, whole)
+        per_restart.append(float(whole_split[0]))
     differences /= len(pairs)
     below, above = float(np.mean(differences <= 0)), float(np.mean(differences >= 0))
     low, high = np.percentile(differences, [2.5, 97.5])
-    return Paired(min(1.0, 2 * min(below, above)), float(low), float(high))
+    return Paired(
+        p=min(1.0, 2 * min(below, above)),
+        low=float(low),
+        high=float(high),
+        examples=n,
+        variance=float(np.var(differences)),
+        single_variance=single_variance / len(pairs),
+        per_restart=tuple(per_restart),
+    )
 
 
 def stalled(

@@ -153,3 +153,23 @@ def test_the_paired_interval_of_the_difference_matches_its_normal_approximation(
     # about 0.25 +- 0.060
     assert test.low < 0.25 < test.high and test.p == 0.0
     assert test.high - test.low == pytest.approx(2 * 1.96 * 0.0306, abs=0.015)
+    # what report/power.py reads: each pair's difference on the whole split, and the variance
+    # over resamples of the average (one pair: the same as one pair's), ~ .25 * .75 / 200
+    assert test.per_restart == (0.25,) and test.examples == 200
+    assert test.variance == test.single_variance == pytest.approx(0.25 * 0.75 / 200, rel=0.15)
+
+
+def test_averaging_paired_restarts_narrows_the_spread_of_the_difference():
+    gold = _balanced(200)
+    right = _classification(gold, gold)
+    # two restarts that each get a different 50 examples wrong: averaged, the per-example
+    # difference is 0.5 on 100 examples: variance .5^2 * (.5 * .5) / 200 vs .25 * .75 / 200
+    def wrong_on(indices):
+        return [str(1 - int(g)) if i in indices else g for i, g in enumerate(gold)]
+
+    first = _classification(wrong_on(range(50)), gold)
+    second = _classification(wrong_on(range(50, 100)), gold)
+    test = paired_bootstrap(BUILT_IN["sst2"], "accuracy", [right, right], [first, second])
+    assert test.per_restart == (0.25, 0.25)
+    assert test.single_variance == pytest.approx(0.25 * 0.75 / 200, rel=0.15)
+    assert test.variance == pytest.approx(0.25 * 0.25 / 200, rel=0.15)
