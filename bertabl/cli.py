@@ -144,12 +144,14 @@ def plan(
 
     from bertabl.data.prepare import data_jobs
 
+    jobs = data_jobs((t.id, t.config) for t in the_plan.pretrain)
     console.print(
         "[bold]Stage 0: data preparation[/] (before any trial, with every core; one token store "
-        "per corpus and tokenizer, kept in the run directory's cache/ and reused)",
+        "per corpus and tokenizer, kept in the run directory's cache/ and reused)"
+        + ("" if jobs else ": none, no trial pre-trains on a corpus"),
         soft_wrap=True,
     )
-    for job in data_jobs((t.id, t.config) for t in the_plan.pretrain):
+    for job in jobs:
         what = "train the vocabulary and tokenise" if job.vocab_size else "tokenise"
         console.print(
             f" {what} {job.corpus} with {job.tokenizer} ({len(job.trials)} pre-training trial(s))",

@@ -58,9 +58,12 @@ class DataJob:
 
 
 def data_jobs(trials: Iterable[tuple[str, Any]]) -> list[DataJob]:
-    """The jobs of (trial id, PretrainTrialConfig) pairs, in first-use order."""
+    """The jobs of (trial id, PretrainTrialConfig) pairs, in first-use order (an untrained
+    control reads no corpus: it needs none)."""
     jobs: dict[str, tuple[DataRef, int, list[str]]] = {}
     for trial_id, config in trials:
+        if config.pretrain.objective == "none":
+            continue
         size = config.pretrain.vocab_size if is_trained(config.data) else 0
         key = json.dumps([config.data.identity, size], sort_keys=True)
         jobs.setdefault(key, (config.data, size, []))[2].append(trial_id)

@@ -57,6 +57,18 @@ RecipeOverrides = create_model(
 )
 
 
+class RowFinetune(HeadOverrides):
+    """How a pre-training row is fine-tuned: its head, and which recipe rows it is crossed with."""
+
+    recipes: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="the recipe rows (finetune.recipe_variants names, recipe_axes combinations "
+        "such as 'layer_decay=0.8') and multi-task groups this row is crossed with; default: "
+        "all (e.g. an untrained control with the plain recipe only: recipes = ['bert'])",
+    )
+
+
 class RecipeVariant(HeadOverrides):
     """A named fine-tuning recipe: one report row per pre-training row."""
 

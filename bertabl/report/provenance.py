@@ -76,6 +76,7 @@ def collect_context(
         data_lines=data_lines(
             plan.matrix.data.model_dump(mode="json"),
             [plan.matrix.spec(t) for t in plan.matrix.finetune.tasks],
+            reads_corpus=any(t.config.pretrain.objective != "none" for t in plan.pretrain),
         ),
         trial_counts=dict(sorted(counts.items())),
         versions=package_versions() if versions is None else versions,
@@ -150,12 +151,21 @@ def git_head(root: Path | None = None) -> str | None:
     return head + ("-dirty" if dirty else "")
 
 
-def data_lines(data: dict[str, Any], tasks: list[TaskSpec]) -> list[str]:
-    """Where the pre-training corpus and each task's examples came from (real or synthetic)."""
+def data_lines(
+    data: dict[str, Any], tasks: list[TaskSpec], reads_corpus: bool = True
+) -> list[str]:
+    """Where the pre-training corpus and each task's examples came from (real or synthetic);
+    `reads_corpus` False: no trial of the run pre-trained on one (checkpoint rows, untrained
+    controls), whatever the data section's default corpus says."""
     corpus = data.get("corpus")
     syn = data.get("synthetic", {})
     lines = []
-    if corpus == "synthetic":
+    if not reads_corpus:
+        lines.append(
+            "Pre-training: none in this run (its rows fine-tune checkpoints named by `from`, "
+            "or untrained models)"
+        )
+    elif corpus == "synthetic":
         lines.append(
             f"Pre-training: **synthetic** corpus (seed {syn.get('seed')}, {syn.get('documents')} "
             f"documents x {syn.get('sentences_per_document')} sentences), synthetic vocabulary"

@@ -99,3 +99,98 @@ def test_hub_and_run_sources(tmp_path: Path):
 def test_checkpoint_row_errors(variants, finetune, message):
     with pytest.raises(MatrixError, match=message):
         _plan(variants, **finetune)
+
+
+# ---------------------------------------------------------------- untrained = true
+
+
+def test_an_untrained_row_is_the_checkpoints_architecture_and_tokenizer(tmp_path: Path):
+    folder = save_tiny_bert(tmp_path / "released", hidden=32, layers=2)
+    plan = _plan(
+        [
+            {"name": "released", "from": str(folder)},
+            {"name": "control", "from": str(folder), "untrained": True},
+        ]
+    )
+    released, control = plan.rows
+    (checkpoint,) = plan.checkpoints
+    (trial,) = plan.pretrain
+    assert released.pretrain_id == checkpoint.id and control.pretrain_id == trial.id
+    pt = trial.config.pretrain
+    assert pt.objective == "none" and pt.steps == 0
+    # save_tiny_bert's BertConfig: 2 x 32, 2 heads, intermediate 64, 64 positions
+    assert pt.model.model_dump() == {"layers": 2, "hidden": 32, "heads": 2, "intermediate": 64,
+                                     "dropout": 0.1, "max_position": 64}  # fmt: skip
+    assert trial.config.data.location == {"tokenizer": str(folder)}
+    assert trial.config.data.identity["corpus"] == "none"
+    assert dict(control.settings)["untrained"] is True
+    # the checkpoint's shape, counted with the heads of BertForPreTraining (every control's)
+    from transformers import AutoConfig, BertForPreTraining
+
+    built = BertForPreTraining(AutoConfig.from_pretrained(folder))
+    assert trial.parameters == built.num_parameters()
+    # no corpus to tokenise for it
+    from bertabl.data.prepare import data_jobs
+
+    assert data_jobs((t.id, t.config) for t in plan.pretrain) == []
+
+
+def test_an_untrained_row_trains_nothing_and_saves_that_shape(tmp_path: Path):
+    from transformers import AutoConfig, AutoTokenizer
+
+    from bertabl.pretrain.train import pretrain
+    from bertabl.training import TrialRuntime
+    from bertabl.trial.files import model_dir_name
+
+    folder = save_tiny_bert(tmp_path / "released", hidden=32, layers=2)
+    plan = _plan([{"name": "control", "from": str(folder), "untrained": True}])
+    (trial,) = plan.pretrain
+    pretrain(trial.config, tmp_path / "out", TrialRuntime(torch.device("cpu")))
+    saved = tmp_path / "out" / model_dir_name()
+    config, original = AutoConfig.from_pretrained(saved), AutoConfig.from_pretrained(folder)
+    for key in ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size",
+                "max_position_embeddings", "vocab_size"):  # fmt: skip
+        assert getattr(config, key) == getattr(original, key), key
+    assert AutoTokenizer.from_pretrained(saved).get_vocab() == (
+        AutoTokenizer.from_pretrained(folder).get_vocab()
+    )
+
+
+@pytest.mark.parametrize(
+    "variant,message",
+    [
+        ({"name": "c", "untrained": True}, "untrained = true takes its architecture"),
+        ({"name": "c", "from": "hub:some/model", "untrained": True}, "this is a Hub model"),
+    ],
+)
+def test_untrained_row_errors(variant, message):
+    with pytest.raises(MatrixError, match=message):
+        _plan([variant])
+
+
+def test_an_untrained_row_of_another_architecture_is_refused(tmp_path: Path):
+    import json
+
+    folder = save_tiny_bert(tmp_path / "released")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(config | {"hidden_act": "relu"}))
+    with pytest.raises(MatrixError, match="hidden_act is 'relu', not BERT's 'gelu'"):
+        _plan([{"name": "c", "from": str(folder), "untrained": True}])
+
+
+# ---------------------------------------------------------------- finetune.recipes
+
+
+def test_a_row_is_crossed_only_with_the_recipes_it_lists(tmp_path: Path):
+    folder = save_tiny_bert(tmp_path / "released")
+    recipes = [{"name": "plain"}, {"name": "llrd", "recipe": {"layer_decay": 0.8}}]
+    variants = [
+        {"name": "released", "from": str(folder)},
+        {"name": "control", "from": str(folder), "untrained": True,
+         "finetune": {"recipes": ["plain"]}},
+    ]  # fmt: skip
+    plan = _plan(variants, recipe_variants=recipes)
+    assert [r.name for r in plan.rows] == ["released+plain", "released+llrd", "control+plain"]
+    with pytest.raises(MatrixError, match=r"variants\[1\].finetune.recipes: 'lrd' is not a"):
+        variants[1]["finetune"]["recipes"] = ["lrd"]
+        _plan(variants, recipe_variants=recipes)

@@ -51,3 +51,14 @@ def test_machines_count_finished_trials_once_per_machine():
         "ft-4": {"status": "done", "workers": [{"rank": 0}]},  # recorded before machines were
     }
     assert machines_of(records) == {"Xeon, 2 CPUs": 2, "EPYC, 16 CPUs, NVIDIA H200": 1}
+
+
+def test_a_run_that_pretrains_nothing_says_so():
+    from bertabl.report.provenance import data_lines
+
+    data = {"corpus": "synthetic", "synthetic": {"seed": 0}}  # the data section's default
+    assert data_lines(data, [])[0].startswith("Pre-training: **synthetic** corpus")
+    assert data_lines(data, [], reads_corpus=False) == [
+        "Pre-training: none in this run (its rows fine-tune checkpoints named by `from`, or "
+        "untrained models)"
+    ]
