@@ -154,6 +154,12 @@ class MultiTaskGroup(Strict):
     tasks: TaskNames = Field(
         min_length=2, description="sentence(-pair) classification/regression tasks"
     )
+    recipes: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="the recipe rows (finetune.recipe_variants names, recipe_axes "
+        "combinations) this group is crossed with; default: every one",
+    )
     temperature: float = Field(
         1.0,
         ge=1,

@@ -183,8 +183,18 @@ def _crossed(row: Row, name: str, matrix: Matrix) -> bool:
 
 
 def check_crossed_recipes(matrix: Matrix, origin: str) -> None:
-    """Every name a variant's finetune.recipes lists is a recipe row or multi-task group."""
-    known = [r.name for r in recipe_rows(matrix)] + [g.name for g in matrix.finetune.multitask]
+    """Every name a variant's finetune.recipes lists is a recipe row or multi-task group, and
+    every name a multi-task group's recipes lists a recipe row."""
+    recipes = [r.name for r in recipe_rows(matrix)]
+    known = recipes + [g.name for g in matrix.finetune.multitask]
+    for index, group in enumerate(matrix.finetune.multitask):
+        for name in group.recipes or ():
+            if name not in recipes:
+                raise MatrixError(
+                    f"{origin}: finetune.multitask[{index}].recipes: '{name}' is not a recipe "
+                    f"row of this matrix; known: "
+                    f"{', '.join(recipes) or 'none (add finetune.recipe_variants)'}"
+                )
     for index, variant in enumerate(matrix.pretrain.variants):
         for name in variant.finetune.recipes or ():
             if name not in known:
@@ -201,6 +211,8 @@ def rows_per_multitask(rows: list[Row], matrix: Matrix) -> list[Row]:
     for row in rows:
         for group in matrix.finetune.multitask:
             if not _crossed(row, group.name, matrix):
+                continue
+            if group.recipes is not None and row.recipe not in group.recipes:
                 continue
             label = group.label or f"multi-task ({' + '.join(group.tasks)})"
             alone = row.name == "base" and len(rows) == 1

