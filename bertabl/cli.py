@@ -26,12 +26,15 @@ from bertabl.cli_options import (
     Stage,
     StorageOption,
 )
+from bertabl.cli_slurm import slurm
 from bertabl.errors import UserError
 
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=True,  # --install-completion / --show-completion: bash, zsh, fish, pwsh
     pretty_exceptions_enable=False,
+    # help texts say "[default: ...]": plain text, not rich markup (which would drop it)
+    rich_markup_mode=None,
     help="Declarative BERT ablation studies: TOML matrix -> Ray Tune trials -> paper-style tables.",
 )
 console = Console()
@@ -338,6 +341,15 @@ def _execute(the_plan, store, source, out, latex, address, only=None, storage=No
     )
     for path in paths:
         console.print(f"report: {path}")
+    if summary.interrupted:
+        from bertabl.orchestrate.interrupt import INTERRUPTED_EXIT
+
+        errors.print(
+            f"interrupted ({summary.interrupted}): {len(summary.stopped)} trial(s) unfinished; "
+            f"`bertabl resume {store.root}` continues them from their latest checkpoints",
+            soft_wrap=True,
+        )
+        raise typer.Exit(INTERRUPTED_EXIT)
     if summary.failed or summary.blocked:
         errors.print(
             "some trials failed or are blocked: see the report's notes and "
@@ -438,6 +450,9 @@ def export(
         f"{', '.join(f'{k} {v:g}' for k, v in about['grid_point'].items())}) -> {out_dir}",
         soft_wrap=True,
     )
+
+
+app.command()(user_errors(slurm))
 
 
 def _table(*columns: str) -> Table:
