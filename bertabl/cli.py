@@ -325,7 +325,8 @@ def _execute(the_plan, store, source, out, latex, address, only=None, storage=No
     from bertabl.report.build import write_report
 
     count = len(only) if only is not None else len(the_plan.pretrain) + len(the_plan.finetune)
-    console.print(f"[bold]{the_plan.matrix.name}[/]: {count} trial(s) -> {store.root}")
+    name = the_plan.matrix.name
+    console.print(f"[bold]{name}[/]: {count} trial(s) -> {store.root}", soft_wrap=True)
     for line in tracking_lines(the_plan, store.root):
         console.print(f"tracking: {line}", soft_wrap=True, highlight=False)
     progress = LiveProgress(the_plan, console)
@@ -340,7 +341,7 @@ def _execute(the_plan, store, source, out, latex, address, only=None, storage=No
         f"failed, {len(summary.blocked)} blocked in {summary.seconds:.1f}s"
     )
     for path in paths:
-        console.print(f"report: {path}")
+        console.print(f"report: {path}", soft_wrap=True, highlight=False)
     if summary.interrupted:
         from bertabl.orchestrate.interrupt import INTERRUPTED_EXIT
 

@@ -190,7 +190,7 @@ class LiveProgress(RunObserver):
             self.console.print(f"[yellow]stopped[/] {self._describe(trial_id)}  {last}")
         self.console.print(
             f"[yellow]{signal_name}[/]: stopped {len(running)} running trial(s); "
-            f"{len(trial_ids)} unfinished resume from their latest checkpoints",
+            f"{len(trial_ids)} unfinished continue on `bertabl resume` (from their checkpoints)",
             soft_wrap=True,
         )
 
