@@ -323,6 +323,7 @@ def _execute(the_plan, store, source, out, latex, address, only=None, storage=No
     from bertabl.orchestrate.run import run_plan
     from bertabl.orchestrate.tracking import tracking_lines
     from bertabl.report.build import write_report
+    from bertabl.report.publish import publish_report
 
     count = len(only) if only is not None else len(the_plan.pretrain) + len(the_plan.finetune)
     name = the_plan.matrix.name
@@ -333,9 +334,10 @@ def _execute(the_plan, store, source, out, latex, address, only=None, storage=No
     with Live(progress, console=console, refresh_per_second=4, transient=False):
         summary = run_plan(the_plan, store, source, progress, address, only, storage)
     console.print()
-    paths = write_report(
-        the_plan, store, out or store.root, ["md", "tex"] if latex else ["md"]
-    ).paths
+    written = write_report(the_plan, store, out or store.root, ["md", "tex"] if latex else ["md"])
+    paths = written.paths
+    for line in publish_report(the_plan, store.root, written):
+        console.print(f"tracking: {line}", soft_wrap=True, highlight=False)
     console.print(
         f"{len(summary.done)} ran, {len(summary.skipped)} already done, {len(summary.failed)} "
         f"failed, {len(summary.blocked)} blocked in {summary.seconds:.1f}s"

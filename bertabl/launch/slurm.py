@@ -285,16 +285,17 @@ def parse_sinfo_line(line: str) -> dict:
     }
 
 
-def local_filesystem(path: Path) -> str | None:
+def local_filesystem(path: Path, mounts: str | None = None) -> str | None:
     """The type of the node-local filesystem holding `path` (ext4, tmpfs...); None when it may
-    be shared or /proc/mounts cannot tell."""
-    try:
-        mounts = Path("/proc/mounts").read_text().splitlines()
-    except OSError:
-        return None
+    be shared or the mount table (`mounts`, default /proc/mounts) cannot tell."""
+    if mounts is None:
+        try:
+            mounts = Path("/proc/mounts").read_text()
+        except OSError:
+            return None
     target = path.resolve()
     best, kind = "", None
-    for line in mounts:
+    for line in mounts.splitlines():
         fields = line.split()
         if len(fields) < 3:
             continue

@@ -65,6 +65,10 @@ def run_plan(
     summary = RunSummary()
     stop = StopRequest()
     with store.lock():
+        if plan.matrix.tracking.wandb or plan.matrix.tracking.mlflow:
+            from bertabl.orchestrate.tracking_services import preflight
+
+            preflight(plan, store.root)  # a missing extra or a bad store: before any work
         store.write_manifest(plan.matrix.model_dump(mode="json"), source.to_dict())
         needed = plan.intermediate_steps()
 
@@ -241,6 +245,10 @@ def _run_trials(
         from bertabl.orchestrate.tracking import TENSORBOARD_DIR, Tracker
 
         callbacks.append(TrackingEvents(Tracker(plan, store.root / TENSORBOARD_DIR)))
+    if plan.matrix.tracking.wandb or plan.matrix.tracking.mlflow:
+        from bertabl.orchestrate.tracking_services import service_callbacks
+
+        callbacks += service_callbacks(plan, store.root)
     tuner = tune.Tuner(
         tune.with_resources(run_trial, trial_resources),
         param_space=param_space,
