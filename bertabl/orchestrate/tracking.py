@@ -10,6 +10,10 @@ fine-tuning against the epoch, so a resumed trial continues its own curve (the a
 died is cut at the step it resumes from: tensorboardX's purge_step), and a run's name says
 which row, task, grid point and restart it is. The writer itself is tensorboardX's (a Ray Tune
 dependency, no TensorFlow), so it works offline.
+
+The same names, steps and curves go to Weights & Biases and MLflow when the matrix asks
+(orchestrate/tracking_services.py); the settings they share with the report's publishing
+(report/publish.py) are here: run ids, the MLflow store and experiment, the extras' imports.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ them pays for; what the report logs (report/publish.py) shares the settings belo
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,9 @@ def preflight(plan: Plan, run_dir: Path) -> None:
             )
     if tracking.mlflow is not None:
         mlflow = require("mlflow")
+        # its INFO lines (creating the database's tables...) would interleave with the progress
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+        logging.getLogger("alembic").setLevel(logging.WARNING)
         uri = mlflow_uri(plan, run_dir)
         try:
             mlflow_experiment_id(mlflow.MlflowClient(tracking_uri=uri), plan, run_dir)
@@ -162,8 +166,9 @@ class WandbRuns(WandbLoggerCallback):
             if trial not in self._trial_logging_actors:
                 return
         step, scalars = point
-        item = {TRAINING_ITERATION: step, "scalars": scalars}
-        self._trial_queues[trial].put((_QueueItem.RESULT, item))
+        if scalars:  # an untrained control reports its step and nothing to plot
+            item = {TRAINING_ITERATION: step, "scalars": scalars}
+            self._trial_queues[trial].put((_QueueItem.RESULT, item))
 
     def log_trial_end(self, trial, failed: bool = False) -> None:
         if trial in self._trial_queues:
