@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pytest
 
-from bertabl.orchestrate.interrupt import INTERRUPTED_EXIT
 from tests.conftest import REPO, run_results
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
@@ -36,6 +35,7 @@ OVERRIDES = [
     "finetune.grid.epochs=[5]",
 ]
 STOP_BEFORE_S = 150  # --stop-before: Slurm signals once at most this + 30 s are left
+ENDED = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY")
 
 
 def _slurm(*args: str, timeout: float = 30) -> str:
@@ -128,9 +128,10 @@ def test_time_limit_stops_the_job_and_a_resubmission_finishes_it(local_slurm, tm
     print(f"$ scontrol update JobId={job_id} TimeLimit={limit}   # at {elapsed} s into the job")
 
     # The script stops bertabl and requeues the job (--requeues 1): pending again, restart 1.
-    requeued = _wait_job(job_id, lambda j: j["Restarts"] == "1", timeout=240)
+    requeued = _wait_job(job_id, lambda j: j["Restarts"] == "1" or j["JobState"] in ENDED, 240)
     log = (run_dir / "slurm" / f"bertabl-demo-{job_id}.out").read_text()
     print(log)
+    assert requeued["Restarts"] == "1", f"not requeued: {requeued['JobState']}\n{log}"
     assert "the time limit is near (--signal): stopping bertabl" in log
     assert "interrupted (SIGTERM)" in log and "requeued (1 of 1)" in log
     records = run_results(run_dir)
@@ -143,7 +144,7 @@ def test_time_limit_stops_the_job_and_a_resubmission_finishes_it(local_slurm, tm
 
     resubmitted = _slurm("sbatch", "--parsable", str(script)).strip()
     print(f"$ sbatch {script}   # job {resubmitted}")
-    done = _wait_job(resubmitted, lambda j: j["JobState"] not in ("PENDING", "RUNNING"), 600)
+    done = _wait_job(resubmitted, lambda j: j["JobState"] in ENDED, 600)
     log = (run_dir / "slurm" / f"bertabl-demo-{resubmitted}.out").read_text()
     print(log)
     assert done["JobState"] == "COMPLETED" and done["ExitCode"] == "0:0", log
@@ -152,7 +153,6 @@ def test_time_limit_stops_the_job_and_a_resubmission_finishes_it(local_slurm, tm
     print("uninterrupted:", *_table(reference / "demo.md"), sep="\n")
     print("interrupted, requeued, resubmitted:", *_table(run_dir / "demo.md"), sep="\n")
     assert _table(run_dir / "demo.md") == _table(reference / "demo.md")
-    assert INTERRUPTED_EXIT == 3  # what the first job's script saw from bertabl
 
 
 def _table(report: Path) -> list[str]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from ray.air.integrations.mlflow import MLflowLoggerCallback
 # extension point for how a run logs (wandb itself is imported there only if installed).
 from ray.air.integrations.wandb import WandbLoggerCallback, _QueueItem, _WandbLoggingActor
 from ray.tune.logger import LoggerCallback
+from ray.tune.utils import flatten_dict
 
 from bertabl.errors import UserError
 from bertabl.matrix.plan import Plan
@@ -190,6 +192,10 @@ class MlflowRuns(MLflowLoggerCallback):
         )
         self.names = run_names(plan)
 
+    def setup(self, *args, **kwargs) -> None:
+        super().setup(*args, **kwargs)
+        self.client = self.mlflow_util._get_client()
+
     def log_trial_start(self, trial) -> None:
         trial_id, config = trial_config(trial)
         if trial_id not in self.names or trial in self._trial_runs:
@@ -200,13 +206,17 @@ class MlflowRuns(MLflowLoggerCallback):
             or self.mlflow_util.start_run(run_name=self.names[trial_id], tags=tags).info.run_id
         )
         self._trial_runs[trial] = run_id
-        # the same values again when a trial resumes: MLflow accepts an unchanged param
-        self.mlflow_util.log_params(run_id=run_id, params_to_log=config)
+        # Batched (MLflow takes 100 params a call); the same values again when a trial resumes:
+        # MLflow accepts an unchanged param.
+        from mlflow.entities import Param
+
+        params = [Param(key, str(value)) for key, value in flatten_dict(config).items()]
+        for start in range(0, len(params), 100):
+            self.client.log_batch(run_id, params=params[start : start + 100])
 
     def _run_of(self, tags: dict[str, str]) -> str | None:
-        client = self.mlflow_util._get_client()
         query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
-        runs = client.search_runs([self.mlflow_util.experiment_id], filter_string=query)
+        runs = self.client.search_runs([self.mlflow_util.experiment_id], filter_string=query)
         return runs[0].info.run_id if runs else None
 
     def log_trial_result(self, iteration: int, trial, result: dict) -> None:
@@ -218,9 +228,14 @@ class MlflowRuns(MLflowLoggerCallback):
             if trial not in self._trial_runs:
                 return
         step, scalars = point
-        self.mlflow_util.log_metrics(
-            run_id=self._trial_runs[trial], metrics_to_log=scalars, step=step
-        )
+        if scalars:
+            # One transaction for the result: Ray's util writes each metric on its own, after
+            # a query for the run (measured: ~16 ms per point on a SQLite store here).
+            from mlflow.entities import Metric
+
+            now = int(time.time() * 1000)
+            metrics = [Metric(key, value, now, step) for key, value in scalars.items()]
+            self.client.log_batch(self._trial_runs[trial], metrics=metrics)
 
     def log_trial_end(self, trial, failed: bool = False) -> None:
         run_id = self._trial_runs.pop(trial, None)
