@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"2 pre-training x {args.steps} steps, 2 fine-tuning x {args.epochs} epoch(s) of "
             f"{args.train_examples} examples, one trial at a time, {args.cpus} thread(s); "
-            f"tracking on: {args.service}"
+            f"the tracker measured: {args.service}"
         )
         offs = [_run(matrices[False], Path(tmp) / "off-0")]
         print(f"tracking off: {offs[-1]:7.2f} s")
