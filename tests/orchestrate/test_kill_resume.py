@@ -84,7 +84,7 @@ def reference(tmp_path_factory) -> tuple[Path, dict]:
     ["pt-*/checkpoints/ckpt-*.pt", "ft-*/checkpoints/ckpt-*.pt"],
     ids=["mid-pretraining", "mid-finetuning"],
 )
-def test_killed_run_resumes_to_identicalrun_results(reference, tmp_path: Path, stage_pattern: str):
+def test_killed_run_resumes_to_identical_results(reference, tmp_path: Path, stage_pattern: str):
     matrix, expected = reference
     run_dir = tmp_path / "run"
     process = _start("run", str(matrix), "--run-dir", str(run_dir))
