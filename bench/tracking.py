@@ -1,6 +1,9 @@
-"""Experiment tracking's cost: `bertabl run` with `[tracking] tensorboard = true` vs `false`.
+"""Experiment tracking's cost: `bertabl run` with one tracker on vs every tracker off.
 
-    python -m bench.tracking [--repeats N]
+    python -m bench.tracking [--repeats N] [--service tensorboard|wandb|mlflow]
+
+`--service wandb` (offline mode) and `--service mlflow` (a SQLite store in the run directory)
+need their extras: pip install -c constraints.txt ".[wandb,mlflow]".
 
 The matrix: 2 pre-training variants x 300 steps (a TensorBoard point every 25 steps) and 2
 fine-tuning restarts x 2 epochs on a synthetic task, one trial at a time: the demo's kind of
@@ -61,7 +64,12 @@ cpus_per_trial = {cpus}
 max_concurrent_trials = 1
 [tracking]
 tensorboard = {tensorboard}
-"""
+{service}"""
+SERVICES = {
+    "tensorboard": "",
+    "wandb": 'wandb = {{ project = "bench-tracking", mode = "offline" }}\n',
+    "mlflow": "mlflow = {{}}\n",
+}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -71,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs")
     parser.add_argument("--cpus", type=int, default=2, help="threads per trial")
     parser.add_argument("--repeats", type=int, default=2, help="runs with tracking on")
+    parser.add_argument("--service", choices=sorted(SERVICES), default="tensorboard")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
@@ -78,12 +87,17 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         matrices = {}
         for on in (False, True):
-            text = MATRIX.format(**sizes, cpus=args.cpus, tensorboard=str(on).lower())
+            tensorboard = on and args.service == "tensorboard"
+            service = SERVICES[args.service].format() if on else ""
+            text = MATRIX.format(
+                **sizes, cpus=args.cpus, tensorboard=str(tensorboard).lower(), service=service
+            )
             matrices[on] = Path(tmp) / f"tracking-{'on' if on else 'off'}.toml"
             matrices[on].write_text(text)
         print(
             f"2 pre-training x {args.steps} steps, 2 fine-tuning x {args.epochs} epoch(s) of "
-            f"{args.train_examples} examples, one trial at a time, {args.cpus} thread(s)"
+            f"{args.train_examples} examples, one trial at a time, {args.cpus} thread(s); "
+            f"the tracker measured: {args.service}"
         )
         offs = [_run(matrices[False], Path(tmp) / "off-0")]
         print(f"tracking off: {offs[-1]:7.2f} s")
@@ -96,13 +110,14 @@ def main(argv: list[str] | None = None) -> None:
             ratios.append(on / baseline)
             print(f"tracking on:  {on:7.2f} s  ({on - baseline:+.2f} s vs the off runs beside it)")
             print(f"tracking off: {offs[-1]:7.2f} s")
-        events = sum(1 for _ in (run_dir / "tensorboard").rglob("events.out.tfevents.*"))
-        imported, written, results = _tracker_cost(run_dir, matrices[True])
-    print(f"event files of the last run: {events}")
-    print(
-        f"the tracker's own work: tensorboardX import {imported:.2f} s (once per run, in the "
-        f"driver), {results} results written in {written * 1000:.1f} ms"
-    )
+        if args.service == "tensorboard":
+            events = sum(1 for _ in (run_dir / "tensorboard").rglob("events.out.tfevents.*"))
+            imported, written, results = _tracker_cost(run_dir, matrices[True])
+            print(f"event files of the last run: {events}")
+            print(
+                f"the tracker's own work: tensorboardX import {imported:.2f} s (once per run, "
+                f"in the driver), {results} results written in {written * 1000:.1f} ms"
+            )
     if args.repeats > 1:
         print("ratios: " + ", ".join(f"{r:.3f}x" for r in ratios))
     print(f"tracking on / off (wall): {statistics.median(ratios):.3f}x")

@@ -28,12 +28,15 @@ from bertabl.cli_options import (
     Stage,
     StorageOption,
 )
+from bertabl.cli_slurm import slurm
 from bertabl.errors import UserError
 
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=True,  # --install-completion / --show-completion: bash, zsh, fish, pwsh
     pretty_exceptions_enable=False,
+    # help texts say "[default: ...]": plain text, not rich markup (which would drop it)
+    rich_markup_mode=None,
     help="Declarative BERT ablation studies: TOML matrix -> Ray Tune trials -> paper-style tables.",
 )
 console = Console()
@@ -324,24 +327,36 @@ def _execute(the_plan, store, source, out, latex, address, only=None, storage=No
     from bertabl.orchestrate.run import run_plan
     from bertabl.orchestrate.tracking import tracking_lines
     from bertabl.report.build import write_report
+    from bertabl.report.publish import publish_report
 
     count = len(only) if only is not None else len(the_plan.pretrain) + len(the_plan.finetune)
-    console.print(f"[bold]{the_plan.matrix.name}[/]: {count} trial(s) -> {store.root}")
+    name = the_plan.matrix.name
+    console.print(f"[bold]{name}[/]: {count} trial(s) -> {store.root}", soft_wrap=True)
     for line in tracking_lines(the_plan, store.root):
         console.print(f"tracking: {line}", soft_wrap=True, highlight=False)
     progress = LiveProgress(the_plan, console)
     with Live(progress, console=console, refresh_per_second=4, transient=False):
         summary = run_plan(the_plan, store, source, progress, address, only, storage)
     console.print()
-    paths = write_report(
-        the_plan, store, out or store.root, ["md", "tex"] if latex else ["md"]
-    ).paths
+    written = write_report(the_plan, store, out or store.root, ["md", "tex"] if latex else ["md"])
+    paths = written.paths
+    for line in publish_report(the_plan, store.root, written):
+        console.print(f"tracking: {line}", soft_wrap=True, highlight=False)
     console.print(
         f"{len(summary.done)} ran, {len(summary.skipped)} already done, {len(summary.failed)} "
         f"failed, {len(summary.blocked)} blocked in {summary.seconds:.1f}s"
     )
     for path in paths:
-        console.print(f"report: {path}")
+        console.print(f"report: {path}", soft_wrap=True, highlight=False)
+    if summary.interrupted:
+        from bertabl.orchestrate.interrupt import INTERRUPTED_EXIT
+
+        errors.print(
+            f"interrupted ({summary.interrupted}): {len(summary.stopped)} trial(s) unfinished; "
+            f"`bertabl resume {store.root}` continues them from their latest checkpoints",
+            soft_wrap=True,
+        )
+        raise typer.Exit(INTERRUPTED_EXIT)
     if summary.failed or summary.blocked:
         errors.print(
             "some trials failed or are blocked: see the report's notes and "
@@ -467,6 +482,9 @@ def export(
         f"{', '.join(f'{k} {v:g}' for k, v in about['grid_point'].items())}) -> {out_dir}",
         soft_wrap=True,
     )
+
+
+app.command()(user_errors(slurm))
 
 
 def _table(*columns: str) -> Table:

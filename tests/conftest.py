@@ -60,6 +60,27 @@ epochs = [1]
 """
 
 
+def run_results(run_dir: Path) -> dict[str, dict]:
+    """Each trial's status, metrics, history (less its clock) and final weights: what a resumed
+    run must reproduce to the bit on CPU."""
+    import json
+
+    from safetensors.torch import load_file
+
+    out = {}
+    for path in (run_dir / "trials").glob("*/record.json"):
+        record = json.loads(path.read_text())
+        out[record["id"]] = {
+            "status": record["status"],
+            "metrics": record["metrics"],
+            "history": [{k: v for k, v in h.items() if k != "seconds"} for h in record["history"]],
+        }
+        model = path.parent / "model" / "model.safetensors"
+        if model.is_file():
+            out[record["id"]]["weights"] = {k: v.tolist() for k, v in load_file(model).items()}
+    return out
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked `gpu` skip where torch sees no CUDA device (this project's CI machines)."""
     import torch

@@ -37,6 +37,7 @@ from bertabl.matrix.resources import (
     TrialResources,
     resolve,
 )
+from bertabl.matrix.tracking_section import TrackingSection
 from bertabl.tasks.catalogue import TaskCatalogue
 from bertabl.tasks.custom import CustomTask
 from bertabl.tasks.spec import TaskSpec
@@ -330,19 +331,6 @@ class ReportSection(Strict):
         default_factory=dict,
         description="variant (row) name -> the paper row id it stands beside, where the names "
         "differ (ids: bert_base, no_nsp, ...; Table 6 l12_h768_a12; Table 8 mask80_same10_rnd10)",
-    )
-
-
-class TrackingSection(Strict):
-    """Experiment tracking: each trial's curves (pre-training loss / lr / tokens per second by
-    step, fine-tuning dev metrics by epoch) as one run per trial, named by its row, task, grid
-    point and restart (orchestrate/tracking.py). Not part of trial ids."""
-
-    tensorboard: bool = Field(
-        True,
-        description="write TensorBoard event files to <run dir>/tensorboard (offline; view with "
-        "`tensorboard --logdir <run dir>/tensorboard`); on by default: bench/tracking.py "
-        "measured milliseconds per reported result, in the driver",
     )
 
 

@@ -182,6 +182,18 @@ class LiveProgress(RunObserver):
         self.counts[self._stage(trial_id)]["failed"] += 1
         self.console.print(f"[red]failed[/] {self._describe(trial_id)}: {reason}")
 
+    def interrupted(self, signal_name: str, trial_ids: list[str]) -> None:
+        running = [t for t in trial_ids if t in self.running]
+        for trial_id in running:
+            self._forget(trial_id)
+            last = self.running.pop(trial_id, "")
+            self.console.print(f"[yellow]stopped[/] {self._describe(trial_id)}  {last}")
+        self.console.print(
+            f"[yellow]{signal_name}[/]: stopped {len(running)} running trial(s); "
+            f"{len(trial_ids)} unfinished continue on `bertabl resume` (from their checkpoints)",
+            soft_wrap=True,
+        )
+
     def __rich__(self) -> Group:
         table = Table(box=None, pad_edge=False)
         for column in ("stage", "total", "skipped", "pending", "running", "done", "failed"):

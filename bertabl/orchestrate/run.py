@@ -23,6 +23,7 @@ from bertabl.matrix.plan import FinetuneTrial, Plan, PretrainTrial
 from bertabl.matrix.resources import STAGES
 from bertabl.matrix.schema import Resources
 from bertabl.matrix.trials import TestTrial
+from bertabl.orchestrate.interrupt import RunInterrupted, StopRequest
 from bertabl.orchestrate.observer import RunObserver
 from bertabl.orchestrate.placement import Node, alive_nodes, check_stage
 from bertabl.orchestrate.prepare import prepare_data
@@ -38,6 +39,8 @@ class RunSummary:
     done: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)  # unfinished when a stop was requested
+    interrupted: str | None = None  # the signal that stopped the run (orchestrate/interrupt.py)
     seconds: float = 0.0
 
 
@@ -60,7 +63,12 @@ def run_plan(
     observer = observer or RunObserver()
     started = time.perf_counter()
     summary = RunSummary()
+    stop = StopRequest()
     with store.lock():
+        if plan.matrix.tracking.wandb or plan.matrix.tracking.mlflow:
+            from bertabl.orchestrate.tracking_services import preflight
+
+            preflight(plan, store.root)  # a missing extra or a bad store: before any work
         store.write_manifest(plan.matrix.model_dump(mode="json"), source.to_dict())
         needed = plan.intermediate_steps()
 
@@ -76,15 +84,23 @@ def run_plan(
         pretrain = _pending(_select(plan.pretrain, only), complete, summary, observer)
         finetune = _pending(_select(plan.finetune, only), store.is_done, summary, observer)
         tests = _pending(_select(plan.tests, only), store.is_done, summary, observer)
-        prepare_data(pretrain, store, observer)  # once, with every core, before Ray and trials
         # Test-split scorings run with fine-tuning's resources (one worker each).
         pending = (pretrain, finetune + tests)
         stages = [name for name, trials in zip(STAGES, pending, strict=True) if trials]
-        if stages:
-            with ray_session(address, plan.matrix.resources, stages) as nodes:
-                _run_trials(
-                    plan, pretrain, finetune, tests, store, observer, summary, storage, nodes
-                )
+        try:
+            with stop.catching(raise_now=True):  # once, with every core, before Ray and trials
+                prepare_data(pretrain, store, observer)
+            if stages and not stop.requested:
+                with ray_session(address, plan.matrix.resources, stages) as nodes:
+                    trials = (pretrain, finetune, tests)
+                    _run_trials(plan, *trials, store, observer, summary, storage, nodes, stop)
+        except RunInterrupted:
+            pass  # during data preparation: its partial store is rebuilt next time
+        if stop.requested:
+            summary.interrupted = stop.signal_name
+            settled = {*summary.done, *summary.failed, *summary.blocked, *summary.skipped}
+            summary.stopped = [t.id for t in (*pretrain, *finetune, *tests) if t.id not in settled]
+            observer.interrupted(stop.signal_name, summary.stopped)
         prune_unselected(plan, store)
     summary.seconds = time.perf_counter() - started
     return summary
@@ -155,17 +171,19 @@ def _run_trials(
     summary: RunSummary,
     storage: str | None = None,
     nodes: list | None = None,
+    stop: StopRequest | None = None,
 ) -> None:
     """One Tune run for every stage (orchestrate/dependencies.py): a fine-tune starts when its
     pre-training is done, a test-split scoring when its cell's fine-tunes have settled; either
-    is blocked, never run, when what it needs failed."""
+    is blocked, never run, when what it needs failed. `stop`, once requested, stops it."""
     from ray import tune
 
     from bertabl.orchestrate.dependencies import DependencySearcher
     from bertabl.orchestrate.placement import capacity
     from bertabl.orchestrate.train_workers import DRIVER_RESOURCES
-    from bertabl.orchestrate.tune_events import TrackingEvents, TuneEvents
+    from bertabl.orchestrate.tune_events import StopOnRequest, TrackingEvents, TuneEvents
 
+    stop = stop or StopRequest()
     stages = (("pretrain", pretrain), ("finetune", finetune), ("test", tests))
     for stage, trials in stages:
         if trials:
@@ -223,6 +241,10 @@ def _run_trials(
         from bertabl.orchestrate.tracking import TENSORBOARD_DIR, Tracker
 
         callbacks.append(TrackingEvents(Tracker(plan, store.root / TENSORBOARD_DIR)))
+    if plan.matrix.tracking.wandb or plan.matrix.tracking.mlflow:
+        from bertabl.orchestrate.tracking_services import service_callbacks
+
+        callbacks += service_callbacks(plan, store.root)
     tuner = tune.Tuner(
         tune.with_resources(run_trial, trial_resources),
         param_space=param_space,
@@ -244,15 +266,21 @@ def _run_trials(
             verbose=0,
             callbacks=callbacks,
             failure_config=tune.FailureConfig(max_failures=resources.max_failures),
+            stop=StopOnRequest(stop),
         ),
     )
-    results = tuner.fit()
+    with stop.catching(raise_now=False):  # after ray.init, which sets its own SIGTERM handler
+        results = tuner.fit()
     by_id = {t.id: t for t in (*pretrain, *finetune, *tests)}
     for result in results:
+        if result.error is None and stop.requested and not result.config:
+            continue  # stopped on request before it reported anything
         trial_id = result.config["trial"]["id"]
         if result.error is None and store.is_done(trial_id):
             summary.done.append(trial_id)
             continue
+        if result.error is None and stop.requested:
+            continue  # stopped on request: it resumes from its checkpoint, not failed
         reason = error_summary(result.error) if result.error else "ended without a result"
         attempts = {"attempt": store.attempts(trial_id)}
         store.write_record(trial_id, _dump(by_id[trial_id]), FAILED, error=reason, timings=attempts)
@@ -299,6 +327,8 @@ def ray_session(
     (yields the nodes), and shut down after."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no Tune console tables: we show our own
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    # SIGINT stops a run through bertabl's handler (orchestrate/interrupt.py), not Tune's.
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     # No Tune CSV/JSON/TensorBoard result files: the run directory's records are the results,
     # and orchestrate/tracking.py writes the TensorBoard curves (by step, named by row/task).
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")

@@ -10,10 +10,15 @@ fine-tuning against the epoch, so a resumed trial continues its own curve (the a
 died is cut at the step it resumes from: tensorboardX's purge_step), and a run's name says
 which row, task, grid point and restart it is. The writer itself is tensorboardX's (a Ray Tune
 dependency, no TensorFlow), so it works offline.
+
+The same names, steps and curves go to Weights & Biases and MLflow when the matrix asks
+(orchestrate/tracking_services.py); the settings they share with the report's publishing
+(report/publish.py) are here: run ids, the MLflow store and experiment, the extras' imports.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import re
@@ -21,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bertabl.errors import UserError
 from bertabl.matrix.cells import cell_trials
 from bertabl.matrix.plan import FinetuneTrial, Plan
 from bertabl.matrix.trials import TestTrial
@@ -121,9 +127,73 @@ class Tracker:
             self.end(trial_id)
 
 
+def require(module: str):
+    """Import a tracking service's package, or one line naming the extra that installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise UserError(
+            f"[tracking] {module} needs the {module} package: pip install -c constraints.txt "
+            f"'bertabl[{module}]' (or leave tracking.{module} out of the matrix)"
+        ) from None
+
+
+def wandb_run_id(run_dir: Path, name: str) -> str:
+    """A W&B run id for `name` (a trial id, "report") in this run directory: the same for every
+    attempt (a resumed trial continues its run), another for another run directory."""
+    digest = hashlib.sha256(str(Path(run_dir).resolve()).encode()).hexdigest()[:8]
+    return f"{name}-{digest}"
+
+
+def mlflow_uri(plan: Plan, run_dir: Path) -> str:
+    settings = plan.matrix.tracking.mlflow
+    uri = settings.tracking_uri if settings else None
+    return uri or f"sqlite:///{Path(run_dir).resolve() / 'mlflow.db'}"
+
+
+def mlflow_experiment(plan: Plan) -> str:
+    settings = plan.matrix.tracking.mlflow
+    return (settings and settings.experiment) or plan.matrix.name
+
+
+def mlflow_experiment_id(client, plan: Plan, run_dir: Path) -> str:
+    """The id of the matrix's MLflow experiment, created if new. With a SQLite store its
+    artifacts go beside the database file (MLflow's default is ./mlruns in whatever folder
+    the command ran from); a server keeps its own."""
+    name = mlflow_experiment(plan)
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    uri = mlflow_uri(plan, run_dir)
+    artifacts = None
+    if uri.startswith("sqlite:///"):
+        database = Path(uri.removeprefix("sqlite:///")).resolve()
+        artifacts = (database.parent / "mlflow-artifacts").as_uri()
+    return client.create_experiment(name, artifact_location=artifacts)
+
+
 def tracking_lines(plan: Plan, run_dir: Path) -> list[str]:
     """Where a run's tracking logs go, for `bertabl run` to print (none when tracking is off)."""
-    if not plan.matrix.tracking.tensorboard:
-        return []
-    folder = Path(run_dir) / TENSORBOARD_DIR
-    return [f"TensorBoard: {folder} (tensorboard --logdir {folder})"]
+    tracking, lines = plan.matrix.tracking, []
+    if tracking.tensorboard:
+        folder = Path(run_dir) / TENSORBOARD_DIR
+        lines.append(f"TensorBoard: {folder} (tensorboard --logdir {folder})")
+    if tracking.wandb is not None:
+        where = f"{tracking.wandb.entity}/" if tracking.wandb.entity else ""
+        if tracking.wandb.mode == "offline":
+            folder = Path(run_dir) / "wandb"
+            lines.append(
+                f"W&B (offline): {folder}/offline-run-* (upload with `wandb sync "
+                f"{folder}/offline-run-*` to project {where}{tracking.wandb.project})"
+            )
+        else:
+            lines.append(f"W&B: project {where}{tracking.wandb.project}, group {plan.matrix.name}")
+    if tracking.mlflow is not None:
+        uri = mlflow_uri(plan, run_dir)
+        lines.append(
+            f"MLflow: experiment {mlflow_experiment(plan)} at {uri} (mlflow ui --backend-store-uri "
+            f"{uri})"
+        )
+    return lines

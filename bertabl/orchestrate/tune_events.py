@@ -67,6 +67,20 @@ class TrackingEvents(tune.logger.LoggerCallback):
             self.tracker.close()
 
 
+class StopOnRequest(tune.Stopper):
+    """Ends the Tune run once a stop is requested (orchestrate/interrupt.py): Tune stops every
+    running trial and starts no other."""
+
+    def __init__(self, request):
+        self.request = request
+
+    def __call__(self, trial_id, result) -> bool:
+        return False  # trials end by themselves; only the whole run is stopped
+
+    def stop_all(self) -> bool:
+        return self.request.requested
+
+
 # Tune's own keys in a result (beside what the trial body reported)
 TUNE_KEYS = {
     *AUTO_RESULT_KEYS,

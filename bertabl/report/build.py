@@ -14,7 +14,13 @@ from bertabl.report.curves import plot_learning_curves
 from bertabl.report.layouts import build_report
 from bertabl.report.plot import plot_figure5
 from bertabl.report.provenance import collect_context
-from bertabl.report.render import RENDERERS, render_markdown, render_summary, render_trials_csv
+from bertabl.report.render import (
+    RENDERERS,
+    render_csv,
+    render_markdown,
+    render_summary,
+    render_trials_csv,
+)
 from bertabl.trial.files import PREDICTIONS
 
 FORMATS = tuple(RENDERERS)
@@ -24,6 +30,7 @@ FORMATS = tuple(RENDERERS)
 class Written:
     paths: list[Path]  # every file written
     summary: str  # the tables, notes and rules as Markdown, for the terminal
+    headline: str  # the tables' every shown cell as CSV (what report/publish.py logs)
 
 
 def write_report(
@@ -60,7 +67,7 @@ def write_report(
             written.append(path)
     if report.figure is not None:
         written += plot_figure5(report.figure, out_dir / name)
-    return Written(written, render_summary(report))
+    return Written(written, render_summary(report), render_csv(report, ctx))
 
 
 def predictions_of(store: RunStore):

@@ -1,4 +1,5 @@
-"""Kill a real `bertabl run` with SIGKILL, resume it, and get the uninterrupted run's results."""
+"""Kill a real `bertabl run` with SIGKILL, or stop it with SIGTERM (what a batch scheduler sends),
+resume it, and get the uninterrupted run's results."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-from safetensors.torch import load_file
 
-from tests.conftest import REPO, TINY_MATRIX
+from bertabl.orchestrate.interrupt import INTERRUPTED_EXIT
+from tests.conftest import REPO, TINY_MATRIX, run_results
 
 pytestmark = pytest.mark.slow
 
@@ -38,21 +39,6 @@ def _start(*args: str) -> subprocess.Popen:
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-
-
-def _results(run_dir: Path) -> dict[str, dict]:
-    out = {}
-    for path in (run_dir / "trials").glob("*/record.json"):
-        record = json.loads(path.read_text())
-        out[record["id"]] = {
-            "status": record["status"],
-            "metrics": record["metrics"],
-            "history": [{k: v for k, v in h.items() if k != "seconds"} for h in record["history"]],
-        }
-        model = path.parent / "model" / "model.safetensors"
-        if model.is_file():
-            out[record["id"]]["weights"] = {k: v.tolist() for k, v in load_file(model).items()}
-    return out
 
 
 def _kill_when(process: subprocess.Popen, run_dir: Path, pattern: str, timeout: float = 240):
@@ -90,7 +76,7 @@ def reference(tmp_path_factory) -> tuple[Path, dict]:
         timeout=600,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    return matrix, _results(base / "run")
+    return matrix, run_results(base / "run")
 
 
 @pytest.mark.parametrize(
@@ -124,4 +110,42 @@ def test_killed_run_resumes_to_identical_results(reference, tmp_path: Path, stag
         for p in (run_dir / "trials").glob("*/record.json")
     }
     assert any(r["timings"].get("resumed_from_step") for r in records.values())
-    assert _results(run_dir) == expected  # metrics, histories and weights, to the bit
+    assert run_results(run_dir) == expected  # metrics, histories and weights, to the bit
+
+
+def test_sigterm_stops_the_run_cleanly_and_it_resumes_to_identical_results(reference, tmp_path):
+    """SIGTERM to the driver alone (as the Slurm script sends it): the running trials stop,
+    none is recorded as failed, the report is written, the exit status says "resumable"."""
+    matrix, expected = reference
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bertabl", "run", str(matrix), "--run-dir", str(run_dir)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.time() + 240
+    while not list((run_dir / "trials").glob("ft-*/checkpoints/ckpt-*.pt")):
+        assert process.poll() is None, "the run finished before it could be stopped"
+        assert time.time() < deadline, "no fine-tuning checkpoint within 240 s"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+
+    assert process.returncode == INTERRUPTED_EXIT, output
+    assert "interrupted (SIGTERM)" in output and f"bertabl resume {run_dir}" in output
+    records = [json.loads(p.read_text()) for p in (run_dir / "trials").glob("*/record.json")]
+    assert {r["status"] for r in records} == {"done"}  # nothing failed or blocked
+    assert len(records) < len(expected)
+    assert (run_dir / "tiny.md").is_file()  # the report of what finished
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "bertabl", "resume", str(run_dir)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert run_results(run_dir) == expected
