@@ -16,7 +16,9 @@ import random
 import numpy as np
 import torch
 
+from bertabl.pretrain.objectives import OBJECTIVES
 from bertabl.training import IGNORE_INDEX as IGNORE
+from bertabl.trial.pretrain import Objective
 
 
 def split_heldout(documents: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -48,7 +50,7 @@ def perplexity(nll_sum: float, tokens: int) -> float:
 def heldout_metrics(
     model: torch.nn.Module,
     batches: list[dict[str, torch.Tensor]],
-    objective: str,
+    objective: Objective,
     device: torch.device,
     autocast,
 ) -> dict[str, float]:
@@ -58,13 +60,14 @@ def heldout_metrics(
     """
     was_training = model.training
     model.eval()
+    with_nsp = OBJECTIVES[objective].nsp
     nll, tokens, nsp_hits, pairs = 0.0, 0, 0, 0
     for batch in batches:
         batch = {k: v.to(device) for k, v in batch.items()}
         inputs = {k: v for k, v in batch.items() if k not in ("labels", "next_sentence_label")}
         with autocast():
             out = model(**inputs)
-        logits = out.prediction_logits if objective == "mlm_nsp" else out.logits
+        logits = out.prediction_logits if with_nsp else out.logits
         nll += torch.nn.functional.cross_entropy(
             logits.float().flatten(0, 1),
             batch["labels"].flatten(),
@@ -72,7 +75,7 @@ def heldout_metrics(
             reduction="sum",
         ).item()
         tokens += int((batch["labels"] != IGNORE).sum())
-        if objective == "mlm_nsp":
+        if with_nsp:
             labels = batch["next_sentence_label"]
             nsp_hits += int((out.seq_relationship_logits.argmax(-1) == labels).sum())
             pairs += len(labels)
