@@ -86,3 +86,15 @@ def test_planning_imports_neither_torch_nor_transformers():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_logged_metrics_are_named_for_what_they_measure(name: str):
+    """The loop averages its language-model loss as mlm_loss / mlm_perplexity; LTR logs the
+    same numbers as ltr_loss / ltr_perplexity (tests/pretrain/test_ltr.py: in a trial's record)."""
+    averaged = {"loss": 2.5, "mlm_loss": 2.0, "mlm_perplexity": 7.39}
+    logged = OBJECTIVES[name].logged(dict(averaged))
+    if OBJECTIVES[name].causal:
+        assert logged == {"loss": 2.5, "ltr_loss": 2.0, "ltr_perplexity": 7.39}
+    else:
+        assert logged == averaged
