@@ -135,12 +135,12 @@ def save_initial_model(pretrain_config, directory: Path) -> Path:
     """A freshly initialised (seeded) pre-training model + tokenizer, saved as a checkpoint
     folder: what fine-tuning loads. Speed does not depend on the weights' values."""
     from bertabl.data.tokenizer import build_tokenizer
-    from bertabl.pretrain.model import build_model
+    from bertabl.pretrain.objectives import OBJECTIVES
 
     pt = pretrain_config.pretrain
     tokenizer = build_tokenizer(pretrain_config.data, directory / "vocab")
     torch.manual_seed(pt.seed)
-    model = build_model(pt.objective, pt.model, len(tokenizer), tokenizer.pad_token_id)
+    model = OBJECTIVES[pt.objective].build_model(pt.model, len(tokenizer), tokenizer.pad_token_id)
     model.save_pretrained(directory / "model")
     tokenizer.save_pretrained(directory / "model")
     return directory / "model"

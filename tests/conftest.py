@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bertabl.orchestrate.checkpoint import Checkpointer
-from bertabl.pretrain.model import build_model
+from bertabl.pretrain.objectives import OBJECTIVES
 from bertabl.trial.pretrain import ModelConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -128,4 +128,4 @@ class KillAfter(Checkpointer):
 def model_from(config: dict, vocab_size: int, pad_token_id: int):
     """A fresh pre-training model from {"objective", "model": {...}} (a tiny test model)."""
     model = ModelConfig.model_validate(config["model"])
-    return build_model(config["objective"], model, vocab_size, pad_token_id)
+    return OBJECTIVES[config["objective"]].build_model(model, vocab_size, pad_token_id)

@@ -62,7 +62,7 @@ def data_jobs(trials: Iterable[tuple[str, Any]]) -> list[DataJob]:
     control reads no corpus: it needs none)."""
     jobs: dict[str, tuple[DataRef, int, list[str]]] = {}
     for trial_id, config in trials:
-        if config.pretrain.objective == "none":
+        if config.pretrain.untrained:
             continue
         size = config.pretrain.vocab_size if is_trained(config.data) else 0
         key = json.dumps([config.data.identity, size], sort_keys=True)

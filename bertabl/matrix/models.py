@@ -20,7 +20,7 @@ from bertabl.trial.data import DataRef
 from bertabl.trial.files import model_dir_name
 from bertabl.trial.finetune import CheckpointRef
 from bertabl.trial.identity import trial_id
-from bertabl.trial.pretrain import PretrainConfig, PretrainTrialConfig
+from bertabl.trial.pretrain import UNTRAINED, PretrainConfig, PretrainTrialConfig
 
 HUB, RUN = "hub:", "run:"
 # Files that decide a saved model: weights, config, tokenizer. Others in the folder (a README,
@@ -128,7 +128,7 @@ def untrained_like(model: CheckpointModel, base: dict, where: str) -> PretrainTr
             )
     shape = {ours: config[theirs] for ours, theirs in _SHAPE.items()}
     try:
-        pretrain = PretrainConfig.model_validate(base | {"objective": "none", "model": shape})
+        pretrain = PretrainConfig.model_validate(base | {"objective": UNTRAINED, "model": shape})
     except ValueError as err:
         raise MatrixError(f"{where}: untrained = true: {err}") from None
     source = TokenizerFolder(folder)

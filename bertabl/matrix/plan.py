@@ -39,6 +39,7 @@ from bertabl.matrix.trials import (
     finetune_trials,
     resolved_recipe,
 )
+from bertabl.pretrain.objectives import OBJECTIVES
 from bertabl.trial.data import DataRef
 from bertabl.trial.finetune import Recipe
 from bertabl.trial.pretrain import PretrainTrialConfig
@@ -195,7 +196,7 @@ def _pretrain_trial(config: PretrainTrialConfig, vocab: int) -> PretrainTrial:
         pt.model.hidden,
         pt.model.ffn,
         pt.model.max_position,
-        nsp=pt.objective in ("mlm_nsp", "none"),  # none: the same architecture
+        nsp=OBJECTIVES[pt.objective].nsp_head,
     )
     return PretrainTrial(config.id, config, params)
 

@@ -18,6 +18,7 @@ from bertabl.matrix.finetune_section import FinetuneSection, TaskProtocol
 from bertabl.matrix.models import ModelSource
 from bertabl.matrix.rows import RecipeRow, Row
 from bertabl.matrix.schema import Matrix, TaskData
+from bertabl.pretrain.objectives import OBJECTIVES, PretrainObjective
 from bertabl.tasks import sources
 from bertabl.trial.data import DataRef
 from bertabl.trial.finetune import (
@@ -49,8 +50,12 @@ class PretrainTrial:
         return self.config.pretrain.model.layers
 
     @property
+    def objective(self) -> PretrainObjective:
+        return OBJECTIVES[self.config.pretrain.objective]
+
+    @property
     def causal(self) -> bool:
-        return self.config.pretrain.objective == "ltr"
+        return self.objective.causal
 
     @property
     def checkpoint(self) -> None:

@@ -19,9 +19,11 @@ import numpy as np
 import torch
 
 from bertabl.pretrain.masking import Masker
+from bertabl.pretrain.objectives import OBJECTIVES
 from bertabl.pretrain.pairs import Cursor, Position
 from bertabl.training import IGNORE_INDEX
 from bertabl.trial.layout import BatchLayout
+from bertabl.trial.pretrain import Objective
 
 # A step's data: (this rank's micro-batches, masked tokens in them, stream position after it)
 Step = tuple[list[dict[str, torch.Tensor]], int, Position]
@@ -60,7 +62,7 @@ def collate(
     keys: np.ndarray,
     tokenizer_ids: tuple[int, int, int],
     masker: Masker,
-    objective: str,
+    objective: Objective,
     positions: bool = False,
 ) -> dict[str, torch.Tensor]:
     """One (micro-)batch as the model takes it; `positions` adds the flat masked positions
@@ -75,21 +77,12 @@ def collate(
         "attention_mask": torch.from_numpy(encoded["attention_mask"]),
         "labels": torch.from_numpy(labels),
     }
-    if objective == "mlm_nsp":
+    if OBJECTIVES[objective].nsp:
         batch["next_sentence_label"] = torch.from_numpy(rows[:, 4].copy())
-    if objective == "ltr":
-        batch["labels"] = next_token_labels(batch["labels"])
+    batch["labels"] = OBJECTIVES[objective].targets(batch["labels"])
     if positions:
         batch["masked_positions"] = torch.from_numpy(np.flatnonzero(labels.ravel() != IGNORE_INDEX))
     return batch
-
-
-def next_token_labels(labels: torch.Tensor) -> torch.Tensor:
-    """Left-to-right targets: position t is trained to predict token t+1 (padding and the last
-    position predict nothing). Shifting here lets the MLM loss code serve LTR unchanged."""
-    shifted = torch.full_like(labels, IGNORE_INDEX)
-    shifted[:, :-1] = labels[:, 1:]
-    return shifted
 
 
 def rank_steps(
@@ -97,12 +90,12 @@ def rank_steps(
     layout: BatchLayout,
     rank: int,
     masker: Masker,
-    objective: str,
+    objective: Objective,
     tokenizer_ids: tuple[int, int, int],
 ) -> Iterator[Step]:
     """Endless steps of rank `rank`, from the cursor's position on."""
     tokens = cursor.stream.store.tokens
-    sparse = objective != "ltr"
+    sparse = OBJECTIVES[objective].masks  # the masked positions alone are decoded
     while True:
         rows, keys = cursor.take(layout.batch_size)
         micro = [

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from bertabl.pretrain.objectives import OBJECTIVES
 from bertabl.pretrain.pairs import mix64, seed_int
 from bertabl.training import IGNORE_INDEX
-from bertabl.trial.pretrain import MaskingConfig
+from bertabl.trial.pretrain import MaskingConfig, Objective
 
 _STEP = np.uint64(0x9E3779B97F4A7C15)
 _LOW = np.uint64(0xFFFFFFFF)
@@ -27,10 +28,11 @@ _UNIT = 1.0 / 2**32
 
 
 class Masker:
-    """Masks batches of encoded pairs for one objective ("ltr": none, labels = inputs)."""
+    """Masks batches of encoded pairs for one objective (one that does not mask, e.g. the
+    left-to-right LM: labels = inputs)."""
 
-    def __init__(self, tokenizer, objective: str, masking: MaskingConfig, seed: int):
-        self.mlm = objective != "ltr"  # LTR predicts every next token: no masking
+    def __init__(self, tokenizer, objective: Objective, masking: MaskingConfig, seed: int):
+        self.mlm = OBJECTIVES[objective].masks
         self.vocab_size = len(tokenizer)
         self.mask_id = tokenizer.mask_token_id
         self.probability = masking.probability

@@ -1,25 +1,26 @@
-"""Models per pre-training objective, built from transformers' BERT classes."""
+"""The modules pre-training runs forward, built around transformers' BERT classes: the masked LM
+decoded at its masked positions only, and the left-to-right LM's loss in chunks. Which model an
+objective builds, and which of these it trains through, is the objective's (objectives/)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch.utils.checkpoint import checkpoint
-from transformers import (
-    BertConfig,
-    BertForMaskedLM,
-    BertForPreTraining,
-    BertLMHeadModel,
-    PreTrainedModel,
-)
+from transformers import BertConfig, PreTrainedModel
 from transformers.models.bert.modeling_bert import BertPreTrainingHeads
 
 from bertabl.training import IGNORE_INDEX
-from bertabl.trial.pretrain import ModelConfig, Objective
+
+if TYPE_CHECKING:
+    from bertabl.trial.pretrain import ModelConfig
 
 # Elements of the [positions, vocabulary] logits one LTR micro-batch may hold at once: 2^28 is
 # 1 GiB in fp32. Below it the logits are dense (every preset run on a CPU stays there); above
 # it the loss is computed in chunks of this size (ChunkedLeftToRightLM). At the paper's scale
-# (256 x 512 positions x 30,522) the dense logits alone would be 16 GB in fp32.
+# (256 x 512 positions x 30,522) the dense logits alone would be 16 GB in fp32. The held-out
+# pass (perplexity.py) decodes in chunks of this size too.
 DENSE_LOGITS_LIMIT = 2**28
 
 # BertConfig's name for each pretrain.model setting (dropout applies to both of BERT's kinds).
@@ -40,21 +41,19 @@ def bert_config(model: ModelConfig, vocab_size: int, pad_token_id: int) -> BertC
     return BertConfig(vocab_size=vocab_size, pad_token_id=pad_token_id, **sizes)
 
 
-def build_model(
-    objective: Objective, model: ModelConfig, vocab_size: int, pad_token_id: int
-) -> PreTrainedModel:
-    """A freshly initialised model with the heads its objective trains."""
-    config = bert_config(model, vocab_size, pad_token_id)
-    if objective in ("mlm_nsp", "none"):  # none: BERT's architecture, pooler included, untrained
-        return BertForPreTraining(config)
-    if objective == "ltr":
-        # Left-to-right LM: BERT's self-attention made causal. `is_decoder` is saved with the
-        # checkpoint, so the causal mask stays when the model is fine-tuned (the paper's setup).
-        config.is_decoder = True
-        config.use_cache = False  # training only: no key/value cache
-        return BertLMHeadModel(config)
-    # MLM only: no NSP head, and no pooler (only NSP would train it), as in the paper's "No NSP".
-    return BertForMaskedLM(config)
+def encode_at(
+    model: PreTrainedModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    token_type_ids: torch.Tensor,
+    positions: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(the encoder's last hidden states at the flat `positions` [len(positions), hidden], its
+    pooled output or None when the model has no pooler) for a BERT pre-training model."""
+    out = model.bert(
+        input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+    )
+    return out.last_hidden_state.flatten(0, 1).index_select(0, positions), out.pooler_output
 
 
 class MaskedPositionsLM(torch.nn.Module):
@@ -79,13 +78,12 @@ class MaskedPositionsLM(torch.nn.Module):
         masked_positions: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(MLM logits [masked tokens, vocab] in `masked_positions` order, NSP logits or None)."""
-        out = self.model.bert(
-            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        hidden, pooled = encode_at(
+            self.model, input_ids, attention_mask, token_type_ids, masked_positions
         )
-        hidden = out.last_hidden_state.flatten(0, 1).index_select(0, masked_positions)
         heads = self.model.cls
         if isinstance(heads, BertPreTrainingHeads):  # MLM + NSP
-            return heads.predictions(hidden), heads.seq_relationship(out.pooler_output)
+            return heads.predictions(hidden), heads.seq_relationship(pooled)
         return heads.predictions(hidden), None
 
 
@@ -114,10 +112,9 @@ class ChunkedLeftToRightLM(torch.nn.Module):
         labels: torch.Tensor,
     ) -> torch.Tensor:
         """The cross-entropy summed over `masked_positions` (flat positions with a label)."""
-        out = self.model.bert(
-            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        hidden, _ = encode_at(
+            self.model, input_ids, attention_mask, token_type_ids, masked_positions
         )
-        hidden = out.last_hidden_state.flatten(0, 1).index_select(0, masked_positions)
         targets = labels.flatten().index_select(0, masked_positions)
         total = hidden.new_zeros((), dtype=torch.float32)
         for start in range(0, len(targets), self.chunk_rows):
@@ -134,15 +131,3 @@ class ChunkedLeftToRightLM(torch.nn.Module):
         return torch.nn.functional.cross_entropy(
             logits.float(), targets, ignore_index=IGNORE_INDEX, reduction="sum"
         )
-
-
-def lm_module(model: PreTrainedModel, objective: Objective, positions: int) -> torch.nn.Module:
-    """What the pre-training loop runs forward for `objective`, given the positions of one
-    micro-batch: MLM decodes the masked positions only (MaskedPositionsLM); LTR predicts every
-    position, densely unless its logits would exceed DENSE_LOGITS_LIMIT elements."""
-    if objective != "ltr":
-        return MaskedPositionsLM(model)
-    vocab = model.config.vocab_size
-    if positions * vocab <= DENSE_LOGITS_LIMIT:
-        return model
-    return ChunkedLeftToRightLM(model, max(1, DENSE_LOGITS_LIMIT // vocab))

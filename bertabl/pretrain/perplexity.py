@@ -6,6 +6,10 @@ tokens are the masked positions, chosen by the trial's masking config with a fix
 with the same masking config are scored on the same positions; for the left-to-right LM they are
 every next token. The two are not comparable with each other (the paper says so of its MLM
 ppl).
+
+Like training, the pass decodes the vocabulary only at the predicted positions, in chunks of at
+most DENSE_LOGITS_LIMIT logits: dense logits over every position of a held-out batch were 2 GB
+of a BERT-Base trial's 5 GB peak at 512 tokens, nearly all of them for positions no loss reads.
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ import random
 import numpy as np
 import torch
 
+from bertabl.pretrain import model as lm
+from bertabl.pretrain.objectives import OBJECTIVES
 from bertabl.training import IGNORE_INDEX as IGNORE
+from bertabl.trial.pretrain import Objective
 
 
 def split_heldout(documents: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -48,33 +55,47 @@ def perplexity(nll_sum: float, tokens: int) -> float:
 def heldout_metrics(
     model: torch.nn.Module,
     batches: list[dict[str, torch.Tensor]],
-    objective: str,
+    objective: Objective,
     device: torch.device,
     autocast,
 ) -> dict[str, float]:
-    """Held-out loss, perplexity and (with NSP) next-sentence accuracy of `model` on `batches`.
+    """Held-out loss, perplexity and (with NSP) next-sentence accuracy of `model` (a BERT
+    pre-training model of `objective`) on `batches`.
 
     `batches` are collated like training batches (LTR labels already shifted to next tokens).
+    The numbers are the dense computation's (every position's logits, the unlabelled ignored):
+    tests/pretrain/test_perplexity.py compares the two.
     """
     was_training = model.training
     model.eval()
+    with_nsp = OBJECTIVES[objective].nsp
+    rows = max(1, lm.DENSE_LOGITS_LIMIT // model.config.vocab_size)  # positions per chunk
     nll, tokens, nsp_hits, pairs = 0.0, 0, 0, 0
     for batch in batches:
-        batch = {k: v.to(device) for k, v in batch.items()}
-        inputs = {k: v for k, v in batch.items() if k not in ("labels", "next_sentence_label")}
+        # found on the host, before the copy: no device->host sync
+        positions = (batch["labels"].flatten() != IGNORE).nonzero().squeeze(1)
+        targets = batch["labels"].flatten().index_select(0, positions).to(device)
+        inputs = [batch[k].to(device) for k in ("input_ids", "attention_mask", "token_type_ids")]
         with autocast():
-            out = model(**inputs)
-        logits = out.prediction_logits if objective == "mlm_nsp" else out.logits
-        nll += torch.nn.functional.cross_entropy(
-            logits.float().flatten(0, 1),
-            batch["labels"].flatten(),
-            ignore_index=IGNORE,
-            reduction="sum",
-        ).item()
-        tokens += int((batch["labels"] != IGNORE).sum())
-        if objective == "mlm_nsp":
-            labels = batch["next_sentence_label"]
-            nsp_hits += int((out.seq_relationship_logits.argmax(-1) == labels).sum())
+            hidden, pooled = lm.encode_at(model, *inputs, positions.to(device))
+        losses = []
+        for start in range(0, len(positions), rows):
+            with autocast():
+                logits = model.cls.predictions(hidden[start : start + rows])
+            losses.append(
+                torch.nn.functional.cross_entropy(
+                    logits.float(), targets[start : start + rows], reduction="none"
+                )
+            )
+        if losses:  # summed in float64: a float32 sum of a batch's token losses rounds at ~1e-7,
+            # as much as two models a test compares may differ (tests/pretrain/test_parallel.py)
+            nll += torch.cat(losses).double().sum().item()
+        tokens += len(positions)
+        if with_nsp:
+            with autocast():
+                nsp_logits = model.cls.seq_relationship(pooled)
+            labels = batch["next_sentence_label"].to(device)
+            nsp_hits += int((nsp_logits.argmax(-1) == labels).sum())
             pairs += len(labels)
     model.train(was_training)
     if tokens == 0:

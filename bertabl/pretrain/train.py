@@ -35,7 +35,8 @@ from bertabl.data.tokenizer import build_tokenizer
 from bertabl.errors import DataError
 from bertabl.pretrain.batches import Prefetcher, collate, rank_steps
 from bertabl.pretrain.masking import Masker
-from bertabl.pretrain.model import ChunkedLeftToRightLM, MaskedPositionsLM, build_model, lm_module
+from bertabl.pretrain.model import ChunkedLeftToRightLM, MaskedPositionsLM
+from bertabl.pretrain.objectives import OBJECTIVES
 from bertabl.pretrain.pairs import PairStream
 from bertabl.pretrain.parallel import Group, rank_seed
 from bertabl.pretrain.perplexity import heldout_metrics, split_heldout
@@ -81,7 +82,7 @@ def pretrain(
     """
     group = group or Group.single(runtime.device)
     layout = batch_layout(config.pretrain.batch_size, group.world, runtime.micro_batch_size)
-    untrained = config.pretrain.objective == "none"
+    untrained = not OBJECTIVES[config.pretrain.objective].pretrains
     with contextlib.ExitStack() as stack:
         shared = None
         if group.is_main:
@@ -119,14 +120,15 @@ def _untrained(
     runtime: TrialRuntime,
     group: Group,
 ) -> dict[str, Any]:
-    """`objective = "none"`: the model as initialised from the trial's seed, saved like a
-    pre-trained one so fine-tuning reads it the same way (the no-pre-training control)."""
+    """An objective that does not pre-train ("none"): the model as initialised from the trial's
+    seed, saved like a pre-trained one so fine-tuning reads it the same way (the control)."""
     metrics: dict[str, Any] = {"step": 0}
     started = time.perf_counter()
     if group.is_main:
         pt = config.pretrain
         seed_everything(pt.seed)
-        model = build_model(pt.objective, pt.model, len(tokenizer), tokenizer.pad_token_id)
+        objective = OBJECTIVES[pt.objective]
+        model = objective.build_model(pt.model, len(tokenizer), tokenizer.pad_token_id)
         _save_model(model, tokenizer, out_dir / model_dir_name())
     runtime.report(metrics | {"seconds": time.perf_counter() - started})  # every rank: a barrier
     return metrics
@@ -154,7 +156,8 @@ def _train(
         )
     documents, heldout = split_heldout(store.n_documents, pt.heldout_fraction, pt.seed)
     phases = pt.phases()
-    model = build_model(pt.objective, pt.model, len(tokenizer), tokenizer.pad_token_id).to(device)
+    objective = OBJECTIVES[pt.objective]
+    model = objective.build_model(pt.model, len(tokenizer), tokenizer.pad_token_id).to(device)
     model.train()
     optimizer, scheduler = adamw_with_schedule(
         bert_parameter_groups(model, pt.weight_decay),
@@ -166,7 +169,7 @@ def _train(
     )
     precision = Precision.for_device(device, runtime.precision)
     masker = Masker(tokenizer, pt.objective, pt.masking, pt.seed)
-    with_nsp = pt.objective == "mlm_nsp"
+    with_nsp = objective.nsp
 
     # (phase of the sequence-length schedule, pass over the corpus, block of the pass, pair
     # within the block): where the next batch starts (pairs.py)
@@ -186,7 +189,7 @@ def _train(
         history.extend(state["history"])
     # MLM decodes the vocabulary only at masked positions; LTR predicts every one (dense, or in
     # chunks when one micro-batch's logits would be too large).
-    net = group.wrap(lm_module(model, pt.objective, layout.micro_batch_size * pt.max_seq_len))
+    net = group.wrap(objective.training_module(model, layout.micro_batch_size * pt.max_seq_len))
     batches: Prefetcher | None = None
     # A finished trial run again for intermediate models it did not keep stops after the last.
     last = max(runtime.save_steps, default=0) if runtime.intermediate_only else pt.steps
@@ -241,9 +244,7 @@ def _train(
             if step % LOG_EVERY == 0 or step == pt.steps:
                 metrics = {k: sum(v) / len(v) for k, v in window.items() if v}
                 metrics["mlm_perplexity"] = math.exp(min(metrics["mlm_loss"], 50.0))
-                if pt.objective == "ltr":  # same numbers, named for what they measure
-                    metrics["ltr_loss"] = metrics.pop("mlm_loss")
-                    metrics["ltr_perplexity"] = metrics.pop("mlm_perplexity")
+                metrics = objective.logged(metrics)  # e.g. ltr_loss: named for what they are
                 metrics |= {"step": step, "lr": scheduler.get_last_lr()[0]}
                 history.append(metrics)
                 window = {k: [] for k in WINDOW_KEYS}

@@ -76,7 +76,7 @@ def collect_context(
         data_lines=data_lines(
             plan.matrix.data.model_dump(mode="json"),
             [plan.matrix.spec(t) for t in plan.matrix.finetune.tasks],
-            reads_corpus=any(t.config.pretrain.objective != "none" for t in plan.pretrain),
+            reads_corpus=any(t.objective.reads_corpus for t in plan.pretrain),
         ),
         trial_counts=dict(sorted(counts.items())),
         versions=package_versions() if versions is None else versions,

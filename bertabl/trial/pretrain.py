@@ -12,9 +12,13 @@ from bertabl.trial.base import Strict
 from bertabl.trial.data import DataRef
 from bertabl.trial.identity import trial_id
 
+# Each name is an adapter in pretrain/objectives/ (one file each), which says what it trains.
 Objective = Literal["mlm_nsp", "mlm", "ltr", "none"]
-# What an untrained (`objective = "none"`) model does not depend on: reset to their defaults so
-# every matrix's control row with the same model, vocabulary and seed is the same trial.
+# The objective that trains nothing (pretrain/objectives/none.py). Named here, below pretrain/,
+# because what it resets (UNTRAINED_DEFAULTS) is part of a trial's identity, defined here.
+UNTRAINED: Objective = "none"
+# What an untrained model does not depend on: reset to their defaults so every matrix's control
+# row with the same model, vocabulary and seed is the same trial.
 UNTRAINED_DEFAULTS = {
     "steps": 0,
     "masking": {},
@@ -131,13 +135,13 @@ class PretrainConfig(Strict):
     @model_validator(mode="before")
     @classmethod
     def _untrained_trains_nothing(cls, data):
-        if isinstance(data, dict) and data.get("objective") == "none":
+        if isinstance(data, dict) and data.get("objective") == UNTRAINED:
             return {**data, **UNTRAINED_DEFAULTS}
         return data
 
     @model_validator(mode="after")
     def _steps_train(self) -> PretrainConfig:
-        if self.steps == 0 and self.objective != "none":
+        if self.steps == 0 and not self.untrained:
             raise ValueError(
                 f"steps = 0 trains nothing; give steps >= 1, or objective = 'none' for a "
                 f"randomly initialised control row (objective is '{self.objective}')"
@@ -172,6 +176,11 @@ class PretrainConfig(Strict):
                 f"seq_len_schedule has seq_len {too_long[0]} > max_seq_len ({self.max_seq_len})"
             )
         return self
+
+    @property
+    def untrained(self) -> bool:
+        """The model as initialised: no step taken, no corpus read (objective = 'none')."""
+        return self.objective == UNTRAINED
 
     def phases(self) -> list[tuple[int, int]]:
         """[(last step of the phase, seq_len)] of this run (see `seq_len_phases`)."""

@@ -9,7 +9,7 @@ import torch
 
 pytest.importorskip("accelerate")  # the HF Trainer baselines need it (the `bench` extra)
 
-from bench import data, finetune, orchestration, pretrain, tracking  # noqa: E402
+from bench import data, finetune, heldout, orchestration, pretrain, tracking  # noqa: E402
 from tests.conftest import SHARED_DATA  # noqa: E402
 
 RATIO = r"(\d+\.\d+)x$"
@@ -109,6 +109,18 @@ def test_data_bench_runs(capfd):
     assert len(re.findall(r"^data pipeline, 1 core, seq_len (128|512)", out, re.M)) == 4
     assert re.search(r"^token store: .* MB/s", out, re.M)
     assert _last_ratio(out, "peak RSS 2x / 1x") > 0
+
+
+def test_heldout_bench_runs(capsys):
+    """One objective: each pass is a process of its own (~10 s of imports each)."""
+    heldout.main(["--hidden", "32", "--vocab", "100", "--max-seq-len", "32", "--batch-size", "4"]
+                 + ["--threads", "1", "--objectives", "mlm_nsp"])  # fmt: skip
+    out = capsys.readouterr().out  # the passes' processes print their line; the bench repeats it
+    losses = re.findall(r"^mlm_nsp +(?:dense|bertabl) +held-out loss (\d+\.\d+), peak "
+                        r"\d+\.\d MB over the model and batch", out, re.M)  # fmt: skip
+    assert len(losses) == 2 and float(losses[0]) == pytest.approx(float(losses[1]), rel=1e-5)
+    # a tiny model's passes allocate next to nothing: the ratio is printed, not meaningful here
+    assert _last_ratio(out, "dense / bertabl peak memory of the pass (mlm_nsp)") >= 0
 
 
 def _detail(row: str, low: float | None, high: float | None) -> dict:

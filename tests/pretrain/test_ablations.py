@@ -140,18 +140,27 @@ def test_perplexity_is_exp_of_the_mean_token_nll():
 
 
 class _FixedLogits(torch.nn.Module):
-    """Every position gets logits log([1, 1, 2]): probabilities 1/4, 1/4, 1/2."""
+    """A BERT pre-training model's parts (encoder, LM head, NSP head) where every position gets
+    logits log([1, 1, 2]): probabilities 1/4, 1/4, 1/2."""
 
     def __init__(self, nsp: bool):
         super().__init__()
         self.nsp = nsp
+        self.config = SimpleNamespace(vocab_size=3)
+        self.cls = SimpleNamespace(
+            predictions=lambda hidden: torch.log(torch.tensor([1.0, 1.0, 2.0])).expand(
+                len(hidden), 3
+            ),
+            # always predicts IsNext (label 0)
+            seq_relationship=lambda pooled: torch.tensor([[1.0, 0.0]]).expand(len(pooled), 2),
+        )
 
-    def forward(self, input_ids, **_):
-        logits = torch.log(torch.tensor([1.0, 1.0, 2.0])).expand(*input_ids.shape, 3)
-        if self.nsp:  # always predicts IsNext (label 0)
-            seq = torch.tensor([[1.0, 0.0]]).expand(input_ids.shape[0], 2)
-            return SimpleNamespace(prediction_logits=logits, seq_relationship_logits=seq)
-        return SimpleNamespace(logits=logits)
+    def bert(self, input_ids, **_):
+        rows = input_ids.shape[0]
+        return SimpleNamespace(
+            last_hidden_state=torch.zeros(*input_ids.shape, 1),
+            pooler_output=torch.zeros(rows, 1) if self.nsp else None,
+        )
 
 
 def test_heldout_metrics_on_a_hand_computable_model():
@@ -159,16 +168,17 @@ def test_heldout_metrics_on_a_hand_computable_model():
 
     batches = [
         {
-            "input_ids": torch.zeros(2, 3, dtype=torch.long),
             "labels": torch.tensor([[2, -100, 0], [-100, -100, -100]]),  # p = 1/2, 1/4
             "next_sentence_label": torch.tensor([0, 1]),
         },
         {
-            "input_ids": torch.zeros(1, 3, dtype=torch.long),
             "labels": torch.tensor([[-100, 1, -100]]),  # p = 1/4
             "next_sentence_label": torch.tensor([0]),
         },
     ]
+    for batch in batches:  # as collated: the inputs beside the labels
+        ids = torch.zeros_like(batch["labels"])
+        batch |= {"input_ids": ids, "attention_mask": ids + 1, "token_type_ids": ids}
     metrics = heldout_metrics(
         _FixedLogits(nsp=True), batches, "mlm_nsp", torch.device("cpu"), contextlib.nullcontext
     )

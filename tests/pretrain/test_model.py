@@ -5,12 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bertabl.pretrain.model import (
-    DENSE_LOGITS_LIMIT,
-    ChunkedLeftToRightLM,
-    MaskedPositionsLM,
-    lm_module,
-)
+from bertabl.pretrain.model import DENSE_LOGITS_LIMIT, ChunkedLeftToRightLM, MaskedPositionsLM
+from bertabl.pretrain.objectives import OBJECTIVES
 from bertabl.pretrain.parallel import Group
 from bertabl.pretrain.train import IGNORE, _accumulate_gradients
 from bertabl.training import Precision
@@ -103,7 +99,7 @@ def test_sparse_logits_are_the_dense_logits_at_masked_positions():
 
 
 def _ltr_batch() -> dict[str, torch.Tensor]:
-    from bertabl.pretrain.batches import next_token_labels
+    from bertabl.pretrain.objectives.ltr import next_token_labels
 
     batch = {k: v for k, v in _batch().items() if k != "next_sentence_label"}
     labels = torch.where(batch["attention_mask"].bool(), batch["input_ids"], IGNORE)
@@ -144,12 +140,11 @@ def test_ltr_logits_are_chunked_only_past_the_limit(monkeypatch):
 
     torch.manual_seed(0)
     ltr = model_from(_pretrain("ltr"), VOCAB, PAD)
-    assert isinstance(
-        lm_module(model_from(_pretrain("mlm"), VOCAB, PAD), "mlm", 10**9), MaskedPositionsLM
-    )
-    assert lm_module(ltr, "ltr", DENSE_LOGITS_LIMIT // VOCAB) is ltr  # dense: as before
+    mlm = model_from(_pretrain("mlm"), VOCAB, PAD)
+    assert isinstance(OBJECTIVES["mlm"].training_module(mlm, 10**9), MaskedPositionsLM)
+    assert OBJECTIVES["ltr"].training_module(ltr, DENSE_LOGITS_LIMIT // VOCAB) is ltr  # dense
     monkeypatch.setattr(model_module, "DENSE_LOGITS_LIMIT", 10 * VOCAB)
-    chunked = lm_module(ltr, "ltr", 11)
+    chunked = OBJECTIVES["ltr"].training_module(ltr, 11)
     assert isinstance(chunked, ChunkedLeftToRightLM) and chunked.chunk_rows == 10
     # paper scale: 256 sequences x 512 positions x BERT's 30,522 words would be 16 GB in fp32
     assert 256 * 512 * 30522 > DENSE_LOGITS_LIMIT >= 32 * 128 * 30522  # budget vs CPU presets
