@@ -1,5 +1,6 @@
 """The package's shape, kept by test: small modules, no import cycles, layers that only import
-downwards (trial < data < tasks < pretrain/finetune/matrix < orchestrate < report < cli)."""
+downwards (trial < data < tasks < pretrain/finetune/matrix < orchestrate < report < cli), and
+the two training stages side by side: what both use (training.py, parallel.py) sits below them."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ PACKAGE = REPO / "bertabl"
 MAX_LINES = 500
 # Packages that must not import orchestrate/ (they run inside trials, or plan without Ray).
 BELOW_ORCHESTRATE = ("data", "tasks", "trial", "pretrain", "finetune", "matrix", "paper")
+STAGES = ("pretrain", "finetune")
 
 
 def _modules() -> dict[str, Path]:
@@ -83,3 +85,20 @@ def test_lower_layers_never_import_orchestrate():
         if dependency.startswith("bertabl.orchestrate")
     ]
     assert upward == []
+
+
+def _package(module: str) -> str:
+    """`bertabl.finetune.train` -> "finetune"; a top-level module is its own package."""
+    return module.split(".")[1] if "." in module else ""
+
+
+def test_the_training_stages_never_import_each_other():
+    modules = _modules()
+    across = [
+        (module, dependency)
+        for module, path in modules.items()
+        if _package(module) in STAGES
+        for dependency in _runtime_imports(path, modules)
+        if _package(dependency) in STAGES and _package(dependency) != _package(module)
+    ]
+    assert across == []

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from bertabl.pretrain.parallel import Group, rank_seed
+from bertabl.parallel import Group, rank_seed
 from bertabl.training import (
     IGNORE_INDEX,
     Precision,
@@ -126,7 +126,7 @@ class Tuning:
     ):
         self.model = model
         self.seed = getattr(config, "seed", 0)  # seeds ranks > 0 (data-parallel trials)
-        # A data-parallel trial's rank (pretrain/parallel.py): each rank trains on its share of
+        # A data-parallel trial's rank (bertabl/parallel.py): each rank trains on its share of
         # every batch, their gradients are summed before each step, rank 0 checkpoints.
         self.group = group or Group.single(next(model.parameters()).device)
         self.recipe = config.recipe

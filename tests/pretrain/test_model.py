@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from bertabl.parallel import Group
 from bertabl.pretrain.model import (
     DENSE_LOGITS_LIMIT,
     ChunkedLeftToRightLM,
     MaskedPositionsLM,
     lm_module,
 )
-from bertabl.pretrain.parallel import Group
 from bertabl.pretrain.train import IGNORE, _accumulate_gradients
 from bertabl.training import Precision
 from bertabl.trial.layout import batch_layout
