@@ -29,7 +29,6 @@ from pydantic_core import PydanticCustomError
 
 from bertabl.matrix.fields import NAME_PATTERN, PositiveInt, check_axis, named
 from bertabl.matrix.finetune_section import FinetuneSection, RowFinetune
-from bertabl.matrix.references import first_problem
 from bertabl.matrix.resources import (
     STAGES,
     PretrainResources,
@@ -44,7 +43,7 @@ from bertabl.trial.base import Strict
 from bertabl.trial.pretrain import PretrainConfig
 
 Scale = Literal["tiny", "budget", "paper"]
-CROSS_REFERENCE = "cross_reference"  # the error type of first_problem's lines
+CROSS_REFERENCE = "cross_reference"  # the error type of a line that names its own key path
 
 
 class Variant(Strict):
@@ -376,10 +375,3 @@ class Matrix(Strict):
     def metric_for(self, task: str) -> str:
         """The dev metric that selects the grid point for `task`."""
         return self.catalogue.metric_for(task, self.finetune.selection_metric)
-
-    @model_validator(mode="after")
-    def _cross_references(self) -> Matrix:
-        problem = first_problem(self)
-        if problem:  # the line names its own key path (matrix/load.py prints it as is)
-            raise PydanticCustomError(CROSS_REFERENCE, "{line}", {"line": problem})
-        return self
