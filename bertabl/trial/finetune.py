@@ -27,8 +27,9 @@ FeatureMode = Literal[
 ]
 FEATURE_MODES: tuple[str, ...] = get_args(FeatureMode)
 Pooling = Literal["cls_pooler", "cls", "mean", "attention", "cnn"]
-# How a tagging task's labels are written when it trains (finetune/ner.py). CoNLL-2003's files
-# are IOB1; transformers' run_ner trains on the tags as the files give them.
+# How a tagging task's labels are written when it trains (finetune/families/tagging/
+# encoding.py). CoNLL-2003's files are IOB1; transformers' run_ner trains on the tags as the
+# files give them.
 TagScheme = Literal["iob1", "iob2"]
 DEFAULT_TAG_SCHEME: TagScheme = "iob1"
 # How a fine-tuning trial's examples become batches: 1 = length groups of 50 batches whatever
