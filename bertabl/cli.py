@@ -142,7 +142,7 @@ def plan(
             soft_wrap=True,
         )
 
-    from bertabl.data.prepare import data_jobs
+    from bertabl.data.preparation_jobs import data_jobs
 
     jobs = data_jobs((t.id, t.config) for t in the_plan.pretrain)
     console.print(

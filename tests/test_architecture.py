@@ -5,6 +5,7 @@ the two training stages side by side: what both use (training.py, parallel.py) s
 from __future__ import annotations
 
 import ast
+from collections import Counter
 from pathlib import Path
 
 from tests.conftest import REPO
@@ -58,6 +59,12 @@ def test_no_module_is_over_500_lines():
     assert long == {}
 
 
+def test_no_two_modules_share_a_name():
+    # A name says one idea: two train.py (or model.py) files read alike in tracebacks and tabs.
+    names = Counter(p.name for p in _modules().values() if p.name != "__init__.py")
+    assert {name: n for name, n in names.items() if n > 1} == {}
+
+
 def test_no_import_cycles():
     # Type-only imports count: a module that needs another's types to be read depends on it
     # (matrix/references.py and matrix/schema.py once imported each other that way).
@@ -93,7 +100,7 @@ def test_lower_layers_never_import_orchestrate():
 
 
 def _package(module: str) -> str:
-    """`bertabl.finetune.train` -> "finetune"; a top-level module is its own package."""
+    """`bertabl.finetune.epoch_loop` -> "finetune"; a top-level module is its own package."""
     return module.split(".")[1] if "." in module else ""
 
 

@@ -92,7 +92,7 @@ def test_epoch_order_is_the_length_grouped_sampler_order(size: int):
     # The Trainer recipe's order: transformers' LengthGroupedSampler with the same generator.
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
-    from bertabl.finetune.train import epoch_order
+    from bertabl.finetune.epoch_loop import epoch_order
 
     lengths = [(i * 37) % 53 + 3 for i in range(size)]
     hf = list(LengthGroupedSampler(32, lengths=lengths, generator=torch.Generator().manual_seed(5)))
@@ -235,7 +235,7 @@ def test_rng_state_is_the_own_gpus_and_resumes_on_a_host_with_fewer(monkeypatch)
 
 
 def test_pretraining_ranks_restore_their_own_gpu_state(monkeypatch):
-    from bertabl.pretrain.train import _restore_rank_rng
+    from bertabl.pretrain.step_loop import _restore_rank_rng
     from bertabl.training import rng_state
 
     host = FakeCuda(monkeypatch, count=2)

@@ -23,9 +23,9 @@ import torch
 from torch import nn
 from transformers import AutoTokenizer
 
+from bertabl.finetune.epoch_loop import epoch_order, train_epochs, write_predictions
 from bertabl.finetune.families import family_of
 from bertabl.finetune.families.base import Scored
-from bertabl.finetune.train import epoch_order, train_epochs, write_predictions
 from bertabl.finetune.vocab import checked_collate, compact_word_embeddings, readable_ids
 from bertabl.parallel import Group
 from bertabl.tasks.catalogue import spec_of

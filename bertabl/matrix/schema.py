@@ -39,8 +39,8 @@ from bertabl.matrix.resources import (
 from bertabl.tasks.catalogue import TaskCatalogue
 from bertabl.tasks.custom import CustomTask
 from bertabl.tasks.spec import TaskSpec
-from bertabl.trial.base import Strict
 from bertabl.trial.pretrain import PretrainConfig
+from bertabl.trial.strict import Strict
 
 Scale = Literal["tiny", "budget", "paper"]
 CROSS_REFERENCE = "cross_reference"  # the error type of a line that names its own key path

@@ -12,9 +12,9 @@ from typing import Any, Literal, get_args
 
 from pydantic import Field, field_serializer, model_serializer, model_validator
 
-from bertabl.trial.base import Strict
 from bertabl.trial.data import DataRef
 from bertabl.trial.identity import trial_id
+from bertabl.trial.strict import Strict
 
 Head = Literal["linear", "bilstm", "features"]
 FeatureMode = Literal[

@@ -8,9 +8,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from bertabl.trial.base import Strict
 from bertabl.trial.data import DataRef
 from bertabl.trial.identity import trial_id
+from bertabl.trial.strict import Strict
 
 Objective = Literal["mlm_nsp", "mlm", "ltr", "none"]
 # What an untrained (`objective = "none"`) model does not depend on: reset to their defaults so

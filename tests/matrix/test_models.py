@@ -130,7 +130,7 @@ def test_an_untrained_row_is_the_checkpoints_architecture_and_tokenizer(tmp_path
     built = BertForPreTraining(AutoConfig.from_pretrained(folder))
     assert trial.parameters == built.num_parameters()
     # no corpus to tokenise for it
-    from bertabl.data.prepare import data_jobs
+    from bertabl.data.preparation_jobs import data_jobs
 
     assert data_jobs((t.id, t.config) for t in plan.pretrain) == []
 
@@ -138,7 +138,7 @@ def test_an_untrained_row_is_the_checkpoints_architecture_and_tokenizer(tmp_path
 def test_an_untrained_row_trains_nothing_and_saves_that_shape(tmp_path: Path):
     from transformers import AutoConfig, AutoTokenizer
 
-    from bertabl.pretrain.train import pretrain
+    from bertabl.pretrain.step_loop import pretrain
     from bertabl.training import TrialRuntime
     from bertabl.trial.files import model_dir_name
 

@@ -12,7 +12,7 @@ from bertabl.pretrain.model import (
     MaskedPositionsLM,
     lm_module,
 )
-from bertabl.pretrain.train import IGNORE, _accumulate_gradients
+from bertabl.pretrain.step_loop import IGNORE, _accumulate_gradients
 from bertabl.training import Precision
 from bertabl.trial.layout import batch_layout
 from tests.conftest import model_from

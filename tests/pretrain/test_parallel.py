@@ -14,7 +14,7 @@ from bertabl.errors import UserError
 from bertabl.matrix import build_plan
 from bertabl.matrix.load import tomllib, validate
 from bertabl.orchestrate.checkpoint import Checkpointer
-from bertabl.pretrain.train import pretrain
+from bertabl.pretrain.step_loop import pretrain
 from bertabl.training import TrialRuntime
 from bertabl.trial.layout import batch_layout
 from tests.conftest import TINY_MATRIX, KillAfter, Killed

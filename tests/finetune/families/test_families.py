@@ -12,11 +12,11 @@ import pytest
 import torch
 from torch import nn
 
+from bertabl.finetune.epoch_loop import finetune
 from bertabl.finetune.multitask import finetune_multitask
-from bertabl.finetune.train import finetune
 from bertabl.matrix import build_plan
 from bertabl.matrix.load import tomllib, validate
-from bertabl.pretrain.train import pretrain
+from bertabl.pretrain.step_loop import pretrain
 from bertabl.training import TrialRuntime
 from bertabl.trial.finetune import MultitaskTrialConfig
 from tests.conftest import FIXTURES, TINY_MATRIX

@@ -14,7 +14,7 @@ from bertabl.errors import MatrixError
 from bertabl.matrix import build_plan
 from bertabl.matrix.cells import cell_trials
 from bertabl.matrix.load import tomllib, validate
-from bertabl.pretrain.train import pretrain
+from bertabl.pretrain.step_loop import pretrain
 from bertabl.training import TrialRuntime
 from bertabl.trial.files import model_dir_name as intermediate_model_name
 from tests.conftest import TINY_MATRIX
@@ -98,7 +98,7 @@ def test_deterministic_pretraining_is_on_in_the_body_and_repeats_to_the_bit(
 ):
     """resources.deterministic reaches the body (every op ran with deterministic algorithms:
     none raised on CPU); the run repeats bit for bit, as CPU runs do anyway."""
-    import bertabl.pretrain.train as train_module
+    import bertabl.pretrain.step_loop as train_module
 
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     seen = []
