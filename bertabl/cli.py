@@ -330,9 +330,11 @@ def _execute(the_plan, store, source, out, latex, address, only=None, storage=No
     for line in tracking_lines(the_plan, store.root):
         console.print(f"tracking: {line}", soft_wrap=True, highlight=False)
     progress = LiveProgress(the_plan, console)
-    with Live(progress, console=console, refresh_per_second=4, transient=False):
-        summary = run_plan(the_plan, store, source, progress, address, only, storage)
-    console.print()
+    try:
+        with Live(progress, console=console, refresh_per_second=4, transient=False):
+            summary = run_plan(the_plan, store, source, progress, address, only, storage)
+    finally:  # off a terminal the live table's last line has no newline: end it, error or not
+        console.print()
     paths = write_report(
         the_plan, store, out or store.root, ["md", "tex"] if latex else ["md"]
     ).paths

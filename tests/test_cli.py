@@ -1,4 +1,5 @@
-"""The command line as a user meets it: real subprocesses, exit codes, one-line errors."""
+"""The command line as a user meets it: real subprocesses (in-process through Typer's CliRunner
+where a stand-in replaces minutes of work), exit codes, one-line errors."""
 
 from __future__ import annotations
 
@@ -84,6 +85,28 @@ def test_gpu_asked_but_absent_fails_before_any_trial(tmp_path: Path):
     )
     assert_user_error(result, "resources.gpus_per_trial = 1", "no GPU")
     assert not (run_dir / "trials").exists()  # nothing ran, nothing written
+    assert not (run_dir / "cache").exists()  # and no corpus was tokenised first
+    assert "data:" not in result.stdout and "prepared" not in result.stdout
+
+
+def test_an_error_during_a_run_is_on_its_own_line(tmp_path: Path, monkeypatch):
+    """Off a terminal (CI logs, `2>&1 | tee`) the live stage table's last line has no newline
+    of its own: an error must not be glued to its last cell (`... 0error: ...`)."""
+    from typer.testing import CliRunner
+
+    from bertabl.cli import app
+    from bertabl.errors import UserError
+    from bertabl.orchestrate import run
+
+    def refused(*args, **kwargs):
+        raise UserError("resources.gpus_per_trial = 1 but the Ray cluster has no GPU")
+
+    monkeypatch.setattr(run, "run_plan", refused)
+    result = CliRunner().invoke(app, ["run", "matrices/demo.toml", "--run-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    lines = result.output.splitlines()  # stdout and stderr as a terminal or a log shows them
+    assert lines[-1] == "error: resources.gpus_per_trial = 1 but the Ray cluster has no GPU"
+    assert lines[-2].split() == ["finetune", "30", "0", "30", "0", "0", "0", "0"]  # the table
 
 
 def test_plan_json_has_every_resolved_trial_and_the_papers_squad_protocol():
