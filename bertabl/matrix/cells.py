@@ -24,3 +24,17 @@ def cell_trials(plan: Plan, row: Row, task: str) -> list[FinetuneTrial]:
         if (t.pretrain_id, t.head, t.pretrain_step, t.task, t.config.recipe, t.multitask)
         == (row.pretrain_id, head, row.pretrain_step, task, recipe, group)
     ]
+
+
+def trial_rows(plan: Plan) -> dict[str, list[str]]:
+    """The report rows each fine-tuning trial stands behind, by trial id, in row order: rows that
+    share a model, step, head and recipe share their trials (Table 7's rows are one model's
+    feature modes), and a multi-task trial's rows are those of its per-task views."""
+    rows: dict[str, list[str]] = {}
+    for row in plan.rows:
+        for task in plan.matrix.finetune.tasks:
+            for trial in cell_trials(plan, row, task):
+                names = rows.setdefault(trial.view_of or trial.id, [])
+                if row.name not in names:
+                    names.append(row.name)
+    return rows
