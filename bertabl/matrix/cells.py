@@ -38,3 +38,15 @@ def trial_rows(plan: Plan) -> dict[str, list[str]]:
                 if row.name not in names:
                     names.append(row.name)
     return rows
+
+
+def trial_words(plan: Plan) -> dict[str, str]:
+    """Every trial in words, for status tables and progress lines: `Plan.describe`, a
+    fine-tuning trial's led by the rows it stands behind (Table 7's seven rows fine-tune one
+    model on one task over one grid: only the row tells their trials apart)."""
+    rows = trial_rows(plan)
+    words = {}
+    for trial in [*plan.pretrain, *plan.finetune, *plan.tests]:
+        what = plan.describe(trial.id)
+        words[trial.id] = f"{', '.join(rows[trial.id])}: {what}" if trial.id in rows else what
+    return words
