@@ -311,3 +311,35 @@ def test_oracle_v2_hand_written(tok, tmp_path):
     preds0, _ = S.postprocess(examples, features, start_logits, end_logits, version=2)
     assert {q for q, p in preds0.items() if not p} == {"n1", "n2", "n3"}
     assert S.official_scores(raw, preds0, na, version=2)["f1"] == 1.0
+
+
+def test_questions_go_back_to_the_official_json_shape():
+    question = {
+        "id": "q1", "title": "Rivers", "context": "The Amazon reaches the Atlantic Ocean .",
+        "question": "Which ocean?", "is_impossible": False,
+        "answers": {"text": ["Atlantic Ocean", "the Atlantic Ocean"], "answer_start": [23, 19]},
+    }  # fmt: skip
+    assert S.as_squad_json([question]) == [
+        {
+            "title": "Rivers",
+            "paragraphs": [
+                {
+                    "context": "The Amazon reaches the Atlantic Ocean .",
+                    "qas": [
+                        {
+                            "id": "q1",
+                            "question": "Which ocean?",
+                            "is_impossible": False,
+                            "answers": [
+                                {"text": "Atlantic Ocean", "answer_start": 23},
+                                {"text": "the Atlantic Ocean", "answer_start": 19},
+                            ],
+                        }
+                    ],
+                }
+            ],
+        }
+    ]
+    # what the official scripts then score: both answers count, the best one wins
+    scores = S.official_scores(S.as_squad_json([question]), {"q1": "Atlantic Ocean"}, {}, 1)
+    assert scores == {"exact_match": 1.0, "f1": 1.0}
