@@ -176,32 +176,3 @@ def test_an_untrained_row_of_another_architecture_is_refused(tmp_path: Path):
     (folder / "config.json").write_text(json.dumps(config | {"hidden_act": "relu"}))
     with pytest.raises(MatrixError, match="hidden_act is 'relu', not BERT's 'gelu'"):
         _plan([{"name": "c", "from": str(folder), "untrained": True}])
-
-
-# ---------------------------------------------------------------- finetune.recipes
-
-
-def test_a_row_is_crossed_only_with_the_recipes_it_lists(tmp_path: Path):
-    folder = save_tiny_bert(tmp_path / "released")
-    recipes = [{"name": "plain"}, {"name": "llrd", "recipe": {"layer_decay": 0.8}}]
-    variants = [
-        {"name": "released", "from": str(folder)},
-        {"name": "control", "from": str(folder), "untrained": True,
-         "finetune": {"recipes": ["plain"]}},
-    ]  # fmt: skip
-    plan = _plan(variants, recipe_variants=recipes)
-    assert [r.name for r in plan.rows] == ["released+plain", "released+llrd", "control+plain"]
-    with pytest.raises(MatrixError, match=r"variants\[1\].finetune.recipes: 'lrd' is not a"):
-        variants[1]["finetune"]["recipes"] = ["lrd"]
-        _plan(variants, recipe_variants=recipes)
-
-
-def test_a_multitask_group_is_crossed_only_with_the_recipes_it_lists(tmp_path: Path):
-    recipes = [{"name": "plain"}, {"name": "llrd", "recipe": {"layer_decay": 0.8}}]
-    group = {"name": "mt", "tasks": ["syn_agree", "syn_chain"], "recipes": ["plain"]}
-    plan = _plan([{"name": "bert_base"}], recipe_variants=recipes, multitask=[group])
-    names = [r.name for r in plan.rows]
-    assert names == ["bert_base+plain", "bert_base+llrd", "bert_base+plain+mt"]
-    group["recipes"] = ["lldr"]
-    with pytest.raises(MatrixError, match=r"multitask\[0\].recipes: 'lldr' is not a recipe row"):
-        _plan([{"name": "bert_base"}], recipe_variants=recipes, multitask=[group])
