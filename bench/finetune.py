@@ -5,7 +5,7 @@
 
 Three runs of one epoch (by default) over the same training examples, each followed by a dev
 evaluation, from the same saved tiny BERT (2 layers x 128, random init, seeded):
-  bertabl   `bertabl.finetune.train.finetune` (dynamic padding, length-grouped batches)
+  bertabl   `bertabl.finetune.epoch_loop.finetune` (dynamic padding, length-grouped batches)
   hf-pad128 `Trainer`, every example padded to max_seq_len (the classic run_glue setup)
   hf-dyn    `Trainer` + `DataCollatorWithPadding` + train_sampling_strategy="group_by_length"
 Throughput = training examples / seconds of (training + per-epoch dev evaluation); tokenising
@@ -148,7 +148,7 @@ def _plan(args, seed: int):
 
 
 def _bertabl(config, pretrained: Path, tmp: Path, device, precision: str):
-    from bertabl.finetune.train import finetune
+    from bertabl.finetune.epoch_loop import finetune
     from bertabl.training import TrialRuntime
 
     reports: list[dict] = []

@@ -259,11 +259,11 @@ def _loop_script(matrix: Path, root: Path, args: argparse.Namespace) -> None:
     """The plain loop: import the trial bodies, run them in order (no Ray, no records, no
     checkpoints), and print a JSON line of its import and body seconds."""
     started = time.perf_counter()
-    from bertabl.finetune.train import finetune
+    from bertabl.finetune.epoch_loop import finetune
     from bertabl.matrix.load import load_matrix
     from bertabl.matrix.plan import build_plan
     from bertabl.orchestrate.rank import quiet_libraries
-    from bertabl.pretrain.train import pretrain
+    from bertabl.pretrain.step_loop import pretrain
     from bertabl.training import TrialRuntime
 
     quiet_libraries()

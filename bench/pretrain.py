@@ -5,7 +5,7 @@
 
 Both train MLM + NSP for the same number of steps from the same seed, with the same model size,
 corpus, tokenizer, batch size (sequences), sequence length and optimizer settings:
-  bertabl  `bertabl.pretrain.train.pretrain`: pairs filled to max_seq_len as BERT's
+  bertabl  `bertabl.pretrain.step_loop.pretrain`: pairs filled to max_seq_len as BERT's
            create_pretraining_data does, the vocabulary decoded only at masked positions
   hf       `BertForPreTraining` + `DataCollatorForLanguageModeling` + `Trainer`, on pairs of
            consecutive segments (half with a random B) padded to max_seq_len: a common HF setup
@@ -273,7 +273,7 @@ class TokenCounter:
 
 
 def _bertabl(config, tmp: Path, device, precision: str):
-    import bertabl.pretrain.train as body
+    import bertabl.pretrain.step_loop as body
     from bertabl.training import TrialRuntime
 
     reports: list[dict] = []

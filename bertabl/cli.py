@@ -29,6 +29,7 @@ from bertabl.cli_options import (
     StorageOption,
 )
 from bertabl.cli_slurm import slurm
+from bertabl.cli_tables import columns_table, show, si
 from bertabl.errors import UserError
 
 app = typer.Typer(
@@ -101,7 +102,7 @@ def tasks() -> None:
         table.add_row(
             spec.name, shape, str(spec.num_labels), ", ".join(spec.metrics), spec.description
         )
-    console.print(table)
+    show(console, table)
 
 
 @app.command()
@@ -145,7 +146,7 @@ def plan(
             soft_wrap=True,
         )
 
-    from bertabl.data.prepare import data_jobs
+    from bertabl.data.preparation_jobs import data_jobs
 
     jobs = data_jobs((t.id, t.config) for t in the_plan.pretrain)
     console.print(
@@ -162,7 +163,7 @@ def plan(
             highlight=False,
         )
 
-    pt = _table("trial", "rows", "objective", "L/H/A", "steps", "params", "tokens", "FLOPs")
+    pt = columns_table("trial", "rows", "objective", "L/H/A", "steps", "params", "tokens", "FLOPs")
     for t in the_plan.pretrain:
         cfg = t.config.pretrain
         rows = ", ".join(r.name for r in the_plan.rows if r.pretrain_id == t.id)
@@ -173,31 +174,37 @@ def plan(
             cfg.objective,
             size,
             str(cfg.steps),
-            _si(t.parameters),
-            _si(t.tokens),
+            si(t.parameters),
+            si(t.tokens),
             f"{t.flops:.2e}",
         )
-    console.print("[bold]Stage 1: pre-training[/]", pt)
+    show(console, "[bold]Stage 1: pre-training[/]", pt)
     if the_plan.checkpoints:
-        ck = _table("model", "rows", "from", "type", "params")
+        ck = columns_table("model", "rows", "from", "type", "params")
         for c in the_plan.checkpoints:
             rows = ", ".join(r.name for r in the_plan.rows if r.pretrain_id == c.id)
-            params = _si(c.parameters) if c.parameters else "?"  # a Hub model offline: unknown
+            params = si(c.parameters) if c.parameters else "?"  # a Hub model offline: unknown
             ck.add_row(c.id, rows, c.spec, c.model_type or "?", params)
-        console.print("[bold]Checkpoints[/] (fine-tuned as given, not pre-trained here)", ck)
+        show(console, "[bold]Checkpoints[/] (fine-tuned as given, not pre-trained here)", ck)
 
+    from bertabl.matrix.cells import trial_rows
+
+    rows_of = trial_rows(the_plan)
     recipes = any(t.recipe for t in the_plan.finetune)
-    columns = ["trial", "depends on", "task", "len", "batch", "lr", "epochs", "restart", "FLOPs ≤"]
-    ft = _table(*columns, *(["recipe"] if recipes else []))
+    columns = ["trial", "rows", "depends on", "task", "head", "len", "batch", "lr", "epochs"]
+    ft = columns_table(*columns, "restart", "FLOPs ≤", *(["recipe"] if recipes else []))
     for t in the_plan.finetune:
         point = dict(t.grid_point)
         task = t.task
         if t.multitask:  # one trial, one encoder, a head per task
             task = "shared encoder: " + " + ".join(t.multitask.tasks)
+        head, _, features = t.head
         ft.add_row(
             t.id,
+            ", ".join(rows_of.get(t.id, [])),
             t.pretrain_id,
             task,
+            f"{head}: {features}" if features else head,
             str(t.config.max_seq_len),
             str(point["batch_size"]),
             f"{point['learning_rate']:g}",
@@ -206,7 +213,7 @@ def plan(
             f"{t.flops:.2e}",
             *([" ".join(f"{k}={v}" for k, v in t.recipe.items())] if recipes else []),
         )
-    console.print("[bold]Stage 2: fine-tuning[/]", ft)
+    show(console, "[bold]Stage 2: fine-tuning[/]", ft)
     for group in m.finetune.multitask:
         console.print(
             f"Multi-task group [bold]{group.name}[/]: {' + '.join(group.tasks)} fine-tuned "
@@ -311,13 +318,14 @@ def status(
         summary = state_counts(statuses)
         running = " (running)" if store.is_locked() else ""
         console.print(f"[bold]{run_dir}[/]{running}: {summary}", soft_wrap=True)
-        table = _table("trial", "stage", "what", "state", "progress", "checkpoint", "attempts")
+        columns = ("trial", "stage", "what", "state", "progress", "checkpoint", "attempts")
+        table = columns_table(*columns)
         for st in statuses:
             age = f"{st.checkpoint_age:.0f}s ago" if st.checkpoint_age is not None else ""
             state = f"[{colours.get(st.state, 'white')}]{st.state}[/]"
             progress = st.progress + (f"  ({st.error})" if st.error else "")
             table.add_row(st.id, st.stage, st.what, state, progress, age, str(st.attempts or ""))
-        console.print(table)
+        show(console, table)
 
 
 def _execute(the_plan, store, source, out, latex, address, only=None, storage=None) -> None:
@@ -335,9 +343,11 @@ def _execute(the_plan, store, source, out, latex, address, only=None, storage=No
     for line in tracking_lines(the_plan, store.root):
         console.print(f"tracking: {line}", soft_wrap=True, highlight=False)
     progress = LiveProgress(the_plan, console)
-    with Live(progress, console=console, refresh_per_second=4, transient=False):
-        summary = run_plan(the_plan, store, source, progress, address, only, storage)
-    console.print()
+    try:
+        with Live(progress, console=console, refresh_per_second=4, transient=False):
+            summary = run_plan(the_plan, store, source, progress, address, only, storage)
+    finally:  # off a terminal the live table's last line has no newline: end it, error or not
+        console.print()
     written = write_report(the_plan, store, out or store.root, ["md", "tex"] if latex else ["md"])
     paths = written.paths
     for line in publish_report(the_plan, store.root, written):
@@ -456,7 +466,7 @@ def power(
     if not console.is_terminal:  # piped: plain columns, nothing cut to a terminal's width
         print(aligned(headers, rows), *notes(result), sep="\n")
         return
-    shown = _table(*headers)
+    shown = columns_table(*headers)
     for row in rows:
         shown.add_row(*row)
     console.print(shown)
@@ -485,21 +495,6 @@ def export(
 
 
 app.command()(user_errors(slurm))
-
-
-def _table(*columns: str) -> Table:
-    table = Table(box=None, header_style="bold")
-    for column in columns:
-        # ids must stay whole (they are what `bertabl resume`/reports refer to); text may wrap
-        table.add_column(column, no_wrap=column in ("trial", "depends on"))
-    return table
-
-
-def _si(n: float) -> str:
-    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f}{unit}"
-    return str(int(n))
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""The command line as a user meets it: real subprocesses, exit codes, one-line errors."""
+"""The command line as a user meets it: real subprocesses (in-process through Typer's CliRunner
+where a stand-in replaces minutes of work), exit codes, one-line errors."""
 
 from __future__ import annotations
 
@@ -84,6 +85,28 @@ def test_gpu_asked_but_absent_fails_before_any_trial(tmp_path: Path):
     )
     assert_user_error(result, "resources.gpus_per_trial = 1", "no GPU")
     assert not (run_dir / "trials").exists()  # nothing ran, nothing written
+    assert not (run_dir / "cache").exists()  # and no corpus was tokenised first
+    assert "data:" not in result.stdout and "prepared" not in result.stdout
+
+
+def test_an_error_during_a_run_is_on_its_own_line(tmp_path: Path, monkeypatch):
+    """Off a terminal (CI logs, `2>&1 | tee`) the live stage table's last line has no newline
+    of its own: an error must not be glued to its last cell (`... 0error: ...`)."""
+    from typer.testing import CliRunner
+
+    from bertabl.cli import app
+    from bertabl.errors import UserError
+    from bertabl.orchestrate import run
+
+    def refused(*args, **kwargs):
+        raise UserError("resources.gpus_per_trial = 1 but the Ray cluster has no GPU")
+
+    monkeypatch.setattr(run, "run_plan", refused)
+    result = CliRunner().invoke(app, ["run", "matrices/demo.toml", "--run-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    lines = result.output.splitlines()  # stdout and stderr as a terminal or a log shows them
+    assert lines[-1] == "error: resources.gpus_per_trial = 1 but the Ray cluster has no GPU"
+    assert lines[-2].split() == ["finetune", "30", "0", "30", "0", "0", "0", "0"]  # the table
 
 
 def test_plan_json_has_every_resolved_trial_and_the_papers_squad_protocol():
@@ -143,3 +166,63 @@ def test_report_without_a_target_reports_the_newest_run(tmp_path: Path):
     assert (tmp_path / "runs" / "older" / "demo.md").is_file()
     assert not (tmp_path / "runs" / "newer" / "demo.md").exists()
     assert_user_error(bertabl("report", cwd=tmp_path / "runs"), "no runs here")
+
+
+def _piped(args: list[str], monkeypatch) -> str:
+    """What `bertabl ARGS | less` (or a CI log) shows: stdout is not a terminal there, and rich
+    assumes 80 columns."""
+    from typer.testing import CliRunner
+
+    from bertabl.cli import app
+
+    monkeypatch.setenv("COLUMNS", "80")
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_a_piped_plan_is_never_cut_and_names_each_fine_tunes_row_and_head(monkeypatch):
+    from bertabl.matrix import build_plan, load_matrix
+
+    output = _piped(["plan", "matrices/table7.toml"], monkeypatch)
+    assert "…" not in output
+    plan = build_plan(load_matrix(REPO / "matrices/table7.toml")[0], dry_run=True)
+    lines = output.splitlines()
+    [pretraining] = [line for line in lines if line.startswith(f" {plan.pretrain[0].id} ")]
+    rows = [r.name for r in plan.rows]  # Table 7: one pre-trained model, seven rows
+    assert ", ".join(rows) in pretraining and f"{plan.pretrain[0].flops:.2e}" in pretraining
+    seen = set()
+    for trial in plan.finetune:
+        [line] = [line for line in lines if line.startswith(f" {trial.id} ")]
+        row, point = line.split()[1], dict(trial.grid_point)
+        assert row in rows
+        # Table 7's rows: fine-tuning (BERT's linear head), then one per feature mode
+        assert ("linear" if row == "fine_tuning" else f"features: {row}") in line
+        assert line.split()[-4:] == [
+            f"{point['learning_rate']:g}", str(point["epochs"]), str(trial.restart),
+            f"{trial.flops:.2e}",
+        ]  # fmt: skip
+        seen.add((row, point["learning_rate"], trial.restart))
+    assert len(seen) == len(plan.finetune) == 28  # every trial told apart by what it shows
+
+
+def test_a_piped_status_is_never_cut(tmp_path: Path, monkeypatch):
+    from bertabl.matrix import build_plan
+    from bertabl.matrix.load import tomllib, validate
+    from bertabl.orchestrate.store import FAILED, RunStore
+    from tests.conftest import TINY_MATRIX
+
+    raw = tomllib.loads(TINY_MATRIX)
+    raw["pretrain"]["variants"][0]["name"] = "a_row_name_much_longer_than_eighty_columns_allow"
+    matrix = validate(raw, "m.toml")
+    plan = build_plan(matrix)
+    store = RunStore(tmp_path)
+    store.write_manifest(matrix.model_dump(mode="json"), {"path": "m.toml"})
+    error = "RuntimeError: " + "a long reason the trial failed, " * 4 + "in full"
+    trial = plan.finetune[0]
+    store.write_record(trial.id, trial.config.model_dump(mode="json"), FAILED, error=error)
+    output = _piped(["status", str(tmp_path)], monkeypatch)
+    assert "…" not in output
+    [line] = [line for line in output.splitlines() if line.startswith(f" {trial.id} ")]
+    assert plan.describe(trial.id) in line and error in line
+    assert "a_row_name_much_longer_than_eighty_columns_allow" in output  # the rows' column

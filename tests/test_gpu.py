@@ -13,11 +13,11 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from bertabl.finetune.train import finetune
+from bertabl.finetune.epoch_loop import finetune
 from bertabl.matrix import build_plan
 from bertabl.matrix.load import tomllib, validate
 from bertabl.orchestrate.checkpoint import Checkpointer
-from bertabl.pretrain.train import pretrain
+from bertabl.pretrain.step_loop import pretrain
 from bertabl.training import TrialRuntime, rng_state, set_rng_state, use_deterministic_algorithms
 from tests.conftest import TINY_MATRIX, KillAfter, Killed
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -85,26 +84,6 @@ def test_non_finite_loss_fails_with_where_it_happened():
     optimizer, scheduler = adamw_with_schedule(bert_parameter_groups(model, 0.0), 1e-2, 10, 0.0)
     with pytest.raises(FloatingPointError, match="loss became nan at step 7"):
         apply_gradients(float("nan"), model, optimizer, scheduler, "step 7", Precision(CPU))
-
-
-@pytest.mark.parametrize("size", [7, 150, 1515, 8000])  # 1 group, 1 of 4, 11 of 4+, 50 of 5
-def test_epoch_order_is_the_length_grouped_sampler_order(size: int):
-    # The Trainer recipe's order: transformers' LengthGroupedSampler with the same generator.
-    from transformers.trainer_pt_utils import LengthGroupedSampler
-
-    from bertabl.finetune.train import epoch_order
-
-    lengths = [(i * 37) % 53 + 3 for i in range(size)]
-    hf = list(LengthGroupedSampler(32, lengths=lengths, generator=torch.Generator().manual_seed(5)))
-    ours = epoch_order(size, 32, torch.Generator().manual_seed(5), lengths)
-    assert ours == hf and sorted(ours) == list(range(size))
-    if size >= 4 * 32:  # at least 4 length-sorted groups: the pass is not one sorted list
-        group = min(size // (4 * 32), 50) * 32
-        runs = [ours[i : i + group] for i in range(0, size, group)]
-        assert len(runs) >= 4
-        assert all(lengths[r[1]] >= lengths[r[-1]] for r in runs)
-    plain = epoch_order(size, 32, torch.Generator().manual_seed(5))
-    assert plain == torch.randperm(size, generator=torch.Generator().manual_seed(5)).tolist()
 
 
 # The fused AdamW that `adamw_with_schedule` builds takes the for-loop AdamW's steps.
@@ -232,22 +211,6 @@ def test_rng_state_is_the_own_gpus_and_resumes_on_a_host_with_fewer(monkeypatch)
     assert resumed.states == {0: saved["cuda"]}
     set_rng_state(saved, CPU)  # a GPU checkpoint resumed on CPU: the CPU generators only
     assert resumed.states == {0: saved["cuda"]}
-
-
-def test_pretraining_ranks_restore_their_own_gpu_state(monkeypatch):
-    from bertabl.pretrain.train import _restore_rank_rng
-    from bertabl.training import rng_state
-
-    host = FakeCuda(monkeypatch, count=2)
-    rank_states = [rng_state(torch.device("cuda", r)) for r in range(2)]
-    state = {"rng": rank_states[0], "worker_rng": rank_states[1:], "step": 4}
-    host.count = 1  # resumed with one GPU visible per process
-    main = SimpleNamespace(is_main=True, rank=0, world=2, device=torch.device("cuda", 0))
-    _restore_rank_rng(state, main, seed=0)
-    assert host.states[0].tolist() == [0]
-    other = SimpleNamespace(is_main=False, rank=1, world=2, device=torch.device("cuda", 0))
-    _restore_rank_rng(state, other, seed=0)
-    assert host.states[0].tolist() == [1]  # rank 1's state, on the one GPU it now sees
 
 
 def test_batches_go_to_a_gpu_through_pinned_memory_and_lengths_stay(monkeypatch):

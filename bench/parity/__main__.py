@@ -145,7 +145,7 @@ def _both(case, seed: int, folder: Path, model_dir: Path, device, precision: str
 
 
 def _bertabl(case, config, model_dir, folder, device, precision):
-    from bertabl.finetune.train import finetune
+    from bertabl.finetune.epoch_loop import finetune
     from bertabl.training import TrialRuntime
 
     runtime = TrialRuntime(device, precision=precision)

@@ -82,14 +82,6 @@ def lexicon() -> Lexicon:
     )
 
 
-def topic_of(noun: str) -> int:
-    """The topic a noun belongs to."""
-    for t, nouns in enumerate(lexicon().nouns):
-        if noun in nouns:
-            return t
-    raise KeyError(noun)
-
-
 class _Writer:
     """Draws words and sentences for one topic at a time."""
 

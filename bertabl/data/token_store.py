@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from bertabl.data.corpus import iter_pieces, too_few_documents
-from bertabl.data.tokenize import tokenize_tasks
+from bertabl.data.tokenise_corpus import tokenize_tasks
 from bertabl.data.tokenizer import trained_vocab_dir
 from bertabl.errors import DataError
 from bertabl.io import atomic_write_json

@@ -5,7 +5,7 @@ attention kept (dropping it hurt, Sec. 5.1). Under a causal mask, [CLS] (positio
 only itself, so BERT's pooler on [CLS] would classify from nothing; like GPT, this head reads the
 hidden state of the *last real token*, the only position that has attended to the whole input.
 
-`FeatureTaggingHead`: Table 7's feature-based NER (see finetune/features.py).
+`FeatureTaggingHead`: Table 7's feature-based NER (see finetune/families/tagging/features.py).
 
 `BiLSTMClassifier`: Table 5's "+ BiLSTM" row, a randomly initialised bidirectional LSTM over the
 encoder's token states (the encoder keeps its causal mask if it has one), classifying from the

@@ -23,11 +23,11 @@ import torch
 from torch import nn
 from transformers import AutoTokenizer
 
+from bertabl.finetune.epoch_loop import epoch_order, train_epochs, write_predictions
 from bertabl.finetune.families import family_of
 from bertabl.finetune.families.base import Scored
-from bertabl.finetune.train import epoch_order, train_epochs, write_predictions
 from bertabl.finetune.vocab import checked_collate, compact_word_embeddings, readable_ids
-from bertabl.pretrain.parallel import Group
+from bertabl.parallel import Group
 from bertabl.tasks.catalogue import spec_of
 from bertabl.training import Precision, TrialRuntime, seed_everything
 from bertabl.trial.files import PREDICTIONS

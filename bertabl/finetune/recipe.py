@@ -1,23 +1,34 @@
-"""The fine-tuning recipe (finetune.recipe; schema.Recipe) applied to a model and its optimizer.
+"""What one optimizer step of a fine-tuning trial does, beyond forward and backward: the recipe
+(`finetune.recipe`; `Recipe` in trial/finetune.py) applied to a model and its optimizer, a
+data-parallel rank's share of the step, and the state a resume needs.
 
-`Tuning` owns what the recipe changes in the training loop, so the loop itself stays a plain
-"for each batch: step" loop:
+`Tuning` owns all of it, so the loop itself (epoch_loop.py) stays a plain "for each batch: step"
+loop:
 
-- parameter groups: layer-wise learning-rate decay (encoder layer i of L at
+- parameter groups: layer-wise learning-rate decay (encoder layer i of L, counted from 1, at
   lr * decay^(L+1-i), embeddings at decay^(L+1), the pooler at lr), the new head at
   lr * head_lr_scale, and no weight decay on biases/LayerNorm weights unless
   decay_exclusion = false; then AdamW with BERT's linear warmup and decay;
 - freezing: the embeddings and/or the bottom k layers get no gradients (requires_grad = False,
   so AdamW skips them, weight decay included); gradual unfreezing thaws the top-most frozen
   layer every `unfreeze_every` epochs, the embeddings last;
-- gradient accumulation: a batch is split into `grad_accumulation` micro-batches whose losses are
-  weighted by their share of the batch, so the summed gradient is the whole batch's;
+- gradient accumulation: a batch is split into `grad_accumulation` micro-batches, each part's
+  mean loss weighted by its share of what the batch's loss averages over (examples, or
+  labelled tokens for tagging), so the summed gradient is the whole batch's;
 - EMA: torch's AveragedModel keeps an exponential moving average of the weights, updated after
-  every optimizer step; evaluation swaps the averaged weights in.
+  every optimizer step; evaluation swaps the averaged weights in;
+- data-parallel trials: each rank steps on its share of every batch, weighted against the whole
+  batch's count, and the ranks' gradients are summed before the optimizer steps
+  (`Group.sum_gradients`, bertabl/parallel.py: freezing and multi-task heads change which
+  parameters train, which DDP cannot follow); every rank starts from rank 0's state;
+- checkpoints: weights, optimizer, schedule, EMA, every rank's RNG state and the loop's
+  position, so a resumed trial continues as if uninterrupted (a checkpoint that does not fit
+  the model, e.g. from another bertabl version, starts the trial over, with a warning).
 
-Parameters are told apart by name: everything under a `bert.` module is the pre-trained encoder
-(as in every transformers BERT head and ours, and under `heads.<task>.` in a multi-task model);
-anything else is new.
+Parameters are told apart by name: everything under the encoder's module (transformers'
+`base_model_prefix`: `bert.`, `roberta.`, `electra.`, `distilbert.`, `albert.`, `deberta.`;
+under `heads.<task>.` in a multi-task model) is the pre-trained encoder, with DistilBERT's
+`transformer.layer.i` read as BERT's `encoder.layer.i`; anything else is the new head.
 """
 
 from __future__ import annotations
@@ -30,7 +41,7 @@ from typing import Any
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from bertabl.pretrain.parallel import Group, rank_seed
+from bertabl.parallel import Group, rank_seed
 from bertabl.training import (
     IGNORE_INDEX,
     Precision,
@@ -126,7 +137,7 @@ class Tuning:
     ):
         self.model = model
         self.seed = getattr(config, "seed", 0)  # seeds ranks > 0 (data-parallel trials)
-        # A data-parallel trial's rank (pretrain/parallel.py): each rank trains on its share of
+        # A data-parallel trial's rank (bertabl/parallel.py): each rank trains on its share of
         # every batch, their gradients are summed before each step, rank 0 checkpoints.
         self.group = group or Group.single(next(model.parameters()).device)
         self.recipe = config.recipe

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import torch
 
+from bertabl.finetune.epoch_loop import prepare, write_predictions
 from bertabl.finetune.families.base import Scored
 from bertabl.finetune.kept import load_final
-from bertabl.finetune.train import prepare, write_predictions
 from bertabl.training import Precision, TrialRuntime
 from bertabl.trial.files import PREDICTIONS
 from bertabl.trial.finetune import FinetuneTrialConfig

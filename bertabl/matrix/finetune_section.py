@@ -23,8 +23,8 @@ from bertabl.matrix.fields import (
     check_axis,
     named,
 )
-from bertabl.trial.base import Strict
 from bertabl.trial.finetune import FeatureMode, Head, Recipe, TagScheme
+from bertabl.trial.strict import Strict
 
 
 class HeadOverrides(Strict):

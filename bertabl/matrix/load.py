@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from bertabl.errors import MatrixError
 from bertabl.io import tomllib
 from bertabl.matrix.presets import PRESETS, deep_merge
+from bertabl.matrix.references import first_problem
 from bertabl.matrix.schema import CROSS_REFERENCE, Matrix
 
 
@@ -101,9 +102,13 @@ def validate(
         _set_path(resolved, key, value, origin=f"{origin}: --set {override}")
     _drop_preset_settings_of_other_tasks(resolved, PRESETS[scale])
     try:
-        return Matrix.model_validate(resolved)
+        matrix = Matrix.model_validate(resolved)
     except ValidationError as err:
         raise MatrixError(format_validation_error(err, origin)) from None
+    problem = first_problem(matrix)  # what one section says about another (references.py)
+    if problem:  # the line names its own key path
+        raise MatrixError(f"{origin}: {problem}")
+    return matrix
 
 
 def _drop_preset_settings_of_other_tasks(resolved: dict[str, Any], preset: dict[str, Any]):
@@ -179,7 +184,7 @@ def format_validation_error(
     """
     lines = []
     for problem in err.errors(include_url=False):
-        if problem["type"] == CROSS_REFERENCE:  # matrix/references.py: names its own key path
+        if problem["type"] == CROSS_REFERENCE:  # the line names its own key path
             lines.append(f"{origin}: {problem['msg']}")
             continue
         loc = tuple(p for p in problem["loc"] if not _is_union_tag(p))

@@ -5,18 +5,16 @@ about another is checked here, once the whole matrix has validated: task names a
 task catalogue (built-in + `data.custom_tasks`), per-task settings against `finetune.tasks`,
 metrics against each task's metrics, and `report.paper_rows` against the variants and the
 paper table the matrix will be reported as. `bertabl plan`, `run` and `report` all validate
-through here, so a mistake never surfaces after the compute.
+through here (matrix/load.py calls `first_problem` once the sections have validated), so a
+mistake never surfaces after the compute. The schema itself does not know these checks: they
+read the whole Matrix, so they depend on it, not it on them.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from bertabl.matrix.schema import Matrix
 from bertabl.paper.tables import infer_layout, paper_rows_problem
 from bertabl.tasks.spec import SENTENCE_FAMILIES
-
-if TYPE_CHECKING:
-    from bertabl.matrix.schema import Matrix
 
 
 def first_problem(matrix: Matrix) -> str | None:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from bertabl.trial.base import Strict
+from bertabl.trial.strict import Strict
 
 Placement = Literal["pack", "spread"]
 STAGES = ("pretrain", "finetune")

@@ -29,7 +29,6 @@ from pydantic_core import PydanticCustomError
 
 from bertabl.matrix.fields import NAME_PATTERN, PositiveInt, check_axis, named
 from bertabl.matrix.finetune_section import FinetuneSection, RowFinetune
-from bertabl.matrix.references import first_problem
 from bertabl.matrix.resources import (
     STAGES,
     PretrainResources,
@@ -41,11 +40,11 @@ from bertabl.matrix.tracking_section import TrackingSection
 from bertabl.tasks.catalogue import TaskCatalogue
 from bertabl.tasks.custom import CustomTask
 from bertabl.tasks.spec import TaskSpec
-from bertabl.trial.base import Strict
 from bertabl.trial.pretrain import PretrainConfig
+from bertabl.trial.strict import Strict
 
 Scale = Literal["tiny", "budget", "paper"]
-CROSS_REFERENCE = "cross_reference"  # the error type of first_problem's lines
+CROSS_REFERENCE = "cross_reference"  # the error type of a line that names its own key path
 
 
 class Variant(Strict):
@@ -364,10 +363,3 @@ class Matrix(Strict):
     def metric_for(self, task: str) -> str:
         """The dev metric that selects the grid point for `task`."""
         return self.catalogue.metric_for(task, self.finetune.selection_metric)
-
-    @model_validator(mode="after")
-    def _cross_references(self) -> Matrix:
-        problem = first_problem(self)
-        if problem:  # the line names its own key path (matrix/load.py prints it as is)
-            raise PydanticCustomError(CROSS_REFERENCE, "{line}", {"line": problem})
-        return self

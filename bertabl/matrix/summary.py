@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bertabl.matrix.cells import trial_rows
 from bertabl.matrix.compute import MFU, PAPER_BASE_FLOPS, PEAK_TFLOPS, gpu_hours
 from bertabl.matrix.plan import Plan
 
@@ -31,9 +32,11 @@ def plan_summary(plan: Plan, mfu: float = MFU, peak_tflops: float = PEAK_TFLOPS)
         }
         for t in plan.pretrain
     ]
+    finetune_rows = trial_rows(plan)
     finetune = [
         {
             "id": t.id,
+            "rows": finetune_rows.get(t.id, []),
             "depends_on": t.pretrain_id,
             "task": t.task,
             "grid_point": dict(t.grid_point),

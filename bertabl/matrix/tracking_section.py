@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from bertabl.trial.base import Strict
+from bertabl.trial.strict import Strict
 
 
 class WandbTracking(Strict):

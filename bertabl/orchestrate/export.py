@@ -25,8 +25,8 @@ def export_model(run_dir: Path, row_name: str, task: str, out_dir: Path) -> dict
     """Write the selected model of (row, task) to `out_dir`; returns what it wrote there."""
     from transformers import AutoTokenizer
 
+    from bertabl.finetune.epoch_loop import prepare
     from bertabl.finetune.kept import load_final
-    from bertabl.finetune.train import prepare
     from bertabl.orchestrate.rank import model_folder, quiet_libraries
     from bertabl.training import TrialRuntime, pick_device
     from bertabl.trial.finetune import FinetuneTrialConfig

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from bertabl.data.prepare import data_jobs, run_job
+from bertabl.data.preparation_jobs import data_jobs, run_job
 from bertabl.matrix.plan import PretrainTrial
 from bertabl.orchestrate.observer import RunObserver
 from bertabl.orchestrate.store import RunStore

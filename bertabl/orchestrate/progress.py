@@ -16,6 +16,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from bertabl.matrix.cells import trial_words
 from bertabl.matrix.plan import Plan
 from bertabl.orchestrate.observer import RunObserver
 from bertabl.orchestrate.status import metric_line
@@ -34,6 +35,7 @@ class LiveProgress(RunObserver):
     def __init__(self, plan: Plan, console: Console):
         self.plan = plan
         self.console = console
+        self.words = trial_words(plan)  # each trial in words: its rows, task, grid point
         self.total = {
             "pretrain": len(plan.pretrain),
             "finetune": len(plan.finetune),
@@ -69,7 +71,7 @@ class LiveProgress(RunObserver):
         return _PREFIX[trial_id[:2]]
 
     def _describe(self, trial_id: str) -> str:
-        return f"{trial_id} {self.plan.describe(trial_id)}"
+        return f"{trial_id} {self.words[trial_id]}"
 
     # -- data preparation: a bar with an ETA on a terminal, plain lines elsewhere -------------
 

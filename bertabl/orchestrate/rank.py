@@ -17,14 +17,14 @@ from bertabl.orchestrate.store import RunStore
 
 def pretrain_body(config, store: RunStore, out_dir, runtime, group) -> dict[str, Any]:
     """A pre-training trial's body (every rank of a data-parallel one runs it)."""
-    from bertabl.pretrain.train import pretrain
+    from bertabl.pretrain.step_loop import pretrain
 
     return pretrain(config, out_dir, runtime, group)
 
 
 def finetune_body(config, store: RunStore, out_dir, runtime, group) -> dict[str, Any]:
     """A fine-tuning trial's body (its pre-training is done: the driver checked)."""
-    from bertabl.finetune.train import finetune
+    from bertabl.finetune.epoch_loop import finetune
     from bertabl.trial.finetune import MultitaskTrialConfig
 
     pretrained = model_folder(config, store)

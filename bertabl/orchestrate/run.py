@@ -1,9 +1,16 @@
-"""Run a Plan: pre-training as one Ray Tune stage, then fine-tuning as a second.
+"""Run a Plan: check its resources, prepare its data, run every pending trial in one Ray Tune
+run, then keep only the fine-tuned weights selection needs.
 
-The stages are sequential: fine-tuning trials start once every pre-training trial of this run has
-ended. A fine-tuning trial whose pre-training did not finish is recorded as *blocked* and never
-runs on random weights. Finished trials (by id) are skipped, so re-running a matrix only runs
-what is missing.
+Finished trials (by id) are skipped, so re-running a matrix only runs what is missing, and
+unfinished ones continue from their latest checkpoint (how a killed run resumes). As Ray starts,
+every stage that has trials to run is checked against its nodes (placement.py; on this machine,
+also whether torch can use the GPUs asked for): a trial that could never run is one error before
+anything is built, not a run that waits forever or fails after its data was prepared. The data
+preparation (prepare.py: vocabularies and token stores, with every core) comes next, then one
+Tune run holds every stage: its searcher (dependencies.py) starts a fine-tuning trial as soon as
+its own pre-training is done, and a test-split scoring once its cell's fine-tunes have settled;
+either is recorded as *blocked*, never run (on random weights), when what it needs failed.
+Afterwards the final weights of fine-tunes that selection did not pick are deleted.
 """
 
 from __future__ import annotations
@@ -88,12 +95,13 @@ def run_plan(
         pending = (pretrain, finetune + tests)
         stages = [name for name, trials in zip(STAGES, pending, strict=True) if trials]
         try:
-            with stop.catching(raise_now=True):  # once, with every core, before Ray and trials
-                prepare_data(pretrain, store, observer)
-            if stages and not stop.requested:
+            if stages:  # resources checked as Ray starts: before the data, which may take hours
                 with ray_session(address, plan.matrix.resources, stages) as nodes:
-                    trials = (pretrain, finetune, tests)
-                    _run_trials(plan, *trials, store, observer, summary, storage, nodes, stop)
+                    with stop.catching(raise_now=True):  # once, with every core, before trials
+                        prepare_data(pretrain, store, observer)
+                    if not stop.requested:
+                        trials = (pretrain, finetune, tests)
+                        _run_trials(plan, *trials, store, observer, summary, storage, nodes, stop)
         except RunInterrupted:
             pass  # during data preparation: its partial store is rebuilt next time
         if stop.requested:
@@ -351,6 +359,8 @@ def ray_session(
     try:
         nodes = alive_nodes(ray.nodes())
         check_resources(nodes, resources, stages)
+        if private:  # the trials run here: their GPUs must be usable by this torch
+            check_local_gpus(resources, stages)
         yield nodes
     finally:
         if private:
@@ -383,3 +393,15 @@ def check_resources(
     wait for it forever); see orchestrate/placement.py."""
     for stage in stages:
         check_stage(nodes, resources.stage(stage), resources.precision)
+
+
+def check_local_gpus(resources: Resources, stages: list[str] | tuple[str, ...] = STAGES) -> None:
+    """Fail before any trial starts if a stage asks for GPUs that this machine's torch cannot
+    use (a CPU-only build, no driver): each trial would fail alike in training.pick_device, after
+    the data was prepared. Only for a private Ray instance, whose trials run on this machine; a
+    cluster's workers may have GPUs and torch builds that the driver lacks."""
+    gpus = max(resources.stage(stage).gpus_per_worker for stage in stages)
+    if gpus > 0:
+        from bertabl.training import pick_device  # imports torch: only when GPUs are asked for
+
+        pick_device(gpus)

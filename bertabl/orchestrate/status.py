@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from bertabl.matrix.cells import trial_words
 from bertabl.matrix.plan import Plan
 from bertabl.orchestrate.checkpoint import Checkpointer
 from bertabl.orchestrate.store import RunStore
@@ -31,6 +32,7 @@ def trial_statuses(plan: Plan, store: RunStore) -> list[TrialStatus]:
     """The state of each planned trial, read from the run directory alone."""
     active = store.is_locked()
     now = time.time()
+    words = trial_words(plan)
     statuses = []
     for trial in [*plan.pretrain, *plan.finetune, *plan.tests]:
         record = store.record(trial.id)
@@ -47,7 +49,7 @@ def trial_statuses(plan: Plan, store: RunStore) -> list[TrialStatus]:
             TrialStatus(
                 id=trial.id,
                 stage=trial.config.stage,
-                what=plan.describe(trial.id),
+                what=words[trial.id],
                 state=state,
                 progress=metric_line(trial.config, metrics) if metrics else "",
                 checkpoint_age=age,

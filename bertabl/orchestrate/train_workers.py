@@ -15,7 +15,7 @@ What stays bertabl's own, and why: the checkpoints are bertabl's checksummed, at
 the run directory (orchestrate/checkpoint.py), not `ray.train.report(checkpoint=...)`: they
 hold every rank's RNG state for a bit-identical resume, they are found again by a later `bertabl
 run` (a new Tune run and a new Train run), and they are not copied into Ray's storage on every
-save. DDP wrapping (pretrain/parallel.py) skips Ray's `prepare_model`, which would re-broadcast
+save. DDP wrapping (bertabl/parallel.py) skips Ray's `prepare_model`, which would re-broadcast
 BERT's constant buffers before every forward. Ray Train's own run state (a few small files per
 trial) goes to `train_storage`: the run directory's `train/`, or `--storage`.
 """
@@ -124,7 +124,7 @@ def _worker_main(params: dict[str, Any]) -> dict[str, Any] | None:
     import ray.train.torch
 
     from bertabl.orchestrate.rank import quiet_libraries, run_rank
-    from bertabl.pretrain.parallel import Group
+    from bertabl.parallel import Group
 
     quiet_libraries()
     group = Group.current(ray.train.torch.get_device())

@@ -60,7 +60,7 @@ def run_trial(params: dict[str, Any]) -> None:
     else:
         from ray import tune
 
-        from bertabl.pretrain.parallel import Group
+        from bertabl.parallel import Group
         from bertabl.training import pick_device
 
         quiet_libraries()  # (Ray Train's workers do this themselves; this process only drives)

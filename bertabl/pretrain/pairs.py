@@ -1,10 +1,21 @@
 """NSP pairs drawn lazily from a token store: memory O(block), any position reachable directly.
 
+BERT's pairs, as its release builds them (`create_pretraining_data.py`; transformers' collators
+mask tokens but build no NSP pairs): walk each document, gather sentences up to a target
+length, split them into A and B at a random sentence boundary; half the time replace B with
+sentences from a random other document (NotNext) and give the unused sentences back. One
+deliberate difference: a chunk of a single sentence is split inside the sentence rather than
+forced to NotNext, so IsNext stays at 50%. A small fraction of pairs use a shorter target length
+so the model also sees short inputs. The `mlm` objective ("No NSP") uses the same pairs and
+drops only the NSP loss, so that ablation changes exactly one thing, the loss (the paper does
+not say which input format its No-NSP model used; keeping the inputs fixed isolates the
+objective).
+
 A pass over the corpus is a seeded permutation of the training documents, cut into blocks of
 about BLOCK_TOKENS tokens (consecutive documents of the permutation). A block's pairs are built
-with BERT's algorithm (examples.py explains it) from an RNG seeded by (stream, pass, block) and
-then shuffled, so batches mix many documents (BERT's release shuffles all of a pass's instances;
-a block is the part of a pass a resume has to rebuild). A pair is five integers, (A start, A end,
+with that algorithm from an RNG seeded by (stream, pass, block) and then shuffled, so batches
+mix many documents (BERT's release shuffles all of a pass's instances; a block is the part of a
+pass a resume has to rebuild). A pair is five integers, (A start, A end,
 B start, B end, label), offsets into the store's tokens: ids are read from the memory map only
 when a batch is collated (batches.py), so a block of a million tokens is a few hundred KB.
 
@@ -121,7 +132,7 @@ class PairStream:
                     a0, a1 = bounds[chunk_start], bounds[chunk_start + a_end]
                     rest = (a1, bounds[i + 1])
                 elif label == IS_NEXT:
-                    # a one-sentence chunk is split inside the sentence (examples.py: why)
+                    # a one-sentence chunk is split inside the sentence (above: why)
                     a_end, a0 = 1, bounds[i]
                     a1 = a0 + rng.randint(1, bounds[i + 1] - a0 - 1)
                     rest = (a1, bounds[i + 1])

@@ -21,8 +21,8 @@ from bertabl.orchestrate.lookup import plan_of_run
 from bertabl.orchestrate.store import DONE, RunStore
 from bertabl.report import power
 from bertabl.report.build import predictions_of
+from bertabl.report.document import Detail
 from bertabl.report.layouts import build_report
-from bertabl.report.model import Detail
 from bertabl.report.power import MAX_RESTARTS, POWER, Variation
 
 

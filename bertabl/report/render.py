@@ -12,7 +12,7 @@ import re
 from dataclasses import asdict
 from typing import Any
 
-from bertabl.report.model import Detail, Line, Report, Shown, Table
+from bertabl.report.document import Detail, Line, Report, Shown, Table
 from bertabl.report.provenance import ReportContext, provenance_lines
 
 SYNTHETIC_WARNING = (

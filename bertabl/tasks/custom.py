@@ -27,8 +27,8 @@ from bertabl.data.hub import load_hub
 from bertabl.errors import DataError
 from bertabl.tasks import evaluate_metric
 from bertabl.tasks.spec import TaskSpec
-from bertabl.trial.base import Strict
 from bertabl.trial.data import DataRef
+from bertabl.trial.strict import Strict
 
 ClassificationMetric = Literal["accuracy", "f1", "macro_f1", "micro_f1", "matthews_corr"]
 RegressionMetric = Literal["pearson", "spearman"]

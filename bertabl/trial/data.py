@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bertabl.trial.base import Strict
+from bertabl.trial.strict import Strict
 
 
 class DataRef(Strict):

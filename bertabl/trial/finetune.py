@@ -12,9 +12,9 @@ from typing import Any, Literal, get_args
 
 from pydantic import Field, field_serializer, model_serializer, model_validator
 
-from bertabl.trial.base import Strict
 from bertabl.trial.data import DataRef
 from bertabl.trial.identity import trial_id
+from bertabl.trial.strict import Strict
 
 Head = Literal["linear", "bilstm", "features"]
 FeatureMode = Literal[
@@ -27,8 +27,9 @@ FeatureMode = Literal[
 ]
 FEATURE_MODES: tuple[str, ...] = get_args(FeatureMode)
 Pooling = Literal["cls_pooler", "cls", "mean", "attention", "cnn"]
-# How a tagging task's labels are written when it trains (finetune/ner.py). CoNLL-2003's files
-# are IOB1; transformers' run_ner trains on the tags as the files give them.
+# How a tagging task's labels are written when it trains (finetune/families/tagging/
+# encoding.py). CoNLL-2003's files are IOB1; transformers' run_ner trains on the tags as the
+# files give them.
 TagScheme = Literal["iob1", "iob2"]
 DEFAULT_TAG_SCHEME: TagScheme = "iob1"
 # How a fine-tuning trial's examples become batches: 1 = length groups of 50 batches whatever

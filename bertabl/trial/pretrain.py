@@ -8,9 +8,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from bertabl.trial.base import Strict
 from bertabl.trial.data import DataRef
 from bertabl.trial.identity import trial_id
+from bertabl.trial.strict import Strict
 
 # Each name is an adapter in pretrain/objectives/ (one file each), which says what it trains.
 Objective = Literal["mlm_nsp", "mlm", "ltr", "none"]

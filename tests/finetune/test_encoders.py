@@ -19,8 +19,8 @@ from transformers import (
 )
 
 from bertabl.data import synthetic
+from bertabl.finetune.epoch_loop import finetune
 from bertabl.finetune.recipe import encoder_name
-from bertabl.finetune.train import finetune
 from bertabl.matrix import build_plan
 from bertabl.matrix.cells import cell_trials
 from bertabl.matrix.load import tomllib, validate

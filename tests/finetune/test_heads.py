@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from bertabl.errors import MatrixError
+from bertabl.finetune.epoch_loop import finetune
 from bertabl.finetune.heads import BiLSTMClassifier
-from bertabl.finetune.train import finetune
 from bertabl.matrix import build_plan
 from bertabl.matrix.cells import cell_trials
 from bertabl.matrix.load import tomllib, validate
-from bertabl.pretrain.train import pretrain
+from bertabl.pretrain.step_loop import pretrain
 from bertabl.training import TrialRuntime
 from tests.conftest import FIXTURES, TINY_MATRIX, model_from
 

@@ -21,7 +21,7 @@ from bertabl.matrix.load import tomllib, validate
 from bertabl.orchestrate.checkpoint import Checkpointer
 from bertabl.orchestrate.store import RunStore
 from bertabl.orchestrate.trainables import write_views
-from bertabl.pretrain.train import pretrain
+from bertabl.pretrain.step_loop import pretrain
 from bertabl.report.select import build_table
 from bertabl.training import TrialRuntime
 from bertabl.trial.identity import trial_id

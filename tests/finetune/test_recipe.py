@@ -11,14 +11,14 @@ import torch
 from transformers import BertForSequenceClassification, BertForTokenClassification
 
 from bertabl.errors import MatrixError
+from bertabl.finetune.epoch_loop import finetune
 from bertabl.finetune.pooling import PooledClassifier
 from bertabl.finetune.recipe import Tuning, accumulate_gradients, frozen_prefixes
-from bertabl.finetune.train import finetune
 from bertabl.matrix import build_plan
 from bertabl.matrix.cells import cell_trials
 from bertabl.matrix.load import tomllib, validate
 from bertabl.orchestrate.checkpoint import Checkpointer
-from bertabl.pretrain.train import pretrain
+from bertabl.pretrain.step_loop import pretrain
 from bertabl.training import Precision, TrialRuntime
 from bertabl.trial.finetune import Recipe
 from tests.conftest import TINY_MATRIX, KillAfter, Killed, model_from

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from bertabl.finetune.epoch_loop import finetune
 from bertabl.finetune.test_splits import score_kept
-from bertabl.finetune.train import finetune
 from bertabl.matrix import build_plan
 from bertabl.matrix.load import tomllib, validate
-from bertabl.pretrain.train import pretrain
+from bertabl.pretrain.step_loop import pretrain
 from bertabl.training import TrialRuntime
 from tests.conftest import FIXTURES, TINY_MATRIX
 

@@ -11,7 +11,7 @@ import torch
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
 from bertabl.data import synthetic
-from bertabl.finetune import train as finetune_train
+from bertabl.finetune import epoch_loop as finetune_train
 from bertabl.finetune.recipe import Tuning
 from bertabl.finetune.vocab import (
     CompactEmbedding,

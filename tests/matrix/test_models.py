@@ -130,7 +130,7 @@ def test_an_untrained_row_is_the_checkpoints_architecture_and_tokenizer(tmp_path
     built = BertForPreTraining(AutoConfig.from_pretrained(folder))
     assert trial.parameters == built.num_parameters()
     # no corpus to tokenise for it
-    from bertabl.data.prepare import data_jobs
+    from bertabl.data.preparation_jobs import data_jobs
 
     assert data_jobs((t.id, t.config) for t in plan.pretrain) == []
 
@@ -138,7 +138,7 @@ def test_an_untrained_row_is_the_checkpoints_architecture_and_tokenizer(tmp_path
 def test_an_untrained_row_trains_nothing_and_saves_that_shape(tmp_path: Path):
     from transformers import AutoConfig, AutoTokenizer
 
-    from bertabl.pretrain.train import pretrain
+    from bertabl.pretrain.step_loop import pretrain
     from bertabl.training import TrialRuntime
     from bertabl.trial.files import model_dir_name
 
@@ -176,32 +176,3 @@ def test_an_untrained_row_of_another_architecture_is_refused(tmp_path: Path):
     (folder / "config.json").write_text(json.dumps(config | {"hidden_act": "relu"}))
     with pytest.raises(MatrixError, match="hidden_act is 'relu', not BERT's 'gelu'"):
         _plan([{"name": "c", "from": str(folder), "untrained": True}])
-
-
-# ---------------------------------------------------------------- finetune.recipes
-
-
-def test_a_row_is_crossed_only_with_the_recipes_it_lists(tmp_path: Path):
-    folder = save_tiny_bert(tmp_path / "released")
-    recipes = [{"name": "plain"}, {"name": "llrd", "recipe": {"layer_decay": 0.8}}]
-    variants = [
-        {"name": "released", "from": str(folder)},
-        {"name": "control", "from": str(folder), "untrained": True,
-         "finetune": {"recipes": ["plain"]}},
-    ]  # fmt: skip
-    plan = _plan(variants, recipe_variants=recipes)
-    assert [r.name for r in plan.rows] == ["released+plain", "released+llrd", "control+plain"]
-    with pytest.raises(MatrixError, match=r"variants\[1\].finetune.recipes: 'lrd' is not a"):
-        variants[1]["finetune"]["recipes"] = ["lrd"]
-        _plan(variants, recipe_variants=recipes)
-
-
-def test_a_multitask_group_is_crossed_only_with_the_recipes_it_lists(tmp_path: Path):
-    recipes = [{"name": "plain"}, {"name": "llrd", "recipe": {"layer_decay": 0.8}}]
-    group = {"name": "mt", "tasks": ["syn_agree", "syn_chain"], "recipes": ["plain"]}
-    plan = _plan([{"name": "bert_base"}], recipe_variants=recipes, multitask=[group])
-    names = [r.name for r in plan.rows]
-    assert names == ["bert_base+plain", "bert_base+llrd", "bert_base+plain+mt"]
-    group["recipes"] = ["lldr"]
-    with pytest.raises(MatrixError, match=r"multitask\[0\].recipes: 'lldr' is not a recipe row"):
-        _plan([{"name": "bert_base"}], recipe_variants=recipes, multitask=[group])

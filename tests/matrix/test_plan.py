@@ -6,7 +6,6 @@ Expected numbers are worked out by hand in the comments, never taken from the co
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 import re
@@ -28,7 +27,6 @@ from bertabl.matrix.compute import (
     training_flops,
 )
 from bertabl.matrix.load import tomllib, validate
-from bertabl.trial.identity import TRIAL_SCHEMA, trial_id
 from tests.conftest import REPO
 
 DEMO = REPO / "matrices" / "demo.toml"
@@ -329,16 +327,6 @@ def test_coupled_keys_changed_together(where: tuple[str, Any]) -> None:
 
 def ids(plan: Plan) -> tuple[list[str], list[str]]:
     return [t.id for t in plan.pretrain], [t.id for t in plan.finetune]
-
-
-def test_trial_id_format_and_hash() -> None:
-    config = {"b": [1, 2.5], "a": {"y": "z", "x": None}}
-    canonical = '{"a":{"x":null,"y":"z"},"b":[1,2.5],"trial_schema":' + f"{TRIAL_SCHEMA}}}"
-    expected = "pt-" + hashlib.sha256(canonical.encode()).hexdigest()[:8]
-    assert trial_id("pt", config) == expected
-    assert trial_id("pt", {"a": {"x": None, "y": "z"}, "b": [1, 2.5]}) == expected
-    assert trial_id("ft", config) == "ft-" + expected[3:]
-    assert trial_id("pt", {"b": [2.5, 1], "a": {"y": "z", "x": None}}) != expected
 
 
 def test_ids_ignore_key_and_table_order(tmp_path: Path) -> None:

@@ -82,10 +82,12 @@ def test_running_trials_get_a_bar_on_a_terminal():
     live.trial_result(ft.id, {"epoch": 1, "dev_accuracy": 0.75})
     console.print(live)
     text = console.export_text()
-    [pt_line] = [line for line in text.splitlines() if plan.describe(pt.id) in line]
+    [pt_line] = [line for line in text.splitlines() if f"{pt.id} " in line]
+    assert plan.describe(pt.id) in pt_line  # its rows
     assert "5/10 steps" in pt_line and "ETA" in pt_line and "loss 3.000" in pt_line
     epochs = dict(ft.grid_point)["epochs"]
-    [ft_line] = [line for line in text.splitlines() if plan.describe(ft.id) in line]
+    [ft_line] = [line for line in text.splitlines() if f"{ft.id} " in line]
+    assert f"bert_base: {plan.describe(ft.id)}" in ft_line  # its row, task, grid point
     assert f"1/{epochs} epochs" in ft_line and "dev_accuracy 0.750" in ft_line
     assert live.trial_bars.tasks[0].completed == 5 and live.trial_bars.tasks[0].total == 10
 

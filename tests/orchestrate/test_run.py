@@ -3,6 +3,7 @@ why, which resources fail before anything starts, and the one line an error beco
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,43 @@ def test_only_the_stages_that_run_are_checked():
     run.check_resources(ONE_NODE, resources, ["pretrain"])  # ... but only pre-training runs
     with pytest.raises(UserError, match=r"resources\.finetune\.gpus_per_worker = 1"):
         run.check_resources(ONE_NODE, resources, ["pretrain", "finetune"])
+
+
+def test_resources_are_checked_before_the_data_is_prepared(plan, tmp_path: Path, monkeypatch):
+    events: list[str] = []
+
+    def session(refuse: bool):
+        @contextlib.contextmanager
+        def ray_session(address, resources, stages):
+            events.append(f"placement of {'+'.join(stages)}")
+            if refuse:  # what check_resources raises on a machine without the GPU asked for
+                raise UserError("resources.gpus_per_trial = 1 but ... (no GPU)")
+            yield []
+
+        return ray_session
+
+    monkeypatch.setattr(run, "prepare_data", lambda trials, *_: events.append("data"))
+    monkeypatch.setattr(run, "_run_trials", lambda *args: events.append("trials"))
+    monkeypatch.setattr(run, "ray_session", session(refuse=True))
+    with pytest.raises(UserError, match="no GPU"):
+        run.run_plan(plan, RunStore(tmp_path / "refused"), SOURCE, Recorder())
+    assert events == ["placement of pretrain+finetune"]  # no data prepared
+
+    events.clear()
+    monkeypatch.setattr(run, "ray_session", session(refuse=False))
+    run.run_plan(plan, RunStore(tmp_path / "placed"), SOURCE, Recorder())
+    assert events == ["placement of pretrain+finetune", "data", "trials"]
+
+
+def test_gpus_this_torch_cannot_use_fail_before_any_trial(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    run.check_local_gpus(Resources(), ["pretrain", "finetune"])  # no GPU asked for: fine
+    resources = Resources(finetune={"gpus_per_worker": 1})
+    run.check_local_gpus(resources, ["pretrain"])  # only pre-training runs, on CPU
+    with pytest.raises(UserError, match=r"gpus_per_trial = 1 but this torch"):
+        run.check_local_gpus(resources, ["pretrain", "finetune"])
 
 
 def test_an_error_is_its_innermost_cause_last_line():

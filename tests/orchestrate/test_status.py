@@ -30,6 +30,7 @@ def test_each_state_from_records_progress_checkpoints_and_the_lock(tmp_path: Pat
     assert by_id[failed.id].attempts == 1
     assert by_id[started.id].state == "interrupted"  # no `bertabl run` holds the directory
     assert by_id[started.id].progress == "epoch 1/1  dev_accuracy 0.750"
+    assert by_id[started.id].what == f"bert_base: {plan.describe(started.id)}"  # its row first
     assert by_id[checkpointed.id].state == "interrupted"
     assert 0 <= by_id[checkpointed.id].checkpoint_age < 60
     assert {by_id[t.id].state for t in pending} == {"pending"}

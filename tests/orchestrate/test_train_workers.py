@@ -20,7 +20,7 @@ from bertabl.matrix.load import MatrixSource, tomllib, validate
 from bertabl.orchestrate.run import run_plan
 from bertabl.orchestrate.store import DONE, RunStore
 from bertabl.orchestrate.train_workers import describe_failures
-from bertabl.pretrain.train import pretrain
+from bertabl.pretrain.step_loop import pretrain
 from bertabl.training import TrialRuntime
 from tests.conftest import TINY_MATRIX
 
@@ -112,8 +112,8 @@ def test_two_workers_span_nodes_and_match_one_process(cluster, tmp_path: Path):
     # Fine-tuning on 2 workers: each takes half of every batch, their gradients are summed
     # (also for the last batch of 1, where rank 1 has nothing: the sum is rank 0's); in a
     # multi-task trial each step trains one head, whose gradients alone are summed.
+    from bertabl.finetune.epoch_loop import finetune
     from bertabl.finetune.multitask import finetune_multitask
-    from bertabl.finetune.train import finetune
 
     pretrained = store.model_dir(plan.pretrain[0].id)
     for trial, body in ((single_task, finetune), (multi_task, finetune_multitask)):

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import bertabl.pretrain.train as train_module
+import bertabl.pretrain.step_loop as train_module
 from bertabl.matrix import build_plan
 from bertabl.matrix.load import tomllib, validate
 from bertabl.orchestrate.store import RunStore
@@ -83,7 +83,7 @@ def test_a_finished_pretraining_rerun_saves_only_the_missing_intermediate_model(
     # On CPU the saved model is the one the first run passed through at step 3.
     reference = tmp_path / "reference"
     monkeypatch.setattr(train_module, "apply_gradients", apply)
-    from bertabl.pretrain.train import pretrain
+    from bertabl.pretrain.step_loop import pretrain
     from bertabl.training import TrialRuntime
 
     pretrain(trial.config, reference, TrialRuntime(torch.device("cpu"), save_steps=(3,)))

@@ -237,7 +237,7 @@ def test_schedule_errors_name_the_key(tmp_path: Path, schedule, message):
 
 
 def test_pretraining_follows_the_schedule(tmp_path: Path, monkeypatch):
-    from bertabl.pretrain import train
+    from bertabl.pretrain import step_loop
     from bertabl.training import TrialRuntime
 
     path = tmp_path / "m.toml"
@@ -249,14 +249,14 @@ def test_pretraining_follows_the_schedule(tmp_path: Path, monkeypatch):
     )
     trial = build_plan(matrix).pretrain[0]
     widths = []
-    original = train._accumulate_gradients
+    original = step_loop._accumulate_gradients
 
     def spy(net, micro_batches, *args, **kwargs):
         widths.append(max(m["input_ids"].shape[1] for m in micro_batches))
         return original(net, micro_batches, *args, **kwargs)
 
-    monkeypatch.setattr(train, "_accumulate_gradients", spy)
-    metrics = train.pretrain(trial.config, tmp_path / "out", TrialRuntime(torch.device("cpu")))
+    monkeypatch.setattr(step_loop, "_accumulate_gradients", spy)
+    metrics = step_loop.pretrain(trial.config, tmp_path / "out", TrialRuntime(torch.device("cpu")))
     assert len(widths) == 6
     assert max(widths[:3]) <= 24 < max(widths[3:]) <= 64
     assert metrics["heldout_perplexity"] > 1 and metrics["heldout_tokens"] > 0

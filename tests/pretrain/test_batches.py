@@ -11,13 +11,12 @@ import torch
 
 from bertabl.data.token_store import TokenStore
 from bertabl.pretrain.batches import Prefetcher, collate, encode_rows, rank_steps
-from bertabl.pretrain.examples import encode_pair
 from bertabl.pretrain.masking import Masker
 from bertabl.pretrain.pairs import PairStream
 from bertabl.training import IGNORE_INDEX
 from bertabl.trial.layout import batch_layout
 from bertabl.trial.pretrain import MaskingConfig
-from tests.pretrain.test_examples import _documents
+from tests.pretrain.test_pairs import _documents
 
 CLS, SEP, PAD, MASK = 2, 3, 0, 4
 IDS = (CLS, SEP, PAD)
@@ -40,6 +39,16 @@ def _stream() -> PairStream:
 
 def _masker(objective: str = "mlm_nsp") -> Masker:
     return Masker(_Tokenizer(), objective, MaskingConfig(), seed=0)
+
+
+def encode_pair(a: list[int], b: list[int], label: int, cls_id: int, sep_id: int) -> dict:
+    """BERT's input for segments A and B: [CLS] A [SEP] B [SEP], segment ids 0 then 1."""
+    return {
+        "input_ids": [cls_id, *a, sep_id, *b, sep_id],
+        "token_type_ids": [0] * (len(a) + 2) + [1] * (len(b) + 1),
+        "special_tokens_mask": [1] + [0] * len(a) + [1] + [0] * len(b) + [1],
+        "next_sentence_label": label,
+    }
 
 
 def test_rows_encode_as_berts_pairs():

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from bertabl.finetune.epoch_loop import finetune
 from bertabl.finetune.heads import LeftToRightClassifier
-from bertabl.finetune.train import finetune
 from bertabl.matrix import build_plan
 from bertabl.matrix.load import tomllib, validate
 from bertabl.pretrain.objectives.ltr import next_token_labels
-from bertabl.pretrain.train import pretrain
+from bertabl.pretrain.step_loop import pretrain
 from bertabl.training import TrialRuntime
 from tests.conftest import TINY_MATRIX, model_from
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from bertabl.parallel import Group
 from bertabl.pretrain.model import DENSE_LOGITS_LIMIT, ChunkedLeftToRightLM, MaskedPositionsLM
 from bertabl.pretrain.objectives import OBJECTIVES
-from bertabl.pretrain.parallel import Group
-from bertabl.pretrain.train import IGNORE, _accumulate_gradients
+from bertabl.pretrain.step_loop import IGNORE, _accumulate_gradients
 from bertabl.training import Precision
 from bertabl.trial.layout import batch_layout
 from tests.conftest import model_from

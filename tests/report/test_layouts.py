@@ -6,8 +6,8 @@ import pytest
 
 from bertabl.matrix import build_plan
 from bertabl.matrix.load import tomllib, validate
+from bertabl.report.document import MISSING
 from bertabl.report.layouts import build_report
-from bertabl.report.model import MISSING
 from tests.conftest import FIXTURES, TINY_MATRIX
 
 CUSTOM = FIXTURES / "custom"

@@ -10,11 +10,11 @@ import torch
 
 from bertabl.errors import DataError, MatrixError
 from bertabl.finetune import metrics
-from bertabl.finetune.train import finetune
+from bertabl.finetune.epoch_loop import finetune
 from bertabl.matrix import build_plan
 from bertabl.matrix.cells import cell_trials
 from bertabl.matrix.load import tomllib, validate
-from bertabl.pretrain.train import pretrain
+from bertabl.pretrain.step_loop import pretrain
 from bertabl.tasks import sources
 from bertabl.tasks.catalogue import TaskCatalogue, spec_of
 from bertabl.training import TrialRuntime

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from bertabl.errors import DataError, MatrixError
-from bertabl.finetune.train import finetune
+from bertabl.finetune.epoch_loop import finetune
 from bertabl.matrix.cells import cell_trials
-from bertabl.pretrain.train import pretrain
+from bertabl.pretrain.step_loop import pretrain
 from bertabl.report.provenance import evaluate_provenance
 from bertabl.tasks import evaluate_metric
 from bertabl.tasks.catalogue import spec_of

@@ -1,8 +1,10 @@
 """What every task family gives the fine-tuning loop: one trial's data, encoded for the family,
 and how to collate it, build the model with its head, and score a split.
 
-A family is one file (classification.py, regression.py, tagging.py, span_qa.py,
-multiple_choice.py); `finetune()` (finetune/train.py) is the loop and knows none of them.
+A family is one place: one file (classification.py, regression.py, span_qa.py,
+multiple_choice.py), or one package where that would be over ~400 lines (tagging/: its adapters,
+its encoding, the frozen-feature tagger); `finetune()` (finetune/epoch_loop.py) is the loop and
+knows none of them.
 Where the examples come from is the task's data source (tasks/sources.py), not the family's.
 """
 

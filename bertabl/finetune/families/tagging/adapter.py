@@ -10,9 +10,9 @@ from functools import cached_property
 import torch
 from transformers import AutoConfig, AutoModelForTokenClassification
 
-from bertabl.finetune import features as tag_features
-from bertabl.finetune import ner
 from bertabl.finetune.families.base import FamilyData, Scored, forward_batches, length_of
+from bertabl.finetune.families.tagging import encoding
+from bertabl.finetune.families.tagging import features as tag_features
 from bertabl.finetune.heads import FeatureTaggingHead
 from bertabl.tasks import sources
 from bertabl.training import Precision
@@ -25,12 +25,12 @@ class Tagging(FamilyData):
         context = None
         if self.config.document_context:  # the whole file's documents, whatever the slice
             document = sources.documents(self.spec, split, self.data)
-            context = ner.document_context(sentences, document, self.tokenizer)
+            context = encoding.document_context(sentences, document, self.tokenizer)
         scheme = self.config.tag_scheme or DEFAULT_TAG_SCHEME
-        return ner.encode(sentences, self.tokenizer, self.config.max_seq_len, context, scheme)
+        return encoding.encode(sentences, self.tokenizer, self.config.max_seq_len, context, scheme)
 
     def _collate(self, items: list) -> dict[str, torch.Tensor]:
-        return ner.collate(items, self.tokenizer.pad_token_id, self.pad_multiple)
+        return encoding.collate(items, self.tokenizer.pad_token_id, self.pad_multiple)
 
     def _build(self) -> torch.nn.Module:
         return AutoModelForTokenClassification.from_pretrained(
@@ -46,7 +46,7 @@ class Tagging(FamilyData):
         )
         for chunk, _, _, out in batches:
             ids = out.logits.argmax(-1).cpu()
-            predicted += ner.decode_batch([row.tolist() for row in ids], chunk)
+            predicted += encoding.decode_batch([row.tolist() for row in ids], chunk)
         return self._scored(predicted, split)
 
     def _scored(self, predicted: list[list[str]], split: str) -> Scored:
@@ -56,7 +56,7 @@ class Tagging(FamilyData):
             {"index": i, "tags": tags, "gold": list(g)}
             for i, (tags, g) in enumerate(zip(predicted, gold, strict=True))
         ]
-        return Scored(ner.evaluate(predicted, gold), lines)
+        return Scored(encoding.evaluate(predicted, gold), lines)
 
 
 class FeatureTagging(Tagging):

@@ -1,8 +1,11 @@
-"""Fine-tuning from intermediate pre-training checkpoints (the paper's Figure 5)."""
+"""The pre-training loop: intermediate models for fine-tuning (the paper's Figure 5), the
+no-pre-training control, deterministic and chunked runs, gradient accumulation (the same result
+as the whole batch, an exact resume), per-rank RNG state."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -10,14 +13,16 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from bertabl.cli import app
-from bertabl.errors import MatrixError
+from bertabl.errors import MatrixError, UserError
 from bertabl.matrix import build_plan
 from bertabl.matrix.cells import cell_trials
 from bertabl.matrix.load import tomllib, validate
-from bertabl.pretrain.train import pretrain
+from bertabl.orchestrate.checkpoint import Checkpointer
+from bertabl.pretrain.step_loop import pretrain
 from bertabl.training import TrialRuntime
 from bertabl.trial.files import model_dir_name as intermediate_model_name
-from tests.conftest import TINY_MATRIX
+from tests.conftest import TINY_MATRIX, KillAfter, Killed
+from tests.test_training import FakeCuda
 
 
 def _plan(steps):
@@ -98,7 +103,7 @@ def test_deterministic_pretraining_is_on_in_the_body_and_repeats_to_the_bit(
 ):
     """resources.deterministic reaches the body (every op ran with deterministic algorithms:
     none raised on CPU); the run repeats bit for bit, as CPU runs do anyway."""
-    import bertabl.pretrain.train as train_module
+    import bertabl.pretrain.step_loop as train_module
 
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     seen = []
@@ -186,3 +191,104 @@ def test_the_no_pretraining_control_saves_the_seeded_initialisation(tmp_path: Pa
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "a" / "model")
     pooler = model.bert.pooler.dense.weight
     assert torch.equal(pooler, saved["bert.pooler.dense.weight"])  # fine-tuning reads it all
+
+
+# --- gradient accumulation -----------------------------------------------------------------
+
+CPU = torch.device("cpu")
+STEPS = 6
+OBJECTIVES = {"mlm_nsp": 0, "mlm": 1}
+
+
+@pytest.fixture(scope="module")
+def plan():
+    raw = tomllib.loads(TINY_MATRIX)
+    raw["pretrain"]["steps"] = STEPS
+    raw["pretrain"]["model"]["dropout"] = 0.0  # layouts then compute the same function
+    return build_plan(validate(raw, "tiny.toml"))
+
+
+def _run(config, out_dir: Path, **runtime) -> tuple[dict, list[dict], dict[str, torch.Tensor]]:
+    reports: list[dict] = []
+    metrics = pretrain(
+        config,
+        out_dir,
+        TrialRuntime(CPU, report=lambda m: reports.append(dict(m)), **runtime),
+    )
+    return metrics, reports, load_file(out_dir / "model" / "model.safetensors")
+
+
+def _max_weight_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    assert a.keys() == b.keys()
+    return max((a[k].double() - b[k].double()).abs().max().item() for k in a)
+
+
+def _assert_close_metrics(a: dict, b: dict, tol: float) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        if key == "mlm_perplexity":  # exp(mlm_loss): compare relatively
+            assert a[key] == pytest.approx(b[key], rel=tol), key
+        elif key != "seconds":
+            assert a[key] == pytest.approx(b[key], abs=tol, rel=0), key
+
+
+@pytest.mark.parametrize("micro", [4, 2])
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_accumulation_matches_the_full_batch(plan, tmp_path: Path, objective: str, micro: int):
+    config = plan.pretrain[OBJECTIVES[objective]].config
+    assert config.pretrain.batch_size == 8
+    full, _, full_weights = _run(config, tmp_path / "full", micro_batch_size=8)
+    accumulated, _, weights = _run(config, tmp_path / "acc", micro_batch_size=micro)
+
+    assert _max_weight_diff(full_weights, weights) < 1e-5
+    _assert_close_metrics(full, accumulated, 1e-5)
+    assert full["step"] == STEPS and "mlm_loss" in full
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_resume_with_accumulation_is_bit_identical(plan, tmp_path: Path, objective: str):
+    config = plan.pretrain[OBJECTIVES[objective]].config
+    straight, _, straight_weights = _run(config, tmp_path / "straight", micro_batch_size=2)
+
+    resumed_dir = tmp_path / "resumed"
+    with pytest.raises(Killed):
+        _run(
+            config,
+            resumed_dir,
+            micro_batch_size=2,
+            checkpoints=KillAfter(resumed_dir / "ckpt", at_step=3),
+            checkpoint_every=3,
+        )
+    runtime = TrialRuntime(
+        CPU, checkpoints=Checkpointer(resumed_dir / "ckpt"), checkpoint_every=3, micro_batch_size=2
+    )
+    resumed = pretrain(config, resumed_dir, runtime)
+
+    assert runtime.resumed_from == 3
+    assert resumed == straight
+    weights = load_file(resumed_dir / "model" / "model.safetensors")
+    assert all(torch.equal(straight_weights[k], weights[k]) for k in weights)
+
+
+def test_a_layout_that_does_not_divide_fails_before_anything_is_built(plan, tmp_path: Path):
+    # pretrain() checks the batch layout before it builds or starts anything
+    config = plan.pretrain[0].config
+    with pytest.raises(UserError, match="resources.micro_batch_size"):
+        pretrain(config, tmp_path, TrialRuntime(CPU, micro_batch_size=3))
+    assert not any(tmp_path.iterdir())
+
+
+def test_pretraining_ranks_restore_their_own_gpu_state(monkeypatch):
+    from bertabl.pretrain.step_loop import _restore_rank_rng
+    from bertabl.training import rng_state
+
+    host = FakeCuda(monkeypatch, count=2)
+    rank_states = [rng_state(torch.device("cuda", r)) for r in range(2)]
+    state = {"rng": rank_states[0], "worker_rng": rank_states[1:], "step": 4}
+    host.count = 1  # resumed with one GPU visible per process
+    main = SimpleNamespace(is_main=True, rank=0, world=2, device=torch.device("cuda", 0))
+    _restore_rank_rng(state, main, seed=0)
+    assert host.states[0].tolist() == [0]
+    other = SimpleNamespace(is_main=False, rank=1, world=2, device=torch.device("cuda", 0))
+    _restore_rank_rng(state, other, seed=0)
+    assert host.states[0].tolist() == [1]  # rank 1's state, on the one GPU it now sees

@@ -25,7 +25,7 @@ from bertabl.finetune.kept import save_final
 from bertabl.finetune.recipe import Tuning
 from bertabl.finetune.vocab import checked_collate, compact_word_embeddings, readable_ids
 from bertabl.io import atomic_write
-from bertabl.pretrain.parallel import Group
+from bertabl.parallel import Group
 from bertabl.tasks.catalogue import spec_of
 from bertabl.training import Precision, TrialRuntime, seed_everything
 from bertabl.trial.files import PREDICTIONS

@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from transformers import AutoConfig, AutoModel, BertModel
 
-from bertabl.finetune.ner import IGNORE, LABELS
+from bertabl.finetune.families.tagging.encoding import IGNORE, LABELS
 from bertabl.trial.finetune import FEATURE_MODES as MODES
 
 _WEIGHTS = (".safetensors", ".bin", ".safetensors.index.json", ".bin.index.json")

@@ -9,7 +9,7 @@ import torch
 from transformers import BertConfig, BertForMultipleChoice, BertTokenizerFast
 
 from bertabl.data.formats.swag import read_swag
-from bertabl.finetune import multiple_choice as mc
+from bertabl.finetune.families import multiple_choice as mc
 from tests.conftest import REPO, SHARED_DATA
 
 TESTS = REPO / "tests"
@@ -40,7 +40,7 @@ def test_four_sequences_with_segments(tok) -> None:
 def test_empty_start_and_truncation(tok, caplog) -> None:
     [f] = mc.encode([{**EXAMPLE, "start": ""}], tok, 32)
     assert tok.convert_ids_to_tokens(f["input_ids"][0])[6:] == ["runs", ".", "[SEP]"]
-    with caplog.at_level(logging.WARNING, logger="bertabl.finetune.multiple_choice"):
+    with caplog.at_level(logging.WARNING, logger="bertabl.finetune.families.multiple_choice"):
         [f] = mc.encode([EXAMPLE], tok, 8)
     assert "4 of 4 sequences truncated to max_seq_len=8" in caplog.text
     assert all(len(ids) <= 8 for ids in f["input_ids"])
@@ -78,8 +78,6 @@ def test_collate_and_bert_for_multiple_choice(tok) -> None:
     out.loss.backward()
     assert model.classifier.weight.grad is not None
     assert model.bert.embeddings.word_embeddings.weight.grad.abs().sum() > 0
-    predictions = mc.predictions(out.logits)
-    assert predictions == out.logits.argmax(-1).tolist() and set(predictions) <= {0, 1, 2, 3}
     with pytest.raises(ValueError, match="empty batch"):
         mc.collate([], tok)
 

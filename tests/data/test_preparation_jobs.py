@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bertabl.data.prepare import data_jobs, run_job
+from bertabl.data.preparation_jobs import data_jobs, run_job
 from bertabl.data.token_store import TokenStore, store_dir
 from bertabl.matrix import build_plan, load_matrix
 from tests.conftest import TINY_MATRIX

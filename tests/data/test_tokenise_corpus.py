@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bertabl.data import tokenize
+from bertabl.data import tokenise_corpus
 from bertabl.data.readers import Piece
 from bertabl.data.tokenizer import build_tokenizer
 from bertabl.trial.data import DataRef
@@ -25,12 +25,12 @@ def _pieces(n: int, read: list[int]):
 def test_worker_processes_give_the_same_ids_in_order(tmp_path: Path, monkeypatch):
     tokenizer = build_tokenizer(SYNTHETIC, tmp_path)
     backend = tokenizer.backend_tokenizer.to_str()
-    monkeypatch.setattr(tokenize, "TASK_CHARS", 200)  # many small tasks
-    monkeypatch.setattr(tokenize, "POOL_MIN_CHARS", 0)
+    monkeypatch.setattr(tokenise_corpus, "TASK_CHARS", 200)  # many small tasks
+    monkeypatch.setattr(tokenise_corpus, "POOL_MIN_CHARS", 0)
     read: list[int] = []
     used: dict = {}
     results = []
-    for pieces, ids, lengths in tokenize.tokenize_tasks(
+    for pieces, ids, lengths in tokenise_corpus.tokenize_tasks(
         _pieces(300, read), backend, np.uint16, 2, used
     ):
         if not results:  # the first result came back while the input was read only so far
@@ -50,7 +50,7 @@ def test_a_small_corpus_is_tokenised_in_this_process(tmp_path: Path):
     tokenizer = build_tokenizer(SYNTHETIC, tmp_path)
     used: dict = {}
     results = list(
-        tokenize.tokenize_tasks(
+        tokenise_corpus.tokenize_tasks(
             _pieces(5, []), tokenizer.backend_tokenizer.to_str(), np.uint16, 8, used
         )
     )

@@ -6,7 +6,7 @@ checkpoints on its own schedule, and the loop is the place later speed work (pac
 decoding) goes.
 
 One optimizer step per global batch of `pretrain.batch_size` sequences. A data-parallel trial
-runs this body in each of its k Ray Train workers, each given its `Group` (see `parallel.py`);
+runs this body in each of its k Ray Train workers, each given its `Group` (bertabl/parallel.py);
 each process splits its share of the batch into micro-batches of `runtime.micro_batch_size` and
 accumulates their gradients, so the batch size is a property of the experiment, not of the
 hardware: any layout gives the same gradient (up to float rounding) and the same logged losses.
@@ -33,12 +33,12 @@ from bertabl.data.corpus import iter_pieces
 from bertabl.data.token_store import TokenStore, trial_store
 from bertabl.data.tokenizer import build_tokenizer
 from bertabl.errors import DataError
+from bertabl.parallel import Group, rank_seed
 from bertabl.pretrain.batches import Prefetcher, collate, rank_steps
 from bertabl.pretrain.masking import Masker
 from bertabl.pretrain.model import ChunkedLeftToRightLM, MaskedPositionsLM
 from bertabl.pretrain.objectives import OBJECTIVES
 from bertabl.pretrain.pairs import PairStream
-from bertabl.pretrain.parallel import Group, rank_seed
 from bertabl.pretrain.perplexity import heldout_metrics, split_heldout
 from bertabl.training import IGNORE_INDEX as IGNORE  # the tokens MLM does not predict
 from bertabl.training import (

@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import get_args
 
 import pytest
 import torch
 from torch import nn
 
+from bertabl.finetune.epoch_loop import finetune
 from bertabl.finetune.multitask import finetune_multitask
-from bertabl.finetune.train import finetune
 from bertabl.matrix import build_plan
 from bertabl.matrix.load import tomllib, validate
-from bertabl.pretrain.train import pretrain
+from bertabl.pretrain.step_loop import pretrain
 from bertabl.training import TrialRuntime
 from bertabl.trial.finetune import MultitaskTrialConfig
 from tests.conftest import FIXTURES, TINY_MATRIX
@@ -183,17 +184,20 @@ def test_every_family_head_and_pooling_fine_tunes_on_a_gpu(case: str, precision:
     assert mixed["train_loss"] == pytest.approx(exact["train_loss"], rel=tolerance, abs=tolerance)
 
 
-def test_a_regression_score_is_computed_in_fp32_under_autocast():
-    from bertabl.finetune.families.regression import Fp32Linear
+def test_each_task_family_and_head_has_its_adapter():
+    from bertabl.finetune.families import FAMILIES, family_of
+    from bertabl.finetune.families.multiple_choice import MultipleChoice
+    from bertabl.finetune.families.span_qa import SpanQA
+    from bertabl.finetune.families.tagging import FeatureTagging, Tagging
+    from bertabl.tasks.catalogue import TaskCatalogue
+    from bertabl.tasks.spec import Family
 
-    torch.manual_seed(0)
-    layer = nn.Linear(8, 1)
-    reference = nn.Linear(8, 1)
-    reference.load_state_dict(layer.state_dict())
-    layer.__class__ = Fp32Linear
-    x = torch.randn(64, 8)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        rounded, exact = reference(x), layer(x)
-    assert (rounded.dtype, exact.dtype) == (torch.bfloat16, torch.float32)
-    assert torch.allclose(exact, reference(x), atol=1e-6)  # fp32 to the last bits
-    assert list(layer.state_dict()) == ["weight", "bias"]  # names unchanged: checkpoints load
+    assert set(FAMILIES) == set(get_args(Family))  # every family tasks/spec.py names
+
+    tasks = TaskCatalogue()
+    assert family_of(tasks["conll2003"], "linear") is Tagging
+    assert family_of(tasks["conll2003"], "features") is FeatureTagging  # Table 7's frozen BERT
+    assert family_of(tasks["squad_v2"], "bilstm") is SpanQA
+    assert family_of(tasks["swag"], "linear") is MultipleChoice
+    assert family_of(tasks["stsb"], "linear").__name__ == "Regression"
+    assert family_of(tasks["syn_agree"], "features").__name__ == "Classification"

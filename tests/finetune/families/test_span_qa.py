@@ -1,5 +1,6 @@
-"""Known-answer tests for bertabl.finetune.squad: windows, answer positions, n-best search, and
-oracle-logit round trips on real SQuAD v1.1 dev and a hand-written v2.0 file (no network)."""
+"""Known-answer tests for bertabl.finetune.families.span_qa: windows, answer positions, n-best
+search, and oracle-logit round trips on real SQuAD v1.1 dev and a hand-written v2.0 file (no
+network)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from bertabl.data.formats.squad import load_squad_json, read_squad
-from bertabl.finetune import squad as S
+from bertabl.finetune.families import span_qa as S
 from bertabl.finetune.metrics import normalize_answer
 from tests.conftest import SHARED_DATA
 
@@ -247,7 +248,8 @@ def test_oracle_dev_v11(tok):
     assert len(features) == 320  # 20 windows beyond one per question: long contexts are split
     start_logits, end_logits = _oracle_logits(examples, features)
     preds, _ = S.postprocess(examples, features, start_logits, end_logits)
-    scores = S.evaluate(_restrict(load_squad_json(SQUAD_DEV), set(preds)), preds, {}, version=1)
+    gold = _restrict(load_squad_json(SQUAD_DEV), set(preds))
+    scores = S.official_scores(gold, preds, {}, version=1)
     # 290/300. The 10 misses are all gold spans that start or end inside a wordpiece (mostly
     # answer_start errors in the Super Bowl 50 article: "8" pointing into "20–18", "5" into
     # "105", "gold" into "golden"); a span of whole tokens then yields the whole token.
@@ -301,11 +303,43 @@ def test_oracle_v2_hand_written(tok, tmp_path):
                               threshold=math.inf)
     for ex in examples:  # answerable: null 0, span 20; unanswerable: null 20, best span 0
         assert na[ex["id"]] == (20.0 if ex["is_impossible"] else -20.0)
-    scores = S.evaluate(raw, preds, na, version=2)
+    scores = S.official_scores(raw, preds, na, version=2)
     assert scores["exact"] == scores["f1"] == 1.0
     assert scores["HasAns_f1"] == scores["NoAns_f1"] == 1.0
     assert scores["na_threshold"] == -20.0
     # At the default threshold 0 the unanswerable ones come back blank already: same result.
     preds0, _ = S.postprocess(examples, features, start_logits, end_logits, version=2)
     assert {q for q, p in preds0.items() if not p} == {"n1", "n2", "n3"}
-    assert S.evaluate(raw, preds0, na, version=2)["f1"] == 1.0
+    assert S.official_scores(raw, preds0, na, version=2)["f1"] == 1.0
+
+
+def test_questions_go_back_to_the_official_json_shape():
+    question = {
+        "id": "q1", "title": "Rivers", "context": "The Amazon reaches the Atlantic Ocean .",
+        "question": "Which ocean?", "is_impossible": False,
+        "answers": {"text": ["Atlantic Ocean", "the Atlantic Ocean"], "answer_start": [23, 19]},
+    }  # fmt: skip
+    assert S.as_squad_json([question]) == [
+        {
+            "title": "Rivers",
+            "paragraphs": [
+                {
+                    "context": "The Amazon reaches the Atlantic Ocean .",
+                    "qas": [
+                        {
+                            "id": "q1",
+                            "question": "Which ocean?",
+                            "is_impossible": False,
+                            "answers": [
+                                {"text": "Atlantic Ocean", "answer_start": 23},
+                                {"text": "the Atlantic Ocean", "answer_start": 19},
+                            ],
+                        }
+                    ],
+                }
+            ],
+        }
+    ]
+    # what the official scripts then score: both answers count, the best one wins
+    scores = S.official_scores(S.as_squad_json([question]), {"q1": "Atlantic Ocean"}, {}, 1)
+    assert scores == {"exact_match": 1.0, "f1": 1.0}
