@@ -295,13 +295,16 @@ def status(
 ) -> None:
     """Show each trial of a run: state, progress, last metric, checkpoint age, attempts."""
     from bertabl.orchestrate.lookup import plan_of_run, run_dirs, state_counts
+    from bertabl.orchestrate.record import Status
     from bertabl.orchestrate.status import trial_statuses
     from bertabl.orchestrate.store import RunStore
 
     runs = run_dirs(target)
     if not runs:
         RunStore(target).manifest()  # the standard "not a run directory" error
-    colours = {"done": "green", "failed": "red", "blocked": "yellow", "running": "cyan"}
+    colours = {
+        Status.DONE: "green", Status.FAILED: "red", Status.BLOCKED: "yellow", Status.RUNNING: "cyan"
+    }  # fmt: skip
     for run_dir in runs:
         store = RunStore(run_dir)
         statuses = trial_statuses(plan_of_run(store), store)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from bertabl.orchestrate.checkpoint import Checkpointer
+from bertabl.orchestrate.record import Record
 from bertabl.pretrain.model import build_model
 from bertabl.trial.pretrain import ModelConfig
 
@@ -58,6 +59,13 @@ batch_size = [16]
 learning_rate = [1e-3]
 epochs = [1]
 """
+
+
+def make_record(trial_id: str, status: str = "done", **fields) -> Record:
+    """A trial's record as the run store reads it; tests give only the fields they check."""
+    fields.setdefault("stage", "finetune")
+    fields.setdefault("config", {})
+    return Record(id=trial_id, status=status, **fields)
 
 
 def pytest_collection_modifyitems(config, items):

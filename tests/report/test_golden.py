@@ -116,11 +116,7 @@ def _run_dir(name: str, tmp_path):
     store.write_manifest(plan.matrix.model_dump(mode="json"), fixture_source(name))
     for record in fixture_records(plan, name).values():
         store.write_record(
-            record["id"],
-            record["config"],
-            record["status"],
-            metrics=record["metrics"],
-            timings=record["timings"],
+            record.id, record.config, record.status, metrics=record.metrics, timings=record.timings
         )
     return store.root
 
