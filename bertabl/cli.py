@@ -252,10 +252,14 @@ def run(
 
     Finished trials are skipped; interrupted ones continue from their latest checkpoint.
     """
+    from bertabl.orchestrate.plan_change import superseded
     from bertabl.orchestrate.store import RunStore
 
     the_plan, source = _load(matrix, set_, scale)
     store = RunStore(run_dir or Path("runs") / the_plan.matrix.name)
+    replaced = superseded(store, the_plan)
+    if replaced is not None:
+        _note(replaced.message(store.root))
     only = {t.id for t in the_plan.pretrain} if stage is Stage.pretrain else None
     _execute(the_plan, store, source, out, latex, address, only, storage=storage)
 
@@ -275,6 +279,7 @@ def resume(
     """Resume a killed run, or one trial (and, for pre-training, the fine-tunes waiting on it)."""
     from bertabl.matrix.load import MatrixSource
     from bertabl.orchestrate.lookup import find_trial_run, plan_of_run
+    from bertabl.orchestrate.plan_change import check_resumable
     from bertabl.orchestrate.store import RunStore
 
     if Path(target).is_dir():
@@ -284,6 +289,7 @@ def resume(
     else:
         store, the_plan = find_trial_run(target, run_dir)
         only = {target} | {t.id for t in the_plan.finetune if t.pretrain_id == target}
+    check_resumable(store, the_plan, only)
     source = MatrixSource(**store.manifest()["source"])
     _execute(the_plan, store, source, out, latex, address, only, storage)
 
@@ -295,6 +301,7 @@ def status(
 ) -> None:
     """Show each trial of a run: state, progress, last metric, checkpoint age, attempts."""
     from bertabl.orchestrate.lookup import plan_of_run, run_dirs, state_counts
+    from bertabl.orchestrate.plan_change import plan_notes
     from bertabl.orchestrate.record import Status
     from bertabl.orchestrate.status import trial_statuses
     from bertabl.orchestrate.store import RunStore
@@ -307,7 +314,10 @@ def status(
     }  # fmt: skip
     for run_dir in runs:
         store = RunStore(run_dir)
-        statuses = trial_statuses(plan_of_run(store), store)
+        kept = plan_of_run(store)
+        for note in plan_notes(store, kept):
+            _note(note)
+        statuses = trial_statuses(kept, store)
         summary = state_counts(statuses)
         running = " (running)" if store.is_locked() else ""
         console.print(f"[bold]{run_dir}[/]{running}: {summary}", soft_wrap=True)
@@ -359,7 +369,8 @@ def report(
     target: Annotated[
         Path | None,
         typer.Argument(
-            help="Run directory, or the matrix TOML that ran [default: the newest run]."
+            help="Run directory, the matrix TOML that ran, or an earlier plan a run directory "
+            "keeps (<run dir>/plans/*.json) [default: the newest run]."
         ),
     ] = None,
     set_: SetOption = None,
@@ -389,7 +400,8 @@ def report(
     """Render a run's results as Markdown (LaTeX, CSV, JSON) tables laid out like the paper's."""
     from rich.markdown import Markdown
 
-    from bertabl.orchestrate.lookup import newest_run, plan_of_run
+    from bertabl.orchestrate.lookup import kept_plan, newest_run, plan_for_matrix, plan_of_run
+    from bertabl.orchestrate.plan_change import plan_notes
     from bertabl.orchestrate.store import RunStore
     from bertabl.report.build import write_report
 
@@ -398,13 +410,17 @@ def report(
         if others:
             names = ", ".join(str(p) for p in others)
             console.print(f"newest of {len(others) + 1} runs: {target} (others: {names})")
-    if target.is_dir():
-        store = RunStore(target)
-        the_plan = plan_of_run(store)
+    if target.suffix == ".json" and target.is_file():  # an earlier plan: reported in <plan>/
+        store, the_plan = kept_plan(target)
+        out = out or target.with_suffix("")
     else:
-        the_plan, _ = _load(target, set_, scale)
-        store = RunStore(run_dir or Path("runs") / the_plan.matrix.name)
-        store.manifest()  # a clear error when this matrix has not been run
+        if target.is_dir():
+            store = RunStore(target)
+            the_plan = plan_of_run(store)
+        else:
+            the_plan, store = plan_for_matrix(target, set_ or [], scale and scale.value, run_dir)
+        for note in plan_notes(store, the_plan):
+            _note(note)
     chosen = [f.value for f in format_ or [Format.md]]
     formats = list(dict.fromkeys([*chosen, *(["tex"] if latex else [])]))
     written = write_report(
@@ -470,6 +486,13 @@ def export(
         f"{', '.join(f'{k} {v:g}' for k, v in about['grid_point'].items())}) -> {out_dir}",
         soft_wrap=True,
     )
+
+
+def _note(text: str) -> None:
+    """A note beside a command's output (on stderr: the output itself stays pipeable)."""
+    from rich.markup import escape
+
+    errors.print(f"[yellow]note:[/] {escape(text)}", soft_wrap=True, highlight=False)
 
 
 def _table(*columns: str) -> Table:

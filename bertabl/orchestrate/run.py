@@ -26,6 +26,7 @@ from bertabl.matrix.trials import TestTrial
 from bertabl.orchestrate.observer import RunObserver
 from bertabl.orchestrate.params import RunSettings, TrialParams, trial_params
 from bertabl.orchestrate.placement import Node, alive_nodes, check_stage
+from bertabl.orchestrate.plan_change import keep_plan
 from bertabl.orchestrate.prepare import prepare_data
 from bertabl.orchestrate.record import Status, Timings
 from bertabl.orchestrate.store import RunStore
@@ -64,6 +65,7 @@ def run_plan(
     summary = RunSummary()
     with store.lock():
         store.write_manifest(plan.matrix.model_dump(mode="json"), source.to_dict())
+        keep_plan(store, plan)  # what status, report, export and resume read from now on
         needed = plan.intermediate_steps()
 
         def complete(trial_id: str) -> bool:

@@ -3,6 +3,8 @@
 Layout:
     runs/<matrix name>/
       matrix.json              the resolved matrix + where it came from (path, hash, overrides)
+      plan.json                the plan the last run ran: trials, configs, rows, input files
+      plans/<time>.json        earlier plans a run replaced (their finished trials stay here)
       trials/<trial id>/       record.json, and the trial's artifacts (model/ for pre-training)
       tune/                    Ray Tune's own experiment state (used for its restore machinery)
 
@@ -19,14 +21,19 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bertabl.errors import UserError
 from bertabl.io import atomic_write, atomic_write_json
 from bertabl.orchestrate.record import Progress, Record, Status, Timings, Worker
 from bertabl.trial.files import model_dir_name
 
+if TYPE_CHECKING:  # the plan's (de)serialisation is imported where a plan is read or written
+    from bertabl.matrix.plan import Plan
+
 RECORD = "record.json"
+PLAN = "plan.json"
+PLANS = "plans"  # earlier plans a run replaced, whose finished trials the new one lacks
 
 
 class RunStore:
@@ -167,6 +174,37 @@ class RunStore:
                 return True
             fcntl.flock(handle, fcntl.LOCK_UN)
             return False
+
+    @property
+    def plan_file(self) -> Path:
+        return self.root / PLAN
+
+    def write_plan(self, plan: Plan) -> None:
+        """Keep the plan this run directory runs (matrix/stored_plan.py)."""
+        from bertabl.matrix.stored_plan import plan_to_json
+
+        atomic_write_json(self.plan_file, {"written_at": time.time(), **plan_to_json(plan)})
+
+    def plan(self) -> Plan | None:
+        """The plan the last `bertabl run` here ran; None in a run directory made before
+        bertabl kept one."""
+        from bertabl.matrix.stored_plan import read_plan
+
+        return read_plan(self.plan_file) if self.plan_file.is_file() else None
+
+    def archive_path(self) -> Path:
+        """Where `archive_plan` moves the kept plan: `plans/<when it was written>.json`."""
+        written = json.loads(self.plan_file.read_text())["written_at"]
+        stamp = time.strftime("%Y-%m-%dT%H-%M-%SZ", time.gmtime(written))
+        return self.root / PLANS / f"{stamp}.json"
+
+    def archive_plan(self) -> Path:
+        """Move the kept plan to `plans/` (a run replaces it with a plan that lacks some of its
+        finished trials: their report stays one command away)."""
+        target = self.archive_path()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.plan_file, target)
+        return target
 
     def write_manifest(self, matrix: dict[str, Any], source: dict[str, Any]) -> None:
         atomic_write_json(self.root / "matrix.json", {"matrix": matrix, "source": source})
