@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bertabl import __version__
@@ -300,23 +301,16 @@ def status(
     target: Annotated[Path, typer.Argument(help="Run directory.")] = Path("runs"),
 ) -> None:
     """Show each trial of a run: state, progress, last metric, checkpoint age, attempts."""
-    from bertabl.orchestrate.lookup import plan_of_run, run_dirs, state_counts
-    from bertabl.orchestrate.plan_change import plan_notes
-    from bertabl.orchestrate.record import Status
-    from bertabl.orchestrate.status import trial_statuses
+    from bertabl.orchestrate.lookup import plan_and_notes, run_dirs, state_counts
+    from bertabl.orchestrate.status import STATE_COLOURS, trial_statuses
     from bertabl.orchestrate.store import RunStore
 
     runs = run_dirs(target)
     if not runs:
         RunStore(target).manifest()  # the standard "not a run directory" error
-    colours = {
-        Status.DONE: "green", Status.FAILED: "red", Status.BLOCKED: "yellow", Status.RUNNING: "cyan"
-    }  # fmt: skip
     for run_dir in runs:
         store = RunStore(run_dir)
-        kept = plan_of_run(store)
-        for note in plan_notes(store, kept):
-            _note(note)
+        kept = plan_and_notes(store, _note)
         statuses = trial_statuses(kept, store)
         summary = state_counts(statuses)
         running = " (running)" if store.is_locked() else ""
@@ -324,7 +318,7 @@ def status(
         table = _table("trial", "stage", "what", "state", "progress", "checkpoint", "attempts")
         for st in statuses:
             age = f"{st.checkpoint_age:.0f}s ago" if st.checkpoint_age is not None else ""
-            state = f"[{colours.get(st.state, 'white')}]{st.state}[/]"
+            state = f"[{STATE_COLOURS.get(st.state, 'white')}]{st.state}[/]"
             progress = st.progress + (f"  ({st.error})" if st.error else "")
             table.add_row(st.id, st.stage, st.what, state, progress, age, str(st.attempts or ""))
         console.print(table)
@@ -400,9 +394,7 @@ def report(
     """Render a run's results as Markdown (LaTeX, CSV, JSON) tables laid out like the paper's."""
     from rich.markdown import Markdown
 
-    from bertabl.orchestrate.lookup import kept_plan, newest_run, plan_for_matrix, plan_of_run
-    from bertabl.orchestrate.plan_change import plan_notes
-    from bertabl.orchestrate.store import RunStore
+    from bertabl.orchestrate.lookup import newest_run, report_target
     from bertabl.report.build import write_report
 
     if target is None:  # the newest run under ./runs, and which others there are
@@ -410,17 +402,7 @@ def report(
         if others:
             names = ", ".join(str(p) for p in others)
             console.print(f"newest of {len(others) + 1} runs: {target} (others: {names})")
-    if target.suffix == ".json" and target.is_file():  # an earlier plan: reported in <plan>/
-        store, the_plan = kept_plan(target)
-        out = out or target.with_suffix("")
-    else:
-        if target.is_dir():
-            store = RunStore(target)
-            the_plan = plan_of_run(store)
-        else:
-            the_plan, store = plan_for_matrix(target, set_ or [], scale and scale.value, run_dir)
-        for note in plan_notes(store, the_plan):
-            _note(note)
+    the_plan, store, out = report_target(target, set_, scale and scale.value, run_dir, out, _note)
     chosen = [f.value for f in format_ or [Format.md]]
     formats = list(dict.fromkeys([*chosen, *(["tex"] if latex else [])]))
     written = write_report(
@@ -489,9 +471,7 @@ def export(
 
 
 def _note(text: str) -> None:
-    """A note beside a command's output (on stderr: the output itself stays pipeable)."""
-    from rich.markup import escape
-
+    """A note beside a command's output, on stderr (the output itself stays pipeable)."""
     errors.print(f"[yellow]note:[/] {escape(text)}", soft_wrap=True, highlight=False)
 
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from bertabl.errors import UserError
 from bertabl.matrix import Matrix, Plan, build_plan, load_matrix
+from bertabl.orchestrate.plan_change import plan_notes
 from bertabl.orchestrate.status import TrialStatus
 from bertabl.orchestrate.store import PLANS, RunStore
 
@@ -39,6 +41,38 @@ def plan_of_run(store: RunStore) -> Plan:
     bertabl kept plans: its matrix expanded again (reading and hashing the inputs)."""
     manifest = store.manifest()  # the standard "not a run directory" error
     return store.plan() or build_plan(Matrix.model_validate(manifest["matrix"]), str(store.root))
+
+
+def plan_and_notes(store: RunStore, note: Callable[[str], None]) -> Plan:
+    """The plan a run directory ran, each note about it (plan_change.plan_notes) handed to
+    `note`."""
+    plan = plan_of_run(store)
+    for line in plan_notes(store, plan):
+        note(line)
+    return plan
+
+
+def report_target(
+    target: Path,
+    overrides: list[str] | None,
+    scale: str | None,
+    run_dir: Path | None,
+    out: Path | None,
+    note: Callable[[str], None],
+) -> tuple[Plan, RunStore, Path]:
+    """(plan, store, output folder) of what `bertabl report` was given: a run directory (its
+    plan), an earlier plan it keeps (written beside it, into <plan>/), or a matrix file."""
+    if target.suffix == ".json" and target.is_file():
+        store, plan = kept_plan(target)
+        return plan, store, out or target.with_suffix("")
+    if target.is_dir():
+        store = RunStore(target)
+        plan = plan_and_notes(store, note)
+    else:
+        plan, store = plan_for_matrix(target, overrides or [], scale, run_dir)
+        for line in plan_notes(store, plan):
+            note(line)
+    return plan, store, out or store.root
 
 
 def plan_for_matrix(

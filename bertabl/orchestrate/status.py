@@ -14,6 +14,13 @@ from bertabl.trial.finetune import FinetuneConfig, TestTrialConfig
 from bertabl.trial.pretrain import PretrainTrialConfig
 
 TrialConfig = PretrainTrialConfig | FinetuneConfig | TestTrialConfig
+# How `bertabl status` colours each state (others: white).
+STATE_COLOURS = {
+    Status.DONE: "green",
+    Status.FAILED: "red",
+    Status.BLOCKED: "yellow",
+    Status.RUNNING: "cyan",
+}
 
 
 @dataclass

@@ -19,6 +19,7 @@ from bertabl.matrix.stored_plan import PLAN_SCHEMA, plan_from_json, plan_to_json
 from tests.conftest import FIXTURES, TINY_MATRIX
 from tests.matrix.test_models import save_tiny_bert
 from tests.report.fixtures import LAYOUT_FIXTURES, fixture_plan
+from tests.tasks.test_custom import _reviews
 
 
 def _through_json(plan: Plan) -> Plan:
@@ -48,15 +49,7 @@ def test_every_kind_of_row_and_trial_comes_back_without_its_inputs(tmp_path: Pat
     shutil.copytree(FIXTURES / "custom", custom)
     raw = tomllib.loads(TINY_MATRIX)
     raw["data"]["custom_tasks"] = {
-        "reviews": {
-            "format": "csv",
-            "train": str(custom / "reviews_train.csv"),
-            "dev": str(custom / "reviews_dev.csv"),
-            "test": str(custom / "reviews_test.csv"),
-            "text": "review",
-            "label": "stars",
-            "labels": ["neg", "mid", "pos"],
-        }
+        "reviews": _reviews(custom, test=str(custom / "reviews_test.csv"))
     }
     raw["pretrain"]["variants"] = [
         {"name": "here"},

@@ -23,6 +23,7 @@ from bertabl.pretrain.train import pretrain
 from bertabl.training import TrialRuntime
 from bertabl.trial.files import FINAL_WEIGHTS
 from tests.conftest import FIXTURES, TINY_MATRIX
+from tests.tasks.test_custom import _reviews
 
 CPU = torch.device("cpu")
 
@@ -32,16 +33,7 @@ def _run_dir(tmp_path: Path, reviews: Path):
     pre-training, a custom 3-class task fine-tuned with 2 restarts, and a multi-task row."""
     raw = tomllib.loads(TINY_MATRIX)
     raw["pretrain"]["variants"] = raw["pretrain"]["variants"][:1]
-    raw["data"]["custom_tasks"] = {
-        "reviews": {
-            "format": "csv",
-            "train": str(reviews / "reviews_train.csv"),
-            "dev": str(reviews / "reviews_dev.csv"),
-            "text": "review",
-            "label": "stars",
-            "labels": ["neg", "mid", "pos"],
-        }
-    }
+    raw["data"]["custom_tasks"] = {"reviews": _reviews(reviews)}
     raw["finetune"]["tasks"] = ["reviews", "syn_agree"]
     raw["finetune"]["multitask"] = [{"name": "mt", "tasks": ["reviews", "syn_agree"]}]
     plan = build_plan(validate(raw, "m.toml"), "m.toml")
