@@ -91,9 +91,7 @@ def plan_from_json(data: dict[str, Any], where: str) -> Plan:
         matrix=Matrix.model_validate(data["matrix"]),
         rows=rows,
         pretrain=[
-            PretrainTrial(
-                t["id"], PretrainTrialConfig.model_validate(t["config"]), t["parameters"]
-            )
+            PretrainTrial(t["id"], PretrainTrialConfig.model_validate(t["config"]), t["parameters"])
             for t in data["pretrain"]
         ],
         finetune=[_finetune_trial(t) for t in data["finetune"]],

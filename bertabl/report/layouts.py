@@ -24,8 +24,8 @@ from bertabl.report.compare import (
     from_evaluate,
     mde_rule,
 )
-from bertabl.report.model import MISSING, Detail, Line, Notes, Report, Shown, Table
-from bertabl.report.select import Cell, CellStatus, select_cell
+from bertabl.report.model import MISSING, CellStatus, Detail, Line, Notes, Report, Shown, Table
+from bertabl.report.select import Cell, select_cell
 from bertabl.report.significance import RESAMPLES, stalled
 from bertabl.report.stats import ALPHA, bootstrap_ci
 from bertabl.trial.pretrain import PretrainConfig

@@ -13,25 +13,13 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 from bertabl.matrix.cells import cell_trials
 from bertabl.matrix.plan import FinetuneTrial, Plan, Row
 from bertabl.orchestrate.record import Record, Status, status_of
+from bertabl.report.model import CellStatus
 from bertabl.selection import best_index, select_model
-
-
-class CellStatus(StrEnum):
-    """Where a report cell stands (report/model.py's MISSING says it in words)."""
-
-    DONE = "done"  # every trial of the cell finished
-    PARTIAL = "partial"  # some restarts missing
-    PENDING = "pending"  # nothing finished yet
-    FAILED = "failed"  # every finished trial failed
-    BLOCKED = "blocked"  # its pre-training did not finish
-    NO_SPLIT = "no_split"  # finished, but nothing was evaluated on the split shown
-    TEST_FAILED = "test_failed"  # its test-split trial failed
 
 
 @dataclass

@@ -194,9 +194,7 @@ def _outputs(run_dir: Path, out: Path) -> dict[str, bytes]:
     about = json.loads((model / "bertabl_export.json").read_text())
     assert about.pop("run") == str(run_dir)
     (model / "bertabl_export.json").write_text(json.dumps(about))
-    files = {
-        str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()
-    }
+    files = {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
     return files | {"status": status.output.replace(str(run_dir), "RUN").encode()}
 
 

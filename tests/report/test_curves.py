@@ -86,9 +86,7 @@ def test_the_markdown_report_embeds_the_curves_png(plan, tmp_path: Path):
     store.write_manifest(plan.matrix.model_dump(mode="json"), source)
     for trial_id, record in records_of(plan).items():
         config = plan.trial(trial_id).config.model_dump(mode="json")
-        store.write_record(
-            trial_id, config, "done", metrics=record.metrics, history=record.history
-        )
+        store.write_record(trial_id, config, "done", metrics=record.metrics, history=record.history)
     written = write_report(plan, store, tmp_path / "out", ["md"])
     name = plan.matrix.name
     assert {p.name for p in written.paths} >= {f"{name}.md", f"{name}.curves.png"}
