@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
             run = _bertabl_run(matrix, run_dir, Path(tmp) / "report")
             store = RunStore(run_dir)
             bodies = sum(
-                store.record(t.id)["timings"]["seconds"] for t in (*plan.pretrain, *plan.finetune)
+                store.record(t.id).timings.seconds for t in (*plan.pretrain, *plan.finetune)
             )
             print(
                 f"bertabl run:       {run:7.2f} s wall; trial bodies (records' timings) "
@@ -226,9 +226,9 @@ def _data_parallel_cost(matrix: Path, tmp: Path, plan, cpus: int, workers: int) 
             f"resources.pretrain.cpus_per_worker={threads}",
         ]
         wall = _bertabl_run(matrix, run_dir, tmp / "report", options)
-        timings = [RunStore(run_dir).record(t.id)["timings"] for t in plan.pretrain]
-        seconds[n] = [t["seconds"] for t in timings]
-        outside[n] = [t["seconds"] - t["body_seconds"] for t in timings]
+        timings = [RunStore(run_dir).record(t.id).timings for t in plan.pretrain]
+        seconds[n] = [t.seconds for t in timings]
+        outside[n] = [t.seconds - t.body_seconds for t in timings]
         print(
             f"pre-training on {n} worker(s) of {threads} thread(s): {wall:.2f} s wall; trials "
             + ", ".join(f"{s:.2f} s" for s in seconds[n])

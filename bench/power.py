@@ -48,7 +48,6 @@ class Setting:
     metric: str = "accuracy"
     ceiling: bool = False  # the cell right on every example, the baseline wrong on a fixed set
 
-
     def describe(self) -> str:
         if self.ceiling:
             return f"n={self.examples} R={self.restarts} {self.metric} at 100%"

@@ -155,7 +155,7 @@ def _tracker_cost(run_dir: Path, matrix: Path) -> tuple[float, float, int]:
         results = 0
         started = time.perf_counter()
         for trial_id, record in records.items():
-            for entry in record.get("history", []):
+            for entry in record.history:
                 tracker.result(trial_id, entry)
                 results += 1
         tracker.close()

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bertabl import __version__
@@ -168,16 +169,8 @@ def plan(
         cfg = t.config.pretrain
         rows = ", ".join(r.name for r in the_plan.rows if r.pretrain_id == t.id)
         size = f"{cfg.model.layers}/{cfg.model.hidden}/{cfg.model.heads}"
-        pt.add_row(
-            t.id,
-            rows,
-            cfg.objective,
-            size,
-            str(cfg.steps),
-            si(t.parameters),
-            si(t.tokens),
-            f"{t.flops:.2e}",
-        )
+        cells = (str(cfg.steps), si(t.parameters), si(t.tokens), f"{t.flops:.2e}")
+        pt.add_row(t.id, rows, cfg.objective, size, *cells)
     show(console, "[bold]Stage 1: pre-training[/]", pt)
     if the_plan.checkpoints:
         ck = columns_table("model", "rows", "from", "type", "params")
@@ -262,10 +255,14 @@ def run(
 
     Finished trials are skipped; interrupted ones continue from their latest checkpoint.
     """
+    from bertabl.orchestrate.plan_change import superseded
     from bertabl.orchestrate.store import RunStore
 
     the_plan, source = _load(matrix, set_, scale)
     store = RunStore(run_dir or Path("runs") / the_plan.matrix.name)
+    replaced = superseded(store, the_plan)
+    if replaced is not None:
+        _note(replaced.message(store.root))
     only = {t.id for t in the_plan.pretrain} if stage is Stage.pretrain else None
     _execute(the_plan, store, source, out, latex, address, only, storage=storage)
 
@@ -285,6 +282,7 @@ def resume(
     """Resume a killed run, or one trial (and, for pre-training, the fine-tunes waiting on it)."""
     from bertabl.matrix.load import MatrixSource
     from bertabl.orchestrate.lookup import find_trial_run, plan_of_run
+    from bertabl.orchestrate.plan_change import check_resumable
     from bertabl.orchestrate.store import RunStore
 
     if Path(target).is_dir():
@@ -294,6 +292,7 @@ def resume(
     else:
         store, the_plan = find_trial_run(target, run_dir)
         only = {target} | {t.id for t in the_plan.finetune if t.pretrain_id == target}
+    check_resumable(store, the_plan, only)
     source = MatrixSource(**store.manifest()["source"])
     _execute(the_plan, store, source, out, latex, address, only, storage)
 
@@ -304,17 +303,17 @@ def status(
     target: Annotated[Path, typer.Argument(help="Run directory.")] = Path("runs"),
 ) -> None:
     """Show each trial of a run: state, progress, last metric, checkpoint age, attempts."""
-    from bertabl.orchestrate.lookup import plan_of_run, run_dirs, state_counts
-    from bertabl.orchestrate.status import trial_statuses
+    from bertabl.orchestrate.lookup import plan_and_notes, run_dirs, state_counts
+    from bertabl.orchestrate.status import STATE_COLOURS, trial_statuses
     from bertabl.orchestrate.store import RunStore
 
     runs = run_dirs(target)
     if not runs:
         RunStore(target).manifest()  # the standard "not a run directory" error
-    colours = {"done": "green", "failed": "red", "blocked": "yellow", "running": "cyan"}
     for run_dir in runs:
         store = RunStore(run_dir)
-        statuses = trial_statuses(plan_of_run(store), store)
+        kept = plan_and_notes(store, _note)
+        statuses = trial_statuses(kept, store)
         summary = state_counts(statuses)
         running = " (running)" if store.is_locked() else ""
         console.print(f"[bold]{run_dir}[/]{running}: {summary}", soft_wrap=True)
@@ -322,7 +321,7 @@ def status(
         table = columns_table(*columns)
         for st in statuses:
             age = f"{st.checkpoint_age:.0f}s ago" if st.checkpoint_age is not None else ""
-            state = f"[{colours.get(st.state, 'white')}]{st.state}[/]"
+            state = f"[{STATE_COLOURS.get(st.state, 'white')}]{st.state}[/]"
             progress = st.progress + (f"  ({st.error})" if st.error else "")
             table.add_row(st.id, st.stage, st.what, state, progress, age, str(st.attempts or ""))
         show(console, table)
@@ -381,7 +380,8 @@ def report(
     target: Annotated[
         Path | None,
         typer.Argument(
-            help="Run directory, or the matrix TOML that ran [default: the newest run]."
+            help="Run directory, the matrix TOML that ran, or an earlier plan a run directory "
+            "keeps (<run dir>/plans/*.json) [default: the newest run]."
         ),
     ] = None,
     set_: SetOption = None,
@@ -411,8 +411,7 @@ def report(
     """Render a run's results as Markdown (LaTeX, CSV, JSON) tables laid out like the paper's."""
     from rich.markdown import Markdown
 
-    from bertabl.orchestrate.lookup import newest_run, plan_of_run
-    from bertabl.orchestrate.store import RunStore
+    from bertabl.orchestrate.lookup import newest_run, report_target
     from bertabl.report.build import write_report
 
     if target is None:  # the newest run under ./runs, and which others there are
@@ -420,13 +419,7 @@ def report(
         if others:
             names = ", ".join(str(p) for p in others)
             console.print(f"newest of {len(others) + 1} runs: {target} (others: {names})")
-    if target.is_dir():
-        store = RunStore(target)
-        the_plan = plan_of_run(store)
-    else:
-        the_plan, _ = _load(target, set_, scale)
-        store = RunStore(run_dir or Path("runs") / the_plan.matrix.name)
-        store.manifest()  # a clear error when this matrix has not been run
+    the_plan, store, out = report_target(target, set_, scale and scale.value, run_dir, out, _note)
     chosen = [f.value for f in format_ or [Format.md]]
     formats = list(dict.fromkeys([*chosen, *(["tex"] if latex else [])]))
     written = write_report(
@@ -495,6 +488,11 @@ def export(
 
 
 app.command()(user_errors(slurm))
+
+
+def _note(text: str) -> None:
+    """A note beside a command's output, on stderr (the output itself stays pipeable)."""
+    errors.print(f"[yellow]note:[/] {escape(text)}", soft_wrap=True, highlight=False)
 
 
 def main() -> None:

@@ -1,50 +1,71 @@
-"""The selection rule (the paper's): among a cell's grid points, the one whose mean dev score
-over its finished restarts is highest (ties: the earlier grid point in matrix order). Used by
-the report, and by the run to know which trials' models to keep and to score on test splits.
+"""The selected model of a report cell, decided in one place (the paper's rule).
 
-Works on trial records (dicts, as the run directory holds them), so it needs neither torch nor
-a plan.
+Among a cell's grid points, the one whose mean dev score over its finished restarts is highest
+(ties: the earlier grid point in matrix order); of that point's restarts, the one best on dev
+(ties: the earlier restart). The report shows the point's restarts, the run keeps their models
+and scores them on test splits, and `bertabl export` and the GLUE submission write out the best
+restart: all of them ask `select_model`.
+
+Works on trial ids, grid points and records, so it needs neither torch nor a plan (a test-split
+trial selects inside a Ray worker, from its records alone).
 """
 
 from __future__ import annotations
 
-import math
 import statistics
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
-Point = tuple[tuple[str, Any], ...]
-
-
-def score(record: dict[str, Any] | None, key: str) -> float | None:
-    """A finished trial's metric `key` (e.g. "dev_accuracy"), or None."""
-    if not record or record["status"] != "done":
-        return None
-    value = record.get("metrics", {}).get(key)
-    return float(value) if value is not None else None
+from bertabl.orchestrate.record import Record
+from bertabl.trial.finetune import GridPoint
 
 
-def best_point(runs: Sequence[tuple[Point, dict[str, Any] | None]], metric: str) -> Point | None:
-    """The grid point of (grid point, record) runs with the best mean finite dev `metric`;
-    None when no run has one."""
-    by_point: dict[Point, list[float]] = {}
-    for point, record in runs:
-        value = score(record, f"dev_{metric}")
-        scores = by_point.setdefault(point, [])
-        if value is not None and math.isfinite(value):
-            scores.append(value)
-    best, best_mean = None, -math.inf
-    for point, scores in by_point.items():  # insertion order = grid order: strict > keeps the first
-        if scores and statistics.fmean(scores) > best_mean:
-            best, best_mean = point, statistics.fmean(scores)
-    return best
+class Candidate(Protocol):
+    """A fine-tuning trial of a cell: a plan's FinetuneTrial, or a trial config."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def grid_point(self) -> GridPoint: ...
 
 
-def best_restart(records: Sequence[dict[str, Any] | None], metric: str) -> int | None:
-    """Index of the record with the best finite dev `metric` (ties: the earlier), or None."""
-    best, best_value = None, -math.inf
-    for index, record in enumerate(records):
-        value = score(record, f"dev_{metric}")
-        if value is not None and math.isfinite(value) and value > best_value:
-            best, best_value = index, value
+@dataclass(frozen=True)
+class Selection:
+    """What selection picked in one cell."""
+
+    point: GridPoint | None  # None: no trial of the cell has a finite dev score yet
+    trials: tuple[str, ...]  # the selected point's trials (its restarts), in plan order
+    best: str | None  # the restart best on dev: the cell's model
+
+
+def select_model(
+    candidates: Iterable[Candidate], records: Mapping[str, Record | None], metric: str
+) -> Selection:
+    """The selected grid point of a cell's trials (`candidates`, in plan order) on dev `metric`,
+    its restarts, and the best of them on dev."""
+    key = f"dev_{metric}"
+    by_point: dict[GridPoint, list[tuple[str, float | None]]] = {}
+    for trial in candidates:
+        record = records.get(trial.id)
+        dev = record.finite_score(key) if record is not None else None
+        by_point.setdefault(trial.grid_point, []).append((trial.id, dev))
+    point, best_mean = None, None
+    for candidate, runs in by_point.items():  # grid order: a strict > keeps the earlier point
+        scores = [dev for _, dev in runs if dev is not None]
+        if scores and (best_mean is None or statistics.fmean(scores) > best_mean):
+            point, best_mean = candidate, statistics.fmean(scores)
+    if point is None:
+        return Selection(None, (), None)
+    runs = by_point[point]
+    best = best_index([dev for _, dev in runs])
+    return Selection(point, tuple(i for i, _ in runs), None if best is None else runs[best][0])
+
+
+def best_index(dev_scores: Sequence[float | None]) -> int | None:
+    """Index of the highest dev score (ties: the earlier; None entries are skipped), or None."""
+    best = None
+    for index, value in enumerate(dev_scores):
+        if value is not None and (best is None or value > dev_scores[best]):
+            best = index
     return best

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from bertabl.orchestrate.checkpoint import Checkpointer
+from bertabl.orchestrate.record import Record
 from bertabl.pretrain.objectives import OBJECTIVES
 from bertabl.trial.pretrain import ModelConfig
 
@@ -79,6 +80,13 @@ def run_results(run_dir: Path) -> dict[str, dict]:
         if model.is_file():
             out[record["id"]]["weights"] = {k: v.tolist() for k, v in load_file(model).items()}
     return out
+
+
+def make_record(trial_id: str, status: str = "done", **fields) -> Record:
+    """A trial's record as the run store reads it; tests give only the fields they check."""
+    fields.setdefault("stage", "finetune")
+    fields.setdefault("config", {})
+    return Record(id=trial_id, status=status, **fields)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bertabl.data import synthetic
+from bertabl.data.fingerprints import file_sha256
 from bertabl.data.readers import Piece, document_pieces, file_pieces, hub_pieces, hub_rows
 from bertabl.data.tokenizer import TokenizerSource
 from bertabl.errors import DataError
@@ -85,8 +86,7 @@ def _corpus(entry: CorpusEntry, synthetic_sizes: Any) -> tuple[dict[str, Any], d
     files = corpus_files(Path(entry.corpus))
     digest = hashlib.sha256()
     for path in files:
-        with open(path, "rb") as handle:  # streamed: a dump can be larger than memory
-            digest.update(hashlib.file_digest(handle, "sha256").digest())
+        digest.update(file_sha256(path))  # streamed: a dump can be larger than memory
     identity = {
         "corpus": "files",
         "format": entry.corpus_format,

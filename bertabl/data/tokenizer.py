@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from bertabl.data import synthetic
+from bertabl.data.fingerprints import file_sha256
 from bertabl.errors import DataError
 from bertabl.io import atomic_write
 from bertabl.trial.data import DataRef
@@ -77,8 +78,7 @@ def tokenizer_data(source: TokenizerSource) -> DataRef:
 
 
 def _file_sha256(path: Path) -> bytes:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").digest()
+    return file_sha256(path)  # an input of the plan (data/fingerprints.py)
 
 
 def build_tokenizer(

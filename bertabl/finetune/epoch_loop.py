@@ -86,8 +86,9 @@ def prepare(
     runtime: TrialRuntime,
     splits: tuple[str, ...] | None = None,
 ) -> tuple[FamilyData, torch.nn.Module]:
-    """The trial's task data (`splits`; default: train and the dev splits) and its model: the
-    pre-trained encoder with the trial's head, seeded by the restart, on the device."""
+    """The trial's task data (`splits`; default: train and the dev splits; () reads no data)
+    and its model: the pre-trained encoder with the trial's head, seeded by the restart, on the
+    device."""
     spec = spec_of(config.task, config.task_data)
     seed_everything(config.seed)
     tokenizer = AutoTokenizer.from_pretrained(pretrained_dir)

@@ -159,7 +159,15 @@ def finetune_multitask(
     steps_per_epoch = math.ceil(sum(sizes) / size)
     collate_for = lambda task: data[task].collate  # noqa: E731 - one collator per task
     return train_epochs(
-        config, model, runtime, steps_per_epoch, epoch_steps, collate_for, evaluate, tasks, keep,
+        config,
+        model,
+        runtime,
+        steps_per_epoch,
+        epoch_steps,
+        collate_for,
+        evaluate,
+        tasks,
+        keep,
         group,
     )
 

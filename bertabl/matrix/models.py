@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from bertabl.data.fingerprints import note
 from bertabl.data.packaged_models import PACKAGE, packaged_model
 from bertabl.errors import DataError, MatrixError
 from bertabl.trial.data import DataRef
@@ -173,9 +174,12 @@ def folder_digest(folder: Path) -> str:
     for path in sorted(folder.rglob("*")):
         if path.is_file() and path.name.endswith(_MODEL_FILES):
             digest.update(str(path.relative_to(folder)).encode() + b"\0")
+            own, stat = hashlib.sha256(), path.stat()  # the file's own: an input of the plan
             with path.open("rb") as handle:
                 for chunk in iter(lambda: handle.read(1 << 20), b""):
                     digest.update(chunk)
+                    own.update(chunk)
+            note(path, own.hexdigest(), stat)
     return digest.hexdigest()[:16]
 
 

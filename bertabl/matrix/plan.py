@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from bertabl.data.corpus import corpus_data
+from bertabl.data.fingerprints import Fingerprint, recording
 from bertabl.data.tokenizer import vocab_size
 from bertabl.errors import DataError, MatrixError
 from bertabl.matrix.axes import pretrain_combinations
@@ -67,6 +68,8 @@ class Plan:
     # Every single-task cell's fine-tuning trials, as (task, trial ids): what selection picks
     # among (the run keeps only the selected grid point's models).
     cells: list[tuple[str, list[str]]] = field(default_factory=list)
+    # The input files whose content the trial ids hold (data/fingerprints.py).
+    inputs: list[Fingerprint] = field(default_factory=list)
     _by_id: dict[str, PretrainTrial | FinetuneTrial] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -109,7 +112,15 @@ def build_plan(matrix: Matrix, origin: str = "matrix", dry_run: bool = False) ->
     """Expand `matrix` into trials; invalid combinations raise MatrixError naming their key.
 
     A `dry_run` (`bertabl plan`) also works before the data is downloaded: missing data becomes
-    a warning in `Plan.warnings`, and the trials that read it get provisional ids."""
+    a warning in `Plan.warnings`, and the trials that read it get provisional ids. The input
+    files hashed on the way are the plan's `inputs`."""
+    with recording() as inputs:
+        plan = _expand(matrix, origin, dry_run)
+    plan.inputs = sorted(inputs.values(), key=lambda f: f.path)
+    return plan
+
+
+def _expand(matrix: Matrix, origin: str, dry_run: bool) -> Plan:
     warnings: list[str] | None = [] if dry_run else None
     variants = matrix.pretrain.variants
     if not variants or any(v.from_ is None for v in variants):  # something is pre-trained here

@@ -25,14 +25,13 @@ from bertabl.trial.finetune import (
     DEFAULT_TAG_SCHEME,
     FinetuneConfig,
     FinetuneTrialConfig,
+    GridPoint,
     MultitaskKey,
     MultitaskTrialConfig,
     Recipe,
     TestTrialConfig,
 )
 from bertabl.trial.pretrain import PretrainTrialConfig
-
-GridPoint = tuple[tuple[str, Any], ...]  # (("batch_size", 32), ("learning_rate", ...), ...)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ The cell's model is its dev-selected grid point's restart that is best on dev (t
 protocol for the models it submitted). The trial kept its final weights (finetune/kept.py);
 they are written with transformers' head class, the full vocabulary (the word embeddings that
 fine-tuning compacted are whole again: rows it never read keep their pre-trained values) and
-the tokenizer of the pre-trained model, so `AutoModelFor...` loads it.
+the tokenizer of the pre-trained model, so `AutoModelFor...` loads it. It reads the run
+directory alone (its plan, records and kept weights), not the task's data, which may be gone.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from bertabl.errors import UserError
 from bertabl.matrix.cells import cell_trials
 from bertabl.orchestrate.lookup import plan_of_run
 from bertabl.orchestrate.store import RunStore
-from bertabl.selection import best_point, best_restart, score
+from bertabl.selection import select_model
 from bertabl.trial.files import FINAL_WEIGHTS
 
 
@@ -29,7 +30,6 @@ def export_model(run_dir: Path, row_name: str, task: str, out_dir: Path) -> dict
     from bertabl.finetune.kept import load_final
     from bertabl.orchestrate.rank import model_folder, quiet_libraries
     from bertabl.training import TrialRuntime, pick_device
-    from bertabl.trial.finetune import FinetuneTrialConfig
 
     quiet_libraries()
     store = RunStore(run_dir)
@@ -45,24 +45,21 @@ def export_model(run_dir: Path, row_name: str, task: str, out_dir: Path) -> dict
     row = rows[row_name]
     if row.multitask:
         raise UserError(f"--row {row_name}: a multi-task row's shared encoder is not exported")
-    trials = cell_trials(plan, row, task)
-    records = {t.id: store.record(t.id) for t in trials}
-    metric = plan.matrix.metric_for(task)
-    point = best_point([(t.grid_point, records[t.id]) for t in trials], metric)
-    if point is None:
+    metric, records = plan.matrix.metric_for(task), store.records()
+    selected = select_model(cell_trials(plan, row, task), records, metric)
+    if selected.best is None:
         raise UserError(f"{row_name} / {task}: no finished trial to export; run the matrix first")
-    chosen = [t for t in trials if t.grid_point == point]
-    best = chosen[best_restart([records[t.id] for t in chosen], metric)]
+    best = plan.trial(selected.best)
     trial_dir = store.trial_dir(best.id)
     if not (trial_dir / FINAL_WEIGHTS).is_dir():
         raise UserError(
             f"{best.id} kept no final weights (a run by an older bertabl, or its folder "
             f"{trial_dir / FINAL_WEIGHTS} was removed); re-run the trial to export it"
         )
-    config = FinetuneTrialConfig.model_validate(records[best.id]["config"])
-    pretrained = model_folder(config, store)
+    pretrained = model_folder(best.config, store)
     runtime = TrialRuntime(pick_device(0))
-    data, model = prepare(config, pretrained, runtime, splits=("dev",))
+    # The model alone (splits=()): the task's data may be gone by now, as it may for a report.
+    data, model = prepare(best.config, pretrained, runtime, splits=())
     if not type(model).__module__.startswith("transformers."):
         raise UserError(
             f"{row_name} / {task} uses bertabl's own head ({type(model).__name__}); export writes "
@@ -81,9 +78,9 @@ def export_model(run_dir: Path, row_name: str, task: str, out_dir: Path) -> dict
         "trial": best.id,
         "row": row_name,
         "task": task,
-        "grid_point": dict(point),
+        "grid_point": dict(best.grid_point),
         "restart": best.restart,
-        f"dev_{metric}": score(records[best.id], f"dev_{metric}"),
+        f"dev_{metric}": records[best.id].score(f"dev_{metric}"),
         "class": type(model).__name__,
         "run": str(store.root),
     }

@@ -1,16 +1,19 @@
-"""Finding runs and trials on disk: the run directories under a folder, the plan a run was
-made from, the run that plans a trial id, and how many trials of a run stand where."""
+"""Finding runs and trials on disk: the run directories under a folder, the plan a run ran
+(kept in the run directory), the run that plans a trial id, and how many trials of a run stand
+where."""
 
 from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from bertabl.errors import UserError
-from bertabl.matrix import Matrix, Plan, build_plan
+from bertabl.matrix import Matrix, Plan, build_plan, load_matrix
+from bertabl.orchestrate.plan_change import plan_notes
 from bertabl.orchestrate.status import TrialStatus
-from bertabl.orchestrate.store import RunStore
+from bertabl.orchestrate.store import PLANS, RunStore
 
 TRIAL_ID = re.compile(r"(pt|ft)-[0-9a-f]{8}")
 
@@ -34,8 +37,71 @@ def newest_run(folder: Path) -> tuple[Path, list[Path]]:
 
 
 def plan_of_run(store: RunStore) -> Plan:
-    """The plan of the matrix a run directory was made from (as resolved then)."""
-    return build_plan(Matrix.model_validate(store.manifest()["matrix"]), str(store.root))
+    """The plan a run directory ran, as it keeps it (no input file is read). One made before
+    bertabl kept plans: its matrix expanded again (reading and hashing the inputs)."""
+    manifest = store.manifest()  # the standard "not a run directory" error
+    return store.plan() or build_plan(Matrix.model_validate(manifest["matrix"]), str(store.root))
+
+
+def plan_and_notes(store: RunStore, note: Callable[[str], None]) -> Plan:
+    """The plan a run directory ran, each note about it (plan_change.plan_notes) handed to
+    `note`."""
+    plan = plan_of_run(store)
+    for line in plan_notes(store, plan):
+        note(line)
+    return plan
+
+
+def report_target(
+    target: Path,
+    overrides: list[str] | None,
+    scale: str | None,
+    run_dir: Path | None,
+    out: Path | None,
+    note: Callable[[str], None],
+) -> tuple[Plan, RunStore, Path]:
+    """(plan, store, output folder) of what `bertabl report` was given: a run directory (its
+    plan), an earlier plan it keeps (written beside it, into <plan>/), or a matrix file."""
+    if target.suffix == ".json" and target.is_file():
+        store, plan = kept_plan(target)
+        return plan, store, out or target.with_suffix("")
+    if target.is_dir():
+        store = RunStore(target)
+        plan = plan_and_notes(store, note)
+    else:
+        plan, store = plan_for_matrix(target, overrides or [], scale, run_dir)
+        for line in plan_notes(store, plan):
+            note(line)
+    return plan, store, out or store.root
+
+
+def plan_for_matrix(
+    matrix_file: Path, overrides: list[str], scale: str | None, run_dir: Path | None
+) -> tuple[Plan, RunStore]:
+    """(plan, store) of the run of a matrix file: the plan the run directory keeps when it ran
+    this very matrix (nothing else is read), else the matrix expanded now."""
+    matrix, source = load_matrix(matrix_file, overrides, scale)
+    store = RunStore(run_dir or Path("runs") / matrix.name)
+    store.manifest()  # a clear error when this matrix has not been run
+    kept = store.plan()
+    if kept is not None and kept.matrix == matrix:
+        return kept, store
+    return build_plan(matrix, source.path), store
+
+
+def kept_plan(path: Path) -> tuple[RunStore, Plan]:
+    """(store, plan) of an earlier plan a run directory keeps (<run dir>/plans/<time>.json)."""
+    from bertabl.matrix.stored_plan import read_plan
+
+    path = Path(path)
+    if not path.is_file() or path.parent.name != PLANS:
+        raise UserError(
+            f"{path}: not a plan a run directory keeps (<run dir>/{PLANS}/<time>.json); pass a "
+            "run directory, the matrix file, or one of those plans"
+        )
+    store = RunStore(path.parent.parent)
+    store.manifest()  # the standard "not a run directory" error
+    return store, read_plan(path)
 
 
 def find_trial_run(trial_id: str, run_dir: Path | None) -> tuple[RunStore, Plan]:

@@ -7,11 +7,14 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bertabl.io import atomic_write_json
 from bertabl.machine import describe_machine
+from bertabl.orchestrate.params import TrialParams
+from bertabl.orchestrate.record import Outcome, Worker
 from bertabl.orchestrate.store import RunStore
 
 
@@ -39,31 +42,36 @@ def test_body(config, store: RunStore, out_dir, runtime, group) -> dict[str, Any
     """A cell's test-split scoring (its fine-tunes have all settled): the kept final models of
     the grid point selected on dev, scored on the test splits; one process."""
     from bertabl.finetune.test_splits import score_kept
-    from bertabl.selection import best_point
+    from bertabl.selection import select_model
     from bertabl.trial.finetune import FinetuneTrialConfig
 
-    records = {i: store.record(i) for i in config.trials}
-    configs = {i: FinetuneTrialConfig.model_validate(r["config"]) for i, r in records.items() if r}
-    points = {i: tuple(_grid_point(c)) for i, c in configs.items()}
-    runs = [(points[i], records[i]) for i in config.trials if i in points]
-    chosen = best_point(runs, config.metric)
-    scores: dict[str, Any] = {"grid_point": dict(chosen or ()), "trials": {}}
-    for trial_id in config.trials:
-        done = records[trial_id] and records[trial_id]["status"] == "done"
-        if not done or points[trial_id] != chosen:
+    records = {i: r for i in config.trials if (r := store.record(i)) is not None}
+    trials = [Trial(i, FinetuneTrialConfig.model_validate(r.config)) for i, r in records.items()]
+    chosen = select_model(trials, records, config.metric)
+    scores: dict[str, Any] = {"grid_point": dict(chosen.point or ()), "trials": {}}
+    for trial in trials:
+        if trial.id not in chosen.trials or not records[trial.id].done:
             continue
-        trial = configs[trial_id]
-        trial_dir = store.trial_dir(trial_id)
-        scored = score_kept(trial, model_folder(trial, store), trial_dir, config.splits, runtime)
+        trial_dir = store.trial_dir(trial.id)
+        scored = score_kept(
+            trial.config, model_folder(trial.config, store), trial_dir, config.splits, runtime
+        )
         extra = {f"{s}_{k}": v for s, r in scored.items() for k, v in r.metrics.items()}
-        store.update_metrics(trial_id, extra)  # test_<metric> beside dev_<metric>
-        scores["trials"][trial_id] = extra
+        store.update_metrics(trial.id, extra)  # test_<metric> beside dev_<metric>
+        scores["trials"][trial.id] = extra
     return scores
 
 
-def _grid_point(config) -> list[tuple[str, Any]]:
-    """A fine-tuning config's grid point, as the plan names it."""
-    return [(k, getattr(config, k)) for k in ("batch_size", "learning_rate", "epochs")]
+@dataclass(frozen=True)
+class Trial:
+    """A cell's fine-tune as its test-split trial knows it: the id and config of its record."""
+
+    id: str
+    config: Any  # FinetuneTrialConfig
+
+    @property
+    def grid_point(self):
+        return self.config.grid_point
 
 
 def model_folder(config, store: RunStore) -> Path:
@@ -80,7 +88,7 @@ def model_folder(config, store: RunStore) -> Path:
 BODIES = {"pretrain": pretrain_body, "finetune": finetune_body, "test": test_body}
 
 
-def run_rank(params: dict[str, Any], group, report_to) -> dict[str, Any] | None:
+def run_rank(params: TrialParams, group, report_to) -> Outcome | None:
     """One rank's part of a trial (the only one of a single-worker trial): the body, with a
     runtime whose reports go to `report_to` (Tune's or Ray Train's) and, from rank 0 alone, to
     the run directory. Returns rank 0's outcome (metrics, history, where each rank ran)."""
@@ -89,26 +97,24 @@ def run_rank(params: dict[str, Any], group, report_to) -> dict[str, Any] | None:
 
     from bertabl.training import TrialRuntime, release_gpu_memory, share_gpu
 
-    resources = params["resources"]
-    torch.set_num_threads(max(1, int(resources["cpus_per_worker"])))
-    trial_id, stage = params["trial"]["id"], params["trial"]["stage"]
-    config = params["trial"]["config"]
-    store = RunStore(params["run_dir"])
+    resources, run = params.resources, params.run
+    torch.set_num_threads(max(1, int(resources.cpus_per_worker)))
+    trial_id, stage, config = params.id, params.stage, params.config
+    store = RunStore(run.run_dir)
     trial_dir = store.trial_dir(trial_id)
-    here = {
-        "rank": group.rank,
-        "node_id": ray.get_runtime_context().get_node_id(),
-        "node_ip": ray.util.get_node_ip_address(),
-        "pid": os.getpid(),
-        "device": str(group.device),
-        "machine": describe_machine(str(group.device)),
-    }
-    workers = group.gather(here)
-    outcome: dict[str, Any] = {"workers": workers}
+    here = Worker(
+        rank=group.rank,
+        node_id=ray.get_runtime_context().get_node_id(),
+        node_ip=ray.util.get_node_ip_address(),
+        pid=os.getpid(),
+        device=str(group.device),
+        machine=describe_machine(str(group.device)),
+    )
+    outcome = Outcome(workers=group.gather(here))
     if group.is_main and group.world > 1:
         # Where the ranks run now, for whoever must find one (a person; the tests).
-        atomic_write_json(trial_dir / "workers.json", workers)
-        outcome["worker_group_starts"] = store.count_attempt(trial_id, "worker-group-starts")
+        atomic_write_json(trial_dir / "workers.json", [w.model_dump() for w in outcome.workers])
+        outcome.worker_group_starts = store.count_attempt(trial_id, "worker-group-starts")
 
     def report(metrics: dict[str, Any]) -> None:
         # No Tune/Train checkpoint: it would copy the directory into Ray's storage (the saved
@@ -118,7 +124,7 @@ def run_rank(params: dict[str, Any], group, report_to) -> dict[str, Any] | None:
             store.write_progress(trial_id, metrics)
         report_to(metrics)
 
-    save_steps = tuple(params["save_steps"].get(trial_id, ()))
+    save_steps = params.save_steps
     # A finished pre-training runs again only for intermediate models it did not keep (a later
     # matrix asked for them): it saves the missing ones and nothing else, since the final model
     # and record are what finished fine-tunes read.
@@ -128,17 +134,17 @@ def run_rank(params: dict[str, Any], group, report_to) -> dict[str, Any] | None:
     runtime = TrialRuntime(
         device=group.device,
         report=report,
-        checkpoints=checkpointer(store, trial_id, params) if group.is_main else None,
-        checkpoint_every=params["checkpoint_every"],
-        precision=params["precision"],
-        deterministic=params.get("deterministic", False),
+        checkpoints=checkpointer(store, params) if group.is_main else None,
+        checkpoint_every=run.checkpoint_every,
+        precision=run.precision,
+        deterministic=run.deterministic,
         workers=group.world,
-        micro_batch_size=resources["micro_batch_size"],
+        micro_batch_size=resources.micro_batch_size,
         save_steps=save_steps,
         intermediate_only=intermediate_only,
         cache_dir=store.cache_dir,
     )
-    share_gpu(group.device, resources["gpus_per_worker"])
+    share_gpu(group.device, resources.gpus_per_worker)
     started = time.time()
     try:
         metrics = BODIES[stage](config, store, trial_dir, runtime, group)
@@ -146,19 +152,18 @@ def run_rank(params: dict[str, Any], group, report_to) -> dict[str, Any] | None:
         release_gpu_memory(group.device)  # the next trial this process runs starts with none
     if not group.is_main:
         return None
-    return outcome | {
-        "intermediate_only": intermediate_only,
-        "metrics": metrics,
-        "history": runtime.history,
-        "resumed_from": runtime.resumed_from,
-        "body_seconds": time.time() - started,  # the rest of the trial's time is orchestration
-    }
+    outcome.intermediate_only = intermediate_only
+    outcome.metrics, outcome.history = metrics, runtime.history
+    outcome.resumed_from = runtime.resumed_from
+    outcome.body_seconds = time.time() - started  # the rest of the trial's time: orchestration
+    return outcome
 
 
-def checkpointer(store: RunStore, trial_id: str, params: dict[str, Any]):
+def checkpointer(store: RunStore, params: TrialParams):
     from bertabl.orchestrate.checkpoint import Checkpointer
 
-    return Checkpointer(store.trial_dir(trial_id) / "checkpoints", keep=params["checkpoint_keep"])
+    folder = store.trial_dir(params.id) / "checkpoints"
+    return Checkpointer(folder, keep=params.run.checkpoint_keep)
 
 
 def quiet_libraries() -> None:

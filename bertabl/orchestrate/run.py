@@ -32,11 +32,14 @@ from bertabl.matrix.schema import Resources
 from bertabl.matrix.trials import TestTrial
 from bertabl.orchestrate.interrupt import RunInterrupted, StopRequest
 from bertabl.orchestrate.observer import RunObserver
+from bertabl.orchestrate.params import RunSettings, TrialParams, trial_params
 from bertabl.orchestrate.placement import Node, alive_nodes, check_stage
+from bertabl.orchestrate.plan_change import keep_plan
 from bertabl.orchestrate.prepare import prepare_data
-from bertabl.orchestrate.store import BLOCKED, DONE, FAILED, RunStore
+from bertabl.orchestrate.record import Status, Timings
+from bertabl.orchestrate.store import RunStore
 from bertabl.orchestrate.trainables import run_trial
-from bertabl.selection import best_point
+from bertabl.selection import select_model
 from bertabl.trial.files import FINAL_WEIGHTS
 
 
@@ -77,6 +80,7 @@ def run_plan(
 
             preflight(plan, store.root)  # a missing extra or a bad store: before any work
         store.write_manifest(plan.matrix.model_dump(mode="json"), source.to_dict())
+        keep_plan(store, plan)  # what status, report, export and resume read from now on
         needed = plan.intermediate_steps()
 
         def complete(trial_id: str) -> bool:
@@ -134,13 +138,13 @@ def prune_unselected(plan: Plan, store: RunStore) -> list[str]:
     records = store.records()
     pruned = []
     for task, trial_ids in plan.cells:
-        runs = [(plan.trial(i).grid_point, records.get(i)) for i in trial_ids]
-        if any(record is None for _, record in runs):
+        if any(i not in records for i in trial_ids):
             continue
-        chosen = best_point(runs, plan.matrix.metric_for(task))
-        for trial_id, (point, _) in zip(trial_ids, runs, strict=True):
+        trials = [plan.trial(i) for i in trial_ids]
+        kept = select_model(trials, records, plan.matrix.metric_for(task)).trials
+        for trial_id in trial_ids:
             folder = store.trial_dir(trial_id) / FINAL_WEIGHTS
-            if point != chosen and folder.is_dir():
+            if trial_id not in kept and folder.is_dir():
                 shutil.rmtree(folder)
                 pruned.append(trial_id)
     return pruned
@@ -154,10 +158,10 @@ def _blocked_reason(trial: FinetuneTrial, store: RunStore, failed: bool = False)
             return None
         return f"the checkpoint folder {folder} is gone (it was there when the plan was made)"
     record = store.record(trial.pretrain_id)
-    if record is not None and record["status"] == DONE:
+    if record is not None and record.done:
         return None
-    if record is not None and record.get("error"):
-        return f"pre-training {trial.pretrain_id} failed: {record['error']}"
+    if record is not None and record.error:
+        return f"pre-training {trial.pretrain_id} failed: {record.error}"
     if failed:  # in this run; its record gets the error when the Tune run ends
         return f"pre-training {trial.pretrain_id} failed (its record has the error)"
     return f"pre-training {trial.pretrain_id} did not finish"
@@ -200,9 +204,21 @@ def _run_trials(
     per_stage = {stage: resources.stage(stage) for stage in STAGES}
     per_stage["test"] = dataclasses.replace(per_stage["finetune"], workers=1)  # scoring only
 
+    settings = RunSettings(
+        run_dir=str(store.root),
+        checkpoint_every=checkpointing.every_steps,
+        checkpoint_keep=checkpointing.keep,
+        precision=resources.precision,
+        deterministic=resources.deterministic,
+        worker_restarts=resources.worker_restarts,
+        # Ray Train's own run state (a few small files per data-parallel trial): beside Tune's
+        train_storage=storage or str(store.root / "train"),
+        # the intermediate models each pre-training trial must keep (not part of its id)
+        save_steps=plan.intermediate_steps(),
+    )
+
     def suggestion(stage: str, trial) -> dict[str, Any]:
-        trial_params = {"id": trial.id, "stage": stage, "config": trial.config}
-        return {"trial": trial_params, "resources": per_stage[stage].params()}
+        return TrialParams(trial.id, stage, trial.config, per_stage[stage], settings).tune_config()
 
     def release(stage: str, trial, failed: set[str]) -> bool:
         if stage == "pretrain":
@@ -212,18 +228,16 @@ def _run_trials(
         else:
             reason = _blocked_reason(trial, store, bool(failed))
         if reason is not None:
-            store.write_record(trial.id, _dump(trial), BLOCKED, error=reason)
+            store.write_record(trial.id, _dump(trial), Status.BLOCKED, error=reason)
             summary.blocked.append(trial.id)
             observer.blocked(trial.id, reason)
         return reason is None
 
     def trial_resources(config: dict[str, Any]):
-        own = config["resources"]
-        if own["workers"] > 1:  # the Tune trial only drives Ray Train's workers (their own PG)
+        own = trial_params(config).resources
+        if own.workers > 1:  # the Tune trial only drives Ray Train's workers (their own PG)
             return tune.PlacementGroupFactory([DRIVER_RESOURCES])
-        return tune.PlacementGroupFactory(
-            [{"CPU": own["cpus_per_worker"], "GPU": own["gpus_per_worker"]}]
-        )
+        return tune.PlacementGroupFactory([own.bundle])
 
     # Tune does not see a data-parallel trial's workers (Ray Train asks for them), so it would
     # start every such trial at once, each driver waiting for its workers: the searcher admits
@@ -231,18 +245,6 @@ def _run_trials(
     admits = {
         stage: capacity(nodes, res) if nodes is not None and res.workers > 1 else None
         for stage, res in per_stage.items()
-    }
-    param_space = {
-        "run_dir": str(store.root),
-        "checkpoint_every": checkpointing.every_steps,
-        "checkpoint_keep": checkpointing.keep,
-        "precision": resources.precision,
-        "deterministic": resources.deterministic,
-        "worker_restarts": resources.worker_restarts,
-        # Ray Train's own run state (a few small files per data-parallel trial): beside Tune's
-        "train_storage": storage or str(store.root / "train"),
-        # the intermediate models each pre-training trial must keep (not part of its id)
-        "save_steps": plan.intermediate_steps(),
     }
     callbacks: list = [TuneEvents(observer)]
     if plan.matrix.tracking.tensorboard:
@@ -255,7 +257,6 @@ def _run_trials(
         callbacks += service_callbacks(plan, store.root)
     tuner = tune.Tuner(
         tune.with_resources(run_trial, trial_resources),
-        param_space=param_space,
         tune_config=tune.TuneConfig(
             search_alg=DependencySearcher(
                 _waiting(pretrain, finetune, tests), suggestion, release, admits
@@ -283,15 +284,17 @@ def _run_trials(
     for result in results:
         if result.error is None and stop.requested and not result.config:
             continue  # stopped on request before it reported anything
-        trial_id = result.config["trial"]["id"]
+        trial_id = trial_params(result.config).id
         if result.error is None and store.is_done(trial_id):
             summary.done.append(trial_id)
             continue
         if result.error is None and stop.requested:
             continue  # stopped on request: it resumes from its checkpoint, not failed
         reason = error_summary(result.error) if result.error else "ended without a result"
-        attempts = {"attempt": store.attempts(trial_id)}
-        store.write_record(trial_id, _dump(by_id[trial_id]), FAILED, error=reason, timings=attempts)
+        attempts = Timings(attempt=store.attempts(trial_id))
+        store.write_record(
+            trial_id, _dump(by_id[trial_id]), Status.FAILED, error=reason, timings=attempts
+        )
         summary.failed.append(trial_id)
 
 
@@ -309,7 +312,7 @@ def _dump(trial: PretrainTrial | FinetuneTrial | TestTrial) -> dict[str, Any]:
 
 
 def _trial_name(trial) -> str:
-    return trial.config["trial"]["id"]
+    return trial_params(trial.config).id
 
 
 def error_summary(error: BaseException) -> str:

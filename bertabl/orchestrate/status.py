@@ -9,11 +9,19 @@ from typing import Any
 from bertabl.matrix.cells import trial_words
 from bertabl.matrix.plan import Plan
 from bertabl.orchestrate.checkpoint import Checkpointer
+from bertabl.orchestrate.record import Status
 from bertabl.orchestrate.store import RunStore
 from bertabl.trial.finetune import FinetuneConfig, TestTrialConfig
 from bertabl.trial.pretrain import PretrainTrialConfig
 
 TrialConfig = PretrainTrialConfig | FinetuneConfig | TestTrialConfig
+# How `bertabl status` colours each state (others: white).
+STATE_COLOURS = {
+    Status.DONE: "green",
+    Status.FAILED: "red",
+    Status.BLOCKED: "yellow",
+    Status.RUNNING: "cyan",
+}
 
 
 @dataclass
@@ -21,7 +29,7 @@ class TrialStatus:
     id: str
     stage: str
     what: str
-    state: str
+    state: Status
     progress: str
     checkpoint_age: float | None  # seconds since the newest checkpoint was written
     attempts: int
@@ -39,11 +47,13 @@ def trial_statuses(plan: Plan, store: RunStore) -> list[TrialStatus]:
         progress = store.progress(trial.id)
         checkpoints = Checkpointer(store.trial_dir(trial.id) / "checkpoints").paths()
         if record is not None:
-            state, metrics = record["status"], record["metrics"]
+            state, metrics = record.status, record.metrics
         else:
             started = progress is not None or bool(checkpoints)
-            state = ("running" if active else "interrupted") if started else "pending"
-            metrics = progress["metrics"] if progress else {}
+            state = Status.PENDING
+            if started:
+                state = Status.RUNNING if active else Status.INTERRUPTED
+            metrics = progress.metrics if progress else {}
         age = now - checkpoints[-1].stat().st_mtime if checkpoints else None
         statuses.append(
             TrialStatus(
@@ -54,7 +64,7 @@ def trial_statuses(plan: Plan, store: RunStore) -> list[TrialStatus]:
                 progress=metric_line(trial.config, metrics) if metrics else "",
                 checkpoint_age=age,
                 attempts=store.attempts(trial.id),
-                error=record.get("error") if record else None,
+                error=record.error if record else None,
             )
         )
     return statuses

@@ -3,10 +3,13 @@
 Layout:
     runs/<matrix name>/
       matrix.json              the resolved matrix + where it came from (path, hash, overrides)
+      plan.json                the plan the last run ran: trials, configs, rows, input files
+      plans/<time>.json        earlier plans a run replaced (their finished trials stay here)
       trials/<trial id>/       record.json, and the trial's artifacts (model/ for pre-training)
       tune/                    Ray Tune's own experiment state (used for its restore machinery)
 
-A record's `status` is one of: done, failed, blocked. A trial with no record has not finished.
+A record (orchestrate/record.py) says done, failed or blocked; a trial with no record has not
+finished. This module alone reads and writes the files: everyone else gets typed records.
 """
 
 from __future__ import annotations
@@ -18,13 +21,19 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bertabl.errors import UserError
 from bertabl.io import atomic_write, atomic_write_json
+from bertabl.orchestrate.record import Progress, Record, Status, Timings, Worker
 from bertabl.trial.files import model_dir_name
 
-DONE, FAILED, BLOCKED = "done", "failed", "blocked"
+if TYPE_CHECKING:  # the plan's (de)serialisation is imported where a plan is read or written
+    from bertabl.matrix.plan import Plan
+
+RECORD = "record.json"
+PLAN = "plan.json"
+PLANS = "plans"  # earlier plans a run replaced, whose finished trials the new one lacks
 
 
 class RunStore:
@@ -49,49 +58,49 @@ class RunStore:
         """The pre-trained model: final, or as saved after `step` pre-training steps."""
         return self.trial_dir(pretrain_id) / model_dir_name(step)
 
-    def record(self, trial_id: str) -> dict[str, Any] | None:
-        path = self.trial_dir(trial_id) / "record.json"
+    def record(self, trial_id: str) -> Record | None:
+        path = self.trial_dir(trial_id) / RECORD
         if not path.is_file():
             return None
-        return json.loads(path.read_text())
+        return Record.model_validate_json(path.read_bytes())
 
-    def records(self) -> dict[str, dict[str, Any]]:
+    def records(self) -> dict[str, Record]:
         """Every record in the run, by trial id."""
         found = {}
-        for path in sorted((self.root / "trials").glob("*/record.json")):
-            record = json.loads(path.read_text())
-            found[record["id"]] = record
+        for path in sorted((self.root / "trials").glob(f"*/{RECORD}")):
+            record = Record.model_validate_json(path.read_bytes())
+            found[record.id] = record
         return found
 
     def is_done(self, trial_id: str) -> bool:
         record = self.record(trial_id)
-        return record is not None and record["status"] == DONE
+        return record is not None and record.done
 
     def write_record(
         self,
         trial_id: str,
         config: dict[str, Any],
-        status: str,
+        status: Status,
         metrics: dict[str, Any] | None = None,
         history: list[dict[str, Any]] | None = None,
-        timings: dict[str, float] | None = None,
+        timings: Timings | None = None,
         error: str | None = None,
-        workers: list[dict[str, Any]] | None = None,
-    ) -> dict[str, Any]:
+        workers: list[Worker] | None = None,
+    ) -> Record:
         """`workers`: where each rank of the trial ran (rank, node id and IP, pid, device)."""
-        record = {
-            "id": trial_id,
-            "stage": config["stage"],
-            "status": status,
-            "config": config,
-            "metrics": metrics or {},
-            "history": history or [],
-            "timings": timings or {},
-            "error": error,
-            "workers": workers or [],
-            "written_at": time.time(),
-        }
-        atomic_write_json(self.trial_dir(trial_id) / "record.json", record)
+        record = Record(
+            id=trial_id,
+            stage=config["stage"],
+            status=status,
+            config=config,
+            metrics=metrics or {},
+            history=history or [],
+            timings=timings or Timings(),
+            error=error,
+            workers=workers or [],
+            written_at=time.time(),
+        )
+        self._save(record)
         return record
 
     def update_metrics(self, trial_id: str, metrics: dict[str, Any]) -> None:
@@ -99,8 +108,10 @@ class RunStore:
         record = self.record(trial_id)
         if record is None:
             raise KeyError(f"{trial_id} has no record")
-        record["metrics"] = record["metrics"] | metrics
-        atomic_write_json(self.trial_dir(trial_id) / "record.json", record)
+        self._save(record.model_copy(update={"metrics": record.metrics | metrics}))
+
+    def _save(self, record: Record) -> None:
+        atomic_write_json(self.trial_dir(record.id) / RECORD, record.to_json())
 
     def count_attempt(self, trial_id: str, what: str = "attempts") -> int:
         """Record that the trial starts (again); returns which attempt this is, from 1.
@@ -120,9 +131,9 @@ class RunStore:
         progress = {"metrics": metrics, "written_at": time.time()}
         atomic_write_json(self.trial_dir(trial_id) / "progress.json", progress)
 
-    def progress(self, trial_id: str) -> dict[str, Any] | None:
+    def progress(self, trial_id: str) -> Progress | None:
         path = self.trial_dir(trial_id) / "progress.json"
-        return json.loads(path.read_text()) if path.is_file() else None
+        return Progress.model_validate_json(path.read_bytes()) if path.is_file() else None
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -163,6 +174,37 @@ class RunStore:
                 return True
             fcntl.flock(handle, fcntl.LOCK_UN)
             return False
+
+    @property
+    def plan_file(self) -> Path:
+        return self.root / PLAN
+
+    def write_plan(self, plan: Plan) -> None:
+        """Keep the plan this run directory runs (matrix/stored_plan.py)."""
+        from bertabl.matrix.stored_plan import plan_to_json
+
+        atomic_write_json(self.plan_file, {"written_at": time.time(), **plan_to_json(plan)})
+
+    def plan(self) -> Plan | None:
+        """The plan the last `bertabl run` here ran; None in a run directory made before
+        bertabl kept one."""
+        from bertabl.matrix.stored_plan import read_plan
+
+        return read_plan(self.plan_file) if self.plan_file.is_file() else None
+
+    def archive_path(self) -> Path:
+        """Where `archive_plan` moves the kept plan: `plans/<when it was written>.json`."""
+        written = json.loads(self.plan_file.read_text())["written_at"]
+        stamp = time.strftime("%Y-%m-%dT%H-%M-%SZ", time.gmtime(written))
+        return self.root / PLANS / f"{stamp}.json"
+
+    def archive_plan(self) -> Path:
+        """Move the kept plan to `plans/` (a run replaces it with a plan that lacks some of its
+        finished trials: their report stays one command away)."""
+        target = self.archive_path()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.plan_file, target)
+        return target
 
     def write_manifest(self, matrix: dict[str, Any], source: dict[str, Any]) -> None:
         atomic_write_json(self.root / "matrix.json", {"matrix": matrix, "source": source})

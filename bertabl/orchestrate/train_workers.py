@@ -25,6 +25,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from bertabl.matrix.resources import TrialResources
+from bertabl.orchestrate.params import TrialParams, trial_params
+from bertabl.orchestrate.record import Outcome
+
 # The Tune trial of a data-parallel trial holds no CPU or GPU, so its workers can use every
 # CPU and GPU of the cluster (a 1-CPU-per-worker trial on 1-CPU nodes must be able to run).
 # Tune needs the request to be non-empty: the driver's memory is the honest thing to ask for.
@@ -46,21 +50,21 @@ class WorkerFailed(RuntimeError):
     """A data-parallel trial's workers failed (after Ray Train's restarts, if any)."""
 
 
-def scaling(resources: dict[str, Any]):
+def scaling(resources: TrialResources):
     """The trial's Ray Train `ScalingConfig`: one bundle per worker."""
     from ray.train import ScalingConfig
 
-    gpus = resources["gpus_per_worker"]
-    per_worker = {"CPU": resources["cpus_per_worker"]} | ({"GPU": gpus} if gpus else {})
+    gpus = resources.gpus_per_worker
+    per_worker = {"CPU": resources.cpus_per_worker} | ({"GPU": gpus} if gpus else {})
     return ScalingConfig(
-        num_workers=resources["workers"],
+        num_workers=resources.workers,
         use_gpu=gpus > 0,
         resources_per_worker=per_worker,
-        placement_strategy=PLACEMENT[resources["placement"]],
+        placement_strategy=PLACEMENT[resources.placement],
     )
 
 
-def run_workers(params: dict[str, Any]) -> dict[str, Any]:
+def run_workers(params: TrialParams) -> Outcome:
     """Run the trial of `params` on Ray Train; returns rank 0's outcome (see run_rank)."""
     for key, value in RAY_TRAIN_DEFAULTS.items():
         os.environ.setdefault(key, value)
@@ -69,17 +73,16 @@ def run_workers(params: dict[str, Any]) -> dict[str, Any]:
     from ray.train.v2.api.exceptions import TrainingFailedError, WorkerGroupError
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    resources = params["resources"]
-    threads = str(max(1, int(resources["cpus_per_worker"])))
+    threads = str(max(1, int(params.resources.cpus_per_worker)))
     trainer = TorchTrainer(
         _worker_main,
-        train_loop_config=params,
-        scaling_config=scaling(resources),
+        train_loop_config=params.tune_config(),  # Ray Train hands each worker a dict too
+        scaling_config=scaling(params.resources),
         torch_config=TorchConfig(timeout_s=TIMEOUT_S),  # backend: NCCL with GPUs, else gloo
         run_config=RunConfig(
-            name=params["trial"]["id"],
-            storage_path=params["train_storage"],
-            failure_config=FailureConfig(max_failures=params["worker_restarts"]),
+            name=params.id,
+            storage_path=params.run.train_storage,
+            failure_config=FailureConfig(max_failures=params.run.worker_restarts),
             callbacks=[TuneReportCallback()],  # rank 0's reports -> this Tune trial
             worker_runtime_env={
                 "env_vars": {"OMP_NUM_THREADS": threads, "TOKENIZERS_PARALLELISM": "false"}
@@ -118,7 +121,7 @@ def _last_line(error: BaseException) -> str:
     return lines[-1] if len(lines) > 1 else f"{type(error).__name__}: {lines[0]}"
 
 
-def _worker_main(params: dict[str, Any]) -> dict[str, Any] | None:
+def _worker_main(tune_config: dict[str, Any]) -> Outcome | None:
     """Entry of every Ray Train worker: its rank, device and process group are set up."""
     import ray.train
     import ray.train.torch
@@ -128,4 +131,4 @@ def _worker_main(params: dict[str, Any]) -> dict[str, Any] | None:
 
     quiet_libraries()
     group = Group.current(ray.train.torch.get_device())
-    return run_rank(params, group, ray.train.report)
+    return run_rank(trial_params(tune_config), group, ray.train.report)

@@ -1,9 +1,8 @@
 """The Ray Tune trainable: runs a trial body and writes its record.
 
-Each trial receives `{"trial": {"id", "stage", "config"}, "resources": {"workers",
-"cpus_per_worker", "gpus_per_worker", "placement", "micro_batch_size"}, "run_dir", ...runtime
-settings}` as its Tune config; all paths are absolute because Ray runs trials in their own
-working directory.
+Each trial receives its TrialParams (orchestrate/params.py: the trial, its stage's resources,
+the run's settings) inside its Tune config; all paths are absolute because Ray runs trials in
+their own working directory.
 
 A single-worker trial runs its body right here, in the Tune trial's process (no Ray Train: it
 would only add a worker process and its start-up, see bench/orchestration.py). A data-parallel
@@ -17,8 +16,10 @@ import shutil
 import time
 from typing import Any
 
+from bertabl.orchestrate.params import trial_params
 from bertabl.orchestrate.rank import checkpointer, quiet_libraries, run_rank
-from bertabl.orchestrate.store import DONE, RunStore
+from bertabl.orchestrate.record import Status, Timings
+from bertabl.orchestrate.store import RunStore
 
 
 def write_views(store: RunStore, config, metrics: dict[str, Any], history: list) -> None:
@@ -40,20 +41,21 @@ def write_views(store: RunStore, config, metrics: dict[str, Any], history: list)
         store.write_record(
             view.id,
             view.model_dump(mode="json"),
-            DONE,
+            Status.DONE,
             metrics=task_metrics(metrics, task),
             history=[task_metrics(entry, task) for entry in history],
         )
 
 
-def run_trial(params: dict[str, Any]) -> None:
+def run_trial(tune_config: dict[str, Any]) -> None:
     """Tune entry point of any trial: one trainable for every stage, so one warm worker
     process (reuse_actors) runs pre-training, fine-tuning and test-split trials alike."""
-    trial_id, config = params["trial"]["id"], params["trial"]["config"]
-    store = RunStore(params["run_dir"])
+    params = trial_params(tune_config)
+    trial_id, config = params.id, params.config
+    store = RunStore(params.run.run_dir)
     attempt = store.count_attempt(trial_id)
     started = time.time()
-    if params["resources"]["workers"] > 1:
+    if params.resources.workers > 1:
         from bertabl.orchestrate.train_workers import run_workers
 
         outcome = run_workers(params)
@@ -64,33 +66,33 @@ def run_trial(params: dict[str, Any]) -> None:
         from bertabl.training import pick_device
 
         quiet_libraries()  # (Ray Train's workers do this themselves; this process only drives)
-        device = pick_device(params["resources"]["gpus_per_worker"])
+        device = pick_device(params.resources.gpus_per_worker)
         outcome = run_rank(params, Group.single(device), tune.report)
     finished = time.time()
-    if outcome["intermediate_only"]:  # the final model and record stay as they were
-        checkpointer(store, trial_id, params).clear()
+    if outcome.intermediate_only:  # the final model and record stay as they were
+        checkpointer(store, params).clear()
         return
-    timings = {
-        "started": started,
-        "finished": finished,
-        "seconds": finished - started,
-        "resumed_from_step": outcome["resumed_from"],
-        "attempt": attempt,
-        "body_seconds": outcome["body_seconds"],  # of the last (re)start of its workers
-    }
-    if "worker_group_starts" in outcome:
-        timings["worker_group_starts"] = outcome["worker_group_starts"]
+    timings = Timings(
+        started=started,
+        finished=finished,
+        seconds=finished - started,
+        resumed_from_step=outcome.resumed_from,
+        attempt=attempt,
+        body_seconds=outcome.body_seconds,  # of the last (re)start of its workers
+    )
+    if outcome.worker_group_starts is not None:
+        timings.worker_group_starts = outcome.worker_group_starts
     from bertabl.trial.finetune import MultitaskTrialConfig
 
     if isinstance(config, MultitaskTrialConfig):
-        write_views(store, config, outcome["metrics"], outcome["history"])
+        write_views(store, config, outcome.metrics, outcome.history)
     store.write_record(
         trial_id,
         config.model_dump(mode="json"),
-        DONE,
-        metrics=outcome["metrics"],
-        history=outcome["history"],
+        Status.DONE,
+        metrics=outcome.metrics,
+        history=outcome.history,
         timings=timings,
-        workers=outcome["workers"],
+        workers=outcome.workers,
     )
-    checkpointer(store, trial_id, params).clear()  # the record and the model are what remain
+    checkpointer(store, params).clear()  # the record and the model are what remain

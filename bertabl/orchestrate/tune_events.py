@@ -10,6 +10,7 @@ from ray import tune
 from ray.tune.result import AUTO_RESULT_KEYS
 
 from bertabl.orchestrate.observer import RunObserver
+from bertabl.orchestrate.params import trial_params
 
 
 class TuneEvents(tune.Callback):
@@ -25,7 +26,7 @@ class TuneEvents(tune.Callback):
 
     @staticmethod
     def _id(trial) -> str:
-        return trial.config["trial"]["id"]
+        return trial_params(trial.config).id
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self.observer.trial_started(self._id(trial))
@@ -56,11 +57,11 @@ class TrackingEvents(tune.logger.LoggerCallback):
     def log_trial_result(self, iteration, trial, result):
         if self.tracker is not None:
             reported = {k: v for k, v in result.items() if k not in TUNE_KEYS}
-            self.tracker.result(trial.config["trial"]["id"], reported)
+            self.tracker.result(trial_params(trial.config).id, reported)
 
     def log_trial_end(self, trial, failed=False):
         if self.tracker is not None:
-            self.tracker.end(trial.config["trial"]["id"])
+            self.tracker.end(trial_params(trial.config).id)
 
     def on_experiment_end(self, trials, **info):
         if self.tracker is not None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from bertabl.matrix.cells import cell_trials
 from bertabl.matrix.plan import FinetuneTrial, Plan
+from bertabl.orchestrate.record import Record, status_of
 from bertabl.orchestrate.store import RunStore
 from bertabl.report.curves import plot_learning_curves
 from bertabl.report.layouts import build_report
@@ -82,7 +83,7 @@ def predictions_of(store: RunStore):
     return load
 
 
-def trial_rows(plan: Plan, records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def trial_rows(plan: Plan, records: dict[str, Record]) -> list[dict[str, Any]]:
     """One CSV row per planned trial: what it is, its status and score, its time."""
     owners: dict[str, list[str]] = {}
     for row in plan.rows:
@@ -91,9 +92,9 @@ def trial_rows(plan: Plan, records: dict[str, dict[str, Any]]) -> list[dict[str,
                 owners.setdefault(trial.id, []).append(row.name)
     rows = []
     for trial in [*plan.pretrain, *plan.finetune]:
-        record = records.get(trial.id) or {}
-        status = record.get("status", "pending")
-        metrics = record.get("metrics", {})
+        record = records.get(trial.id)
+        status = status_of(record)
+        metrics = record.metrics if record is not None else {}
         if isinstance(trial, FinetuneTrial):
             metric_for = plan.matrix.metric_for
             if trial.multitask:  # a shared encoder: one score per task, rows via its views
@@ -121,9 +122,7 @@ def trial_rows(plan: Plan, records: dict[str, dict[str, Any]]) -> list[dict[str,
                 "trial": trial.id,
                 "row": " ".join(dict.fromkeys(names)),
                 "status": status,
-                "seconds": round(record.get("timings", {}).get("seconds", 0.0), 3)
-                if status == "done"
-                else "",
+                "seconds": round(record.seconds, 3) if record is not None and record.done else "",
                 "tokens_planned": trial.tokens,
                 **extra,
             }

@@ -9,20 +9,21 @@ from __future__ import annotations
 
 import statistics
 from pathlib import Path
-from typing import Any
 
 from bertabl.matrix.cells import cell_trials
 from bertabl.matrix.plan import Plan
-from bertabl.selection import best_point
+from bertabl.orchestrate.record import Record
+from bertabl.selection import select_model
 
 Curve = list[tuple[int, float]]
 
 
-def pretrain_curves(plan: Plan, records: dict[str, dict[str, Any]]) -> dict[str, Curve]:
+def pretrain_curves(plan: Plan, records: dict[str, Record]) -> dict[str, Curve]:
     """Row label(s) -> [(step, loss)] of each finished or running pre-training trial."""
     curves = {}
     for trial in plan.pretrain:
-        history = (records.get(trial.id) or {}).get("history") or []
+        record = records.get(trial.id)
+        history = record.history if record is not None else []
         points = [(h["step"], h["loss"]) for h in history if "loss" in h and "step" in h]
         if points:
             rows = [r.label for r in plan.rows if r.pretrain_id == trial.id]
@@ -30,21 +31,19 @@ def pretrain_curves(plan: Plan, records: dict[str, dict[str, Any]]) -> dict[str,
     return curves
 
 
-def finetune_curves(plan: Plan, records: dict[str, dict[str, Any]]) -> dict[str, dict[str, Curve]]:
+def finetune_curves(plan: Plan, records: dict[str, Record]) -> dict[str, dict[str, Curve]]:
     """Task -> row label -> [(epoch, mean dev metric over the selected grid point's
     restarts)]; cells without a selected point are left out."""
     tasks: dict[str, dict[str, Curve]] = {}
+    metric_for = plan.matrix.metric_for
     for task in plan.matrix.finetune.tasks:
-        metric = f"dev_{plan.matrix.metric_for(task)}"
+        metric = f"dev_{metric_for(task)}"
         for row in plan.rows:
-            trials = cell_trials(plan, row, task)
-            runs = [(t.grid_point, records.get(t.id)) for t in trials]
-            chosen = best_point(runs, plan.matrix.metric_for(task))
+            selected = select_model(cell_trials(plan, row, task), records, metric_for(task))
             by_epoch: dict[int, list[float]] = {}
-            for point, record in runs:
-                if point != chosen or not record:
-                    continue
-                for entry in record.get("history") or []:
+            for trial_id in selected.trials:
+                record = records.get(trial_id)
+                for entry in record.history if record is not None else []:
                     if isinstance(entry.get(metric), int | float) and "epoch" in entry:
                         by_epoch.setdefault(entry["epoch"], []).append(entry[metric])
             if by_epoch:
@@ -53,7 +52,7 @@ def finetune_curves(plan: Plan, records: dict[str, dict[str, Any]]) -> dict[str,
     return tasks
 
 
-def plot_learning_curves(plan: Plan, records: dict[str, dict[str, Any]], path: Path):
+def plot_learning_curves(plan: Plan, records: dict[str, Record], path: Path):
     """Write the learning curves PNG to `path`; None (no file) when no record has a history."""
     pretrain = pretrain_curves(plan, records)
     finetune = finetune_curves(plan, records)

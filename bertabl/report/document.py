@@ -5,19 +5,33 @@ renderers (render.py) format it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # a type only: renderers need not import the statistics
     from bertabl.report.power import Variation
 
+
+class CellStatus(StrEnum):
+    """Where a report cell stands (MISSING says it in words where the cell shows no value)."""
+
+    DONE = "done"  # every trial of the cell finished
+    PARTIAL = "partial"  # some restarts missing
+    PENDING = "pending"  # nothing finished yet
+    FAILED = "failed"  # every finished trial failed
+    BLOCKED = "blocked"  # its pre-training did not finish
+    NO_SPLIT = "no_split"  # finished, but nothing was evaluated on the split shown
+    TEST_FAILED = "test_failed"  # its test-split trial failed
+
+
 MISSING = {
-    "pending": "pending: not run yet",
-    "partial": "pending: not run yet",
-    "failed": "failed: every trial of the cell failed (see its trials' record.json)",
-    "blocked": "blocked: its pre-training did not finish",
-    "no_split": "no test-split result: only the dev split is available offline (CoNLL-2003 "
-    "eng.testa); the paper's test F1 is on eng.testb",
-    "test_failed": "failed: the cell's test-split trial failed (see its record.json; "
+    CellStatus.PENDING: "pending: not run yet",
+    CellStatus.PARTIAL: "pending: not run yet",
+    CellStatus.FAILED: "failed: every trial of the cell failed (see its trials' record.json)",
+    CellStatus.BLOCKED: "blocked: its pre-training did not finish",
+    CellStatus.NO_SPLIT: "no test-split result: only the dev split is available offline "
+    "(CoNLL-2003 eng.testa); the paper's test F1 is on eng.testb",
+    CellStatus.TEST_FAILED: "failed: the cell's test-split trial failed (see its record.json; "
     "`bertabl run` again retries it)",
     "not_planned": "not planned: the matrix does not fine-tune this task",
     "not_in_paper": "the paper prints no value here",
@@ -71,7 +85,7 @@ class Detail:
     task: str
     metric: str
     split: str
-    status: str
+    status: CellStatus
     n: int
     mean: float | None
     best: float | None  # the restart best on dev (its score on this split)

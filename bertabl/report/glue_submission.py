@@ -15,7 +15,7 @@ from bertabl.matrix.cells import cell_trials
 from bertabl.matrix.plan import Plan
 from bertabl.orchestrate.store import RunStore
 from bertabl.report.build import predictions_of
-from bertabl.selection import best_point, best_restart
+from bertabl.selection import select_model
 from bertabl.tasks import sources
 
 # The server's file name of each task's (test split's) predictions.
@@ -43,12 +43,10 @@ def write_glue_submission(plan: Plan, store: RunStore, out_dir: Path) -> list[Pa
             trials = cell_trials(plan, row, task)
             if not trials or row.multitask:
                 continue
-            metric = plan.matrix.metric_for(task)
-            point = best_point([(t.grid_point, records.get(t.id)) for t in trials], metric)
-            chosen = [t for t in trials if t.grid_point == point]
-            if point is None or not chosen:
+            selected = select_model(trials, records, plan.matrix.metric_for(task))
+            if selected.best is None:
                 continue
-            best = chosen[best_restart([records.get(t.id) for t in chosen], metric)]
+            best = plan.trial(selected.best)
             spec = plan.matrix.spec(task)
             for split in sources.test_splits(best.config.task_data):
                 name = SUBMISSION.get((task, split))

@@ -12,6 +12,7 @@ from typing import Any
 from bertabl.errors import MatrixError
 from bertabl.matrix.cells import cell_trials
 from bertabl.matrix.plan import Plan, Row
+from bertabl.orchestrate.record import Record, Status, status_of
 from bertabl.paper import reference as paper
 from bertabl.paper import tables
 from bertabl.paper.tables import LAYOUTS, PAPER_BASELINE, PAPER_COLUMNS, Column
@@ -23,7 +24,7 @@ from bertabl.report.compare import (
     from_evaluate,
     mde_rule,
 )
-from bertabl.report.document import MISSING, Detail, Line, Notes, Report, Shown, Table
+from bertabl.report.document import MISSING, CellStatus, Detail, Line, Notes, Report, Shown, Table
 from bertabl.report.select import Cell, select_cell
 from bertabl.report.significance import RESAMPLES, stalled
 from bertabl.report.stats import ALPHA, bootstrap_ci
@@ -44,7 +45,7 @@ def infer_layout(plan: Plan) -> str:
 
 def build_report(
     plan: Plan,
-    records: dict[str, dict[str, Any]],
+    records: dict[str, Record],
     layout: str | None = None,
     ci: bool = False,
     predictions: Predictions | None = None,
@@ -88,7 +89,7 @@ class _Builder:
     def __init__(
         self,
         plan: Plan,
-        records: dict[str, dict[str, Any]],
+        records: dict[str, Record],
         layout: str,
         ci: bool,
         predictions: Predictions,
@@ -118,19 +119,21 @@ class _Builder:
             metric = self.plan.matrix.metric_for(column.task)
             trials = cell_trials(self.plan, row, column.task)
             cell = select_cell(trials, self.records, column.task, metric, column.split)
-            if cell.status == "no_split":
+            if cell.status is CellStatus.NO_SPLIT:
                 cell.status = self._test_status(trials) or cell.status
             self._cells[key] = cell
         return self._cells[key]
 
-    def _test_status(self, trials: list) -> str | None:
+    def _test_status(self, trials: list) -> CellStatus | None:
         """Why a planned test-split trial of these fine-tunes left no test score (failed or not
         run yet), so the cell does not read as "no test split" when there is one."""
         ids = {t.id for t in trials}
         for test in self.plan.tests:
             if ids & set(test.config.trials):
-                status = (self.records.get(test.id) or {}).get("status", "pending")
-                return {"failed": "test_failed", "done": None}.get(status, "pending")
+                status = status_of(self.records.get(test.id))
+                if status is Status.DONE:
+                    return None
+                return CellStatus.TEST_FAILED if status is Status.FAILED else CellStatus.PENDING
         return None
 
     def ours(self, row: Row, column: Column, baseline: Row | None, delta: bool) -> Shown:
@@ -329,12 +332,12 @@ class _Builder:
             model = config.model
             sizes = [Shown(text=str(getattr(model, k))) for k in ("layers", "hidden", "heads")]
             record = self.records.get(row.pretrain_id)
-            if record is None or record["status"] != "done":
+            if record is None or not record.done:
                 return [*sizes, Shown(notes=[self.notes.add(MISSING["ppl_pending"])])]
-            ppl = record.get("metrics", {}).get("heldout_perplexity")
+            ppl = record.score("heldout_perplexity")
             if ppl is None:
                 return [*sizes, Shown(notes=[self.notes.add(MISSING["no_ppl"])])]
-            return [*sizes, Shown(value=float(ppl), digits=2)]
+            return [*sizes, Shown(value=ppl, digits=2)]
         if self.layout == "table8":
             masking = config.masking
             return [

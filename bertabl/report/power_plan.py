@@ -8,17 +8,17 @@ ones its MDE column shows; report/power.py does the statistics.
 
 from __future__ import annotations
 
-import copy
 import statistics
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from bertabl.errors import UserError
-from bertabl.matrix import Matrix, build_plan
+from bertabl.matrix import Matrix, Plan, build_plan
 from bertabl.matrix.load import tomllib
 from bertabl.orchestrate.lookup import plan_of_run
-from bertabl.orchestrate.store import DONE, RunStore
+from bertabl.orchestrate.record import Record, Status, status_of
+from bertabl.orchestrate.store import RunStore
 from bertabl.report import power
 from bertabl.report.build import predictions_of
 from bertabl.report.document import Detail
@@ -116,7 +116,7 @@ def power_plan(run_dir: Path, effect: float | None = None, restarts: int | None 
         result.cells.append(cell)
 
     def propose(sets: list[str]) -> Proposal:
-        return _propose(store, manifest["matrix"], records, seconds, sets)
+        return _propose(store, plan, records, seconds, sets)
 
     if restarts is not None:
         result.proposal = propose(_sets(plan.matrix, {None: restarts}))
@@ -163,15 +163,9 @@ def _cell_power(
     return cell
 
 
-def _seconds_by_trial(records: dict[str, dict[str, Any]]) -> dict[str, float]:
+def _seconds_by_trial(records: dict[str, Record]) -> dict[str, float]:
     """Each finished fine-tuning trial's wall seconds, as its record measured them."""
-    return {
-        i: float(r["timings"]["seconds"])
-        for i, r in records.items()
-        if r.get("stage") == "finetune"
-        and r["status"] == DONE
-        and r.get("timings", {}).get("seconds")
-    }
+    return {i: r.seconds for i, r in records.items() if r.stage == "finetune" and r.seconds}
 
 
 def _mean(values: list[float | None]) -> float | None:
@@ -197,15 +191,16 @@ def _sets(matrix: Matrix, restarts: dict[str | None, int]) -> list[str]:
 
 def _propose(
     store: RunStore,
-    matrix: dict[str, Any],
-    records: dict[str, dict[str, Any]],
+    old_plan: Plan,
+    records: dict[str, Record],
     seconds: dict[str, float],
     sets: list[str],
 ) -> Proposal:
     """What `sets` add to this run: the run's matrix planned again with them (a trial's id does
     not depend on the number of restarts, so finished trials are kept), each new trial costing
-    what the run's finished trials of its task and model took on average."""
-    data = copy.deepcopy(matrix)
+    what the run's finished trials of its task and model took on average. (The new plan is an
+    expansion of the matrix: it reads the run's inputs.)"""
+    data = old_plan.matrix.model_dump(mode="json")
     finetune = data["finetune"]
     for item in sets:
         key, value = item.split("=")
@@ -216,14 +211,13 @@ def _propose(
             finetune.setdefault("task_settings", {}).setdefault(path[1], {})["restarts"] = int(
                 value
             )
-    old_plan = build_plan(Matrix.model_validate(matrix), str(store.root))
     new_plan = build_plan(Matrix.model_validate(data), str(store.root))
     overall = statistics.fmean(seconds.values())
     by_kind: dict[tuple[str, str], list[float]] = {}
     for trial in old_plan.finetune:
         if trial.id in seconds:
             by_kind.setdefault((trial.task, trial.pretrain_id), []).append(seconds[trial.id])
-    new = [t for t in new_plan.finetune if (records.get(t.id) or {}).get("status") != DONE]
+    new = [t for t in new_plan.finetune if status_of(records.get(t.id)) is not Status.DONE]
     total = sum(statistics.fmean(by_kind.get((t.task, t.pretrain_id), [overall])) for t in new)
     return Proposal(sets, len(new), total / 3600)
 

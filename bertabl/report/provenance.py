@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bertabl.matrix.plan import Plan
+from bertabl.orchestrate.record import Record, Status, status_of
 from bertabl.tasks import evaluate_metric
 from bertabl.tasks.sources import FOLDER_KEY
 from bertabl.tasks.spec import TaskSpec
@@ -26,7 +27,7 @@ PACKAGES = ("torch", "transformers", "datasets", "ray", "numpy")
 class PretrainCompute:
     id: str
     rows: list[str]
-    status: str
+    status: Status
     hours: float
     tokens: int
     flops: float
@@ -38,7 +39,7 @@ class ReportContext:
 
     source: dict[str, Any]  # MatrixSource: path, sha256, scale, overrides
     data_lines: list[str]  # where the corpus and each task's data came from
-    trial_counts: dict[str, int]  # by status, over the whole run ("pending" = no record)
+    trial_counts: dict[Status, int]  # by status, over the whole run (pending: no record)
     versions: dict[str, str]
     git_commit: str | None
     pretrain: list[PretrainCompute] = field(default_factory=list)
@@ -50,21 +51,21 @@ class ReportContext:
 
 def collect_context(
     plan: Plan,
-    records: dict[str, dict[str, Any]],
+    records: dict[str, Record],
     source: dict[str, Any],
     versions: dict[str, str] | None = None,
     git_commit: str | None = "auto",
 ) -> ReportContext:
     """The run's provenance; `versions`/`git_commit` default to this machine's."""
-    counts: dict[str, int] = {}
+    counts: dict[Status, int] = {}
     for trial in [*plan.pretrain, *plan.finetune]:
-        status = records[trial.id]["status"] if trial.id in records else "pending"
+        status = status_of(records.get(trial.id))
         counts[status] = counts.get(status, 0) + 1
     pretrain = [
         PretrainCompute(
             id=t.id,
             rows=[r.name for r in plan.rows if r.pretrain_id == t.id],
-            status=records[t.id]["status"] if t.id in records else "pending",
+            status=status_of(records.get(t.id)),
             hours=_seconds(records.get(t.id)) / 3600,
             tokens=t.tokens,
             flops=t.flops,
@@ -89,24 +90,21 @@ def collect_context(
     )
 
 
-def machines_of(records: dict[str, dict[str, Any]]) -> dict[str, int]:
+def machines_of(records: dict[str, Record]) -> dict[str, int]:
     """How many finished trials ran on each machine (a trial on several counts for each).
 
     Records written before bertabl recorded the machine have none: they count for nothing."""
     counts: dict[str, int] = {}
     for record in records.values():
-        if record.get("status") != "done":
+        if not record.done:
             continue
-        workers = record.get("workers") or []
-        for machine in sorted({w["machine"] for w in workers if "machine" in w}):
+        for machine in sorted({w.machine for w in record.workers if w.machine is not None}):
             counts[machine] = counts.get(machine, 0) + 1
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
-def _seconds(record: dict[str, Any] | None) -> float:
-    if not record or record["status"] != "done":
-        return 0.0
-    return float(record.get("timings", {}).get("seconds", 0.0))
+def _seconds(record: Record | None) -> float:
+    return record.seconds if record is not None else 0.0
 
 
 def package_versions() -> dict[str, str]:
@@ -151,9 +149,7 @@ def git_head(root: Path | None = None) -> str | None:
     return head + ("-dirty" if dirty else "")
 
 
-def data_lines(
-    data: dict[str, Any], tasks: list[TaskSpec], reads_corpus: bool = True
-) -> list[str]:
+def data_lines(data: dict[str, Any], tasks: list[TaskSpec], reads_corpus: bool = True) -> list[str]:
     """Where the pre-training corpus and each task's examples came from (real or synthetic);
     `reads_corpus` False: no trial of the run pre-trained on one (checkpoint rows, untrained
     controls), whatever the data section's default corpus says."""

@@ -17,22 +17,23 @@ from typing import Any
 
 from bertabl.matrix.cells import cell_trials
 from bertabl.matrix.plan import FinetuneTrial, Plan, Row
-from bertabl.selection import best_point
-from bertabl.selection import score as _score
+from bertabl.orchestrate.record import Record, Status, status_of
+from bertabl.report.document import CellStatus
+from bertabl.selection import best_index, select_model
 
 
 @dataclass
 class Cell:
     task: str
     metric: str
-    status: str  # "done" | "partial" (some restarts missing) | "pending" | "failed" | "blocked"
+    status: CellStatus
     values: list[float] = field(default_factory=list)  # selected point's restarts, 0-1 scale
     restarts: list[int] = field(default_factory=list)  # restart index of each value (pairing)
     dev: list[float] = field(default_factory=list)  # each value's restart's dev score
     trial_of: list[str] = field(default_factory=list)  # each value's trial id
     grid_point: dict[str, Any] | None = None
     trial_ids: list[str] = field(default_factory=list)  # every trial behind the cell
-    counts: dict[str, int] = field(default_factory=dict)  # by record status, "pending" too
+    counts: dict[Status, int] = field(default_factory=dict)  # by record status, pending too
     failed: int = 0  # restarts of the selected grid point that failed or were blocked
     diverged: int = 0  # restarts of the selected grid point with a non-finite score
     seconds: float = 0.0  # wall time of the cell's finished trials (all grid points)
@@ -52,16 +53,14 @@ class Cell:
     @property
     def best(self) -> float | None:
         """The value of the restart best on dev (on dev itself: the best restart)."""
-        if not self.values:
-            return None
-        return self.values[max(range(len(self.dev)), key=lambda i: (self.dev[i], -i))]
+        best = best_index(self.dev)
+        return None if best is None else self.values[best]
 
     @property
     def best_trial(self) -> str | None:
         """The trial of the restart best on dev (ties: the earlier restart)."""
-        if not self.values:
-            return None
-        return self.trial_of[max(range(len(self.dev)), key=lambda i: (self.dev[i], -i))]
+        best = best_index(self.dev)
+        return None if best is None else self.trial_of[best]
 
     def headline(self, restarts: str) -> float | None:
         """What the cell shows: the mean over restarts, or the best-on-dev restart's value."""
@@ -82,7 +81,7 @@ class ResultTable:
         return self.cells[(row.name, task)]
 
 
-def build_table(plan: Plan, records: dict[str, dict[str, Any]], split: str = "dev") -> ResultTable:
+def build_table(plan: Plan, records: dict[str, Record], split: str = "dev") -> ResultTable:
     """Select and aggregate every cell of the plan; `split` is the split whose score is shown
     (the grid point is always chosen on dev)."""
     tasks = list(plan.matrix.finetune.tasks)
@@ -99,50 +98,47 @@ def build_table(plan: Plan, records: dict[str, dict[str, Any]], split: str = "de
 
 def select_cell(
     trials: list[FinetuneTrial],
-    records: dict[str, dict[str, Any]],
+    records: dict[str, Record],
     task: str,
     metric: str,
     split: str = "dev",
 ) -> Cell:
-    """The cell for these trials: best grid point by mean dev `metric`, ties to the earliest;
-    its `split` scores (restarts without one are left out: e.g. no test split was evaluated)."""
-    counts: dict[str, int] = {}
-    by_point: dict[tuple, list[tuple[FinetuneTrial, dict[str, Any] | None]]] = {}
-    seconds = 0.0
+    """The cell for these trials: best grid point by mean dev `metric`, ties to the earliest
+    (selection.py); its `split` scores (restarts without one are left out: e.g. no test split
+    was evaluated)."""
+    counts: dict[Status, int] = {}
     for trial in trials:
-        record = records.get(trial.id)
-        status = record["status"] if record else "pending"
+        status = status_of(records.get(trial.id))
         counts[status] = counts.get(status, 0) + 1
-        if record and status == "done":
-            seconds += record.get("timings", {}).get("seconds", 0.0)
-        by_point.setdefault(trial.grid_point, []).append((trial, record))
-    cell = Cell(task, metric, "pending", trial_ids=[t.id for t in trials], counts=counts)
-    cell.seconds = seconds
-    point = best_point([(t.grid_point, records.get(t.id)) for t in trials], metric)
-    if point is None:
-        for status in ("blocked", "failed"):
-            if counts.get(status):
+    cell = Cell(task, metric, CellStatus.PENDING, trial_ids=[t.id for t in trials], counts=counts)
+    cell.seconds = sum(r.seconds for t in trials if (r := records.get(t.id)) is not None)
+    selection = select_model(trials, records, metric)
+    if selection.point is None:
+        for status in (CellStatus.BLOCKED, CellStatus.FAILED):
+            if counts.get(Status(status)):
                 cell.status = status
         return cell
-    cell.grid_point = dict(point)
-    for trial, record in by_point[point]:
-        status = record["status"] if record else "pending"
-        if status in ("failed", "blocked"):
+    cell.grid_point = dict(selection.point)
+    restart_of = {t.id: t.restart for t in trials}
+    for trial_id in selection.trials:
+        record = records.get(trial_id)
+        if status_of(record) in (Status.FAILED, Status.BLOCKED):
             cell.failed += 1
             continue
-        if _score(record, f"dev_{metric}") is None:
+        dev = record.score(f"dev_{metric}") if record is not None else None
+        if dev is None:
             continue
-        if not math.isfinite(_score(record, f"dev_{metric}")):
+        if not math.isfinite(dev):
             cell.diverged += 1
             continue
-        value = _score(record, f"{split}_{metric}")
-        if value is not None and math.isfinite(value):
+        value = record.finite_score(f"{split}_{metric}")
+        if value is not None:
             cell.values.append(value)
-            cell.restarts.append(trial.restart)
-            cell.dev.append(_score(record, f"dev_{metric}"))
-            cell.trial_of.append(trial.id)
+            cell.restarts.append(restart_of[trial_id])
+            cell.dev.append(dev)
+            cell.trial_of.append(trial_id)
     if not cell.values:
-        cell.status = "no_split"  # finished, but nothing was evaluated on `split`
+        cell.status = CellStatus.NO_SPLIT  # finished, but nothing was evaluated on `split`
         return cell
-    cell.status = "done" if counts.get("done") == len(trials) else "partial"
+    cell.status = CellStatus.DONE if counts.get(Status.DONE) == len(trials) else CellStatus.PARTIAL
     return cell

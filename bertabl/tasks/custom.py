@@ -14,7 +14,6 @@ location, which is not.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
 
+from bertabl.data.fingerprints import file_sha256
 from bertabl.data.formats._text import read_text
 from bertabl.data.hub import load_hub
 from bertabl.errors import DataError
@@ -197,7 +197,7 @@ def task_data(definition: dict[str, Any], slices: dict[str, int]) -> DataRef:
         path = Path(paths[split])
         if not path.is_file():
             raise DataError(f"{path}: file not found (the {split} file); check the path")
-        identity["sha256"][split] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        identity["sha256"][split] = file_sha256(path).hex()[:16]
     data = DataRef(identity=identity, location=paths)
     for split in splits:
         read_split(split, data)

@@ -13,12 +13,12 @@ cross-checked implementations (finetune/metrics.py): `evaluate` is for what they
 from __future__ import annotations
 
 import functools
-import hashlib
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bertabl.data.fingerprints import file_sha256
 from bertabl.errors import DataError
 
 PREFIX = "evaluate:"
@@ -69,7 +69,7 @@ def identity_and_location(entries: list[str]) -> tuple[dict[str, Any], dict[str,
                 f"{path}: no evaluate metric module there (metrics entry '{entry}'); give a "
                 ".py file, a folder holding <name>.py, or an evaluate Hub metric name"
             )
-        identity[key] = {"sha256": hashlib.sha256(path.read_bytes()).hexdigest()[:16]}
+        identity[key] = {"sha256": file_sha256(path).hex()[:16]}
         location[key] = str(path)
     return identity, location
 

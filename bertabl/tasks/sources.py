@@ -20,12 +20,12 @@ another machine, at another path, is the same trial. Both are written and read o
 
 from __future__ import annotations
 
-import hashlib
 import random
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bertabl.data import synthetic
+from bertabl.data.fingerprints import file_sha256
 from bertabl.data.hub import load_hub
 from bertabl.errors import DataError
 from bertabl.tasks import custom
@@ -200,7 +200,7 @@ def read_rows(spec: TaskSpec, split: str, data: DataRef) -> list[dict[str, Any]]
 
 
 def _hash(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return file_sha256(path).hex()[:16]
 
 
 def _slice(rows: list, task: str, split: str, identity: dict[str, Any]) -> list:

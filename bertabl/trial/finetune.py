@@ -32,6 +32,10 @@ Pooling = Literal["cls_pooler", "cls", "mean", "attention", "cnn"]
 # files give them.
 TagScheme = Literal["iob1", "iob2"]
 DEFAULT_TAG_SCHEME: TagScheme = "iob1"
+# A fine-tuning grid point as the plan and selection name it: (("batch_size", 32),
+# ("learning_rate", 2e-5), ("epochs", 3)), in this order (a trial config's `grid_point`).
+GridPoint = tuple[tuple[str, Any], ...]
+GRID_KEYS = ("batch_size", "learning_rate", "epochs")
 # How a fine-tuning trial's examples become batches: 1 = length groups of 50 batches whatever
 # the data's size (a small training set was one length-sorted group: nearly the same order
 # every epoch and restart), tagging labels always IOB2; 2 = transformers' LengthGroupedSampler
@@ -173,6 +177,10 @@ class _FinetuneCommon(Strict):
     @property
     def id(self) -> str:
         return trial_id("ft", self.model_dump(mode="json"))
+
+    @property
+    def grid_point(self) -> GridPoint:
+        return tuple((key, getattr(self, key)) for key in GRID_KEYS)
 
     @property
     def head_key(self) -> tuple[str, int, str | None]:

@@ -176,8 +176,8 @@ def test_tiny_multitask_run_reports_each_tasks_metric(tmp_path: Path):
     row = plan.rows[1]
     for task in ("syn_agree", "syn_chain"):
         view = next(v for v in cell_trials(plan, row, task) if v.view_of == trial.id)
-        assert records[view.id]["metrics"]["dev_accuracy"] == metrics[f"{task}/dev_accuracy"]
-        assert len(records[view.id]["history"]) == 2
+        assert records[view.id].metrics["dev_accuracy"] == metrics[f"{task}/dev_accuracy"]
+        assert len(records[view.id].history) == 2
     table = build_table(plan, records)
     cell = table.cell(row, "syn_chain")
     assert cell.status == "partial" and cell.values == [metrics["syn_chain/dev_accuracy"]]

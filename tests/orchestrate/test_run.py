@@ -15,7 +15,8 @@ from bertabl.matrix.schema import Resources
 from bertabl.orchestrate import run
 from bertabl.orchestrate.observer import RunObserver
 from bertabl.orchestrate.placement import Node
-from bertabl.orchestrate.store import DONE, FAILED, RunStore
+from bertabl.orchestrate.record import Status
+from bertabl.orchestrate.store import RunStore
 from tests.conftest import TINY_MATRIX
 
 SOURCE = MatrixSource(path="m.toml", sha256="0" * 64, scale="tiny")
@@ -39,7 +40,7 @@ def plan():
 
 def _done(store: RunStore, trials) -> None:
     for trial in trials:
-        store.write_record(trial.id, trial.config.model_dump(mode="json"), DONE)
+        store.write_record(trial.id, trial.config.model_dump(mode="json"), Status.DONE)
 
 
 def test_a_finished_plan_runs_nothing_and_starts_no_ray(plan, tmp_path: Path, monkeypatch):
@@ -65,11 +66,11 @@ def test_a_fine_tune_is_blocked_with_its_pretrainings_error(plan, tmp_path: Path
     assert "failed (its record has the error)" in run._blocked_reason(trial, store, failed=True)
     pretraining = plan.trial(trial.pretrain_id)
     config = pretraining.config.model_dump(mode="json")
-    store.write_record(pretraining.id, config, FAILED, error="loss became nan at step 3")
+    store.write_record(pretraining.id, config, Status.FAILED, error="loss became nan at step 3")
     assert run._blocked_reason(trial, store) == (
         f"pre-training {trial.pretrain_id} failed: loss became nan at step 3"
     )
-    store.write_record(pretraining.id, config, DONE)
+    store.write_record(pretraining.id, config, Status.DONE)
     assert run._blocked_reason(trial, store) is None
 
 

@@ -9,7 +9,7 @@ from bertabl.matrix.load import tomllib, validate
 from bertabl.orchestrate.checkpoint import Checkpointer
 from bertabl.orchestrate.lookup import state_counts
 from bertabl.orchestrate.status import metric_line, trial_statuses
-from bertabl.orchestrate.store import DONE, FAILED, RunStore
+from bertabl.orchestrate.store import RunStore
 from tests.conftest import TINY_MATRIX
 
 
@@ -18,8 +18,8 @@ def test_each_state_from_records_progress_checkpoints_and_the_lock(tmp_path: Pat
     store = RunStore(tmp_path)
     done, failed = plan.pretrain
     started, checkpointed, *pending = plan.finetune
-    store.write_record(done.id, done.config.model_dump(mode="json"), DONE, metrics={"step": 10})
-    store.write_record(failed.id, failed.config.model_dump(mode="json"), FAILED, error="boom")
+    store.write_record(done.id, done.config.model_dump(mode="json"), "done", metrics={"step": 10})
+    store.write_record(failed.id, failed.config.model_dump(mode="json"), "failed", error="boom")
     store.count_attempt(failed.id)
     store.write_progress(started.id, {"epoch": 1, "dev_accuracy": 0.75})
     Checkpointer(store.trial_dir(checkpointed.id) / "checkpoints").save(4, {"step": 4})

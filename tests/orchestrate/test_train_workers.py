@@ -17,8 +17,9 @@ from safetensors.torch import load_file
 from bertabl.errors import UserError
 from bertabl.matrix import build_plan
 from bertabl.matrix.load import MatrixSource, tomllib, validate
+from bertabl.orchestrate.record import Status
 from bertabl.orchestrate.run import run_plan
-from bertabl.orchestrate.store import DONE, RunStore
+from bertabl.orchestrate.store import RunStore
 from bertabl.orchestrate.train_workers import describe_failures
 from bertabl.pretrain.step_loop import pretrain
 from bertabl.training import TrialRuntime
@@ -74,8 +75,8 @@ def _max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
     return max((a[k].double() - b[k].double()).abs().max().item() for k in a)
 
 
-def _metrics(record: dict) -> dict:
-    return {k: v for k, v in record["metrics"].items() if k != "seconds"}
+def _metrics(record) -> dict:
+    return {k: v for k, v in record.metrics.items() if k != "seconds"}
 
 
 @pytest.mark.slow  # two Ray Train runs (start-up ~10 s each on 2 cores) and a Tune run
@@ -95,10 +96,10 @@ def test_two_workers_span_nodes_and_match_one_process(cluster, tmp_path: Path):
     assert summary.failed == [] and set(summary.done) == only
 
     pretraining = store.record(plan.pretrain[0].id)
-    assert pretraining["status"] == DONE
-    ranks = pretraining["workers"]
-    assert [w["rank"] for w in ranks] == [0, 1]
-    assert ranks[0]["node_id"] != ranks[1]["node_id"]  # 1 CPU per node: one worker per node
+    assert pretraining.status == Status.DONE
+    ranks = pretraining.workers
+    assert [w.rank for w in ranks] == [0, 1]
+    assert ranks[0].node_id != ranks[1].node_id  # 1 CPU per node: one worker per node
 
     # The same global batch in one process, no accumulation: the same model to float rounding.
     config = plan.pretrain[0].config
@@ -118,12 +119,12 @@ def test_two_workers_span_nodes_and_match_one_process(cluster, tmp_path: Path):
     pretrained = store.model_dir(plan.pretrain[0].id)
     for trial, body in ((single_task, finetune), (multi_task, finetune_multitask)):
         tuned = store.record(trial.id)
-        assert len({w["node_id"] for w in tuned["workers"]}) == 2
+        assert len({w.node_id for w in tuned.workers}) == 2
         alone = body(trial.config, pretrained, tmp_path / trial.id, TrialRuntime(CPU))
         assert _metrics(tuned).keys() == alone.keys()
         for key, value in _metrics(tuned).items():
             assert value == pytest.approx(alone[key], rel=1e-5, abs=1e-5), (trial.id, key)
-    assert store.record(multi_task.config.view("syn_chain").id)["status"] == DONE
+    assert store.record(multi_task.config.view("syn_chain").id).status == Status.DONE
 
 
 def _kill_rank_after_first_checkpoint(trial_dir: Path, rank: int, killed: list) -> None:
@@ -165,16 +166,16 @@ def test_a_killed_worker_resumes_from_the_checkpoint_bit_identically(cluster, tm
     assert summary.failed == []
 
     record = killed_store.record(trial.id)
-    assert record["status"] == DONE
-    assert record["timings"]["worker_group_starts"] == 2  # Ray Train restarted the workers
-    assert record["timings"]["attempt"] == 1  # ... inside the same Tune trial
-    assert 0 < record["timings"]["resumed_from_step"] < 60
-    assert killed[0] not in {w["pid"] for w in record["workers"]}
+    assert record.status == Status.DONE
+    assert record.timings.worker_group_starts == 2  # Ray Train restarted the workers
+    assert record.timings.attempt == 1  # ... inside the same Tune trial
+    assert 0 < record.timings.resumed_from_step < 60
+    assert killed[0] not in {w.pid for w in record.workers}
     expected = _weights(straight.trial_dir(trial.id))
     got = _weights(killed_store.trial_dir(trial.id))
     assert all(torch.equal(expected[k], got[k]) for k in expected)
     assert _metrics(record) == _metrics(straight.record(trial.id))
-    assert record["history"] == straight.record(trial.id)["history"]
+    assert record.history == straight.record(trial.id).history
 
 
 @pytest.mark.slow  # one Ray Train run
@@ -185,7 +186,7 @@ def test_a_failing_trial_fails_with_its_ranks_error_not_a_hang(cluster, tmp_path
     store = RunStore(tmp_path / "run")
     summary = run_plan(plan, store, SOURCE, address=cluster.address, only={trial.id})
     assert summary.failed == [trial.id]
-    error = store.record(trial.id)["error"]
+    error = store.record(trial.id).error
     assert error.startswith("data-parallel workers failed: rank 0: FloatingPointError: loss became")
     assert "rank 1: FloatingPointError" in error
 

@@ -11,6 +11,8 @@ from safetensors.torch import load_file
 import bertabl.pretrain.step_loop as train_module
 from bertabl.matrix import build_plan
 from bertabl.matrix.load import tomllib, validate
+from bertabl.matrix.resources import TrialResources
+from bertabl.orchestrate.params import RunSettings, TrialParams
 from bertabl.orchestrate.store import RunStore
 from bertabl.orchestrate.trainables import run_trial
 from bertabl.trial.files import model_dir_name
@@ -20,24 +22,19 @@ pytestmark = pytest.mark.filterwarnings("ignore:`report` is meant to only be cal
 
 
 def _params(run_dir: Path, trial, save_steps: list[int]) -> dict:
-    return {
-        "trial": {"id": trial.id, "stage": "pretrain", "config": trial.config},
-        "run_dir": str(run_dir),
-        "resources": {
-            "workers": 1,
-            "cpus_per_worker": 1,
-            "gpus_per_worker": 0,
-            "placement": "pack",
-            "micro_batch_size": 0,
-        },
-        "checkpoint_every": 4,
-        "checkpoint_keep": 2,
-        "precision": "auto",
-        "deterministic": False,
-        "worker_restarts": 1,
-        "train_storage": str(run_dir / "train"),
-        "save_steps": {trial.id: save_steps},
-    }
+    settings = RunSettings(
+        run_dir=str(run_dir),
+        checkpoint_every=4,
+        checkpoint_keep=2,
+        precision="auto",
+        deterministic=False,
+        worker_restarts=1,
+        train_storage=str(run_dir / "train"),
+        save_steps={trial.id: save_steps},
+    )
+    resources = TrialResources("pretrain", workers=1, cpus_per_worker=1, gpus_per_worker=0,
+                               placement="pack")  # fmt: skip
+    return TrialParams(trial.id, "pretrain", trial.config, resources, settings).tune_config()
 
 
 def _files(folder: Path) -> dict[str, tuple[bytes, int]]:

@@ -396,4 +396,3 @@ def test_unknown_scale_sections_are_errors(tmp_path: Path):
     path.write_text(TINY_MATRIX + "\n[scales.huge.pretrain]\nsteps = 7\n")
     with pytest.raises(MatrixError, match="scales.huge: unknown scale"):
         load_matrix(path)
-

@@ -11,6 +11,7 @@ from bertabl.matrix.cells import cell_trials
 from bertabl.matrix.load import tomllib, validate
 from bertabl.matrix.plan import Plan
 from bertabl.matrix.presets import deep_merge
+from bertabl.orchestrate.record import Record, Status, Timings
 from tests.conftest import FIXTURES as TEST_FIXTURES
 
 FIXTURES = TEST_FIXTURES / "report"
@@ -36,7 +37,7 @@ def fixture_source(name: str) -> dict[str, Any]:
     }
 
 
-def fixture_records(plan: Plan, name: str) -> dict[str, dict[str, Any]]:
+def fixture_records(plan: Plan, name: str) -> dict[str, Record]:
     """Records keyed by trial id, as RunStore.records() returns them.
 
     Fine-tuning entries are [row, task, learning_rate, restart, score, seconds]: the score is the
@@ -64,14 +65,14 @@ def fixture_records(plan: Plan, name: str) -> dict[str, dict[str, Any]]:
     return records
 
 
-def _record(trial, status: str, metrics: dict[str, Any], seconds: float) -> dict[str, Any]:
-    return {
-        "id": trial.id,
-        "stage": trial.config.stage,
-        "status": status,
-        "config": trial.config.model_dump(mode="json"),
-        "metrics": metrics,
-        "history": [],
-        "timings": {"seconds": seconds} if status == "done" else {},
-        "error": None if status == "done" else "fixture",
-    }
+def _record(trial, status: str, metrics: dict[str, Any], seconds: float) -> Record:
+    return Record(
+        id=trial.id,
+        stage=trial.config.stage,
+        status=Status(status),
+        config=trial.config.model_dump(mode="json"),
+        metrics=metrics,
+        history=[],
+        timings=Timings(seconds=seconds) if status == "done" else Timings(),
+        error=None if status == "done" else "fixture",
+    )

@@ -9,6 +9,7 @@ import pytest
 from bertabl.io import tomllib
 from bertabl.matrix import build_plan
 from bertabl.matrix.load import validate
+from bertabl.orchestrate.record import Record
 from bertabl.orchestrate.store import RunStore
 from bertabl.report.build import write_report
 from bertabl.report.curves import finetune_curves, plot_learning_curves, pretrain_curves
@@ -29,7 +30,7 @@ def records_of(plan) -> dict:
     records = {}
     for n, trial in enumerate(plan.pretrain):
         history = [{"step": s, "loss": 5.0 - s / 10 - n, "lr": 1e-3} for s in (5, 10)]
-        records[trial.id] = {"status": "done", "history": history, "metrics": history[-1]}
+        records[trial.id] = _done(trial, history)
     for trial in plan.finetune:
         lr = dict(trial.grid_point)["learning_rate"]
         final = (0.6 + 0.2 * trial.restart) if lr == 1e-3 else 0.5
@@ -37,8 +38,19 @@ def records_of(plan) -> dict:
             {"epoch": 1, "train_loss": 0.7, "dev_accuracy": final - 0.1},
             {"epoch": 2, "train_loss": 0.5, "dev_accuracy": final},
         ]
-        records[trial.id] = {"status": "done", "history": history, "metrics": history[-1]}
+        records[trial.id] = _done(trial, history)
     return records
+
+
+def _done(trial, history: list[dict]) -> Record:
+    return Record(
+        id=trial.id,
+        stage=trial.config.stage,
+        status="done",
+        config={},
+        metrics=history[-1],
+        history=history,
+    )
 
 
 def test_curves_are_the_histories_and_the_selected_point_mean(plan):
@@ -74,9 +86,7 @@ def test_the_markdown_report_embeds_the_curves_png(plan, tmp_path: Path):
     store.write_manifest(plan.matrix.model_dump(mode="json"), source)
     for trial_id, record in records_of(plan).items():
         config = plan.trial(trial_id).config.model_dump(mode="json")
-        store.write_record(
-            trial_id, config, "done", metrics=record["metrics"], history=record["history"]
-        )
+        store.write_record(trial_id, config, "done", metrics=record.metrics, history=record.history)
     written = write_report(plan, store, tmp_path / "out", ["md"])
     name = plan.matrix.name
     assert {p.name for p in written.paths} >= {f"{name}.md", f"{name}.curves.png"}

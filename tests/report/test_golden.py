@@ -114,13 +114,10 @@ def _run_dir(name: str, tmp_path):
     plan = fixture_plan(name)
     store = RunStore(tmp_path / "runs" / name)
     store.write_manifest(plan.matrix.model_dump(mode="json"), fixture_source(name))
+    store.write_plan(plan)
     for record in fixture_records(plan, name).values():
         store.write_record(
-            record["id"],
-            record["config"],
-            record["status"],
-            metrics=record["metrics"],
-            timings=record["timings"],
+            record.id, record.config, record.status, metrics=record.metrics, timings=record.timings
         )
     return store.root
 

@@ -8,7 +8,7 @@ from bertabl.matrix import build_plan
 from bertabl.matrix.load import tomllib, validate
 from bertabl.report.document import MISSING
 from bertabl.report.layouts import build_report
-from tests.conftest import FIXTURES, TINY_MATRIX
+from tests.conftest import FIXTURES, TINY_MATRIX, make_record
 
 CUSTOM = FIXTURES / "custom"
 
@@ -37,8 +37,8 @@ def _plan():
 def test_a_test_cell_says_its_test_trial_failed_or_is_pending(test_status, note):
     plan = _plan()
     assert plan.tests  # a test split exists, so each cell has a test-split trial
-    records = {t.id: {"status": "done", "metrics": {"dev_accuracy": 0.5}} for t in plan.finetune}
+    records = {t.id: make_record(t.id, metrics={"dev_accuracy": 0.5}) for t in plan.finetune}
     if test_status:
-        records |= {t.id: {"status": test_status, "metrics": {}} for t in plan.tests}
+        records |= {t.id: make_record(t.id, test_status, stage="test") for t in plan.tests}
     report = build_report(plan, records, layout="generic")
     assert note in report.notes and MISSING["no_split"] not in report.notes

@@ -8,7 +8,9 @@ import subprocess
 
 import pytest
 
+from bertabl.orchestrate.record import Record
 from bertabl.report.provenance import GIT_COMMIT_ENV, git_head, machines_of
+from tests.conftest import make_record
 
 
 def test_outside_a_checkout_the_commit_comes_from_the_image(tmp_path, monkeypatch):
@@ -35,11 +37,9 @@ def test_a_checkout_answers_for_itself(tmp_path, monkeypatch):
     assert git_head(tmp_path) == head.strip() + "-dirty"
 
 
-def _record(status: str, *machines: str) -> dict:
-    return {
-        "status": status,
-        "workers": [{"rank": i, "machine": m} for i, m in enumerate(machines)],
-    }
+def _record(status: str, *machines: str) -> Record:
+    workers = [{"rank": i, "machine": m} for i, m in enumerate(machines)]
+    return make_record("ft-0", status, workers=workers)
 
 
 def test_machines_count_finished_trials_once_per_machine():
@@ -48,7 +48,7 @@ def test_machines_count_finished_trials_once_per_machine():
         "ft-1": _record("done", "Xeon, 2 CPUs"),
         "ft-2": _record("done", "EPYC, 16 CPUs, NVIDIA H200", "EPYC, 16 CPUs, NVIDIA H200"),
         "ft-3": _record("failed", "Xeon, 2 CPUs"),  # only finished trials made the numbers
-        "ft-4": {"status": "done", "workers": [{"rank": 0}]},  # recorded before machines were
+        "ft-4": make_record("ft-4", workers=[{"rank": 0}]),  # recorded before machines were
     }
     assert machines_of(records) == {"Xeon, 2 CPUs": 2, "EPYC, 16 CPUs, NVIDIA H200": 1}
 

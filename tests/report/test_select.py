@@ -7,6 +7,7 @@ import pytest
 from bertabl.matrix import build_plan
 from bertabl.matrix.cells import cell_trials
 from bertabl.matrix.load import tomllib, validate
+from bertabl.orchestrate.record import Record
 from bertabl.report.render import latex_escape
 from bertabl.report.select import select_cell
 from tests.conftest import TINY_MATRIX
@@ -27,10 +28,14 @@ def _records(plan, scores: dict[tuple[str, float, int], float | str]) -> dict:
             continue
         value = scores[key]
         if isinstance(value, str):
-            records[trial.id] = {"status": value, "metrics": {}}
+            records[trial.id] = _record(trial, value, {})
         else:
-            records[trial.id] = {"status": "done", "metrics": {"dev_accuracy": value}}
+            records[trial.id] = _record(trial, "done", {"dev_accuracy": value})
     return records
+
+
+def _record(trial, status: str, metrics: dict) -> Record:
+    return Record(id=trial.id, stage="finetune", status=status, config={}, metrics=metrics)
 
 
 def _cell(plan, records, task="syn_agree"):
@@ -147,12 +152,12 @@ def test_test_split_scores_at_the_grid_point_chosen_on_dev():
     # Test scores favour lr 3e-3, but selection happens on dev only: lr 1e-3's test scores.
     for trial_id, record in records.items():
         lr = dict(plan.trial(trial_id).grid_point)["learning_rate"]
-        record["metrics"]["test_accuracy"] = 0.50 if lr == 1e-3 else 0.99
+        record.metrics["test_accuracy"] = 0.50 if lr == 1e-3 else 0.99
     trials = cell_trials(plan, plan.rows[0], "syn_agree")
     cell = select_cell(trials, records, "syn_agree", "accuracy", split="test")
     assert cell.grid_point["learning_rate"] == 1e-3 and cell.values == [0.50, 0.50]
     for record in records.values():
-        del record["metrics"]["test_accuracy"]
+        del record.metrics["test_accuracy"]
     assert select_cell(trials, records, "syn_agree", "accuracy", "test").status == "no_split"
 
 
@@ -180,8 +185,8 @@ def test_a_test_score_is_the_best_on_dev_restarts_not_the_best_test():
     records = _records(plan, {("syn_agree", 1e-3, 0): 0.70, ("syn_agree", 1e-3, 1): 0.90})
     trials = {t.restart: t for t in cell_trials(plan, plan.rows[0], "syn_agree")
               if dict(t.grid_point)["learning_rate"] == 1e-3}  # fmt: skip
-    records[trials[0].id]["metrics"]["test_accuracy"] = 0.88  # the better test score...
-    records[trials[1].id]["metrics"]["test_accuracy"] = 0.60  # ...is not the best on dev
+    records[trials[0].id].metrics["test_accuracy"] = 0.88  # the better test score...
+    records[trials[1].id].metrics["test_accuracy"] = 0.60  # ...is not the best on dev
     cell = select_cell(
         cell_trials(plan, plan.rows[0], "syn_agree"), records, "syn_agree", "accuracy", "test"
     )

@@ -162,6 +162,7 @@ def test_the_paired_interval_of_the_difference_matches_its_normal_approximation(
 def test_averaging_paired_restarts_narrows_the_spread_of_the_difference():
     gold = _balanced(200)
     right = _classification(gold, gold)
+
     # two restarts that each get a different 50 examples wrong: averaged, the per-example
     # difference is 0.5 on 100 examples: variance .5^2 * (.5 * .5) / 200 vs .25 * .75 / 200
     def wrong_on(indices):

@@ -18,7 +18,7 @@ from bertabl.report.provenance import evaluate_provenance
 from bertabl.tasks import evaluate_metric
 from bertabl.tasks.catalogue import spec_of
 from bertabl.training import TrialRuntime
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, make_record
 from tests.tasks.test_custom import _plan, _reviews
 
 MODULE = FIXTURES / "evaluate" / "balanced_accuracy.py"
@@ -141,7 +141,7 @@ def test_a_report_of_an_evaluate_metric_compares_restart_scores():
     records = {}
     for trial in plan.finetune:
         score = 0.5 + 0.1 * trial.restart
-        records[trial.id] = {"status": "done", "metrics": {"dev_balanced_accuracy": score}}
+        records[trial.id] = make_record(trial.id, metrics={"dev_balanced_accuracy": score})
     lines = [{"index": 0, "prediction": "neg", "label": "neg"}]
     report = build_report(plan, records, predictions=lambda trial_id, split: lines)
     cells = [cell for table in report.tables for line in table.lines for cell in line.cells]

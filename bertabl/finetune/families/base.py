@@ -56,7 +56,8 @@ class FamilyData:
         cache = runtime.cache_dir or pretrained_dir.parent
         self.cache_dir = Path(cache) / "feature-cache"
         self.data = data
-        read = splits or ("train", *self.splits)  # a kept model's scoring reads only its splits
+        # A kept model's scoring reads only its splits; `bertabl export` (splits=()) reads none.
+        read = ("train", *self.splits) if splits is None else splits
         self.raw = {split: load_split(spec, split, data) for split in read}
         self.encoded = {split: self.encode(rows, split) for split, rows in self.raw.items()}
         self.train: list = self.encoded.get("train", [])

@@ -229,7 +229,11 @@ class SpanQA(FamilyData):
         windows = {"max_seq_len": self.config.max_seq_len, "doc_stride": self.config.window_stride}
         if "train" in self.encoded:
             self.train = prepare_train_features(self.encoded["train"], self.tokenizer, **windows)
-        self.eval_features = prepare_eval_features(self.encoded["dev"], self.tokenizer, **windows)
+        self.eval_features: list[dict] = []  # none when no dev split is read (`export`)
+        if "dev" in self.encoded:
+            self.eval_features = prepare_eval_features(
+                self.encoded["dev"], self.tokenizer, **windows
+            )
         self.version = 2 if self.spec.name == "squad_v2" else 1
 
     def encode(self, rows, split: str) -> list[dict]:

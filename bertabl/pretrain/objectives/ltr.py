@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from bertabl.pretrain.objectives.base import PretrainObjective
+from bertabl.pretrain.objectives.pretrain_objective import PretrainObjective
 
 if TYPE_CHECKING:
     import torch

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bertabl.pretrain.objectives.base import PretrainObjective
+from bertabl.pretrain.objectives.pretrain_objective import PretrainObjective
 
 if TYPE_CHECKING:
     from transformers import BertConfig, PreTrainedModel

@@ -15,14 +15,19 @@ from tests.conftest import REPO, SHARED_DATA
 TESTS = REPO / "tests"
 SHARED = SHARED_DATA
 
-EXAMPLE = {"context": "The man sits.", "start": "He",
-           "endings": ["runs.", "sits.", "eats.", "visited the man."], "label": 2}
+EXAMPLE = {
+    "context": "The man sits.",
+    "start": "He",
+    "endings": ["runs.", "sits.", "eats.", "visited the man."],
+    "label": 2,
+}
 
 
 @pytest.fixture(scope="module")
 def tok() -> BertTokenizerFast:
-    return BertTokenizerFast(vocab=str(TESTS / "fixtures" / "ner" / "vocab.txt"),
-                             do_lower_case=True)
+    return BertTokenizerFast(
+        vocab=str(TESTS / "fixtures" / "ner" / "vocab.txt"), do_lower_case=True
+    )
 
 
 def test_four_sequences_with_segments(tok) -> None:
@@ -46,22 +51,39 @@ def test_empty_start_and_truncation(tok, caplog) -> None:
     assert all(len(ids) <= 8 for ids in f["input_ids"])
     # Longest-first: context (4 pieces) and "he runs ." (3) -> 3 + 2 within 8 - 3 specials.
     assert tok.convert_ids_to_tokens(f["input_ids"][0]) == [
-        "[CLS]", "the", "man", "sits", "[SEP]", "he", "runs", "[SEP]"]
+        "[CLS]",
+        "the",
+        "man",
+        "sits",
+        "[SEP]",
+        "he",
+        "runs",
+        "[SEP]",
+    ]
 
 
-@pytest.mark.parametrize("bad,match", [
-    ({"label": 4}, "label must be an int in 0..3"), ({"label": -1}, "label must be"),
-    ({"label": True}, "label must be"), ({"label": "2"}, "label must be"),
-    ({"label": None}, "label must be"), ({"endings": ["a", "b", "c"]}, "expected 4 endings, got 3"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        ({"label": 4}, "label must be an int in 0..3"),
+        ({"label": -1}, "label must be"),
+        ({"label": True}, "label must be"),
+        ({"label": "2"}, "label must be"),
+        ({"label": None}, "label must be"),
+        ({"endings": ["a", "b", "c"]}, "expected 4 endings, got 3"),
+    ],
+)
 def test_bad_examples(tok, bad: dict, match: str) -> None:
     with pytest.raises(ValueError, match=f"example 1: {match}"):
         mc.encode([EXAMPLE, {**EXAMPLE, **bad}], tok, 32)
 
 
 def test_collate_and_bert_for_multiple_choice(tok) -> None:
-    examples = [EXAMPLE, {**EXAMPLE, "context": "She sits.", "label": 0},
-                {**EXAMPLE, "endings": ["runs."] * 4, "label": 3}]
+    examples = [
+        EXAMPLE,
+        {**EXAMPLE, "context": "She sits.", "label": 0},
+        {**EXAMPLE, "endings": ["runs."] * 4, "label": 3},
+    ]
     features = mc.encode(examples, tok, 32)
     batch = mc.collate(features, tok)
     assert batch["input_ids"].shape == batch["token_type_ids"].shape == (3, 4, 12)
@@ -70,8 +92,14 @@ def test_collate_and_bert_for_multiple_choice(tok) -> None:
     assert batch["attention_mask"][2, 0].tolist() == [1] * 10 + [0] * 2
 
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     model = BertForMultipleChoice(config)
     out = model(**batch)
     assert out.logits.shape == (3, 4)
@@ -91,6 +119,7 @@ def test_swag_fixture_with_bert_vocab() -> None:
     features = mc.encode(examples, tokenizer, 64)
     assert [f["label"] for f in features] == [e["label"] for e in examples]
     first = tokenizer.decode(features[0]["input_ids"][2])
-    assert first == ("[CLS] students lower their eyes nervously. [SEP] "
-                     "she walks slowly towards someone. [SEP]")
+    assert first == (
+        "[CLS] students lower their eyes nervously. [SEP] she walks slowly towards someone. [SEP]"
+    )
     assert mc.collate(features, tokenizer)["input_ids"].shape[:2] == (3, 4)

@@ -43,8 +43,14 @@ def _example(qid, question, context, answer=None, start=None, impossible=False):
     if answer is not None:
         start = context.index(answer) if start is None else start
         answers = {"text": [answer], "answer_start": [start]}
-    return {"id": qid, "title": "t", "context": context, "question": question,
-            "answers": answers, "is_impossible": impossible}
+    return {
+        "id": qid,
+        "title": "t",
+        "context": context,
+        "question": question,
+        "answers": answers,
+        "is_impossible": impossible,
+    }
 
 
 # ------------------------------------------------------------------ windows and train targets
@@ -78,8 +84,10 @@ def test_sliding_windows_hand_counted(tok, words):
 
 
 def test_answer_positions_decode_to_answer(tok):
-    context = ("In the final , the veteran quarterback Peyton Manning threw supercalifragilistic "
-               "passes to the Broncos ' receivers in Santa Clara , California .")
+    context = (
+        "In the final , the veteran quarterback Peyton Manning threw supercalifragilistic "
+        "passes to the Broncos ' receivers in Santa Clara , California ."
+    )
     exs = [
         _example("a", "who threw?", context, "Peyton Manning"),
         # Leading space in the gold text (it happens in SQuAD): the span starts at the word.
@@ -89,8 +97,9 @@ def test_answer_positions_decode_to_answer(tok):
     ]
     feats = S.prepare_train_features(exs, tok)
     assert len(feats) == 4
-    decoded = [tok.decode(f["input_ids"][f["start_positions"] : f["end_positions"] + 1])
-               for f in feats]
+    decoded = [
+        tok.decode(f["input_ids"][f["start_positions"] : f["end_positions"] + 1]) for f in feats
+    ]
     assert decoded[2] == "supercalifragilistic"
     for ex, text in zip(exs, decoded, strict=True):
         assert normalize_answer(text) == normalize_answer(ex["answers"]["text"][0])
@@ -122,7 +131,8 @@ def test_eval_features_offsets_and_max_context(tok, words):
         offs = f["offset_mapping"]
         assert offs[:6] == [None] * 6 and offs[-1] is None
         assert [context[a:b] for a, b in offs[6:-1]] == tok.convert_ids_to_tokens(
-            f["input_ids"][6:-1])
+            f["input_ids"][6:-1]
+        )
     # Each context token may start an answer in exactly one window.
     owners: dict = {}
     for w, f in enumerate(feats):
@@ -146,8 +156,12 @@ def _feature(qid, word_range, max_ctx=None):
     """[CLS] q q [SEP] words... [SEP]: context token k + 4 is word word_range[k]."""
     offs = [None] * 4 + [WORD_OFFS[i] for i in word_range] + [None]
     flags = [False] * 4 + (max_ctx or [True] * len(word_range)) + [False]
-    return {"example_id": qid, "input_ids": [0] * len(offs), "offset_mapping": offs,
-            "token_is_max_context": flags}
+    return {
+        "example_id": qid,
+        "input_ids": [0] * len(offs),
+        "offset_mapping": offs,
+        "token_is_max_context": flags,
+    }
 
 
 def _logits(n, **at):
@@ -186,8 +200,11 @@ def test_postprocess_respects_max_answer_len():
 def test_postprocess_combines_windows_and_v2_threshold():
     ex = [_example("x", "q", CTX), _example("y", "q", CTX)]
     # x: window 0 = words 0..3, window 1 = words 2..5; gamma/delta are "owned" by window 1.
-    feats = [_feature("x", range(0, 4), [True, True, False, False]),
-             _feature("x", range(2, 6)), _feature("y", range(6))]
+    feats = [
+        _feature("x", range(0, 4), [True, True, False, False]),
+        _feature("x", range(2, 6)),
+        _feature("y", range(6)),
+    ]
     s = [_logits(9, p0=1, p5=2, p6=50), _logits(9, p0=3, p6=4), _logits(11, p0=8)]
     e = [_logits(9, p0=1, p5=3), _logits(9, p0=3, p6=3), _logits(11, p0=8, p4=1)]
     preds, na = S.postprocess(ex, feats, s, e)
@@ -235,9 +252,16 @@ def _oracle_logits(examples, features):
 
 
 def _restrict(raw, ids):
-    return [{"title": art["title"], "paragraphs": [
-        {"context": p["context"], "qas": [q for q in p["qas"] if q["id"] in ids]}
-        for p in art["paragraphs"]]} for art in raw]
+    return [
+        {
+            "title": art["title"],
+            "paragraphs": [
+                {"context": p["context"], "qas": [q for q in p["qas"] if q["id"] in ids]}
+                for p in art["paragraphs"]
+            ],
+        }
+        for art in raw
+    ]
 
 
 def test_oracle_dev_v11(tok):
@@ -267,29 +291,77 @@ def test_oracle_dev_v11(tok):
         assert (preds[ex["id"]] == ex["answers"]["text"][0]) == aligned, ex["id"]
 
 
-V2 = {"version": "v2.0", "data": [{"title": "Rivers", "paragraphs": [{
-    "context": "The Amazon river flows through Brazil , Peru and Colombia before reaching the "
-               "Atlantic Ocean . It carries more water than any other river on Earth , and its "
-               "basin covers about seven million square kilometres of rainforest . The river was "
-               "named by Francisco de Orellana after a battle with female warriors in 1542 .",
-    "qas": [
-        {"id": "a1", "question": "Which ocean does the Amazon reach?", "is_impossible": False,
-         "answers": [{"text": "Atlantic Ocean", "answer_start": 78}]},
-        {"id": "a2", "question": "Who named the Amazon river?", "is_impossible": False,
-         "answers": [{"text": "Francisco de Orellana", "answer_start": 247}]},
-        {"id": "a3", "question": "When was the battle?", "is_impossible": False,
-         "answers": [{"text": "1542", "answer_start": 308}]},
-        {"id": "n1", "question": "Which ocean does the Nile reach?", "is_impossible": True,
-         "answers": [], "plausible_answers": [{"text": "Atlantic Ocean", "answer_start": 78}]},
-        {"id": "n2", "question": "How long is the Amazon river?", "is_impossible": True,
-         "answers": []},
-    ]}]}, {"title": "Stars", "paragraphs": [{
-    "context": "The Sun is a G-type main-sequence star at the centre of the Solar System .",
-    "qas": [
-        {"id": "a4", "question": "What type of star is the Sun?", "is_impossible": False,
-         "answers": [{"text": "G-type main-sequence star", "answer_start": 13}]},
-        {"id": "n3", "question": "How old is the Sun?", "is_impossible": True, "answers": []},
-    ]}]}]}
+V2 = {
+    "version": "v2.0",
+    "data": [
+        {
+            "title": "Rivers",
+            "paragraphs": [
+                {
+                    "context": "The Amazon river flows through Brazil , Peru and Colombia before reaching the "
+                    "Atlantic Ocean . It carries more water than any other river on Earth , and its "
+                    "basin covers about seven million square kilometres of rainforest . The river was "
+                    "named by Francisco de Orellana after a battle with female warriors in 1542 .",
+                    "qas": [
+                        {
+                            "id": "a1",
+                            "question": "Which ocean does the Amazon reach?",
+                            "is_impossible": False,
+                            "answers": [{"text": "Atlantic Ocean", "answer_start": 78}],
+                        },
+                        {
+                            "id": "a2",
+                            "question": "Who named the Amazon river?",
+                            "is_impossible": False,
+                            "answers": [{"text": "Francisco de Orellana", "answer_start": 247}],
+                        },
+                        {
+                            "id": "a3",
+                            "question": "When was the battle?",
+                            "is_impossible": False,
+                            "answers": [{"text": "1542", "answer_start": 308}],
+                        },
+                        {
+                            "id": "n1",
+                            "question": "Which ocean does the Nile reach?",
+                            "is_impossible": True,
+                            "answers": [],
+                            "plausible_answers": [{"text": "Atlantic Ocean", "answer_start": 78}],
+                        },
+                        {
+                            "id": "n2",
+                            "question": "How long is the Amazon river?",
+                            "is_impossible": True,
+                            "answers": [],
+                        },
+                    ],
+                }
+            ],
+        },
+        {
+            "title": "Stars",
+            "paragraphs": [
+                {
+                    "context": "The Sun is a G-type main-sequence star at the centre of the Solar System .",
+                    "qas": [
+                        {
+                            "id": "a4",
+                            "question": "What type of star is the Sun?",
+                            "is_impossible": False,
+                            "answers": [{"text": "G-type main-sequence star", "answer_start": 13}],
+                        },
+                        {
+                            "id": "n3",
+                            "question": "How old is the Sun?",
+                            "is_impossible": True,
+                            "answers": [],
+                        },
+                    ],
+                }
+            ],
+        },
+    ],
+}
 
 
 def test_oracle_v2_hand_written(tok, tmp_path):
@@ -299,8 +371,9 @@ def test_oracle_v2_hand_written(tok, tmp_path):
     features = S.prepare_eval_features(examples, tok, max_seq_len=48, doc_stride=16)
     assert len(features) > len(examples)  # the long paragraph needs several windows
     start_logits, end_logits = _oracle_logits(examples, features)
-    preds, na = S.postprocess(examples, features, start_logits, end_logits, version=2,
-                              threshold=math.inf)
+    preds, na = S.postprocess(
+        examples, features, start_logits, end_logits, version=2, threshold=math.inf
+    )
     for ex in examples:  # answerable: null 0, span 20; unanswerable: null 20, best span 0
         assert na[ex["id"]] == (20.0 if ex["is_impossible"] else -20.0)
     scores = S.official_scores(raw, preds, na, version=2)

@@ -5,7 +5,7 @@ its loss goes through, its targets, the names its losses are logged under).
 
 An objective is one file in this folder (mlm_nsp.py, mlm.py, ltr.py, none.py) and its name in
 trial/pretrain.py's `Objective`; nothing outside this folder compares objective names. Masking
-(masking.py), batching (batches.py), the loop (train.py) and the held-out pass (perplexity.py)
+(masking.py), batching (batches.py), the loop (step_loop.py) and the held-out pass (perplexity.py)
 are shared and ask the objective.
 
 Facts are class attributes, read when a matrix is planned; so these modules import neither
