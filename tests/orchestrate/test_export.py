@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from bertabl.finetune.train import finetune
-from bertabl.pretrain.train import pretrain
+from bertabl.finetune.epoch_loop import finetune
+from bertabl.pretrain.step_loop import pretrain
 from safetensors.torch import load_file
 
 from bertabl.errors import UserError

@@ -14,8 +14,11 @@ from bertabl.finetune import test_splits
 from bertabl.finetune.families.base import Scored
 from bertabl.matrix import build_plan
 from bertabl.matrix.load import tomllib, validate
+from bertabl.matrix.resources import TrialResources
 from bertabl.orchestrate import rank
-from bertabl.orchestrate.store import DONE, FAILED, RunStore
+from bertabl.orchestrate.params import RunSettings, TrialParams
+from bertabl.orchestrate.record import Status
+from bertabl.orchestrate.store import RunStore
 from bertabl.parallel import Group
 from bertabl.trial.finetune import CheckpointRef
 from bertabl.trial.finetune import TestTrialConfig as ScoringConfig  # not Test...: not collected
@@ -53,7 +56,7 @@ def test_a_cells_test_scoring_scores_the_dev_selected_point_only(tmp_path: Path,
     assert len(cell) == 4  # 2 learning rates x 2 restarts
     store = RunStore(tmp_path)
     # lr 1e-3: dev 0.6, 0.7 (mean 0.65); lr 1e-4: 0.9 and a failed restart (mean 0.9): chosen
-    outcomes = [(DONE, 0.6), (DONE, 0.7), (DONE, 0.9), (FAILED, None)]
+    outcomes = [(Status.DONE, 0.6), (Status.DONE, 0.7), (Status.DONE, 0.9), (Status.FAILED, None)]
     for trial, (status, dev) in zip(cell, outcomes, strict=True):
         metrics = {"dev_accuracy": dev} if dev is not None else None
         store.write_record(trial.id, trial.config.model_dump(mode="json"), status, metrics)
@@ -75,8 +78,8 @@ def test_a_cells_test_scoring_scores_the_dev_selected_point_only(tmp_path: Path,
         "trials": {chosen.id: {"test_accuracy": 0.5}},
     }
     assert scored_models == [(1e-4, 0, store.model_dir(chosen.pretrain_id), ["test"])]
-    assert store.record(chosen.id)["metrics"] == {"dev_accuracy": 0.9, "test_accuracy": 0.5}
-    assert "test_accuracy" not in store.record(cell[0].id)["metrics"]
+    assert store.record(chosen.id).metrics == {"dev_accuracy": 0.9, "test_accuracy": 0.5}
+    assert "test_accuracy" not in store.record(cell[0].id).metrics
 
 
 @pytest.fixture
@@ -89,13 +92,15 @@ def on_a_node(monkeypatch):
     monkeypatch.setattr(ray.util, "get_node_ip_address", lambda: "10.0.0.1")
 
 
-def _params(trial, tmp_path: Path, stage: str, save_steps=()) -> dict:
-    return {
-        "trial": {"id": trial.id, "stage": stage, "config": trial.config},
-        "resources": {"cpus_per_worker": 1, "gpus_per_worker": 0, "micro_batch_size": 0},
-        "run_dir": str(tmp_path), "checkpoint_every": 0, "checkpoint_keep": 2,
-        "precision": "fp32", "save_steps": {trial.id: list(save_steps)},
-    }  # fmt: skip
+def _params(trial, tmp_path: Path, stage: str, save_steps=()) -> TrialParams:
+    run = RunSettings(
+        run_dir=str(tmp_path), checkpoint_every=0, checkpoint_keep=2, precision="fp32",
+        deterministic=False, worker_restarts=0, train_storage=str(tmp_path / "train"),
+        save_steps={trial.id: list(save_steps)},
+    )  # fmt: skip
+    resources = TrialResources(stage, workers=1, cpus_per_worker=1, gpus_per_worker=0,
+                               placement="PACK")  # fmt: skip
+    return TrialParams(trial.id, stage, trial.config, resources, run)
 
 
 def test_a_rank_runs_its_body_and_rank_0_reports_progress(tmp_path, monkeypatch, on_a_node):
@@ -115,10 +120,10 @@ def test_a_rank_runs_its_body_and_rank_0_reports_progress(tmp_path, monkeypatch,
     assert seen["config"] is trial.config and seen["out_dir"] == store.trial_dir(trial.id)
     assert seen["runtime"].cache_dir == store.cache_dir and not seen["runtime"].intermediate_only
     assert reports == [{"epoch": 1, "dev_accuracy": 0.75}]
-    assert store.progress(trial.id)["metrics"] == {"epoch": 1, "dev_accuracy": 0.75}
-    assert outcome["metrics"] == {"dev_accuracy": 0.75} and outcome["history"] == [{"epoch": 1}]
-    [here] = outcome["workers"]
-    assert (here["rank"], here["node_id"], here["node_ip"], here["device"]) == (
+    assert store.progress(trial.id).metrics == {"epoch": 1, "dev_accuracy": 0.75}
+    assert outcome.metrics == {"dev_accuracy": 0.75} and outcome.history == [{"epoch": 1}]
+    [here] = outcome.workers
+    assert (here.rank, here.node_id, here.node_ip, here.device) == (
         0, "node-1", "10.0.0.1", "cpu"
     )  # fmt: skip
     assert not (store.trial_dir(trial.id) / "workers.json").exists()  # one worker: no file
@@ -129,7 +134,7 @@ def test_a_finished_pretraining_reruns_only_for_the_models_it_lacks(
 ):
     trial = _plan().pretrain[0]
     store = RunStore(tmp_path)
-    store.write_record(trial.id, trial.config.model_dump(mode="json"), DONE, {"step": 10})
+    store.write_record(trial.id, trial.config.model_dump(mode="json"), Status.DONE, {"step": 10})
     store.model_dir(trial.id, 4).mkdir(parents=True)  # kept by the first run; step 8 was not
     runtimes = []
     monkeypatch.setitem(
@@ -139,4 +144,4 @@ def test_a_finished_pretraining_reruns_only_for_the_models_it_lacks(
     outcome = rank.run_rank(params, Group.single(CPU), lambda metrics: None)
     [runtime] = runtimes
     assert runtime.intermediate_only and runtime.save_steps == (8,)
-    assert outcome["intermediate_only"] is True
+    assert outcome.intermediate_only is True
