@@ -45,18 +45,19 @@ console = Console()
 errors = Console(stderr=True)
 
 
-def user_errors(command):
-    """Print a UserError as one line on stderr and exit 2: no traceback for fixable mistakes."""
+def command(function):
+    """`function` as a bertabl command that prints a UserError as one line on stderr and exits
+    2: no traceback for fixable mistakes."""
 
-    @functools.wraps(command)
+    @functools.wraps(function)
     def wrapper(*args, **kwargs):
         try:
-            return command(*args, **kwargs)
+            return function(*args, **kwargs)
         except UserError as err:
             errors.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
-    return wrapper
+    return app.command()(wrapper)
 
 
 def _version(value: bool) -> None:
@@ -81,8 +82,7 @@ def _load(matrix: Path, overrides: list[str] | None, scale: Scale | None, dry_ru
     return build_plan(loaded, source.path, dry_run=dry_run), source
 
 
-@app.command()
-@user_errors
+@command
 def schema() -> None:
     """Print the JSON schema of a matrix file (every key, its type, default and meaning): the
     one editors read from a matrix's `#:schema` line (bertabl/matrix/matrix.schema.json)."""
@@ -91,8 +91,7 @@ def schema() -> None:
     print(json.dumps(editor_schema(), indent=2))
 
 
-@app.command()
-@user_errors
+@command
 def tasks() -> None:
     """List the built-in fine-tuning tasks (a matrix adds its own in data.custom_tasks)."""
     from bertabl.tasks.catalogue import TaskCatalogue
@@ -106,8 +105,7 @@ def tasks() -> None:
     show(console, table)
 
 
-@app.command()
-@user_errors
+@command
 def plan(
     matrix: Annotated[Path, typer.Argument(help="Matrix TOML file.")],
     set_: SetOption = None,
@@ -230,8 +228,7 @@ def plan(
     )
 
 
-@app.command()
-@user_errors
+@command
 def run(
     matrix: Annotated[Path, typer.Argument(help="Matrix TOML file.")],
     set_: SetOption = None,
@@ -267,8 +264,7 @@ def run(
     _execute(the_plan, store, source, out, latex, address, only, storage=storage)
 
 
-@app.command()
-@user_errors
+@command
 def resume(
     target: Annotated[
         str, typer.Argument(help="A run directory, or one trial id (pt-... / ft-...).")
@@ -297,8 +293,7 @@ def resume(
     _execute(the_plan, store, source, out, latex, address, only, storage)
 
 
-@app.command()
-@user_errors
+@command
 def status(
     target: Annotated[Path, typer.Argument(help="Run directory.")] = Path("runs"),
 ) -> None:
@@ -374,8 +369,7 @@ def _execute(the_plan, store, source, out, latex, address, only=None, storage=No
         raise typer.Exit(1)
 
 
-@app.command()
-@user_errors
+@command
 def report(
     target: Annotated[
         Path | None,
@@ -442,8 +436,7 @@ def report(
         console.print(f"GLUE submission: {len(files)} file(s) in {folder}")
 
 
-@app.command()
-@user_errors
+@command
 def power(
     run_dir: Annotated[Path, typer.Argument(help="A finished (pilot) run directory.")],
     effect: EffectOption = None,
@@ -467,8 +460,7 @@ def power(
         console.print(line, soft_wrap=True, highlight=False, markup=False)
 
 
-@app.command()
-@user_errors
+@command
 def export(
     run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
     out_dir: Annotated[Path, typer.Argument(help="Folder to write the model to (replaced).")],
@@ -487,7 +479,7 @@ def export(
     )
 
 
-app.command()(user_errors(slurm))
+command(slurm)
 
 
 def _note(text: str) -> None:

@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from bertabl.paper.tables import LAYOUTS
+
 
 class Scale(str, enum.Enum):
     tiny = "tiny"
@@ -28,13 +30,8 @@ class Format(str, enum.Enum):
     json = "json"
 
 
-class Layout(str, enum.Enum):
-    generic = "generic"
-    table5 = "table5"
-    table6 = "table6"
-    table7 = "table7"
-    table8 = "table8"
-    fig5 = "fig5"
+# the report layouts paper/tables.py defines, in its order
+Layout = enum.Enum("Layout", {name: name for name in LAYOUTS}, type=str)
 
 
 SetOption = Annotated[

@@ -17,6 +17,7 @@ import torch
 from transformers import get_linear_schedule_with_warmup
 
 from bertabl.errors import UserError
+from bertabl.parallel import Group, rank_seed
 
 IGNORE_INDEX = -100  # the label no loss counts (torch's cross-entropy default ignore_index)
 
@@ -314,6 +315,54 @@ def restore_training_state(
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     precision.load_state_dict(state.get("scaler", {}))
+
+
+def training_checkpoint(
+    group: Group,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    precision: Precision,
+) -> dict[str, Any] | None:
+    """The checkpoint parts every loop has: `training_state` and every rank's RNG state ("rng":
+    rank 0's, "worker_rng": ranks 1..k-1's; dropout differs per rank). Every rank calls it
+    (gathering the RNG states takes them all); rank 0, which writes, gets the parts, the rest
+    None."""
+    rngs = group.gather(rng_state(precision.device))
+    if not group.is_main:
+        return None
+    return {
+        **training_state(model, optimizer, scheduler, precision),
+        "rng": rngs[0],
+        "worker_rng": rngs[1:],
+    }
+
+
+def resume_training(
+    state: dict[str, Any],
+    group: Group,
+    seed: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    precision: Precision,
+) -> None:
+    """Load what `training_checkpoint` saved, with this rank's own RNG state."""
+    restore_training_state(state, model, optimizer, scheduler, precision)
+    restore_rank_rng(state, group, seed)
+
+
+def restore_rank_rng(state: dict[str, Any], group: Group, seed: int) -> None:
+    """This rank's RNG state from the checkpoint. A run resumed with another worker count is
+    not exact anyway; its new ranks get seeds derived from (seed, rank, step)."""
+    if group.is_main:
+        set_rng_state(state["rng"], group.device)
+        return
+    saved = state.get("worker_rng", [])
+    if len(saved) == group.world - 1:
+        set_rng_state(saved[group.rank - 1], group.device)
+    else:
+        seed_everything(rank_seed(seed, group.rank, state["step"]))
 
 
 def rng_state(device: torch.device | None = None) -> dict[str, Any]:

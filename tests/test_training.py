@@ -1,8 +1,10 @@
-"""Shared training pieces: precision policy, gradient step order, non-finite losses."""
+"""Shared training pieces: precision policy, gradient step order, non-finite losses, per-rank RNG
+state."""
 
 from __future__ import annotations
 
 import warnings
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -211,6 +213,21 @@ def test_rng_state_is_the_own_gpus_and_resumes_on_a_host_with_fewer(monkeypatch)
     assert resumed.states == {0: saved["cuda"]}
     set_rng_state(saved, CPU)  # a GPU checkpoint resumed on CPU: the CPU generators only
     assert resumed.states == {0: saved["cuda"]}
+
+
+def test_ranks_restore_their_own_gpu_state(monkeypatch):
+    from bertabl.training import restore_rank_rng, rng_state
+
+    host = FakeCuda(monkeypatch, count=2)
+    rank_states = [rng_state(torch.device("cuda", r)) for r in range(2)]
+    state = {"rng": rank_states[0], "worker_rng": rank_states[1:], "step": 4}
+    host.count = 1  # resumed with one GPU visible per process
+    main = SimpleNamespace(is_main=True, rank=0, world=2, device=torch.device("cuda", 0))
+    restore_rank_rng(state, main, seed=0)
+    assert host.states[0].tolist() == [0]
+    other = SimpleNamespace(is_main=False, rank=1, world=2, device=torch.device("cuda", 0))
+    restore_rank_rng(state, other, seed=0)
+    assert host.states[0].tolist() == [1]  # rank 1's state, on the one GPU it now sees
 
 
 def test_batches_go_to_a_gpu_through_pinned_memory_and_lengths_stay(monkeypatch):

@@ -17,7 +17,7 @@ Layouts (as `data.corpus_format` names them):
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -68,19 +68,31 @@ def _counted(lines: Iterable[str], before: float) -> Iterator[tuple[str, float]]
         yield line.rstrip("\n"), done
 
 
-def _bert(lines: Iterable[str], before: float) -> Iterator[Piece]:
+def _line_by_line(
+    lines: Iterable[str], before: float, segment_of: Callable[[str], str | None]
+) -> Iterator[Piece]:
+    """The pieces of a layout that reads each line on its own: `segment_of(line)` is the segment
+    the line adds, "" where the line ends a document, None where it adds nothing."""
     pieces, done = _Pieces(), before
     for line, done in _counted(lines, before):
-        if not line:  # a blank line ends a document; a line of spaces does not (as before)
-            piece = pieces.end(done)
-        elif line.strip():
-            piece = pieces.add(line.strip(), done)
-        else:
+        segment = segment_of(line)
+        if segment is None:
             continue
+        piece = pieces.add(segment, done) if segment else pieces.end(done)
         if piece:
             yield piece
     if piece := pieces.end(done):
         yield piece
+
+
+def _bert(lines: Iterable[str], before: float) -> Iterator[Piece]:
+    return _line_by_line(lines, before, _bert_segment)
+
+
+def _bert_segment(line: str) -> str | None:
+    if not line:  # a blank line ends a document; a line of spaces does not (as before)
+        return ""
+    return line.strip() or None
 
 
 def _paragraphs(lines: Iterable[str], before: float) -> Iterator[Piece]:
@@ -105,21 +117,16 @@ _WIKI_HEADING = re.compile(r"(= )+.*( =)+")
 
 
 def _wikitext(lines: Iterable[str], before: float) -> Iterator[Piece]:
-    pieces, done = _Pieces(), before
-    for line, done in _counted(lines, before):
-        line = line.strip()
-        if not line:
-            continue
-        if _WIKI_TITLE.fullmatch(line):
-            piece = pieces.end(done)
-        elif not _WIKI_HEADING.fullmatch(line):
-            piece = pieces.add(line, done)
-        else:
-            continue
-        if piece:
-            yield piece
-    if piece := pieces.end(done):
-        yield piece
+    return _line_by_line(lines, before, _wikitext_segment)
+
+
+def _wikitext_segment(line: str) -> str | None:
+    line = line.strip()
+    if _WIKI_TITLE.fullmatch(line):
+        return ""
+    if not line or _WIKI_HEADING.fullmatch(line):
+        return None
+    return line
 
 
 READERS = {"bert": _bert, "paragraphs": _paragraphs, "wikitext": _wikitext}

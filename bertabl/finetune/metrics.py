@@ -386,26 +386,24 @@ def conll_f1(
 
 def iob1_to_iob2(tags: Sequence[str]) -> list[str]:
     """IOB1 -> IOB2: an I-X that opens an entity (after O or another type) becomes B-X."""
-    out: list[str] = []
-    prev_type = ""
-    for tag in tags:
-        prefix, typ = _split_tag(tag)
-        if prefix not in ("O", "B", "I"):
-            raise ValueError(f"iob1_to_iob2: {tag!r} is not an IOB tag")
-        out.append(f"B-{typ}" if prefix == "I" and typ != prev_type else tag)
-        prev_type = typ
-    return out
+    return _retag_openers(tags, "I", "B", "iob1_to_iob2")
 
 
 def iob2_to_iob1(tags: Sequence[str]) -> list[str]:
     """IOB2 -> IOB1: a B-X stays only where it separates two touching entities of type X (the
     word before is B-X or I-X); every other B-X becomes I-X. IOB1 input comes back unchanged."""
+    return _retag_openers(tags, "B", "I", "iob2_to_iob1")
+
+
+def _retag_openers(tags: Sequence[str], old: str, new: str, name: str) -> list[str]:
+    """`tags` with each `old`-X that follows O or another type (an entity's opener) as `new`-X:
+    the one place where IOB1 and IOB2 differ."""
     out: list[str] = []
     prev_type = ""
     for tag in tags:
         prefix, typ = _split_tag(tag)
         if prefix not in ("O", "B", "I"):
-            raise ValueError(f"iob2_to_iob1: {tag!r} is not an IOB tag")
-        out.append(f"I-{typ}" if prefix == "B" and typ != prev_type else tag)
+            raise ValueError(f"{name}: {tag!r} is not an IOB tag")
+        out.append(f"{new}-{typ}" if prefix == old and typ != prev_type else tag)
         prev_type = typ
     return out

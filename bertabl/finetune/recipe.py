@@ -48,12 +48,10 @@ from bertabl.training import (
     adamw_with_schedule,
     apply_gradients,
     check_finite,
-    restore_training_state,
-    rng_state,
+    resume_training,
     seed_everything,
-    set_rng_state,
     to_device,
-    training_state,
+    training_checkpoint,
 )
 from bertabl.trial.finetune import FinetuneTrialConfig, MultitaskTrialConfig, Recipe
 
@@ -224,13 +222,10 @@ class Tuning:
             if not group.is_main:  # ranks draw different dropout masks for their shares
                 seed_everything(rank_seed(self.seed, group.rank, 0))
             return 1, 0, 0, losses
-        restore_training_state(state, self.model, self.optimizer, self.scheduler, precision)
+        resume_training(
+            state, group, self.seed, self.model, self.optimizer, self.scheduler, precision
+        )
         self.load_state_dict(state.get("tuning", {}))
-        saved = [state["rng"], *state.get("worker_rng", [])]
-        if len(saved) == group.world:
-            set_rng_state(saved[group.rank], precision.device)
-        else:  # resumed with another worker count: not exact anyway
-            seed_everything(rank_seed(self.seed, group.rank, state["step"]))
         runtime.history.extend(state["history"])
         return state["epoch"], state["batch"], state["step"], state["losses"]
 
@@ -238,16 +233,16 @@ class Tuning:
         self, runtime, precision: Precision, epoch: int, batch: int, step: int, losses: Any
     ) -> None:
         """Save everything `resume` needs to continue exactly after optimizer step `step`."""
-        rngs = self.group.gather(rng_state(precision.device))  # all ranks; rank 0 writes
-        if not self.group.is_main:
+        parts = training_checkpoint(
+            self.group, self.model, self.optimizer, self.scheduler, precision
+        )
+        if parts is None:  # not rank 0
             return
         runtime.save(
             step,
             {
-                **training_state(self.model, self.optimizer, self.scheduler, precision),
+                **parts,
                 "tuning": self.state_dict(),
-                "rng": rngs[0],
-                "worker_rng": rngs[1:],  # ranks 1..k-1 (dropout differs per rank)
                 "epoch": epoch,
                 "batch": batch,
                 "step": step,

@@ -99,6 +99,21 @@ def trial_config(trial) -> tuple[str, dict[str, Any]]:
     return own["id"], {"trial_id": own["id"], "stage": own["stage"], **dumped}
 
 
+def _curve_point_of_run(
+    callback: LoggerCallback, trial, result: dict[str, Any], runs: dict
+) -> tuple[int, dict[str, float]] | None:
+    """The (step, scalars) of a result to log to the trial's run in `runs` (the callback's own
+    table of started runs), starting the run first where it has none yet (a trial resumed in a
+    later `bertabl resume` reports before Tune starts it again); None: nothing to log (no curve
+    point, or a trial with no run)."""
+    point = curve_point(reported(result))
+    if point is None:
+        return None
+    if trial not in runs:
+        callback.log_trial_start(trial)
+    return point if trial in runs else None
+
+
 class StepLogger(_WandbLoggingActor):
     """Ray's per-run logging actor (W&B wants each run in a process of its own), logging each
     result at the trial's own step: Ray's takes the step from Tune's counter."""
@@ -160,13 +175,9 @@ class WandbRuns(WandbLoggerCallback):
         )
 
     def log_trial_result(self, iteration: int, trial, result: dict) -> None:
-        point = curve_point(reported(result))
+        point = _curve_point_of_run(self, trial, result, self._trial_logging_actors)
         if point is None:
             return
-        if trial not in self._trial_logging_actors:
-            self.log_trial_start(trial)
-            if trial not in self._trial_logging_actors:
-                return
         step, scalars = point
         if scalars:  # an untrained control reports its step and nothing to plot
             item = {TRAINING_ITERATION: step, "scalars": scalars}
@@ -220,13 +231,9 @@ class MlflowRuns(MLflowLoggerCallback):
         return runs[0].info.run_id if runs else None
 
     def log_trial_result(self, iteration: int, trial, result: dict) -> None:
-        point = curve_point(reported(result))
+        point = _curve_point_of_run(self, trial, result, self._trial_runs)
         if point is None:
             return
-        if trial not in self._trial_runs:
-            self.log_trial_start(trial)
-            if trial not in self._trial_runs:
-                return
         step, scalars = point
         if scalars:
             # One transaction for the result: Ray's util writes each metric on its own, after

@@ -4,7 +4,7 @@ objective builds, and which of these it trains through, is the objective's (obje
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.checkpoint import checkpoint
@@ -56,14 +56,12 @@ def encode_at(
     return out.last_hidden_state.flatten(0, 1).index_select(0, positions), out.pooler_output
 
 
-class MaskedPositionsLM(torch.nn.Module):
-    """Runs a masked-LM model (BertForPreTraining or BertForMaskedLM) but decodes the vocabulary
-    only at the given flat positions (the masked tokens, ~15%): the vocabulary projection over
-    every position is most of a small model's compute and every unmasked row is thrown away by
-    the loss. The logits at those positions equal the dense model's, so the loss is the same.
+class _EncodedAtPositions(torch.nn.Module):
+    """Runs a BERT pre-training model's encoder, then `decode`s its hidden states at the given
+    flat positions only (those the loss reads).
 
-    Not a subclass: the HF model itself stays what is saved and checkpointed; this module holds
-    it (same parameters), so DDP can wrap it. Left-to-right LM predicts every position: dense.
+    Not a subclass of the model: the HF model itself stays what is saved and checkpointed; this
+    module holds it (same parameters), so DDP can wrap it.
     """
 
     def __init__(self, model: PreTrainedModel):
@@ -76,18 +74,44 @@ class MaskedPositionsLM(torch.nn.Module):
         attention_mask: torch.Tensor,
         token_type_ids: torch.Tensor,
         masked_positions: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(MLM logits [masked tokens, vocab] in `masked_positions` order, NSP logits or None)."""
+        **targets: torch.Tensor,
+    ) -> Any:
         hidden, pooled = encode_at(
             self.model, input_ids, attention_mask, token_type_ids, masked_positions
         )
+        return self.decode(hidden, pooled, masked_positions, **targets)
+
+    def decode(
+        self,
+        hidden: torch.Tensor,
+        pooled: torch.Tensor | None,
+        masked_positions: torch.Tensor,
+        **targets: torch.Tensor,
+    ) -> Any:
+        """What the module returns, from the hidden states at `masked_positions` [positions,
+        hidden] and the pooled output (None: the model has no pooler)."""
+        raise NotImplementedError
+
+
+class MaskedPositionsLM(_EncodedAtPositions):
+    """Runs a masked-LM model (BertForPreTraining or BertForMaskedLM) but decodes the vocabulary
+    only at the given flat positions (the masked tokens, ~15%): the vocabulary projection over
+    every position is most of a small model's compute and every unmasked row is thrown away by
+    the loss. The logits at those positions equal the dense model's, so the loss is the same.
+    Left-to-right LM predicts every position: dense.
+    """
+
+    def decode(
+        self, hidden: torch.Tensor, pooled: torch.Tensor | None, masked_positions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(MLM logits [masked tokens, vocab] in `masked_positions` order, NSP logits or None)."""
         heads = self.model.cls
         if isinstance(heads, BertPreTrainingHeads):  # MLM + NSP
             return heads.predictions(hidden), heads.seq_relationship(pooled)
         return heads.predictions(hidden), None
 
 
-class ChunkedLeftToRightLM(torch.nn.Module):
+class ChunkedLeftToRightLM(_EncodedAtPositions):
     """A left-to-right LM (BertLMHeadModel) whose loss never holds all the logits at once.
 
     The encoder runs over the whole micro-batch; then the LM head and the cross-entropy run on
@@ -95,26 +119,20 @@ class ChunkedLeftToRightLM(torch.nn.Module):
     under activation checkpointing, so a chunk's logits are freed once its loss is summed and
     recomputed in backward. Peak memory is one chunk's logits, at the price of running the
     vocabulary projection twice. The sum equals the dense loss up to float summation order.
-    Like MaskedPositionsLM it holds the HF model (what is saved) and is what DDP wraps.
     """
 
     def __init__(self, model: PreTrainedModel, chunk_rows: int):
-        super().__init__()
-        self.model = model
+        super().__init__(model)
         self.chunk_rows = chunk_rows
 
-    def forward(
+    def decode(
         self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        token_type_ids: torch.Tensor,
+        hidden: torch.Tensor,
+        pooled: torch.Tensor | None,
         masked_positions: torch.Tensor,
         labels: torch.Tensor,
     ) -> torch.Tensor:
         """The cross-entropy summed over `masked_positions` (flat positions with a label)."""
-        hidden, _ = encode_at(
-            self.model, input_ids, attention_mask, token_type_ids, masked_positions
-        )
         targets = labels.flatten().index_select(0, masked_positions)
         total = hidden.new_zeros((), dtype=torch.float32)
         for start in range(0, len(targets), self.chunk_rows):

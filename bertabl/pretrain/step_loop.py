@@ -47,12 +47,10 @@ from bertabl.training import (
     adamw_with_schedule,
     apply_gradients,
     bert_parameter_groups,
-    restore_training_state,
-    rng_state,
+    resume_training,
     seed_everything,
-    set_rng_state,
     to_device,
-    training_state,
+    training_checkpoint,
     use_deterministic_algorithms,
 )
 from bertabl.trial.files import model_dir_name
@@ -182,8 +180,7 @@ def _train(
             seed_everything(rank_seed(pt.seed, group.rank, 0))
     else:
         # only rank 0's state has the weights; wrapping the model for DDP copies them to the rest
-        restore_training_state(state, model, optimizer, scheduler, precision)
-        _restore_rank_rng(state, group, pt.seed)
+        resume_training(state, group, pt.seed, model, optimizer, scheduler, precision)
         step, position = state["step"], tuple(state["position"])
         window = state["window"]
         history.extend(state["history"])
@@ -256,14 +253,12 @@ def _train(
             if step in runtime.save_steps and step < pt.steps and group.is_main:
                 _save_model(model, tokenizer, out_dir / model_dir_name(step))
             if runtime.due(step) and step < pt.steps:
-                rngs = group.gather(rng_state(device))  # every rank takes part; rank 0 writes
-                if group.is_main:
+                parts = training_checkpoint(group, model, optimizer, scheduler, precision)
+                if parts is not None:  # rank 0
                     runtime.save(
                         step,
                         {
-                            **training_state(model, optimizer, scheduler, precision),
-                            "rng": rngs[0],
-                            "worker_rng": rngs[1:],  # ranks 1..k-1 (dropout differs per rank)
+                            **parts,
                             "step": step,
                             "position": position,
                             "window": window,
@@ -407,19 +402,6 @@ def _shared_resume_state(runtime: TrialRuntime, group: Group) -> dict[str, Any] 
         return state
     shared = group.broadcast({k: v for k, v in state.items() if k != "model"} if state else None)
     return state if group.is_main else shared
-
-
-def _restore_rank_rng(state: dict[str, Any], group: Group, seed: int) -> None:
-    """This rank's RNG state from the checkpoint. A run resumed with another worker count is
-    not exact anyway; its new ranks get seeds derived from (seed, rank, step)."""
-    if group.is_main:
-        set_rng_state(state["rng"], group.device)
-        return
-    saved = state.get("worker_rng", [])
-    if len(saved) == group.world - 1:
-        set_rng_state(saved[group.rank - 1], group.device)
-    else:
-        seed_everything(rank_seed(seed, group.rank, state["step"]))
 
 
 def _stream_tag(seed: int, phase: int) -> str:

@@ -43,6 +43,20 @@ def _glue(name: str, description: str, metrics: tuple[str, ...], hub: tuple, **e
     )
 
 
+def _synthetic(name: str, description: str, pair: bool) -> TaskSpec:
+    """A synthetic yes/no task (data/synthetic.py): two labels, scored by accuracy."""
+    return TaskSpec(
+        name,
+        description,
+        "classification",
+        "synthetic",
+        pair=pair,
+        num_labels=2,
+        metrics=("accuracy",),
+        labels=("0", "1"),
+    )
+
+
 def _squad(name: str, description: str) -> TaskSpec:
     metrics = ("f1", "exact_match")
     return TaskSpec(name, description, "span_qa", "squad", True, 0, metrics, **_size(name))
@@ -59,25 +73,13 @@ _PAIR = ("sentence1", "sentence2")
 BUILT_IN: dict[str, TaskSpec] = {
     spec.name: spec
     for spec in [
-        TaskSpec(
+        _synthetic(
             "syn_agree",
             "synthetic single sentence: do the nouns around 'with' share a topic?",
-            "classification",
-            "synthetic",
             pair=False,
-            num_labels=2,
-            metrics=("accuracy",),
-            labels=("0", "1"),
         ),
-        TaskSpec(
-            "syn_chain",
-            "synthetic sentence pair: does B's subject continue A's object?",
-            "classification",
-            "synthetic",
-            pair=True,
-            num_labels=2,
-            metrics=("accuracy",),
-            labels=("0", "1"),
+        _synthetic(
+            "syn_chain", "synthetic sentence pair: does B's subject continue A's object?", pair=True
         ),
         # GLUE, with its official metrics; the first is the one the paper's tables report
         # (MRPC and QQP: F1 as in Table 1; Table 5 reports MRPC accuracy, also computed).

@@ -1,11 +1,10 @@
 """The pre-training loop: intermediate models for fine-tuning (the paper's Figure 5), the
 no-pre-training control, deterministic and chunked runs, gradient accumulation (the same result
-as the whole batch, an exact resume), per-rank RNG state."""
+as the whole batch, an exact resume)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -22,7 +21,6 @@ from bertabl.pretrain.step_loop import pretrain
 from bertabl.training import TrialRuntime
 from bertabl.trial.files import model_dir_name as intermediate_model_name
 from tests.conftest import TINY_MATRIX, KillAfter, Killed
-from tests.test_training import FakeCuda
 
 
 def _plan(steps):
@@ -276,19 +274,3 @@ def test_a_layout_that_does_not_divide_fails_before_anything_is_built(plan, tmp_
     with pytest.raises(UserError, match="resources.micro_batch_size"):
         pretrain(config, tmp_path, TrialRuntime(CPU, micro_batch_size=3))
     assert not any(tmp_path.iterdir())
-
-
-def test_pretraining_ranks_restore_their_own_gpu_state(monkeypatch):
-    from bertabl.pretrain.step_loop import _restore_rank_rng
-    from bertabl.training import rng_state
-
-    host = FakeCuda(monkeypatch, count=2)
-    rank_states = [rng_state(torch.device("cuda", r)) for r in range(2)]
-    state = {"rng": rank_states[0], "worker_rng": rank_states[1:], "step": 4}
-    host.count = 1  # resumed with one GPU visible per process
-    main = SimpleNamespace(is_main=True, rank=0, world=2, device=torch.device("cuda", 0))
-    _restore_rank_rng(state, main, seed=0)
-    assert host.states[0].tolist() == [0]
-    other = SimpleNamespace(is_main=False, rank=1, world=2, device=torch.device("cuda", 0))
-    _restore_rank_rng(state, other, seed=0)
-    assert host.states[0].tolist() == [1]  # rank 1's state, on the one GPU it now sees

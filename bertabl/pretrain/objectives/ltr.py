@@ -16,15 +16,14 @@ class LeftToRight(PretrainObjective):
     name = "ltr"
     masks = False
     causal = True
+    model_class = "BertLMHeadModel"
 
     def model(self, config: BertConfig) -> PreTrainedModel:
-        from transformers import BertLMHeadModel
-
         # `is_decoder` is saved with the checkpoint, so the causal mask stays when the model is
         # fine-tuned (the paper's setup)
         config.is_decoder = True
         config.use_cache = False  # training only: no key/value cache
-        return BertLMHeadModel(config)
+        return super().model(config)
 
     def training_module(self, model: PreTrainedModel, positions: int) -> torch.nn.Module:
         """Every position is predicted: the dense logits, unless one micro-batch's would exceed

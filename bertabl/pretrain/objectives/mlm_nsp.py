@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from bertabl.pretrain.objectives.pretrain_objective import PretrainObjective
-
-if TYPE_CHECKING:
-    from transformers import BertConfig, PreTrainedModel
 
 
 class MaskedLMWithNSP(PretrainObjective):
     name = "mlm_nsp"
     nsp = True
     nsp_head = True
-
-    def model(self, config: BertConfig) -> PreTrainedModel:
-        from transformers import BertForPreTraining
-
-        return BertForPreTraining(config)
+    model_class = "BertForPreTraining"

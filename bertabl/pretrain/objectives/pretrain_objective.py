@@ -41,6 +41,9 @@ class PretrainObjective:
     nsp_head: ClassVar[bool] = False
     # attention is left-to-right, and stays so when fine-tuned (matrix/checks.py: no [CLS] tasks)
     causal: ClassVar[bool] = False
+    # the transformers class of its model, with the heads it trains (a name: planning imports no
+    # transformers)
+    model_class: ClassVar[str]
 
     @property
     def reads_corpus(self) -> bool:
@@ -56,7 +59,9 @@ class PretrainObjective:
 
     def model(self, config: BertConfig) -> PreTrainedModel:
         """transformers' model for this objective, built from `config`."""
-        raise NotImplementedError
+        import transformers
+
+        return getattr(transformers, self.model_class)(config)
 
     def training_module(self, model: PreTrainedModel, positions: int) -> torch.nn.Module:
         """What the training loop runs forward, given the positions of one micro-batch: the masked
