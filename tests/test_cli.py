@@ -209,7 +209,8 @@ def test_a_piped_plan_is_never_cut_and_names_each_fine_tunes_row_and_head(monkey
 def test_a_piped_status_is_never_cut(tmp_path: Path, monkeypatch):
     from bertabl.matrix import build_plan
     from bertabl.matrix.load import tomllib, validate
-    from bertabl.orchestrate.store import FAILED, RunStore
+    from bertabl.orchestrate.record import Status
+    from bertabl.orchestrate.store import RunStore
     from tests.conftest import TINY_MATRIX
 
     raw = tomllib.loads(TINY_MATRIX)
@@ -220,7 +221,7 @@ def test_a_piped_status_is_never_cut(tmp_path: Path, monkeypatch):
     store.write_manifest(matrix.model_dump(mode="json"), {"path": "m.toml"})
     error = "RuntimeError: " + "a long reason the trial failed, " * 4 + "in full"
     trial = plan.finetune[0]
-    store.write_record(trial.id, trial.config.model_dump(mode="json"), FAILED, error=error)
+    store.write_record(trial.id, trial.config.model_dump(mode="json"), Status.FAILED, error=error)
     output = _piped(["status", str(tmp_path)], monkeypatch)
     assert "…" not in output
     [line] = [line for line in output.splitlines() if line.startswith(f" {trial.id} ")]

@@ -33,6 +33,7 @@ from ray.tune.utils import flatten_dict
 
 from bertabl.errors import UserError
 from bertabl.matrix.plan import Plan
+from bertabl.orchestrate.params import trial_params
 from bertabl.orchestrate.tracking import (
     curve_point,
     mlflow_experiment,
@@ -93,10 +94,9 @@ def reported(result: dict[str, Any]) -> dict[str, Any]:
 
 def trial_config(trial) -> tuple[str, dict[str, Any]]:
     """(bertabl's trial id, what a run records as its config) of a Tune trial."""
-    own = trial.config["trial"]
-    config = own["config"]
-    dumped = config.model_dump(mode="json") if hasattr(config, "model_dump") else config
-    return own["id"], {"trial_id": own["id"], "stage": own["stage"], **dumped}
+    params = trial_params(trial.config)
+    dumped = params.config.model_dump(mode="json")
+    return params.id, {"trial_id": params.id, "stage": params.stage, **dumped}
 
 
 def _curve_point_of_run(

@@ -118,8 +118,8 @@ def test_predictions_are_one_json_line_an_example_in_file_order(tmp_path: Path):
 
 
 @pytest.mark.parametrize("size", [7, 150, 1515, 8000])  # 1 group, 1 of 4, 11 of 4+, 50 of 5
-def test_epoch_order_is_the_length_grouped_sampler_order(size: int):
-    # The Trainer recipe's order: transformers' LengthGroupedSampler with the same generator.
+def test_epoch_order_takes_the_length_grouped_samplers_batches_in_random_order(size: int):
+    # The batches of transformers' LengthGroupedSampler with the same generator, each whole...
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
     from bertabl.finetune.epoch_loop import epoch_order
@@ -127,11 +127,22 @@ def test_epoch_order_is_the_length_grouped_sampler_order(size: int):
     lengths = [(i * 37) % 53 + 3 for i in range(size)]
     hf = list(LengthGroupedSampler(32, lengths=lengths, generator=torch.Generator().manual_seed(5)))
     ours = epoch_order(size, 32, torch.Generator().manual_seed(5), lengths)
-    assert ours == hf and sorted(ours) == list(range(size))
-    if size >= 4 * 32:  # at least 4 length-sorted groups: the pass is not one sorted list
-        group = min(size // (4 * 32), 50) * 32
-        runs = [ours[i : i + group] for i in range(0, size, group)]
-        assert len(runs) >= 4
-        assert all(lengths[r[1]] >= lengths[r[-1]] for r in runs)
+    assert sorted(ours) == list(range(size))
+    batches = [ours[i : i + 32] for i in range(0, size, 32)]
+    hf_batches = [hf[i : i + 32] for i in range(0, size, 32)]
+    assert sorted(map(sorted, batches)) == sorted(map(sorted, hf_batches))
+    # ...the longest first and the short one last, as the sampler has them...
+    assert batches[0] == hf_batches[0] and lengths[ours[0]] == max(lengths)
+    if size % 32:
+        assert batches[-1] == hf_batches[-1] and len(batches[-1]) == size % 32
+    # ...but not longest to shortest within each group (a length curriculum every 50 batches,
+    # which cost STS-B up to 40 points of Pearson): with 4+ groups, the batches' maximum
+    # lengths are out of the sampler's (descending) order.
+    if size >= 1000:
+        assert batches != hf_batches
+        tops = [max(lengths[i] for i in b) for b in batches[1:-1]]
+        assert sum(a < b for a, b in zip(tops, tops[1:])) > len(tops) // 4
+    # Seeded: the same generator state, the same order.
+    assert epoch_order(size, 32, torch.Generator().manual_seed(5), lengths) == ours
     plain = epoch_order(size, 32, torch.Generator().manual_seed(5))
     assert plain == torch.randperm(size, generator=torch.Generator().manual_seed(5)).tolist()

@@ -10,16 +10,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from bertabl.finetune.epoch_loop import finetune
-from bertabl.pretrain.step_loop import pretrain
 from safetensors.torch import load_file
 
 from bertabl.errors import UserError
+from bertabl.finetune.epoch_loop import finetune
 from bertabl.matrix import build_plan
 from bertabl.matrix.cells import cell_trials
 from bertabl.matrix.load import MatrixSource, tomllib, validate
 from bertabl.orchestrate.export import export_model
 from bertabl.orchestrate.store import RunStore
+from bertabl.pretrain.step_loop import pretrain
 from bertabl.training import TrialRuntime
 from bertabl.trial.files import FINAL_WEIGHTS
 from tests.conftest import FIXTURES, TINY_MATRIX

@@ -136,8 +136,13 @@ class FakeTrial:
     """What the callbacks read of a Tune trial: its config (a new driver makes a new one)."""
 
     def __init__(self, trial):
+        from bertabl.matrix.resources import TrialResources
+        from bertabl.orchestrate.params import RunSettings, TrialParams
+
         stage = "pretrain" if trial.id.startswith("pt") else "finetune"
-        self.config = {"trial": {"id": trial.id, "stage": stage, "config": trial.config}}
+        resources = TrialResources(stage, 1, 1, 0, "PACK")
+        run = RunSettings("run", 0, 2, "fp32", False, 0, "train", {})
+        self.config = TrialParams(trial.id, stage, trial.config, resources, run).tune_config()
 
 
 def test_a_resumed_trial_continues_its_mlflow_run(tmp_path: Path):

@@ -291,6 +291,14 @@ def test_oracle_dev_v11(tok):
         assert (preds[ex["id"]] == ex["answers"]["text"][0]) == aligned, ex["id"]
 
 
+AMAZON = (
+    "The Amazon river flows through Brazil , Peru and Colombia before reaching the Atlantic "
+    "Ocean . It carries more water than any other river on Earth , and its basin covers about "
+    "seven million square kilometres of rainforest . The river was named by Francisco de "
+    "Orellana after a battle with female warriors in 1542 ."
+)
+SUN = "The Sun is a G-type main-sequence star at the centre of the Solar System ."
+
 V2 = {
     "version": "v2.0",
     "data": [
@@ -298,10 +306,7 @@ V2 = {
             "title": "Rivers",
             "paragraphs": [
                 {
-                    "context": "The Amazon river flows through Brazil , Peru and Colombia before reaching the "
-                    "Atlantic Ocean . It carries more water than any other river on Earth , and its "
-                    "basin covers about seven million square kilometres of rainforest . The river was "
-                    "named by Francisco de Orellana after a battle with female warriors in 1542 .",
+                    "context": AMAZON,
                     "qas": [
                         {
                             "id": "a1",
@@ -342,7 +347,7 @@ V2 = {
             "title": "Stars",
             "paragraphs": [
                 {
-                    "context": "The Sun is a G-type main-sequence star at the centre of the Solar System .",
+                    "context": SUN,
                     "qas": [
                         {
                             "id": "a4",
