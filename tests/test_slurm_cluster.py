@@ -25,10 +25,13 @@ from tests.conftest import REPO, run_results
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 
-# The demo cut down to 9 trials (~1 minute on 2 CPUs): two pre-trainings of 400 steps with a
-# checkpoint every 50, then 6 fine-tunes (3 rows x syn_agree x 2 restarts, 5 epochs).
+# The demo cut down to 9 trials (~1-2 minutes on 2 CPUs): two pre-trainings of 1,000 steps with a
+# checkpoint every 50, then 6 fine-tunes (3 rows x syn_agree x 2 restarts, 5 epochs). Slurm checks
+# time limits every 30 s, so the work left after the first checkpoint must outlast that check by a
+# wide margin on a fast machine: at 400 steps a CI machine finished the run 27 s after the
+# TimeLimit update, before Slurm's signal came.
 OVERRIDES = [
-    "pretrain.steps=400",
+    "pretrain.steps=1000",
     "checkpointing.every_steps=50",
     "finetune.restarts=2",
     'finetune.tasks=["syn_agree"]',
@@ -133,6 +136,10 @@ def test_time_limit_stops_the_job_and_a_resubmission_finishes_it(local_slurm, tm
     print(log)
     assert requeued["Restarts"] == "1", f"not requeued: {requeued['JobState']}\n{log}"
     assert "the time limit is near (--signal): stopping bertabl" in log
+    assert " ran, " not in log.split("the time limit is near")[0], (
+        "the run ended before Slurm's time-limit signal came: this machine is fast enough that "
+        "OVERRIDES needs more pre-training steps to leave work for the signal to interrupt"
+    )
     assert "interrupted (SIGTERM)" in log and "requeued (1 of 1)" in log
     records = run_results(run_dir)
     assert {r["status"] for r in records.values()} <= {"done"}  # nothing failed or blocked
