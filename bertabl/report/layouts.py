@@ -326,8 +326,11 @@ class _Builder:
     def _lead_ours(self, row: Row) -> list[Shown]:
         config = self._pretrain_config(row)
         if config is None:  # a checkpoint row: not pre-trained here, no settings to show
+            headings = LEAD_HEADINGS.get(self.layout, [])
+            if not headings:  # no lead cell to carry the note: numbering it would orphan it
+                return []
             note = self.notes.add(MISSING["checkpoint"])
-            return [Shown(notes=[note]) for _ in LEAD_HEADINGS.get(self.layout, [])]
+            return [Shown(notes=[note]) for _ in headings]
         if self.layout == "table6":
             model = config.model
             sizes = [Shown(text=str(getattr(model, k))) for k in ("layers", "hidden", "heads")]
