@@ -18,13 +18,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bertabl.errors import UserError
 from bertabl.matrix.load import MatrixSource
 from bertabl.matrix.plan import FinetuneTrial, Plan, PretrainTrial
 from bertabl.matrix.resources import STAGES
@@ -279,7 +281,7 @@ def _run_trials(
         ),
     )
     with stop.catching(raise_now=False):  # after ray.init, which sets its own SIGTERM handler
-        results = tuner.fit()
+        results = fit_or_explain(tuner.fit, store.root)
     by_id = {t.id: t for t in (*pretrain, *finetune, *tests)}
     for result in results:
         if result.error is None and stop.requested and not result.config:
@@ -296,6 +298,24 @@ def _run_trials(
             trial_id, _dump(by_id[trial_id]), Status.FAILED, error=reason, timings=attempts
         )
         summary.failed.append(trial_id)
+
+
+def fit_or_explain(fit: Callable[[], Any], run_dir: Path) -> Any:
+    """`tuner.fit()`, with an out-of-memory kill said in one line. When Ray's memory monitor
+    kills a trial's worker while Tune starts or reuses it, Tune gives up on the whole run
+    (RuntimeError "Caught unexpected exception"), which ended `bertabl run` in a traceback."""
+    try:
+        return fit()
+    except RuntimeError as err:
+        if "running low on memory" not in str(err):
+            raise
+        usage = re.search(r"was ([\d.]+GB used / [\d.]+GB limit)", str(err))
+        raise UserError(
+            f"{run_dir}: Ray killed trial workers because this machine ran out of memory"
+            f"{f' ({usage.group(1)})' if usage else ''}. Finished trials are kept; "
+            f"`bertabl resume {run_dir}` runs the rest. Fix: fewer trials at once (--set "
+            "resources.max_concurrent_trials=1), or stop other jobs using memory here"
+        ) from None
 
 
 def _waiting(pretrain, finetune, tests) -> list[tuple[str, Any, set[str]]]:

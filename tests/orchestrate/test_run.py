@@ -153,3 +153,33 @@ def test_an_error_is_its_innermost_cause_last_line():
         "FloatingPointError: loss nan"
     )
     assert run.error_summary(ValueError()) == "ValueError"
+
+
+# What Ray 2.60's Tune raised when the memory monitor killed two trial workers of a
+# `bertabl run` (recipes_cpu beside other jobs on a 24 GB machine), abridged.
+RAY_OOM = (
+    "Caught unexpected exception: 2 worker(s) were killed due to the node running low on "
+    "memory. Memory on the node (IP: 192.0.2.2, ID: 9a89) was 22.50GB used / 23.54GB limit "
+    "(0.955659)\nOOM kill reason: Memory usage 24138858496B exceeded threshold"
+)
+
+
+def test_an_out_of_memory_kill_is_one_line_that_says_how_to_go_on(tmp_path: Path):
+    def fit():
+        raise RuntimeError(RAY_OOM)
+
+    with pytest.raises(UserError) as caught:
+        run.fit_or_explain(fit, tmp_path)
+    message = str(caught.value)
+    assert "\n" not in message and "22.50GB used / 23.54GB limit" in message
+    assert f"bertabl resume {tmp_path}" in message
+    assert "resources.max_concurrent_trials=1" in message
+
+
+def test_other_tune_errors_keep_their_traceback(tmp_path: Path):
+    def fit():
+        raise RuntimeError("Caught unexpected exception: something else")
+
+    with pytest.raises(RuntimeError, match="something else"):
+        run.fit_or_explain(fit, tmp_path)
+    assert run.fit_or_explain(lambda: "results", tmp_path) == "results"
