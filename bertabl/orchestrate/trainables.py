@@ -47,9 +47,40 @@ def write_views(store: RunStore, config, metrics: dict[str, Any], history: list)
         )
 
 
+def release_freed_memory() -> None:
+    """Give the memory a finished trial freed back to the operating system (glibc only).
+
+    Tune runs each trial of a reused worker in a new thread, and glibc keeps what a thread's
+    malloc arena freed for that arena: a warm worker's RSS grew by ~1 GB a trial
+    (recipes_cpu: 2.2 -> 6.9 GB over 5 trials, two workers, until Ray's memory monitor killed
+    them), though no tensor of an earlier trial stayed alive. malloc_trim(0) trims every arena
+    (one SST-2 trial's process: 1.1 -> 0.59 GB)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        trim = getattr(libc, "malloc_trim", None)
+    except OSError:  # no C library to load: nothing to trim
+        trim = None
+    if trim is not None:  # glibc; musl and macOS have no malloc_trim and need none
+        trim(0)
+
+
 def run_trial(tune_config: dict[str, Any]) -> None:
     """Tune entry point of any trial: one trainable for every stage, so one warm worker
     process (reuse_actors) runs pre-training, fine-tuning and test-split trials alike."""
+    try:
+        _run_trial(tune_config)
+    finally:
+        import gc
+
+        gc.collect()  # the trial's model and optimizer, before their memory is trimmed
+        release_freed_memory()
+
+
+def _run_trial(tune_config: dict[str, Any]) -> None:
     params = trial_params(tune_config)
     trial_id, config = params.id, params.config
     store = RunStore(params.run.run_dir)
