@@ -55,7 +55,7 @@ def release_freed_memory() -> None:
     (recipes_cpu: 2.2 -> 8.6 GB in 20 minutes, until Ray's memory monitor killed workers),
     though no tensor of an earlier trial stayed alive. malloc_trim(0) trims every arena (one
     SST-2 trial's process: 1.1 -> 0.59 GB; with a gc.collect() before it, recipes_cpu's workers
-    then stayed under 2.6 GB)."""
+    then stayed under 2.7 GB)."""
     import ctypes
     import ctypes.util
 
