@@ -12,6 +12,7 @@ workers each run `run_rank`; the record is written here either way, from rank 0'
 
 from __future__ import annotations
 
+import functools
 import shutil
 import time
 from typing import Any
@@ -56,17 +57,21 @@ def release_freed_memory() -> None:
     though no tensor of an earlier trial stayed alive. malloc_trim(0) trims every arena (one
     SST-2 trial's process: 1.1 -> 0.59 GB; with a gc.collect() before it, recipes_cpu's workers
     then stayed under 2.7 GB)."""
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-        trim = getattr(libc, "malloc_trim", None)
-    except OSError:  # no C library to load: nothing to trim
-        trim = None
+    trim = _malloc_trim()
     if trim is not None:  # glibc; musl and macOS have no malloc_trim and need none
         trim(0)
+
+
+@functools.cache
+def _malloc_trim():
+    """The C library's malloc_trim, looked up once per worker process (None where absent):
+    the symbols already loaded into this process, so no library search per trial."""
+    import ctypes
+
+    try:
+        return getattr(ctypes.CDLL(None), "malloc_trim", None)
+    except (OSError, TypeError):  # no process symbol table to open (Windows): nothing to trim
+        return None
 
 
 def run_trial(tune_config: dict[str, Any]) -> None:
