@@ -123,3 +123,30 @@ def test_swag_fixture_with_bert_vocab() -> None:
         "[CLS] students lower their eyes nervously. [SEP] she walks slowly towards someone. [SEP]"
     )
     assert mc.collate(features, tokenizer)["input_ids"].shape[:2] == (3, 4)
+
+
+def _run_swag_batch(examples: list[dict], tokenizer, max_length: int) -> dict[str, torch.Tensor]:
+    """transformers' examples/pytorch/multiple-choice/run_swag.py: its preprocess_function
+    (sent1 four times; sent2 + " " + each ending; truncation=True) and its collator."""
+    from transformers import DataCollatorForMultipleChoice
+
+    firsts = [e["context"] for e in examples for _ in range(4)]
+    seconds = [f"{e['start']} {ending}" for e in examples for ending in e["endings"]]
+    enc = tokenizer(firsts, seconds, truncation=True, max_length=max_length)
+    features = [
+        {k: v[4 * i : 4 * i + 4] for k, v in enc.items()} | {"label": e["label"]}
+        for i, e in enumerate(examples)
+    ]
+    return DataCollatorForMultipleChoice(tokenizer)(features)
+
+
+@pytest.mark.parametrize("max_length", [64, 16])  # 16 truncates every sequence
+def test_batches_are_the_run_swag_recipes(tok, max_length: int) -> None:
+    # Issue 27's parity bench: on the SWAG-format case bertabl and the Trainer recipe start from
+    # the same weights and, dropout off, take the same steps; what they train on is pinned here.
+    examples = read_swag(TESTS / "fixtures" / "formats" / "swag" / "val.csv")
+    ours = mc.collate(mc.encode(examples, tok, max_length), tok)
+    theirs = _run_swag_batch(examples, tok, max_length)
+    assert set(ours) == set(theirs)
+    for key in ours:
+        assert torch.equal(ours[key], theirs[key]), key
