@@ -12,8 +12,8 @@ row, through `build_plan`, then the trial body) and the Trainer side as the tran
 examples do (bench/parity/trainer.py), on identical examples and hyperparameters: lr, batch,
 epochs, 10% linear warmup then linear decay, weight decay 0.01, clipping at 1.0, max length,
 dynamic padding, the `AutoModelFor...` head, dev scored after every epoch. Each side keeps its
-own defaults beyond those (bertabl: length-grouped batches, AdamW eps 1e-6; run_*: random
-order, eps 1e-8).
+own defaults beyond those (bertabl: length-grouped batches except for multiple choice, AdamW
+eps 1e-6; run_*: random order, eps 1e-8).
 
 Per case it prints both sides' mean ± std over seeds (the last epoch's dev score, in points),
 the difference and its 95% t-interval paired by seed, the wall-time ratio (each side timed from

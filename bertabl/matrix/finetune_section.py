@@ -23,6 +23,7 @@ from bertabl.matrix.fields import (
     check_axis,
     named,
 )
+from bertabl.tasks.spec import UNGROUPED_FAMILIES
 from bertabl.trial.finetune import FeatureMode, Head, Recipe, TagScheme
 from bertabl.trial.strict import Strict
 
@@ -195,8 +196,10 @@ class FinetuneSection(Strict):
         description="fine-tune from the models after these pre-training steps (Figure 5); "
         "one report row per step; empty = the final model only",
     )
-    group_by_length: bool = Field(
-        True, description="batch examples of similar length (less padding; order stays random)"
+    group_by_length: bool | None = Field(
+        None,
+        description="batch examples of similar length (less padding; order stays random); "
+        "default: on, except for multiple choice (see tasks/spec.py UNGROUPED_FAMILIES)",
     )
     recipe: Recipe = Field(Recipe(), description="the fine-tuning recipe of every trial")
     task_settings: dict[str, TaskSettings] = Field(
@@ -256,6 +259,13 @@ class FinetuneSection(Strict):
         if clash:
             raise ValueError(f"{sorted(clash)} names both a multitask group and a recipe variant")
         return self
+
+    def groups_by_length(self, family: str) -> bool:
+        """Whether `family`'s trials batch by length: this section's setting, else the family's
+        default."""
+        if self.group_by_length is not None:
+            return self.group_by_length
+        return family not in UNGROUPED_FAMILIES
 
     def protocol(self, task: str) -> TaskProtocol:
         """`task`'s grid, restarts and lengths: this section's, with task_settings applied."""

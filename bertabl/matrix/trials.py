@@ -173,7 +173,8 @@ def finetune_trials(
             scheme = None
             if spec.family == "tagging":
                 scheme = protocol.tag_scheme or DEFAULT_TAG_SCHEME
-            for point, common in grid_settings(ft, protocol, model, step, head, recipe):
+            grouped = ft.groups_by_length(spec.family)
+            for point, common in grid_settings(ft, protocol, model, step, head, recipe, grouped):
                 config = FinetuneTrialConfig(**common, task=task, task_data=ref, tag_scheme=scheme)
                 add(config, point, model.parameters, examples)
                 cell.append(config.id)
@@ -209,7 +210,8 @@ def finetune_trials(
         check_encoder(model, head, recipe, origin)
         examples = sum(data[t][1] for t in tasks)
         key = (head, bilstm_hidden, None)
-        for point, common in grid_settings(ft, protocol, model, step, key, recipe):
+        grouped = ft.groups_by_length(matrix.spec(tasks[0]).family)  # sentence families alike
+        for point, common in grid_settings(ft, protocol, model, step, key, recipe, grouped):
             config = MultitaskTrialConfig(
                 **common,
                 task="+".join(tasks),
@@ -230,9 +232,10 @@ def grid_settings(
     step: int | None,
     head: tuple[str, int, str | None],
     recipe: Recipe,
+    grouped: bool,
 ) -> Iterator[tuple[GridPoint, dict[str, Any]]]:
     """(grid point, the settings every fine-tuning config of it takes) for each grid point x
-    restart of the task's protocol, in matrix order."""
+    restart of the task's protocol, in matrix order; `grouped`: length-grouped batches."""
     grid = protocol.grid
     for batch, lr, epochs in itertools.product(grid.batch_size, grid.learning_rate, grid.epochs):
         point = (("batch_size", batch), ("learning_rate", lr), ("epochs", epochs))
@@ -251,7 +254,7 @@ def grid_settings(
                     "max_seq_len": protocol.max_seq_len,
                     "doc_stride": protocol.doc_stride,
                     "document_context": protocol.document_context,
-                    "group_by_length": ft.group_by_length,
+                    "group_by_length": grouped,
                     "warmup_fraction": ft.warmup_fraction,
                     "weight_decay": ft.weight_decay,
                     "eval_batch_size": protocol.eval_batch_size,

@@ -11,7 +11,7 @@ from bertabl.matrix import build_plan
 from bertabl.matrix.load import tomllib, validate
 from bertabl.matrix.rows import RecipeRow
 from bertabl.matrix.trials import grid_settings, multitask_key, resolved_recipe, task_data
-from tests.conftest import TINY_MATRIX
+from tests.conftest import FIXTURES, TINY_MATRIX
 
 
 def _matrix(**finetune):
@@ -29,7 +29,8 @@ def test_each_grid_point_runs_its_restarts_in_matrix_order_with_their_seeds():
     model = build_plan(matrix).pretrain[0]
     recipe = resolved_recipe(matrix, None, "syn_chain", "m.toml")
     protocol = matrix.finetune.protocol("syn_chain")
-    settings = list(grid_settings(matrix.finetune, protocol, model, 5, ("linear", 0, None), recipe))
+    head = ("linear", 0, None)
+    settings = list(grid_settings(matrix.finetune, protocol, model, 5, head, recipe, True))
     points = [
         (("batch_size", b), ("learning_rate", lr), ("epochs", 1))
         for b in (16, 32)
@@ -117,3 +118,28 @@ def test_a_multitask_group_is_its_tasks_and_temperature():
     key = multitask_key(matrix, "mt")
     assert (key.tasks, key.temperature) == (["syn_agree", "syn_chain"], 1.0)
     assert multitask_key(matrix, "") is None
+
+
+@pytest.mark.parametrize("setting", [None, True, False])
+def test_multiple_choice_batches_in_random_order_unless_the_matrix_says(tmp_path, setting):
+    # Length-grouped batches cost accuracy on the parity bench's SWAG-format case (issue 27,
+    # tasks/spec.py UNGROUPED_FAMILIES); the other families keep the grouping's padding saving.
+    swag = tmp_path / "swag"
+    swag.mkdir()
+    for name in ("train.csv", "val.csv"):
+        (swag / name).write_text((FIXTURES / "formats" / "swag" / "val.csv").read_text())
+    raw = tomllib.loads(TINY_MATRIX)
+    raw["data"]["swag_dir"] = str(swag)
+    raw["finetune"]["tasks"] = ["swag", "syn_chain"]
+    if setting is not None:
+        raw["finetune"]["group_by_length"] = setting
+    grouped = {
+        t.config.task: t.config.group_by_length
+        for t in build_plan(validate(raw, "m.toml")).finetune
+    }
+    expected = (
+        {"swag": False, "syn_chain": True}
+        if setting is None
+        else {"swag": setting, "syn_chain": setting}
+    )
+    assert grouped == expected
