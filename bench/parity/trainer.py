@@ -138,6 +138,26 @@ def _sequence(config, rows, model_dir, out, device, precision):
 # ---------------------------------------------------------------- run_ner
 
 
+def run_ner_features(sentences: list[dict], tokenizer, max_length: int) -> dict[str, list]:
+    """run_ner's tokenize_and_align_labels with label_all_tokens = False: the tags as the files
+    give them, at each word's first sub-token; -100 at special tokens and later sub-tokens.
+    Columns: the tokenizer's, and "labels"."""
+    label_to_id = {label: i for i, label in enumerate(CONLL_LABELS)}
+    enc = tokenizer([s["tokens"] for s in sentences], truncation=True, max_length=max_length,
+                    is_split_into_words=True)  # fmt: skip
+    all_labels = []
+    for i, sentence in enumerate(sentences):
+        labels, previous = [], None
+        for word in enc.word_ids(i):
+            if word is None or word == previous:
+                labels.append(-100)
+            else:
+                labels.append(label_to_id[sentence["tags"][word]])
+            previous = word
+        all_labels.append(labels)
+    return dict(enc) | {"labels": all_labels}
+
+
 def _tagging(config, rows, model_dir, out, device, precision):
     from datasets import Dataset
     from seqeval.metrics import f1_score, precision_score, recall_score
@@ -148,24 +168,9 @@ def _tagging(config, rows, model_dir, out, device, precision):
     )
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    label_to_id = {label: i for i, label in enumerate(CONLL_LABELS)}
 
     def encode(sentences: list[dict]) -> Dataset:
-        # run_ner's tokenize_and_align_labels, label_all_tokens = False: the tags as the
-        # files give them, at each word's first sub-token.
-        enc = tokenizer([s["tokens"] for s in sentences], truncation=True,
-                        max_length=config.max_seq_len, is_split_into_words=True)  # fmt: skip
-        all_labels = []
-        for i, sentence in enumerate(sentences):
-            labels, previous = [], None
-            for word in enc.word_ids(i):
-                if word is None or word == previous:
-                    labels.append(-100)
-                else:
-                    labels.append(label_to_id[sentence["tags"][word]])
-                previous = word
-            all_labels.append(labels)
-        return Dataset.from_dict(dict(enc) | {"labels": all_labels})
+        return Dataset.from_dict(run_ner_features(sentences, tokenizer, config.max_seq_len))
 
     train, dev = encode(rows["train"]), encode(rows["dev"])
     torch.manual_seed(config.seed)
@@ -313,6 +318,16 @@ def _f1(prediction: str, gold: str) -> float:
 # ---------------------------------------------------------------- run_swag
 
 
+def run_swag_features(examples: list[dict], tokenizer, max_length: int) -> dict[str, list]:
+    """run_swag's preprocess_function: sent1 four times, sent2 + " " + each ending, truncation=True;
+    each column grouped in fours, and "label"."""
+    firsts = [e["context"] for e in examples for _ in range(4)]
+    seconds = [f"{e['start']} {ending}" for e in examples for ending in e["endings"]]
+    enc = tokenizer(firsts, seconds, truncation=True, max_length=max_length)
+    grouped = {k: [v[i : i + 4] for i in range(0, len(v), 4)] for k, v in enc.items()}
+    return grouped | {"label": [e["label"] for e in examples]}
+
+
 def _multiple_choice(config, rows, model_dir, out, device, precision):
     from datasets import Dataset
     from transformers import (
@@ -323,12 +338,8 @@ def _multiple_choice(config, rows, model_dir, out, device, precision):
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
 
-    def encode(examples: list[dict]) -> Dataset:  # run_swag's preprocess_function
-        firsts = [e["context"] for e in examples for _ in range(4)]
-        seconds = [f"{e['start']} {ending}" for e in examples for ending in e["endings"]]
-        enc = tokenizer(firsts, seconds, truncation=True, max_length=config.max_seq_len)
-        grouped = {k: [v[i : i + 4] for i in range(0, len(v), 4)] for k, v in enc.items()}
-        return Dataset.from_dict(grouped | {"label": [e["label"] for e in examples]})
+    def encode(examples: list[dict]) -> Dataset:
+        return Dataset.from_dict(run_swag_features(examples, tokenizer, config.max_seq_len))
 
     train, dev = encode(rows["train"]), encode(rows["dev"])
     torch.manual_seed(config.seed)

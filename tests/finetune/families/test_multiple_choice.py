@@ -6,8 +6,14 @@ import logging
 
 import pytest
 import torch
-from transformers import BertConfig, BertForMultipleChoice, BertTokenizerFast
+from transformers import (
+    BertConfig,
+    BertForMultipleChoice,
+    BertTokenizerFast,
+    DataCollatorForMultipleChoice,
+)
 
+from bench.parity.trainer import run_swag_features
 from bertabl.data.formats.swag import read_swag
 from bertabl.finetune.families import multiple_choice as mc
 from tests.conftest import REPO, SHARED_DATA
@@ -125,28 +131,16 @@ def test_swag_fixture_with_bert_vocab() -> None:
     assert mc.collate(features, tokenizer)["input_ids"].shape[:2] == (3, 4)
 
 
-def _run_swag_batch(examples: list[dict], tokenizer, max_length: int) -> dict[str, torch.Tensor]:
-    """transformers' examples/pytorch/multiple-choice/run_swag.py: its preprocess_function
-    (sent1 four times; sent2 + " " + each ending; truncation=True) and its collator."""
-    from transformers import DataCollatorForMultipleChoice
-
-    firsts = [e["context"] for e in examples for _ in range(4)]
-    seconds = [f"{e['start']} {ending}" for e in examples for ending in e["endings"]]
-    enc = tokenizer(firsts, seconds, truncation=True, max_length=max_length)
-    features = [
-        {k: v[4 * i : 4 * i + 4] for k, v in enc.items()} | {"label": e["label"]}
-        for i, e in enumerate(examples)
-    ]
-    return DataCollatorForMultipleChoice(tokenizer)(features)
-
-
 @pytest.mark.parametrize("max_length", [64, 16])  # 16 truncates every sequence
 def test_batches_are_the_run_swag_recipes(tok, max_length: int) -> None:
     # Issue 27's parity bench: on the SWAG-format case bertabl and the Trainer recipe start from
-    # the same weights and, dropout off, take the same steps; what they train on is pinned here.
+    # the same weights and, dropout off, take the same steps; what they train on is pinned here,
+    # against the bench's run_swag preprocessing and transformers' collator.
     examples = read_swag(TESTS / "fixtures" / "formats" / "swag" / "val.csv")
     ours = mc.collate(mc.encode(examples, tok, max_length), tok)
-    theirs = _run_swag_batch(examples, tok, max_length)
+    columns = run_swag_features(examples, tok, max_length)
+    features = [{k: column[i] for k, column in columns.items()} for i in range(len(examples))]
+    theirs = DataCollatorForMultipleChoice(tok)(features)
     assert set(ours) == set(theirs)
     for key in ours:
         assert torch.equal(ours[key], theirs[key]), key

@@ -9,6 +9,7 @@ import pytest
 import torch
 from transformers import BertTokenizerFast
 
+from bench.parity.trainer import run_ner_features
 from bertabl.data.formats.conll import CONLL_LABELS, read_conll2003
 from bertabl.finetune.families.tagging import encoding as ner
 from bertabl.finetune.metrics import iob1_to_iob2, iob2_to_iob1
@@ -93,26 +94,6 @@ def test_iob2_to_iob1_keeps_b_only_between_touching_entities_of_one_type() -> No
     assert iob2_to_iob1(iob1) == iob1 and iob1_to_iob2(iob2) == iob2  # no-ops on their own
 
 
-def _run_ner_labels(sentences: list[dict], tokenizer, max_len: int) -> list[list[int]]:
-    """transformers' examples/pytorch/token-classification/run_ner.py,
-    tokenize_and_align_labels with label_all_tokens = False: the tags as the data gives them,
-    at each word's first sub-token; -100 at special tokens and later sub-tokens."""
-    label_to_id = {label: i for i, label in enumerate(CONLL_LABELS)}
-    out = []
-    for sentence in sentences:
-        enc = tokenizer(sentence["tokens"], truncation=True, max_length=max_len,
-                        is_split_into_words=True)  # fmt: skip
-        labels, previous = [], None
-        for word in enc.word_ids():
-            if word is None or word == previous:
-                labels.append(-100)
-            else:
-                labels.append(label_to_id[sentence["tags"][word]])
-            previous = word
-        out.append(labels)
-    return out
-
-
 def test_training_labels_are_the_trainer_recipes(tok) -> None:
     # The 16-point NER gap against transformers' Trainer (issue 27): bertabl trained on IOB2
     # conversions of CoNLL's IOB1 tags, the Trainer recipe on the tags as in the files.
@@ -120,7 +101,7 @@ def test_training_labels_are_the_trainer_recipes(tok) -> None:
     assert any(t.startswith("I-") and (i == 0 or s["tags"][i - 1] == "O")
                for s in sentences for i, t in enumerate(s["tags"]))  # fmt: skip
     encoded = ner.encode(sentences, tok, 64)
-    assert [f["labels"] for f in encoded] == _run_ner_labels(sentences, tok, 64)
+    assert [f["labels"] for f in encoded] == run_ner_features(sentences, tok, 64)["labels"]
 
 
 def test_truncation_counts_and_decodes_cut_words_as_o(tok, caplog) -> None:
