@@ -15,6 +15,17 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
 SHARED_DATA = REPO.parent / "shared" / "data"
 
+
+def fixture_copies(folder: Path, fixture: str, names: tuple[str, ...]) -> Path:
+    """`folder` (created) holding tests/fixtures/formats/`fixture` under each of `names`: one
+    small file in a task's original format standing in for every split it reads."""
+    folder.mkdir(exist_ok=True)
+    text = (FIXTURES / "formats" / fixture).read_text()
+    for name in names:
+        (folder / name).write_text(text)
+    return folder
+
+
 # A matrix small enough to pre-train and fine-tune in seconds: 2 variants x 2 tasks x 1 grid
 # point x 2 restarts = 2 pre-training + 8 fine-tuning trials.
 TINY_MATRIX = """

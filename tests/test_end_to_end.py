@@ -12,7 +12,7 @@ from bertabl.cli import app
 from bertabl.matrix import build_plan
 from bertabl.matrix.load import load_matrix
 from bertabl.orchestrate.tracking import run_names
-from tests.conftest import FIXTURES
+from tests.conftest import fixture_copies
 from tests.orchestrate.test_tracking import scalars
 
 pytestmark = pytest.mark.slow
@@ -156,11 +156,7 @@ def test_real_data_task_families(shared_data: Path, tmp_path: Path):
     for name, article in (("train-v1.1.json", articles[0]), ("dev-v1.1.json", articles[1])):
         (squad_dir / name).write_text(json.dumps({"version": "1.1", "data": [article]}))
     # SWAG is not here either: the hand-written fixture in its original CSV layout, as both splits.
-    swag_dir = tmp_path / "swag"
-    swag_dir.mkdir()
-    swag = (FIXTURES / "formats" / "swag" / "val.csv").read_text()
-    for name in ("train.csv", "val.csv"):
-        (swag_dir / name).write_text(swag)
+    swag_dir = fixture_copies(tmp_path / "swag", "swag/val.csv", ("train.csv", "val.csv"))
     matrix = tmp_path / "real.toml"
     matrix.write_text(f"""
 name = "real"

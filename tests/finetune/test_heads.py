@@ -15,7 +15,7 @@ from bertabl.matrix.cells import cell_trials
 from bertabl.matrix.load import tomllib, validate
 from bertabl.pretrain.step_loop import pretrain
 from bertabl.training import TrialRuntime
-from tests.conftest import FIXTURES, TINY_MATRIX, model_from
+from tests.conftest import TINY_MATRIX, fixture_copies, model_from
 
 TINY_MODEL = {"intermediate": 32, "dropout": 0.0, "max_position": 32}
 TABLE5_ROWS = [
@@ -126,11 +126,7 @@ def test_bilstm_row_fine_tunes(tmp_path: Path):
 
 def _finetune_on_fixture(tmp_path: Path, task: str, data_key: str, fixture: str, names) -> dict:
     """Pre-train the tiny model, then fine-tune `task` on a fixture copied to `names`."""
-    folder = tmp_path / data_key
-    folder.mkdir()
-    text = (FIXTURES / "formats" / fixture).read_text()
-    for name in names:
-        (folder / name).write_text(text)
+    folder = fixture_copies(tmp_path / data_key, fixture, names)
     raw = tomllib.loads(TINY_MATRIX)
     raw["finetune"]["tasks"] = [task]
     raw["finetune"]["max_seq_len"] = 64

@@ -7,15 +7,11 @@ import pytest
 from bertabl.errors import MatrixError
 from bertabl.matrix import build_plan
 from bertabl.matrix.load import tomllib, validate
-from tests.conftest import FIXTURES, TINY_MATRIX
+from tests.conftest import TINY_MATRIX, fixture_copies
 
 
 def test_a_left_to_right_model_is_refused_for_multiple_choice(tmp_path):
-    swag = tmp_path / "swag"
-    swag.mkdir()
-    text = (FIXTURES / "formats" / "swag" / "val.csv").read_text()
-    for name in ("train.csv", "val.csv"):
-        (swag / name).write_text(text)
+    swag = fixture_copies(tmp_path / "swag", "swag/val.csv", ("train.csv", "val.csv"))
     raw = tomllib.loads(TINY_MATRIX)
     raw["data"]["swag_dir"] = str(swag)
     raw["finetune"]["tasks"] = ["swag"]

@@ -11,7 +11,7 @@ from bertabl.matrix import build_plan
 from bertabl.matrix.load import tomllib, validate
 from bertabl.matrix.rows import RecipeRow
 from bertabl.matrix.trials import grid_settings, multitask_key, resolved_recipe, task_data
-from tests.conftest import FIXTURES, TINY_MATRIX
+from tests.conftest import TINY_MATRIX, fixture_copies
 
 
 def _matrix(**finetune):
@@ -124,10 +124,7 @@ def test_a_multitask_group_is_its_tasks_and_temperature():
 def test_multiple_choice_batches_in_random_order_unless_the_matrix_says(tmp_path, setting):
     # Length-grouped batches cost accuracy on the parity bench's SWAG-format case (issue 27,
     # tasks/spec.py UNGROUPED_FAMILIES); the other families keep the grouping's padding saving.
-    swag = tmp_path / "swag"
-    swag.mkdir()
-    for name in ("train.csv", "val.csv"):
-        (swag / name).write_text((FIXTURES / "formats" / "swag" / "val.csv").read_text())
+    swag = fixture_copies(tmp_path / "swag", "swag/val.csv", ("train.csv", "val.csv"))
     raw = tomllib.loads(TINY_MATRIX)
     raw["data"]["swag_dir"] = str(swag)
     raw["finetune"]["tasks"] = ["swag", "syn_chain"]

@@ -20,17 +20,13 @@ from bertabl.matrix.load import tomllib, validate
 from bertabl.pretrain.step_loop import pretrain
 from bertabl.training import TrialRuntime
 from bertabl.trial.finetune import MultitaskTrialConfig
-from tests.conftest import FIXTURES, TINY_MATRIX
+from tests.conftest import FIXTURES, TINY_MATRIX, fixture_copies
 
 CPU = torch.device("cpu")
 
 
 def _copied(tmp: Path, fixture: str, names: tuple[str, ...]) -> Path:
-    folder = tmp / names[0].split(".")[0]
-    folder.mkdir(exist_ok=True)
-    for name in names:
-        (folder / name).write_text((FIXTURES / "formats" / fixture).read_text())
-    return folder
+    return fixture_copies(tmp / names[0].split(".")[0], fixture, names)
 
 
 def _squad(raw: dict, tmp: Path) -> None:
